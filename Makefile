@@ -1,0 +1,43 @@
+# Quick start: `make run` and `make test`. Both install missing Debian packages, configure and build.
+BUILD ?= build
+JOBS ?= $(shell nproc)
+DEB_PACKAGES := cmake g++ make pkg-config nlohmann-json3-dev libpcre2-dev libcli11-dev \
+                libgtest-dev libgmock-dev libbenchmark-dev clang libclang-rt-14-dev
+SHARED ?= ../shared
+FIXTURES := $(SHARED)/fixtures
+DEFAULT_GGUF := $(BUILD)/models/aidreams260K.gguf
+
+.PHONY: deps configure build run test clean bench
+
+deps:
+	@missing=""; for p in $(DEB_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
+	fi
+
+configure: deps
+	@[ -f $(BUILD)/CMakeCache.txt ] || cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release
+
+build: configure
+	cmake --build $(BUILD) -j $(JOBS)
+
+$(DEFAULT_GGUF): | build
+	@mkdir -p $(dir $@)
+	$(BUILD)/corral convert $(FIXTURES)/llama2c/aidreams260K.bin $@ --tokenizer $(FIXTURES)/llama2c/tok512.bin
+
+run: build $(DEFAULT_GGUF)
+	$(BUILD)/corral info $(DEFAULT_GGUF)
+	$(BUILD)/corral run -m $(DEFAULT_GGUF) -p "Once upon a time" -n 100 --temp 0
+
+test: build
+	cd $(BUILD) && ctest --output-on-failure -j $(JOBS) --timeout 600
+
+bench: build
+	$(BUILD)/corral-bench
+
+clean:
+	rm -rf $(BUILD)

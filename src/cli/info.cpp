@@ -1,0 +1,117 @@
+// corral info MODEL [--json]: what a model file holds, for any supported format.
+#include <map>
+#include <nlohmann/json.hpp>
+
+#include "cli/commands.h"
+#include "format/model_file.h"
+
+namespace corral::cli {
+
+namespace {
+
+nlohmann::json to_json(const GgufValue& v) {
+  switch (v.type) {
+    case GgufType::STRING: return v.str;
+    case GgufType::BOOL: return v.u != 0;
+    case GgufType::F32: case GgufType::F64: return v.f;
+    case GgufType::ARRAY: {
+      nlohmann::json a = nlohmann::json::array();
+      for (auto& x : v.arr) a.push_back(to_json(x));
+      return a;
+    }
+    default: return v.as_int();
+  }
+}
+
+Status run_info(const std::string& path, bool as_json, const std::string& tokenizer) {
+  LoadOptions lo;
+  lo.tokenizer_path = tokenizer;
+  CORRAL_ASSIGN_OR_RETURN(LoadedModel m, load_model(path, lo));
+  const std::string arch = m.meta.arch();
+  std::map<std::string, std::pair<int64_t, size_t>> by_type;  // type -> (tensors, bytes)
+  int64_t n_params = 0;
+  size_t n_bytes = 0;
+  for (auto& t : m.tensors) {
+    auto& e = by_type[std::string(type_name(t.type))];
+    e.first++;
+    e.second += t.nbytes;
+    n_params += t.nelements();
+    n_bytes += t.nbytes;
+  }
+  const std::string tok_model = m.meta.get_str("tokenizer.ggml.model").value_or("none");
+  const std::string tok_pre = m.meta.get_str("tokenizer.ggml.pre").value_or("");
+  auto* toks = m.meta.get_arr("tokenizer.ggml.tokens");
+  const int64_t tok_n = toks ? int64_t(toks->size()) : 0;
+  std::string tok_kind = tok_model == "llama" ? "SentencePiece BPE"
+                         : tok_model == "gpt2" ? "byte-level BPE"
+                                               : tok_model;
+  const std::string license = m.meta.get_str("general.license").value_or("");
+
+  if (as_json) {
+    nlohmann::json j;
+    j["path"] = path;
+    j["format"] = m.format;
+    if (m.gguf_version) j["gguf_version"] = m.gguf_version;
+    j["architecture"] = arch;
+    nlohmann::json hp = nlohmann::json::object(), general = nlohmann::json::object();
+    for (auto& [k, v] : m.meta.kv) {
+      if (k.rfind("tokenizer.", 0) == 0) continue;
+      if (k.rfind("general.", 0) == 0) general[k.substr(8)] = to_json(v);
+      else if (!arch.empty() && k.rfind(arch + ".", 0) == 0) hp[k.substr(arch.size() + 1)] = to_json(v);
+      else hp[k] = to_json(v);
+    }
+    j["general"] = general;
+    j["hyperparameters"] = hp;
+    j["tokenizer"] = {{"model", tok_model}, {"kind", tok_kind}, {"pre", tok_pre}, {"vocab_size", tok_n}};
+    if (auto v = m.meta.get_str("tokenizer.chat_template")) j["tokenizer"]["chat_template"] = *v;
+    for (const char* k : {"bos_token_id", "eos_token_id", "eot_token_id", "unknown_token_id"})
+      if (auto v = m.meta.get_int(std::string("tokenizer.ggml.") + k)) j["tokenizer"][k] = *v;
+    j["tensor_count"] = m.tensors.size();
+    j["parameter_count"] = n_params;
+    j["tensor_bytes"] = n_bytes;
+    nlohmann::json bt = nlohmann::json::object();
+    for (auto& [t, e] : by_type) bt[t] = {{"tensors", e.first}, {"bytes", e.second}};
+    j["bytes_by_type"] = bt;
+    j["license"] = license.empty() ? nlohmann::json(nullptr) : nlohmann::json(license);
+    std::printf("%s\n", j.dump(2).c_str());
+    return Status::ok();
+  }
+  std::printf("file:          %s\n", path.c_str());
+  std::printf("format:        %s%s\n", m.format.c_str(),
+              m.gguf_version ? (" v" + std::to_string(m.gguf_version)).c_str() : "");
+  std::printf("architecture:  %s\n", arch.empty() ? "(none)" : arch.c_str());
+  if (auto n = m.meta.get_str("general.name")) std::printf("name:          %s\n", n->c_str());
+  std::printf("license:       %s\n", license.empty() ? "(none)" : license.c_str());
+  std::printf("hyperparameters:\n");
+  for (auto& [k, v] : m.meta.kv) {
+    if (k.rfind("tokenizer.", 0) == 0 || k.rfind("general.", 0) == 0) continue;
+    std::printf("  %-44s %s\n", k.c_str(), v.to_string().c_str());
+  }
+  std::printf("tokenizer:     %s%s, %lld tokens\n", tok_kind.c_str(),
+              tok_pre.empty() ? "" : (" (pre: " + tok_pre + ")").c_str(), (long long)tok_n);
+  for (const char* k : {"bos_token_id", "eos_token_id", "eot_token_id"})
+    if (auto v = m.meta.get_int(std::string("tokenizer.ggml.") + k))
+      std::printf("  %-13s %lld\n", k, (long long)*v);
+  if (m.meta.find("tokenizer.chat_template")) std::printf("  chat template present\n");
+  std::printf("tensors:       %zu\n", m.tensors.size());
+  std::printf("parameters:    %lld (%.2fM)\n", (long long)n_params, double(n_params) / 1e6);
+  std::printf("tensor bytes:  %zu (%.2f MiB)\n", n_bytes, double(n_bytes) / (1 << 20));
+  for (auto& [t, e] : by_type)
+    std::printf("  %-6s %5lld tensors %14zu bytes\n", t.c_str(), (long long)e.first, e.second);
+  return Status::ok();
+}
+
+}  // namespace
+
+Action add_info(CLI::App& app) {
+  auto* sub = app.add_subcommand("info", "Describe a model file (GGUF, HF folder, llama2.c .bin)");
+  auto path = std::make_shared<std::string>();
+  auto as_json = std::make_shared<bool>(false);
+  auto tok = std::make_shared<std::string>();
+  sub->add_option("MODEL", *path, "model file or folder")->required();
+  sub->add_flag("--json", *as_json, "machine-readable output");
+  sub->add_option("--tokenizer", *tok, "tokenizer file (for llama2.c models)");
+  return [=] { return run_info(*path, *as_json, *tok); };
+}
+
+}  // namespace corral::cli

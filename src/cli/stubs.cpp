@@ -1,0 +1,16 @@
+// Subcommands whose issues are not done yet.
+#include "cli/commands.h"
+
+namespace corral::cli {
+#define CORRAL_STUB(fn, name, desc)                                         \
+  Action fn(CLI::App& app) {                                                \
+    app.add_subcommand(name, desc)->allow_extras();                         \
+    return [] { return Status(make_error(std::string(name) + ": not implemented yet")); }; \
+  }
+CORRAL_STUB(add_tokenize, "tokenize", "Tokenize text")
+CORRAL_STUB(add_run, "run", "Generate text")
+CORRAL_STUB(add_logits, "logits", "Dump logits")
+CORRAL_STUB(add_chat, "chat", "Interactive chat")
+CORRAL_STUB(add_bench, "bench", "Benchmark")
+CORRAL_STUB(add_synth, "synth", "Random-weight model")
+}  // namespace corral::cli

@@ -1,0 +1,50 @@
+// Helpers shared by the tests: fixture paths, running the corral binary, reading f32 files.
+#pragma once
+#include <cstdio>
+#include <fstream>
+#include <string>
+#include <vector>
+
+namespace corral::test {
+
+inline std::string fixture(const std::string& rel) { return std::string(CORRAL_FIXTURES) + "/" + rel; }
+inline std::string tmp_path(const std::string& name) {
+  return std::string(::testing::TempDir()) + "corral_" + name;
+}
+
+struct CmdResult {
+  int status;
+  std::string out, err;
+};
+
+// Runs the corral binary with args (a shell-quoted string); captures stdout and stderr.
+inline CmdResult run_corral(const std::string& args, const std::string& stdin_text = "") {
+  const std::string base = tmp_path("cmd_" + std::to_string(::getpid()));
+  const std::string in = base + ".in", out = base + ".out", err = base + ".err";
+  {
+    std::ofstream f(in, std::ios::binary);
+    f << stdin_text;
+  }
+  const std::string cmd = std::string(CORRAL_BINARY) + " " + args + " <" + in + " >" + out +
+                          " 2>" + err;
+  int rc = std::system(cmd.c_str());
+  auto slurp = [](const std::string& p) {
+    std::ifstream f(p, std::ios::binary);
+    return std::string((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  };
+  CmdResult r{WIFEXITED(rc) ? WEXITSTATUS(rc) : 128 + WTERMSIG(rc), slurp(out), slurp(err)};
+  std::remove(in.c_str());
+  std::remove(out.c_str());
+  std::remove(err.c_str());
+  return r;
+}
+
+inline std::vector<float> read_f32(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  std::vector<char> b((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  std::vector<float> v(b.size() / 4);
+  std::memcpy(v.data(), b.data(), v.size() * 4);
+  return v;
+}
+
+}  // namespace corral::test
