@@ -276,6 +276,28 @@ Status parse_hf_tokenizer_json(const std::string& text, const std::string& name,
     types[size_t(id)] = a.value("special", false) ? kTokControl : kTokUserDefined;
   }
   if (spm) {
+    // HF applies the merges by rank: the token each merge produces scores -rank, so the
+    // score-driven SentencePiece algorithm merges in the same order.
+    if (model.contains("merges") && model["merges"].is_array()) {
+      std::vector<bool> seen(tokens.size(), false);
+      int64_t rank = 0;
+      for (auto& mg : model["merges"]) {
+        std::string merged;
+        if (mg.is_string()) {
+          const std::string m = mg;
+          const size_t sp = m.find(' ', 1);
+          if (sp != std::string::npos) merged = m.substr(0, sp) + m.substr(sp + 1);
+        } else if (mg.is_array() && mg.size() == 2 && mg[0].is_string() && mg[1].is_string()) {
+          merged = mg[0].get<std::string>() + mg[1].get<std::string>();
+        }
+        auto it = ids.find(merged);
+        if (it != ids.end() && !seen[size_t(it->second)]) {
+          seen[size_t(it->second)] = true;
+          scores[size_t(it->second)] = -float(rank);
+        }
+        ++rank;
+      }
+    }
     if (model.contains("unk_token") && ids.count(token_string(model["unk_token"])))
       types[size_t(ids[token_string(model["unk_token"])])] = kTokUnknown;
     set_spm_common(meta, tokens, scores, types);
