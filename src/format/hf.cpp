@@ -28,7 +28,7 @@ void permute_qk_rows(const uint8_t* src, uint8_t* dst, int64_t n_rows, int64_t n
 
 std::vector<float> llama3_rope_factors(int64_t head_dim, double theta, double factor,
                                        double low_ff, double high_ff, double orig_ctx) {
-  std::vector<float> out(size_t(head_dim / 2));
+  std::vector<float> out(static_cast<size_t>(head_dim / 2));
   const double low_wavelen = orig_ctx / low_ff, high_wavelen = orig_ctx / high_ff;
   for (int64_t i = 0; i < head_dim / 2; ++i) {
     const double freq = std::pow(theta, -2.0 * double(i) / double(head_dim));
@@ -113,6 +113,8 @@ Expected<HfParams> read_config(const std::string& file, Metadata* meta) {
                                                                            : json::object();
   const double theta = rp.value("rope_theta", c.value("rope_theta", 10000.0));
   meta->set(a + ".rope.freq_base", GgufValue::of_f32(float(theta)));
+  const std::string dtype = c.value("dtype", c.value("torch_dtype", root.value("dtype", root.value("torch_dtype", std::string()))));
+  if (dtype == "bfloat16") meta->set(a + ".rope.freq_bf16", GgufValue::of_bool(true));
   std::string rtype = rp.value("rope_type", rp.value("type", std::string("default")));
   if (rtype == "llama3" || rtype == "linear") {
     const double factor = rp.value("factor", 1.0);

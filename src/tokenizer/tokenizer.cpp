@@ -252,11 +252,11 @@ std::string Tokenizer::decode(const std::vector<int32_t>& ids, bool render_speci
 
 std::string StreamDecoder::feed(int32_t id) {
   std::string piece = tok_.token_bytes(id, render_special_);
-  if (first_ && !piece.empty()) {
-    first_ = false;
-    if (tok_.vocab().kind == VocabKind::kSpm && tok_.vocab().add_space_prefix && piece[0] == ' ')
-      piece.erase(0, 1);
-  }
+  const Vocab& v = tok_.vocab();
+  if (v.kind == VocabKind::kSpm && v.add_space_prefix && prev_ == v.bos && v.bos >= 0 &&
+      !piece.empty() && piece[0] == ' ')
+    piece.erase(0, 1);
+  prev_ = id;
   pending_ += piece;
   const size_t n = utf8_complete_prefix(pending_);
   std::string ready = pending_.substr(0, n);

@@ -45,15 +45,17 @@ class Tokenizer {
 // Turns ids into text as they arrive, never emitting half a UTF-8 character.
 class StreamDecoder {
  public:
-  explicit StreamDecoder(const Tokenizer& tok, bool render_special = false)
-      : tok_(tok), render_special_(render_special) {}
+  // prev_token: the token before the first one fed (SentencePiece drops the leading space of
+  // a piece that follows BOS, i.e. starts the text). Default: the start of the text.
+  explicit StreamDecoder(const Tokenizer& tok, bool render_special = false, int32_t prev_token = -2)
+      : tok_(tok), render_special_(render_special), prev_(prev_token == -2 ? tok.vocab().bos : prev_token) {}
   std::string feed(int32_t id);
   std::string flush();  // whatever is held back (an incomplete character at the very end)
 
  private:
   const Tokenizer& tok_;
   bool render_special_;
-  bool first_ = true;
+  int32_t prev_;
   std::string pending_;
 };
 

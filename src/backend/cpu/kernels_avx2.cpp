@@ -1,0 +1,194 @@
+// AVX2 + FMA + F16C kernels (compiled with those flags only; selected at run time).
+#include <immintrin.h>
+
+#include "backend/cpu/kernels.h"
+#include "core/fp16.h"
+#include "format/quant.h"
+
+namespace corral {
+namespace {
+
+inline float hsum(__m256 v) {
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_add_ss(s, _mm_movehdup_ps(s));
+  return _mm_cvtss_f32(s);
+}
+
+inline float h2f(uint16_t h) { return _cvtsh_ss(h); }
+
+float dot_f32(int64_t n, const void* w, const void* x) {
+  auto* a = static_cast<const float*>(w);
+  auto* b = static_cast<const float*>(x);
+  __m256 s0 = _mm256_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
+  int64_t i = 0;
+  for (; i + 32 <= n; i += 32) {
+    s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), s0);
+    s1 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 8), _mm256_loadu_ps(b + i + 8), s1);
+    s2 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 16), _mm256_loadu_ps(b + i + 16), s2);
+    s3 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 24), _mm256_loadu_ps(b + i + 24), s3);
+  }
+  for (; i + 8 <= n; i += 8) s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), s0);
+  float s = hsum(_mm256_add_ps(_mm256_add_ps(s0, s1), _mm256_add_ps(s2, s3)));
+  for (; i < n; ++i) s += a[i] * b[i];
+  return s;
+}
+
+float dot_f16(int64_t n, const void* w, const void* x) {
+  auto* a = static_cast<const uint16_t*>(w);
+  auto* b = static_cast<const float*>(x);
+  __m256 s0 = _mm256_setzero_ps(), s1 = s0;
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    s0 = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i*)(a + i))),
+                         _mm256_loadu_ps(b + i), s0);
+    s1 = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i*)(a + i + 8))),
+                         _mm256_loadu_ps(b + i + 8), s1);
+  }
+  float s = hsum(_mm256_add_ps(s0, s1));
+  for (; i < n; ++i) s += h2f(a[i]) * b[i];
+  return s;
+}
+
+inline __m256 bf16x8(const uint16_t* p) {
+  return _mm256_castsi256_ps(
+      _mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i*)p)), 16));
+}
+
+float dot_bf16(int64_t n, const void* w, const void* x) {
+  auto* a = static_cast<const uint16_t*>(w);
+  auto* b = static_cast<const float*>(x);
+  __m256 s0 = _mm256_setzero_ps(), s1 = s0;
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    s0 = _mm256_fmadd_ps(bf16x8(a + i), _mm256_loadu_ps(b + i), s0);
+    s1 = _mm256_fmadd_ps(bf16x8(a + i + 8), _mm256_loadu_ps(b + i + 8), s1);
+  }
+  float s = hsum(_mm256_add_ps(s0, s1));
+  for (; i < n; ++i) s += bf16_to_f32(a[i]) * b[i];
+  return s;
+}
+
+// 32 signed int8 products summed in pairs of four -> 8 floats.
+inline __m256 mul_sum_i8(__m256i x, __m256i y) {
+  const __m256i ax = _mm256_sign_epi8(x, x);
+  const __m256i sy = _mm256_sign_epi8(y, x);
+  const __m256i dot = _mm256_maddubs_epi16(ax, sy);
+  return _mm256_cvtepi32_ps(_mm256_madd_epi16(dot, _mm256_set1_epi16(1)));
+}
+
+float dot_q8_0(int64_t n, const void* w, const void* x) {
+  auto* a = static_cast<const BlockQ8_0*>(w);
+  auto* b = static_cast<const BlockQ8_0*>(x);
+  __m256 acc = _mm256_setzero_ps();
+  for (int64_t i = 0; i < n / 32; ++i) {
+    const __m256 d = _mm256_set1_ps(h2f(a[i].d) * h2f(b[i].d));
+    const __m256i qa = _mm256_loadu_si256((const __m256i*)a[i].qs);
+    const __m256i qb = _mm256_loadu_si256((const __m256i*)b[i].qs);
+    acc = _mm256_fmadd_ps(d, mul_sum_i8(qa, qb), acc);
+  }
+  return hsum(acc);
+}
+
+float dot_q4_0(int64_t n, const void* w, const void* x) {
+  auto* a = static_cast<const BlockQ4_0*>(w);
+  auto* b = static_cast<const BlockQ8_0*>(x);
+  __m256 acc = _mm256_setzero_ps();
+  const __m256i m4 = _mm256_set1_epi8(0xF), off = _mm256_set1_epi8(8);
+  for (int64_t i = 0; i < n / 32; ++i) {
+    const __m256 d = _mm256_set1_ps(h2f(a[i].d) * h2f(b[i].d));
+    const __m128i t = _mm_loadu_si128((const __m128i*)a[i].qs);
+    __m256i qa = _mm256_insertf128_si256(_mm256_castsi128_si256(t), _mm_srli_epi16(t, 4), 1);
+    qa = _mm256_sub_epi8(_mm256_and_si256(qa, m4), off);
+    const __m256i qb = _mm256_loadu_si256((const __m256i*)b[i].qs);
+    acc = _mm256_fmadd_ps(d, mul_sum_i8(qa, qb), acc);
+  }
+  return hsum(acc);
+}
+
+float dot_q4_k(int64_t n, const void* w, const void* x) {
+  auto* a = static_cast<const BlockQ4_K*>(w);
+  auto* b = static_cast<const BlockQ8_K*>(x);
+  const __m256i m4 = _mm256_set1_epi8(0xF);
+  __m256 acc = _mm256_setzero_ps();
+  float mins_acc = 0;
+  for (int64_t i = 0; i < n / QK_K; ++i) {
+    uint8_t sc[8], mn[8];
+    for (int j = 0; j < 8; ++j) get_scale_min_k4(j, a[i].scales, &sc[j], &mn[j]);
+    int msum = 0;
+    for (int j = 0; j < 8; ++j) msum += mn[j] * (b[i].bsums[2 * j] + b[i].bsums[2 * j + 1]);
+    mins_acc += b[i].d * h2f(a[i].dmin) * float(msum);
+    __m256i sumi = _mm256_setzero_si256();
+    const uint8_t* q = a[i].qs;
+    const int8_t* y = b[i].qs;
+    for (int j = 0; j < 4; ++j, q += 32, y += 64) {
+      const __m256i bits = _mm256_loadu_si256((const __m256i*)q);
+      const __m256i lo = _mm256_and_si256(bits, m4);
+      const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(bits, 4), m4);
+      __m256i pl = _mm256_maddubs_epi16(lo, _mm256_loadu_si256((const __m256i*)y));
+      __m256i ph = _mm256_maddubs_epi16(hi, _mm256_loadu_si256((const __m256i*)(y + 32)));
+      pl = _mm256_madd_epi16(_mm256_set1_epi16(sc[2 * j]), pl);
+      ph = _mm256_madd_epi16(_mm256_set1_epi16(sc[2 * j + 1]), ph);
+      sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(pl, ph));
+    }
+    acc = _mm256_fmadd_ps(_mm256_set1_ps(b[i].d * h2f(a[i].d)), _mm256_cvtepi32_ps(sumi), acc);
+  }
+  return hsum(acc) - mins_acc;
+}
+
+float dot_q6_k(int64_t n, const void* w, const void* x) {
+  auto* a = static_cast<const BlockQ6_K*>(w);
+  auto* b = static_cast<const BlockQ8_K*>(x);
+  const __m256i m4 = _mm256_set1_epi8(0xF), m2 = _mm256_set1_epi8(3), m32 = _mm256_set1_epi8(32);
+  __m256 acc = _mm256_setzero_ps();
+  for (int64_t i = 0; i < n / QK_K; ++i) {
+    const uint8_t* ql = a[i].ql;
+    const uint8_t* qh = a[i].qh;
+    const int8_t* sc = a[i].scales;
+    const int8_t* y = b[i].qs;
+    __m256i sumi = _mm256_setzero_si256();
+    for (int half = 0; half < 2; ++half, ql += 64, qh += 32, y += 128, sc += 8) {
+      const __m256i b1 = _mm256_loadu_si256((const __m256i*)ql);
+      const __m256i b2 = _mm256_loadu_si256((const __m256i*)(ql + 32));
+      const __m256i bh = _mm256_loadu_si256((const __m256i*)qh);
+      __m256i q[4];
+      q[0] = _mm256_or_si256(_mm256_and_si256(b1, m4), _mm256_slli_epi16(_mm256_and_si256(bh, m2), 4));
+      q[1] = _mm256_or_si256(_mm256_and_si256(b2, m4),
+                             _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(bh, 2), m2), 4));
+      q[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(b1, 4), m4),
+                             _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(bh, 4), m2), 4));
+      q[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(b2, 4), m4),
+                             _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(bh, 6), m2), 4));
+      for (int k = 0; k < 4; ++k) {
+        const __m256i q8 = _mm256_loadu_si256((const __m256i*)(y + 32 * k));
+        __m256i p = _mm256_sub_epi16(_mm256_maddubs_epi16(q[k], q8), _mm256_maddubs_epi16(m32, q8));
+        const __m256i s = _mm256_set_m128i(_mm_set1_epi16(sc[2 * k + 1]), _mm_set1_epi16(sc[2 * k]));
+        sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p, s));
+      }
+    }
+    acc = _mm256_fmadd_ps(_mm256_set1_ps(b[i].d * h2f(a[i].d)), _mm256_cvtepi32_ps(sumi), acc);
+  }
+  return hsum(acc);
+}
+
+KernelTable make() {
+  KernelTable t = kernels_scalar();
+  t.isa = "avx2";
+  t.dot[uint32_t(DType::F32)] = dot_f32;
+  t.dot[uint32_t(DType::F16)] = dot_f16;
+  t.dot[uint32_t(DType::BF16)] = dot_bf16;
+  t.dot[uint32_t(DType::Q8_0)] = dot_q8_0;
+  t.dot[uint32_t(DType::Q4_0)] = dot_q4_0;
+  t.dot[uint32_t(DType::Q4_K)] = dot_q4_k;
+  t.dot[uint32_t(DType::Q6_K)] = dot_q6_k;
+  return t;
+}
+
+}  // namespace
+
+const KernelTable* kernels_avx2() {
+  static const KernelTable t = make();
+  return &t;
+}
+
+}  // namespace corral

@@ -1,0 +1,190 @@
+// Plain C++ kernels: the fallback on CPUs without AVX2, and the reference the SIMD versions
+// are tested against. Integer types use the same integer arithmetic as the SIMD kernels.
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+
+#include "backend/cpu/kernels.h"
+#include "core/fp16.h"
+#include "format/quant.h"
+
+namespace corral {
+
+DType act_type(DType w) {
+  switch (w) {
+    case DType::Q8_0: case DType::Q4_0: return DType::Q8_0;
+    case DType::Q4_K: case DType::Q6_K: return DType::Q8_K;
+    default: return DType::F32;
+  }
+}
+
+bool kernel_supports(DType w) {
+  switch (w) {
+    case DType::F32: case DType::F16: case DType::BF16: case DType::Q8_0: case DType::Q4_0:
+    case DType::Q4_K: case DType::Q6_K:
+      return true;
+    default:
+      return false;
+  }
+}
+
+namespace {
+
+float dot_f32(int64_t n, const void* w, const void* x) {
+  auto* a = static_cast<const float*>(w);
+  auto* b = static_cast<const float*>(x);
+  float s = 0;
+  for (int64_t i = 0; i < n; ++i) s += a[i] * b[i];
+  return s;
+}
+
+float dot_f16(int64_t n, const void* w, const void* x) {
+  auto* a = static_cast<const uint16_t*>(w);
+  auto* b = static_cast<const float*>(x);
+  float s = 0;
+  for (int64_t i = 0; i < n; ++i) s += fp16_to_f32(a[i]) * b[i];
+  return s;
+}
+
+float dot_bf16(int64_t n, const void* w, const void* x) {
+  auto* a = static_cast<const uint16_t*>(w);
+  auto* b = static_cast<const float*>(x);
+  float s = 0;
+  for (int64_t i = 0; i < n; ++i) s += bf16_to_f32(a[i]) * b[i];
+  return s;
+}
+
+float dot_q8_0(int64_t n, const void* w, const void* x) {
+  auto* a = static_cast<const BlockQ8_0*>(w);
+  auto* b = static_cast<const BlockQ8_0*>(x);
+  float s = 0;
+  for (int64_t i = 0; i < n / 32; ++i) {
+    int sum = 0;
+    for (int j = 0; j < 32; ++j) sum += int(a[i].qs[j]) * int(b[i].qs[j]);
+    s += fp16_to_f32(a[i].d) * fp16_to_f32(b[i].d) * float(sum);
+  }
+  return s;
+}
+
+float dot_q4_0(int64_t n, const void* w, const void* x) {
+  auto* a = static_cast<const BlockQ4_0*>(w);
+  auto* b = static_cast<const BlockQ8_0*>(x);
+  float s = 0;
+  for (int64_t i = 0; i < n / 32; ++i) {
+    int sum = 0;
+    for (int j = 0; j < 16; ++j) {
+      sum += ((a[i].qs[j] & 0xF) - 8) * int(b[i].qs[j]);
+      sum += ((a[i].qs[j] >> 4) - 8) * int(b[i].qs[j + 16]);
+    }
+    s += fp16_to_f32(a[i].d) * fp16_to_f32(b[i].d) * float(sum);
+  }
+  return s;
+}
+
+float dot_q4_k(int64_t n, const void* w, const void* x) {
+  auto* a = static_cast<const BlockQ4_K*>(w);
+  auto* b = static_cast<const BlockQ8_K*>(x);
+  float s = 0;
+  for (int64_t i = 0; i < n / QK_K; ++i) {
+    const uint8_t* q = a[i].qs;
+    const int8_t* y = b[i].qs;
+    int sum = 0, msum = 0;
+    for (int j = 0; j < 4; ++j) {
+      uint8_t sc1, m1, sc2, m2;
+      get_scale_min_k4(2 * j, a[i].scales, &sc1, &m1);
+      get_scale_min_k4(2 * j + 1, a[i].scales, &sc2, &m2);
+      int s1 = 0, s2 = 0;
+      for (int l = 0; l < 32; ++l) {
+        s1 += (q[l] & 0xF) * y[l];
+        s2 += (q[l] >> 4) * y[l + 32];
+      }
+      sum += sc1 * s1 + sc2 * s2;
+      msum += m1 * (b[i].bsums[4 * j] + b[i].bsums[4 * j + 1]) +
+              m2 * (b[i].bsums[4 * j + 2] + b[i].bsums[4 * j + 3]);
+      q += 32;
+      y += 64;
+    }
+    s += b[i].d * (fp16_to_f32(a[i].d) * float(sum) - fp16_to_f32(a[i].dmin) * float(msum));
+  }
+  return s;
+}
+
+float dot_q6_k(int64_t n, const void* w, const void* x) {
+  auto* a = static_cast<const BlockQ6_K*>(w);
+  auto* b = static_cast<const BlockQ8_K*>(x);
+  float s = 0;
+  for (int64_t i = 0; i < n / QK_K; ++i) {
+    const uint8_t* ql = a[i].ql;
+    const uint8_t* qh = a[i].qh;
+    const int8_t* y = b[i].qs;
+    int sum = 0;
+    for (int half = 0; half < 2; ++half) {
+      const int8_t* sc = a[i].scales + 8 * half;
+      for (int g = 0; g < 4; ++g)      // the four 32-value groups of this half
+        for (int h16 = 0; h16 < 2; ++h16) {  // two 16-value sub-blocks per group
+          int sub = 0;
+          for (int l = 16 * h16; l < 16 * h16 + 16; ++l) {
+            int q;
+            switch (g) {
+              case 0: q = (ql[l] & 0xF) | (((qh[l] >> 0) & 3) << 4); break;
+              case 1: q = (ql[l + 32] & 0xF) | (((qh[l] >> 2) & 3) << 4); break;
+              case 2: q = (ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4); break;
+              default: q = (ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4); break;
+            }
+            sub += (q - 32) * y[32 * g + l];
+          }
+          sum += sc[2 * g + h16] * sub;
+        }
+      ql += 64;
+      qh += 32;
+      y += 128;
+    }
+    s += b[i].d * fp16_to_f32(a[i].d) * float(sum);
+  }
+  return s;
+}
+
+void q8_0_act(const float* x, void* dst, int64_t n) { quantize_row(DType::Q8_0, x, dst, n); }
+void q8_k_act(const float* x, void* dst, int64_t n) { quantize_row(DType::Q8_K, x, dst, n); }
+
+KernelTable make_scalar() {
+  KernelTable t{};
+  t.isa = "scalar";
+  t.dot[uint32_t(DType::F32)] = dot_f32;
+  t.dot[uint32_t(DType::F16)] = dot_f16;
+  t.dot[uint32_t(DType::BF16)] = dot_bf16;
+  t.dot[uint32_t(DType::Q8_0)] = dot_q8_0;
+  t.dot[uint32_t(DType::Q4_0)] = dot_q4_0;
+  t.dot[uint32_t(DType::Q4_K)] = dot_q4_k;
+  t.dot[uint32_t(DType::Q6_K)] = dot_q6_k;
+  t.quantize_q8_0 = q8_0_act;
+  t.quantize_q8_k = q8_k_act;
+  return t;
+}
+
+}  // namespace
+
+const KernelTable& kernels_scalar() {
+  static const KernelTable t = make_scalar();
+  return t;
+}
+
+const KernelTable& kernels_best() {
+  static const KernelTable* best = [] {
+    const char* force = std::getenv("CORRAL_ISA");
+    const std::string f = force ? force : "";
+    __builtin_cpu_init();
+    const bool has_avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+                          __builtin_cpu_supports("f16c");
+    const bool has_avx512 = has_avx2 && __builtin_cpu_supports("avx512f") &&
+                            __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&
+                            __builtin_cpu_supports("avx512vnni");
+    if (f == "scalar") return &kernels_scalar();
+    if (f != "avx2" && has_avx512 && kernels_avx512()) return kernels_avx512();
+    if (has_avx2 && kernels_avx2()) return kernels_avx2();
+    return &kernels_scalar();
+  }();
+  return *best;
+}
+
+}  // namespace corral

@@ -1,0 +1,172 @@
+// corral run: generate from a prompt, streaming text to stdout (or ids with --print-ids).
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <sstream>
+
+#include "cli/engine_flags.h"
+#include "engine/sampler.h"
+#include "tokenizer/chat_template.h"
+
+namespace corral::cli {
+
+namespace {
+
+struct RunArgs {
+  EngineFlags ef;
+  std::string prompt, file, prompt_ids, system, chat_template;
+  std::vector<std::string> stops;
+  int64_t n = 256;
+  SamplerParams sp;
+  int64_t seed = -1;
+  bool print_ids = false, chat = false;
+  CLI::Option *prompt_opt = nullptr, *file_opt = nullptr, *ids_opt = nullptr;
+};
+
+double since(std::chrono::steady_clock::time_point t) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
+}
+
+Expected<std::vector<int32_t>> prompt_tokens(RunArgs& a, Engine& e) {
+  const int given = int(a.prompt_opt->count() > 0) + int(a.file_opt->count() > 0) + int(a.ids_opt->count() > 0);
+  if (given != 1) return make_error("run: give exactly one of -p PROMPT, -f FILE or --prompt-ids");
+  if (a.ids_opt->count()) {
+    CORRAL_ASSIGN_OR_RETURN(auto ids, parse_id_list(a.prompt_ids, "--prompt-ids"));
+    if (ids.empty()) return make_error("--prompt-ids: no ids given");
+    for (int32_t id : ids)
+      if (id >= e.model->hp.n_vocab)
+        return make_error("--prompt-ids: token id " + std::to_string(id) +
+                          " is outside the vocabulary (" + std::to_string(e.model->hp.n_vocab) + " tokens)");
+    return ids;
+  }
+  std::string text = a.prompt;
+  if (a.file_opt->count()) {
+    std::ifstream f(a.file, std::ios::binary);
+    if (!f) return make_error(a.file + ": cannot open prompt file");
+    std::stringstream ss;
+    ss << f.rdbuf();
+    text = ss.str();
+  }
+  if (!e.tok)
+    return make_error(e.model->file.path + ": the model has no tokenizer; pass --tokenizer PATH or use --prompt-ids");
+  const Vocab& v = e.tok->vocab();
+  if (a.chat) {
+    ChatTemplate ct;
+    if (!a.chat_template.empty()) {
+      CORRAL_ASSIGN_OR_RETURN(ct, chat_template_by_name(a.chat_template));
+    } else if (auto d = chat_template_detect(v.chat_template)) {
+      ct = *d;
+    } else {
+      ct = v.kind == VocabKind::kSpm ? ChatTemplate::kLlama2
+           : v.token_to_id.count("<|header_start|>") ? ChatTemplate::kLlama4 : ChatTemplate::kLlama3;
+    }
+    std::vector<ChatMessage> msgs;
+    if (!a.system.empty()) msgs.push_back({"system", a.system});
+    msgs.push_back({"user", text});
+    const std::string bos = v.bos >= 0 ? v.tokens[size_t(v.bos)] : "";
+    EncodeOptions eo;
+    eo.parse_special = true;
+    return e.tok->encode(chat_render(ct, msgs, true, bos), eo);
+  }
+  EncodeOptions eo;
+  eo.add_bos = v.add_bos;
+  auto ids = e.tok->encode(text, eo);
+  if (ids.empty()) return make_error("run: the prompt is empty and the model adds no BOS");
+  return ids;
+}
+
+Status run(RunArgs& a) {
+  if (a.n <= 0) return make_error("-n: must be at least 1 (got " + std::to_string(a.n) + ")");
+  if (a.seed >= 0) a.sp.seed = uint64_t(a.seed);
+  Logger log;
+  CORRAL_ASSIGN_OR_RETURN(auto e, open_from_flags(a.ef, log));
+  CORRAL_ASSIGN_OR_RETURN(std::vector<int32_t> ids, prompt_tokens(a, *e));
+  if (int64_t(ids.size()) >= e->ctx_size)
+    return make_error("the prompt has " + std::to_string(ids.size()) +
+                      " tokens, which does not fit the context size " + std::to_string(e->ctx_size) +
+                      " (raise --ctx-size)");
+  std::fprintf(stderr, "load: %.3f s (%s, %lld threads)\n", e->load_seconds, e->model->hp.arch.c_str(),
+               (long long)e->ctx->pool->size());
+  std::vector<int32_t> stop_ids;
+  if (e->tok) {
+    stop_ids = e->tok->vocab().stop_ids();
+    if (e->tok->vocab().bos >= 0) stop_ids.push_back(e->tok->vocab().bos);
+  }
+  Sampler sampler(a.sp);
+  std::vector<float> logits;
+  auto t0 = std::chrono::steady_clock::now();
+  CORRAL_RETURN_IF_ERROR(e->eval(0, ids, 0, false, &logits));
+  const double t_prompt = since(t0);
+  std::vector<int32_t> history = ids, generated;
+  std::unique_ptr<StreamDecoder> dec;
+  if (e->tok && !a.print_ids) dec = std::make_unique<StreamDecoder>(*e->tok, false, ids.back());
+  std::string text_out;
+  const int64_t V = e->model->hp.n_vocab;
+  t0 = std::chrono::steady_clock::now();
+  int64_t pos = int64_t(ids.size());
+  for (int64_t i = 0; i < a.n && pos < e->ctx_size; ++i) {
+    const int32_t next = sampler.sample(logits.data() + logits.size() - size_t(V), V, history);
+    if (std::find(stop_ids.begin(), stop_ids.end(), next) != stop_ids.end()) break;
+    generated.push_back(next);
+    history.push_back(next);
+    if (dec) {
+      std::string piece = dec->feed(next);
+      text_out += piece;
+      bool stop = false;
+      for (auto& s : a.stops)
+        if (!s.empty() && text_out.find(s) != std::string::npos) stop = true;
+      std::fwrite(piece.data(), 1, piece.size(), stdout);
+      std::fflush(stdout);
+      if (stop) break;
+    }
+    if (i + 1 == a.n || pos + 1 >= e->ctx_size) break;
+    logits.clear();
+    CORRAL_RETURN_IF_ERROR(e->eval(0, {next}, pos, false, &logits));
+    ++pos;
+  }
+  const double t_gen = since(t0);
+  if (dec) {
+    const std::string rest = dec->flush();
+    std::fwrite(rest.data(), 1, rest.size(), stdout);
+    std::printf("\n");
+  }
+  if (a.print_ids) {
+    std::string out = "[";
+    for (size_t i = 0; i < generated.size(); ++i) out += (i ? ", " : "") + std::to_string(generated[i]);
+    std::printf("%s]\n", out.c_str());
+  }
+  std::fflush(stdout);
+  std::fprintf(stderr, "prompt: %zu tokens in %.3f s (%.1f tok/s)\n", ids.size(), t_prompt,
+               double(ids.size()) / std::max(t_prompt, 1e-9));
+  std::fprintf(stderr, "generation: %zu tokens in %.3f s (%.1f tok/s)\n", generated.size(), t_gen,
+               double(generated.size()) / std::max(t_gen, 1e-9));
+  return Status::ok();
+}
+
+}  // namespace
+
+Action add_run(CLI::App& app) {
+  auto* sub = app.add_subcommand("run", "Generate text from a prompt");
+  auto a = std::make_shared<RunArgs>();
+  add_engine_flags(sub, a->ef);
+  a->prompt_opt = sub->add_option("-p,--prompt", a->prompt, "prompt text");
+  a->file_opt = sub->add_option("-f,--file", a->file, "read the prompt from a file");
+  a->ids_opt = sub->add_option("--prompt-ids", a->prompt_ids, "prompt as token ids: 1,2,3 (used as given)");
+  sub->add_option("-n,--n-predict", a->n, "tokens to generate (default 256)");
+  sub->add_option("--temp", a->sp.temperature, "temperature (0 = greedy; default 0.8)");
+  sub->add_option("--top-k", a->sp.top_k, "top-k (0 = off; default 40)");
+  sub->add_option("--top-p", a->sp.top_p, "top-p (1 = off; default 0.95)");
+  sub->add_option("--min-p", a->sp.min_p, "min-p (0 = off; default 0.05)");
+  sub->add_option("--repeat-penalty", a->sp.repeat_penalty, "repetition penalty (1 = off)");
+  sub->add_option("--frequency-penalty", a->sp.frequency_penalty, "frequency penalty");
+  sub->add_option("--presence-penalty", a->sp.presence_penalty, "presence penalty");
+  sub->add_option("--seed", a->seed, "random seed");
+  sub->add_option("--stop", a->stops, "stop when this text is generated (repeatable)");
+  sub->add_flag("--print-ids", a->print_ids, "print only the generated ids as a JSON array");
+  sub->add_flag("--chat", a->chat, "wrap the prompt in the model's chat template");
+  sub->add_option("--system", a->system, "system message for --chat");
+  sub->add_option("--chat-template", a->chat_template, "llama2, llama3 or llama4 (default: the model's)");
+  return [a] { return run(*a); };
+}
+
+}  // namespace corral::cli

@@ -1,0 +1,49 @@
+#include "engine/generator.h"
+
+#include <chrono>
+
+namespace corral {
+
+Expected<std::unique_ptr<Engine>> open_engine(const EngineOptions& opts, const Logger& log) {
+  const auto t0 = std::chrono::steady_clock::now();
+  auto e = std::make_unique<Engine>();
+  LoadOptions lo;
+  lo.tokenizer_path = opts.tokenizer_path;
+  CORRAL_ASSIGN_OR_RETURN(LoadedModel file, load_model(opts.model_path, lo));
+  Metadata meta = file.meta;  // tokenizer keys, before the model takes the file
+  CORRAL_ASSIGN_OR_RETURN(e->model, make_model(std::move(file), log));
+  if (meta.find("tokenizer.ggml.model")) {
+    CORRAL_ASSIGN_OR_RETURN(auto v, vocab_from_metadata(meta, opts.model_path));
+    CORRAL_ASSIGN_OR_RETURN(e->tok, Tokenizer::create(v));
+  }
+  const HParams& hp = e->model->hp;
+  e->ctx_size = opts.ctx_size > 0 ? opts.ctx_size : std::min<int64_t>(hp.n_ctx_train, 4096);
+  if (e->ctx_size <= 0 || e->ctx_size > (int64_t(1) << 22))
+    return make_error("--ctx-size: " + std::to_string(e->ctx_size) + " is out of range");
+  KvCacheConfig kc;
+  kc.n_layer = hp.n_layer;
+  kc.row = hp.n_head_kv * hp.head_dim;
+  kc.block_size = 16;
+  kc.n_blocks = (e->ctx_size + kc.block_size - 1) / kc.block_size * std::max<int64_t>(opts.n_seq, 1);
+  kc.type = opts.kv_type;
+  if (opts.kv_type_auto)
+    kc.type = e->model->layers.empty() || e->model->layers[0].wq.type == DType::F32 ? DType::F32 : DType::F16;
+  e->kv = std::make_unique<PagedKvCache>(kc);
+  e->ctx = std::make_unique<Context>(opts.threads > 0 ? opts.threads : default_thread_count());
+  e->ctx->log = log;
+  e->load_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  return e;
+}
+
+Status Engine::eval(int32_t seq, const std::vector<int32_t>& ids, int64_t pos0, bool all_logits,
+                    std::vector<float>* out) {
+  if (pos0 + int64_t(ids.size()) > ctx_size)
+    return make_error("context is full: " + std::to_string(pos0 + int64_t(ids.size())) +
+                      " positions needed, --ctx-size is " + std::to_string(ctx_size));
+  std::vector<BatchToken> batch(ids.size());
+  for (size_t i = 0; i < ids.size(); ++i)
+    batch[i] = {seq, int32_t(pos0 + int64_t(i)), ids[i], all_logits || i + 1 == ids.size()};
+  return model->forward(*ctx, *kv, batch, scratch, out);
+}
+
+}  // namespace corral

@@ -1,0 +1,43 @@
+// One model loaded for generation: model, tokenizer, threads, KV cache and scratch, plus the
+// prefill/decode steps the CLI commands (and later the server's scheduler) drive.
+#pragma once
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/context.h"
+#include "engine/kv_cache.h"
+#include "model/model.h"
+#include "tokenizer/tokenizer.h"
+
+namespace corral {
+
+struct EngineOptions {
+  std::string model_path;
+  std::string tokenizer_path;
+  int threads = 0;         // 0 = physical cores
+  int64_t ctx_size = 0;    // 0 = min(training context, 4096)
+  // KV cache element type; F32 with full-precision (F32) weights, else F16, unless forced.
+  DType kv_type = DType::F16;
+  bool kv_type_auto = true;
+  int64_t n_seq = 1;       // sequences the KV cache must hold at ctx_size each
+};
+
+struct Engine {
+  std::unique_ptr<Context> ctx;
+  std::unique_ptr<Model> model;
+  std::unique_ptr<Tokenizer> tok;  // null when the model has no tokenizer
+  std::unique_ptr<PagedKvCache> kv;
+  ForwardScratch scratch;
+  int64_t ctx_size = 0;
+  double load_seconds = 0;
+
+  // Runs ids at positions [pos0, pos0 + n) of seq; logits of the last position (all positions
+  // when all_logits) are appended to out.
+  Status eval(int32_t seq, const std::vector<int32_t>& ids, int64_t pos0, bool all_logits,
+              std::vector<float>* out);
+};
+
+Expected<std::unique_ptr<Engine>> open_engine(const EngineOptions& opts, const Logger& log);
+
+}  // namespace corral

@@ -1,0 +1,52 @@
+#include "model/forward_common.h"
+
+#include <cstring>
+#include <map>
+
+#include "format/quant.h"
+#include "model/layers/norm.h"
+
+namespace corral {
+
+Status forward_begin(const Model& m, KvStore& kv, const std::vector<BatchToken>& batch,
+                     std::vector<float>& x) {
+  const int64_t E = m.hp.n_embd;
+  std::map<int32_t, int64_t> max_pos;
+  for (auto& b : batch) {
+    if (b.token < 0 || b.token >= m.hp.n_vocab)
+      return make_error("token id " + std::to_string(b.token) + " is outside the vocabulary (" +
+                        std::to_string(m.hp.n_vocab) + " tokens)");
+    if (b.pos < 0) return make_error("negative position " + std::to_string(b.pos));
+    auto& mp = max_pos[b.seq];
+    mp = std::max<int64_t>(mp, b.pos + 1);
+  }
+  for (auto& [seq, n] : max_pos)
+    if (!kv.reserve(seq, n))
+      return make_error("KV cache is full (sequence " + std::to_string(seq) + " needs " +
+                        std::to_string(n) + " positions); raise --ctx-size");
+  x.resize(batch.size() * size_t(E));
+  for (size_t t = 0; t < batch.size(); ++t)
+    dequantize_row(m.token_embd.type, m.token_embd.row(batch[t].token), x.data() + t * size_t(E), E);
+  return Status::ok();
+}
+
+void norm_rows(const float* x, const std::vector<float>& w, int64_t T, int64_t n, float eps, float* out) {
+  for (int64_t t = 0; t < T; ++t) rms_norm(x + t * n, w.data(), n, eps, out + t * n);
+}
+
+void forward_head(const Model& m, Context& ctx, const std::vector<BatchToken>& batch,
+                  const std::vector<float>& x, ForwardScratch& s, std::vector<float>* logits) {
+  const int64_t E = m.hp.n_embd, V = m.hp.n_vocab;
+  std::vector<float>& rows = s.h;
+  rows.clear();
+  for (size_t t = 0; t < batch.size(); ++t)
+    if (batch[t].logits) rows.insert(rows.end(), x.begin() + long(t * size_t(E)), x.begin() + long((t + 1) * size_t(E)));
+  const int64_t n = int64_t(rows.size()) / E;
+  if (!logits || n == 0) return;
+  norm_rows(rows.data(), m.output_norm, n, E, m.hp.eps, rows.data());
+  const size_t base = logits->size();
+  logits->resize(base + size_t(n * V));
+  matmul(ctx, m.output, rows.data(), n, logits->data() + base, s.mm);
+}
+
+}  // namespace corral

@@ -1,0 +1,17 @@
+// Llama 4 mixture of experts: top-k of a linear router; the sigmoid of each chosen score
+// scales that expert's *input*; plus a shared expert on every token. Tokens are grouped by
+// expert so prompt processing runs one matmul per active expert, and decode touches only the
+// chosen experts' weights.
+#pragma once
+#include <vector>
+
+#include "core/context.h"
+#include "model/model.h"
+
+namespace corral {
+
+// x: [T][n_embd] (normed) -> out: [T][n_embd].
+void moe_forward(Context& ctx, const LayerWeights& w, const HParams& hp, const float* x, int64_t T,
+                 float* out, ForwardScratch& s);
+
+}  // namespace corral
