@@ -104,7 +104,9 @@ Status run(RunArgs& a) {
   const int64_t V = e->model->hp.n_vocab;
   t0 = std::chrono::steady_clock::now();
   int64_t pos = int64_t(ids.size());
-  for (int64_t i = 0; i < a.n && pos < e->ctx_size; ++i) {
+  // pos: where the token being sampled goes. The last one may sit at ctx_size (printed, never
+  // evaluated), as llama2.c does.
+  for (int64_t i = 0; i < a.n; ++i) {
     const int32_t next = sampler.sample(logits.data() + logits.size() - size_t(V), V, history);
     if (std::find(stop_ids.begin(), stop_ids.end(), next) != stop_ids.end()) break;
     generated.push_back(next);
@@ -119,7 +121,7 @@ Status run(RunArgs& a) {
       std::fflush(stdout);
       if (stop) break;
     }
-    if (i + 1 == a.n || pos + 1 >= e->ctx_size) break;
+    if (i + 1 == a.n || pos >= e->ctx_size) break;
     logits.clear();
     CORRAL_RETURN_IF_ERROR(e->eval(0, {next}, pos, false, &logits));
     ++pos;

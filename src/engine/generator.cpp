@@ -26,8 +26,12 @@ Expected<std::unique_ptr<Engine>> open_engine(const EngineOptions& opts, const L
   kc.block_size = 16;
   kc.n_blocks = (e->ctx_size + kc.block_size - 1) / kc.block_size * std::max<int64_t>(opts.n_seq, 1);
   kc.type = opts.kv_type;
-  if (opts.kv_type_auto)
-    kc.type = e->model->layers.empty() || e->model->layers[0].wq.type == DType::F32 ? DType::F32 : DType::F16;
+  if (opts.kv_type_auto) {
+    // Checkpoints in their training precision (F32/BF16, e.g. HF folders) get an F32 cache so
+    // they reproduce the reference logits; F16 and quantized weights get F16.
+    const DType wt = e->model->layers.empty() ? DType::F32 : e->model->layers[0].wq.type;
+    kc.type = wt == DType::F32 || wt == DType::BF16 ? DType::F32 : DType::F16;
+  }
   e->kv = std::make_unique<PagedKvCache>(kc);
   e->ctx = std::make_unique<Context>(opts.threads > 0 ? opts.threads : default_thread_count());
   e->ctx->log = log;

@@ -17,7 +17,7 @@ struct EngineOptions {
   std::string tokenizer_path;
   int threads = 0;         // 0 = physical cores
   int64_t ctx_size = 0;    // 0 = min(training context, 4096)
-  // KV cache element type; F32 with full-precision (F32) weights, else F16, unless forced.
+  // KV cache element type; auto: F32 with F32/BF16 weights, else F16.
   DType kv_type = DType::F16;
   bool kv_type_auto = true;
   int64_t n_seq = 1;       // sequences the KV cache must hold at ctx_size each
