@@ -1,0 +1,106 @@
+// Every dot kernel, on every ISA this CPU has, against a plain reference on random data:
+// dequantize the weight row, use the activation row exactly as the kernel sees it, sum in double.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <random>
+
+#include "backend/cpu/kernels.h"
+#include "core/context.h"
+#include "format/quant.h"
+#include "ops/matmul.h"
+
+using namespace corral;
+
+namespace {
+
+std::vector<float> randn(int64_t n, uint32_t seed) {
+  std::mt19937 g(seed);
+  std::normal_distribution<float> d(0.f, 1.f);
+  std::vector<float> v(static_cast<size_t>(n));
+  for (auto& x : v) x = d(g);
+  return v;
+}
+
+std::vector<const KernelTable*> tables() {
+  std::vector<const KernelTable*> t{&kernels_scalar()};
+  __builtin_cpu_init();
+  if (kernels_avx2() && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) t.push_back(kernels_avx2());
+  if (kernels_avx512() && __builtin_cpu_supports("avx512vnni")) t.push_back(kernels_avx512());
+  return t;
+}
+
+const DType kTypes[] = {DType::F32, DType::F16, DType::BF16, DType::Q8_0, DType::Q4_0, DType::Q4_K, DType::Q6_K};
+
+}  // namespace
+
+TEST(Kernels, DotMatchesReferenceOnEveryIsa) {
+  for (int64_t n : {256, 512, 4096}) {
+    for (DType t : kTypes) {
+      const auto w = randn(n, 1), x = randn(n, 2);
+      std::vector<uint8_t> wq(row_bytes(t, n));
+      quantize_row(t, w.data(), wq.data(), n);
+      std::vector<float> wd(static_cast<size_t>(n));
+      dequantize_row(t, wq.data(), wd.data(), n);
+      // The activation row as the kernel consumes it, and its dequantized values.
+      const DType at = act_type(t);
+      std::vector<uint8_t> xq(row_bytes(at, n));
+      quantize_row(at, x.data(), xq.data(), n);
+      std::vector<float> xd(static_cast<size_t>(n));
+      dequantize_row(at, xq.data(), xd.data(), n);
+      double ref = 0, mag = 0;
+      for (int64_t i = 0; i < n; ++i) ref += double(wd[size_t(i)]) * xd[size_t(i)], mag += std::fabs(wd[size_t(i)] * xd[size_t(i)]);
+      for (const KernelTable* k : tables()) {
+        ASSERT_NE(k->dot[uint32_t(t)], nullptr) << k->isa << " " << type_name(t);
+        const float got = k->dot[uint32_t(t)](n, wq.data(), at == DType::F32 ? (const void*)x.data() : xq.data());
+        EXPECT_NEAR(got, ref, 1e-5 * mag + 1e-4) << k->isa << " " << type_name(t) << " n=" << n;
+      }
+    }
+  }
+}
+
+TEST(Kernels, OddLengthFloatRows) {
+  for (int64_t n : {1, 7, 33, 100}) {
+    const auto w = randn(n, 3), x = randn(n, 4);
+    double ref = 0;
+    for (int64_t i = 0; i < n; ++i) ref += double(w[size_t(i)]) * x[size_t(i)];
+    for (const KernelTable* k : tables())
+      EXPECT_NEAR(k->dot[uint32_t(DType::F32)](n, w.data(), x.data()), ref, 1e-4) << k->isa << " n=" << n;
+  }
+}
+
+TEST(Kernels, ThreadedMatmulMatchesReference) {
+  Context ctx(2);
+  const int64_t n_in = 512, n_out = 77, n_tok = 5;
+  const auto wf = randn(n_in * n_out, 5), x = randn(n_in * n_tok, 6);
+  for (DType t : kTypes) {
+    std::vector<uint8_t> wq(row_bytes(t, n_in) * size_t(n_out));
+    for (int64_t r = 0; r < n_out; ++r)
+      quantize_row(t, wf.data() + r * n_in, wq.data() + size_t(r) * row_bytes(t, n_in), n_in);
+    TensorView w;
+    w.data = wq.data();
+    w.type = t;
+    w.ne = {n_in, n_out, 1, 1};
+    w.n_dims = 2;
+    std::vector<float> y(size_t(n_out * n_tok)), yr(size_t(n_out * n_tok));
+    MatmulScratch s;
+    matmul(ctx, w, x.data(), n_tok, y.data(), s);
+    matmul_reference(w, x.data(), n_tok, yr.data());
+    // Threads and tiling must not change a single value: compare with one dot per output.
+    const KernelTable& k = kernels_best();
+    const DType at = act_type(t);
+    std::vector<uint8_t> xq(row_bytes(at, n_in));
+    for (int64_t tk = 0; tk < n_tok; ++tk) {
+      quantize_row(at, x.data() + tk * n_in, xq.data(), n_in);
+      const void* xa = at == DType::F32 ? (const void*)(x.data() + tk * n_in) : xq.data();
+      for (int64_t r = 0; r < n_out; ++r) {
+        const float want = k.dot[uint32_t(t)](n_in, wq.data() + size_t(r) * row_bytes(t, n_in), xa);
+        ASSERT_EQ(y[size_t(tk * n_out + r)], want) << type_name(t);
+        // And against the float reference, within the activation quantization noise.
+        double mag = 0;
+        for (int64_t i = 0; i < n_in; ++i) mag += std::fabs(wf[size_t(r * n_in + i)] * x[size_t(tk * n_in + i)]);
+        EXPECT_NEAR(y[size_t(tk * n_out + r)], yr[size_t(tk * n_out + r)], (at == DType::F32 ? 1e-5 : 2e-2) * mag);
+      }
+    }
+  }
+}
