@@ -5,7 +5,7 @@
 #include <sstream>
 
 #include "cli/engine_flags.h"
-#include "engine/sampler.h"
+#include "engine/generate.h"
 #include "tokenizer/chat_template.h"
 
 namespace corral::cli {
@@ -23,9 +23,6 @@ struct RunArgs {
   CLI::Option *prompt_opt = nullptr, *file_opt = nullptr, *ids_opt = nullptr;
 };
 
-double since(std::chrono::steady_clock::time_point t) {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
-}
 
 Expected<std::vector<int32_t>> prompt_tokens(RunArgs& a, Engine& e) {
   const int given = int(a.prompt_opt->count() > 0) + int(a.file_opt->count() > 0) + int(a.ids_opt->count() > 0);
@@ -87,61 +84,30 @@ Status run(RunArgs& a) {
                       " (raise --ctx-size)");
   std::fprintf(stderr, "load: %.3f s (%s, %lld threads)\n", e->load_seconds, e->model->hp.arch.c_str(),
                (long long)e->ctx->pool->size());
-  std::vector<int32_t> stop_ids;
-  if (e->tok) {
-    stop_ids = e->tok->vocab().stop_ids();
-    if (e->tok->vocab().bos >= 0) stop_ids.push_back(e->tok->vocab().bos);
-  }
-  Sampler sampler(a.sp);
-  std::vector<float> logits;
-  auto t0 = std::chrono::steady_clock::now();
-  CORRAL_RETURN_IF_ERROR(e->eval(0, ids, 0, false, &logits));
-  const double t_prompt = since(t0);
-  std::vector<int32_t> history = ids, generated;
-  std::unique_ptr<StreamDecoder> dec;
-  if (e->tok && !a.print_ids) dec = std::make_unique<StreamDecoder>(*e->tok, false, ids.back());
-  std::string text_out;
-  const int64_t V = e->model->hp.n_vocab;
-  t0 = std::chrono::steady_clock::now();
-  int64_t pos = int64_t(ids.size());
-  // pos: where the token being sampled goes. The last one may sit at ctx_size (printed, never
-  // evaluated), as llama2.c does.
-  for (int64_t i = 0; i < a.n; ++i) {
-    const int32_t next = sampler.sample(logits.data() + logits.size() - size_t(V), V, history);
-    if (std::find(stop_ids.begin(), stop_ids.end(), next) != stop_ids.end()) break;
-    generated.push_back(next);
-    history.push_back(next);
-    if (dec) {
-      std::string piece = dec->feed(next);
-      text_out += piece;
-      bool stop = false;
-      for (auto& s : a.stops)
-        if (!s.empty() && text_out.find(s) != std::string::npos) stop = true;
-      std::fwrite(piece.data(), 1, piece.size(), stdout);
+  GenerateRequest req;
+  req.prompt = ids;
+  req.max_tokens = a.n;
+  req.sampling = a.sp;
+  req.stop_strings = a.stops;
+  if (!a.print_ids)
+    req.on_token = [](int32_t, const std::string& text) {
+      std::fwrite(text.data(), 1, text.size(), stdout);
       std::fflush(stdout);
-      if (stop) break;
-    }
-    if (i + 1 == a.n || pos >= e->ctx_size) break;
-    logits.clear();
-    CORRAL_RETURN_IF_ERROR(e->eval(0, {next}, pos, false, &logits));
-    ++pos;
-  }
-  const double t_gen = since(t0);
-  if (dec) {
-    const std::string rest = dec->flush();
-    std::fwrite(rest.data(), 1, rest.size(), stdout);
-    std::printf("\n");
-  }
+      return true;
+    };
+  CORRAL_ASSIGN_OR_RETURN(GenerateResult r, generate(*e, req));
   if (a.print_ids) {
     std::string out = "[";
-    for (size_t i = 0; i < generated.size(); ++i) out += (i ? ", " : "") + std::to_string(generated[i]);
+    for (size_t i = 0; i < r.tokens.size(); ++i) out += (i ? ", " : "") + std::to_string(r.tokens[i]);
     std::printf("%s]\n", out.c_str());
+  } else {
+    std::printf("\n");
   }
   std::fflush(stdout);
-  std::fprintf(stderr, "prompt: %zu tokens in %.3f s (%.1f tok/s)\n", ids.size(), t_prompt,
-               double(ids.size()) / std::max(t_prompt, 1e-9));
-  std::fprintf(stderr, "generation: %zu tokens in %.3f s (%.1f tok/s)\n", generated.size(), t_gen,
-               double(generated.size()) / std::max(t_gen, 1e-9));
+  std::fprintf(stderr, "prompt: %zu tokens in %.3f s (%.1f tok/s)\n", ids.size(), r.prompt_seconds,
+               double(ids.size()) / std::max(r.prompt_seconds, 1e-9));
+  std::fprintf(stderr, "generation: %zu tokens in %.3f s (%.1f tok/s)\n", r.tokens.size(), r.gen_seconds,
+               double(r.tokens.size()) / std::max(r.gen_seconds, 1e-9));
   return Status::ok();
 }
 
