@@ -7,6 +7,4 @@ namespace corral::cli {
     app.add_subcommand(name, desc)->allow_extras();                         \
     return [] { return Status(make_error(std::string(name) + ": not implemented yet")); }; \
   }
-CORRAL_STUB(add_bench, "bench", "Benchmark")
-CORRAL_STUB(add_synth, "synth", "Random-weight model")
 }  // namespace corral::cli

@@ -5,7 +5,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <sstream>
@@ -23,7 +25,27 @@ Expected<std::shared_ptr<MappedFile>> MappedFile::open(const std::string& path) 
   std::shared_ptr<MappedFile> mf(new MappedFile());
   mf->path_ = path;
   mf->size_ = size_t(st.st_size);
-  if (mf->size_ > 0) {
+  if (mf->size_ > 0 && std::getenv("CORRAL_NO_MMAP")) {
+    // Read into anonymous memory backed by transparent huge pages (fewer TLB misses when
+    // streaming weights); RSS is the same as with a touched mmap.
+    void* p = mmap(nullptr, mf->size_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) {
+      ::close(fd);
+      return make_error(path + ": cannot allocate " + std::to_string(mf->size_) + " bytes");
+    }
+    madvise(p, mf->size_, MADV_HUGEPAGE);
+    size_t done = 0;
+    while (done < mf->size_) {
+      const ssize_t r = pread(fd, static_cast<uint8_t*>(p) + done, std::min<size_t>(mf->size_ - done, 1 << 26), off_t(done));
+      if (r <= 0) {
+        munmap(p, mf->size_);
+        ::close(fd);
+        return make_error(path + ": read failed at offset " + std::to_string(done));
+      }
+      done += size_t(r);
+    }
+    mf->data_ = static_cast<const uint8_t*>(p);
+  } else if (mf->size_ > 0) {
     void* p = mmap(nullptr, mf->size_, PROT_READ, MAP_PRIVATE, fd, 0);
     if (p == MAP_FAILED) {
       ::close(fd);

@@ -1,16 +1,162 @@
 #include "ops/matmul.h"
 
 #include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <cstdlib>
 #include <cstring>
 
+#include "backend/cpu/gemm_int8.h"
 #include "backend/cpu/kernels.h"
 #include "format/quant.h"
 
 namespace corral {
 
+namespace {
+
+// Prompt-sized batches: blocked GEMM. Weight rows are expanded to f32 one (64-row x 256-col)
+// tile at a time and reused by up to 192 tokens; activations are packed [group][k][NR] once,
+// so the micro-kernel streams both with unit stride. Activations stay f32 (no rounding).
+void matmul_gemm(Context& ctx, const TensorView& w, const float* x, int64_t T, float* y,
+                 MatmulScratch& s) {
+  const KernelTable& k = kernels_best();
+  const int64_t K = w.ne[0], N = w.ne[1], MR = k.gemm_mr, NR = k.gemm_nr;
+  constexpr int64_t RP = 64, TB = 192, KC = 256;
+  const int64_t groups = (T + NR - 1) / NR;
+  s.packed.resize(size_t(groups * K * NR));
+  float* xp = s.packed.data();
+  ctx.pool->parallel_for(groups, [&](int64_t g) {
+    float* dst = xp + g * K * NR;
+    for (int64_t kk = 0; kk < K; ++kk)
+      for (int64_t j = 0; j < NR; ++j) {
+        const int64_t t = g * NR + j;
+        dst[kk * NR + j] = t < T ? x[t * K + kk] : 0.f;
+      }
+  });
+  const int64_t panels = (N + RP - 1) / RP, tblocks = (T + TB - 1) / TB;
+  const int nt = ctx.pool->size();
+  s.wtile.resize(size_t(nt) * RP * KC);
+  s.ctile.resize(size_t(nt) * RP * TB);
+  const size_t rb = w.row_size();
+  const uint8_t* wd = static_cast<const uint8_t*>(w.data);
+  std::atomic<int64_t> next{0};
+  ctx.pool->run_on_all([&](int ti, int) {
+    float* wt = s.wtile.data() + size_t(ti) * RP * KC;
+    float* ct = s.ctile.data() + size_t(ti) * RP * TB;
+    for (int64_t item; (item = next.fetch_add(1)) < panels * tblocks;) {
+      const int64_t p = item / tblocks, tb = item % tblocks;
+      const int64_t r0 = p * RP, nr = std::min(RP, N - r0);
+      const int64_t nr_pad = (nr + MR - 1) / MR * MR;
+      const int64_t g0 = tb * TB / NR, ng = std::min(TB / NR, groups - g0);
+      for (int64_t k0 = 0; k0 < K; k0 += KC) {
+        const int64_t kc = std::min(KC, K - k0);
+        const DequantFn deq = k.dequant[uint32_t(w.type)];
+        for (int64_t r = 0; r < nr; ++r) {
+          const uint8_t* src = wd + size_t(r0 + r) * rb + row_bytes(w.type, k0);
+          if (deq) deq(src, wt + r * kc, kc);
+          else dequantize_row(w.type, src, wt + r * kc, kc);
+        }
+        for (int64_t r = nr; r < nr_pad; ++r) std::fill(wt + r * kc, wt + (r + 1) * kc, 0.f);
+        for (int64_t r = 0; r < nr_pad; r += MR)
+          for (int64_t g = 0; g < ng; ++g)
+            k.gemm_micro(kc, wt + r * kc, kc, xp + ((g0 + g) * K + k0) * NR, ct + r * TB + g * NR, TB, k0 > 0);
+      }
+      for (int64_t r = 0; r < nr; ++r)
+        for (int64_t j = 0; j < ng * NR; ++j) {
+          const int64_t t = g0 * NR + j;
+          if (t < T) y[t * N + r0 + r] = ct[r * TB + j];
+        }
+    }
+  });
+}
+
+// One activation row to s8 blocks of 32: levels, scale, scale * sum(levels).
+void quantize_blocks(const float* x, int64_t K, int8_t* q, float* d_out, float* s_out, int64_t stride) {
+  for (int64_t b = 0; b < K / 32; ++b) {
+    const float* src = x + b * 32;
+    float amax = 0;
+    for (int j = 0; j < 32; ++j) amax = std::max(amax, std::fabs(src[j]));
+    const float d = amax / 127.f, id = d > 0 ? 1.f / d : 0.f;
+    int sum = 0;
+    for (int j = 0; j < 32; ++j) sum += (q[b * 32 + j] = int8_t(std::lrintf(src[j] * id)));
+    d_out[b * stride] = d;
+    s_out[b * stride] = d * float(sum);
+  }
+}
+
+// Prompt-sized batches over Q8_0/Q4_0/Q4_K weights: integer GEMM. A 16-row panel is unpacked
+// to per-block levels/scales/offsets once per 128-token block; activations become s8 blocks.
+void matmul_int8(Context& ctx, const TensorView& w, const float* x, int64_t T, float* y, MatmulScratch& s,
+                 bool signed_levels) {
+  const KernelTable& k = kernels_best();
+  const int64_t K = w.ne[0], N = w.ne[1], nb = K / 32, Tp = (T + 3) / 4 * 4;
+  constexpr int64_t RP = 16, TB = 128;
+  s.xq.assign(size_t(Tp * K), 0);
+  // Block scales and scaled sums interleaved per group of 4 tokens: [Tp/4][nb][4].
+  s.xd.assign(size_t(Tp * nb), 0.f);
+  s.xs.assign(size_t(Tp * nb), 0.f);
+  ctx.pool->parallel_for(T, [&](int64_t t) {
+    const int64_t g = t / 4, lane = t % 4;
+    quantize_blocks(x + t * K, K, s.xq.data() + t * K, s.xd.data() + g * nb * 4 + lane, s.xs.data() + g * nb * 4 + lane, 4);
+  });
+  const int64_t panels = (N + RP - 1) / RP, tblocks = (Tp + TB - 1) / TB;
+  const int nt = ctx.pool->size();
+  s.lv.resize(size_t(nt * RP * K));
+  s.wsc.resize(size_t(nt * RP * nb * 2));
+  const size_t rb = w.row_size();
+  const uint8_t* wd = static_cast<const uint8_t*>(w.data);
+  std::atomic<int64_t> next{0};
+  ctx.pool->run_on_all([&](int ti, int) {
+    uint8_t* lv = s.lv.data() + size_t(ti) * RP * K;
+    float* sc = s.wsc.data() + size_t(ti) * RP * nb * 2;
+    float* off = sc + RP * nb;
+    int64_t last_panel = -1;
+    for (int64_t item; (item = next.fetch_add(1)) < panels * tblocks;) {
+      const int64_t p = item / tblocks, tb = item % tblocks;
+      const int64_t r0 = p * RP, nr = std::min(RP, N - r0);
+      if (p != last_panel) {
+        for (int64_t r = 0; r < RP; ++r) {
+          if (r < nr) {
+            int8_unpack_row(w.type, wd + size_t(r0 + r) * rb, K, lv + r * K, sc + r * nb, off + r * nb, true);
+          } else {
+            std::fill(lv + r * K, lv + (r + 1) * K, uint8_t(0));
+            std::fill(sc + r * nb, sc + (r + 1) * nb, 0.f);
+            std::fill(off + r * nb, off + (r + 1) * nb, 0.f);
+          }
+        }
+        last_panel = p;
+      }
+      const int64_t t_end = std::min(Tp, (tb + 1) * TB);
+      float out[8];
+      for (int64_t r = 0; r < nr; r += 2)
+        for (int64_t t = tb * TB; t < t_end; t += 4) {
+          k.int8_micro(signed_levels, nb, lv + r * K, K, sc + r * nb, off + r * nb, nb, s.xq.data() + t * K, K,
+                       s.xd.data() + t * nb, s.xs.data() + t * nb, out);
+          for (int64_t rr = 0; rr < 2 && r + rr < nr; ++rr)
+            for (int64_t tt = 0; tt < 4 && t + tt < T; ++tt) y[(t + tt) * N + r0 + r + rr] = out[rr * 4 + tt];
+        }
+    }
+  });
+}
+
+}  // namespace
+
 void matmul(Context& ctx, const TensorView& w, const float* x, int64_t n_tok, float* y,
             MatmulScratch& scratch) {
   const KernelTable& k = kernels_best();
+  // KC chunks must start on block boundaries of the weight type.
+  const int64_t blk = type_traits(w.type)->block_size;
+  bool signed_levels = false;
+  if (n_tok >= 16 && k.int8_micro && int8_gemm_supports(w.type, &signed_levels) && w.ne[0] % blk == 0 &&
+      w.ne[0] <= 256 * 32 &&
+      std::getenv("CORRAL_NO_INT8_GEMM") == nullptr) {
+    matmul_int8(ctx, w, x, n_tok, y, scratch, signed_levels);
+    return;
+  }
+  if (n_tok >= 16 && (256 % blk == 0) && w.ne[0] % blk == 0) {
+    matmul_gemm(ctx, w, x, n_tok, y, scratch);
+    return;
+  }
   const int64_t n_in = w.ne[0], n_out = w.ne[1];
   const DType at = act_type(w.type);
   const DotFn dot = k.dot[uint32_t(w.type)];

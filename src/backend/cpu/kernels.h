@@ -13,8 +13,29 @@ namespace corral {
 using DotFn = float (*)(int64_t n, const void* w, const void* x);
 using QuantizeActFn = void (*)(const float* x, void* dst, int64_t n);
 
+// GEMM micro-kernel: c[MR][NR] (+)= w[MR][k] * xp[k][NR] over k in [0, kc).
+// w: MR rows with stride ldw (f32); xp: packed activations, NR floats per k.
+using GemmMicroFn = void (*)(int64_t kc, const float* w, int64_t ldw, const float* xp, float* c,
+                             int64_t ldc, bool accumulate);
+// y[i] += a * x[i] for x in F32 or F16 (attention's weighted sum of V rows).
+using AxpyFn = void (*)(int64_t n, float a, const void* x, float* y);
+
+// n values of a weight row (type-specific) to f32.
+using DequantFn = void (*)(const void* src, float* dst, int64_t n);
+
+// Integer GEMM micro-kernel (see backend/cpu/gemm_int8.h); nullptr where the ISA lacks one.
+using Int8MicroFn = void (*)(bool signed_weights, int64_t nb, const uint8_t* w, int64_t ldw, const float* ws,
+                             const float* wo, int64_t lds, const int8_t* x, int64_t ldx, const float* xd4,
+                             const float* xs4, float* out);
+
+
 struct KernelTable {
   const char* isa;
+  Int8MicroFn int8_micro;
+  DequantFn dequant[32];  // nullptr: use the generic dequantize_row
+  GemmMicroFn gemm_micro;
+  int gemm_mr, gemm_nr;
+  AxpyFn axpy_f32, axpy_f16;
   DotFn dot[32];  // indexed by DType id; nullptr = unsupported
   QuantizeActFn quantize_q8_0;
   QuantizeActFn quantize_q8_k;
@@ -26,9 +47,15 @@ DType act_type(DType w);
 bool kernel_supports(DType w);
 
 const KernelTable& kernels_scalar();
-const KernelTable* kernels_avx2();    // nullptr when not compiled in
-const KernelTable* kernels_avx512();  // nullptr when not compiled in
+// nullptr when this CPU lacks the ISA (checked here, in code built for any x86-64: the tables
+// themselves are built with the ISA's flags and must not be touched on other CPUs).
+const KernelTable* kernels_avx2();
+const KernelTable* kernels_avx512();
+// Defined in the per-ISA files; call only after the CPU check.
+const KernelTable* kernels_avx2_unchecked();
+const KernelTable* kernels_avx512_unchecked();
 // Best table for this CPU (or the one CORRAL_ISA names).
 const KernelTable& kernels_best();
+inline const char* kernels_isa_name() { return kernels_best().isa; }
 
 }  // namespace corral

@@ -1,6 +1,7 @@
 // AVX2 + FMA + F16C kernels (compiled with those flags only; selected at run time).
 #include <immintrin.h>
 
+#include "backend/cpu/gemm_int8.h"
 #include "backend/cpu/kernels.h"
 #include "core/fp16.h"
 #include "format/quant.h"
@@ -77,33 +78,50 @@ inline __m256 mul_sum_i8(__m256i x, __m256i y) {
   return _mm256_cvtepi32_ps(_mm256_madd_epi16(dot, _mm256_set1_epi16(1)));
 }
 
+// Two blocks per iteration into independent accumulators: the FMA chain is the bottleneck.
 float dot_q8_0(int64_t n, const void* w, const void* x) {
   auto* a = static_cast<const BlockQ8_0*>(w);
   auto* b = static_cast<const BlockQ8_0*>(x);
-  __m256 acc = _mm256_setzero_ps();
-  for (int64_t i = 0; i < n / 32; ++i) {
-    const __m256 d = _mm256_set1_ps(h2f(a[i].d) * h2f(b[i].d));
-    const __m256i qa = _mm256_loadu_si256((const __m256i*)a[i].qs);
-    const __m256i qb = _mm256_loadu_si256((const __m256i*)b[i].qs);
-    acc = _mm256_fmadd_ps(d, mul_sum_i8(qa, qb), acc);
+  const int64_t nb = n / 32;
+  __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+  int64_t i = 0;
+  for (; i + 2 <= nb; i += 2) {
+    const __m256 p0 = mul_sum_i8(_mm256_loadu_si256((const __m256i*)a[i].qs), _mm256_loadu_si256((const __m256i*)b[i].qs));
+    const __m256 p1 = mul_sum_i8(_mm256_loadu_si256((const __m256i*)a[i + 1].qs),
+                                 _mm256_loadu_si256((const __m256i*)b[i + 1].qs));
+    acc0 = _mm256_fmadd_ps(_mm256_set1_ps(h2f(a[i].d) * h2f(b[i].d)), p0, acc0);
+    acc1 = _mm256_fmadd_ps(_mm256_set1_ps(h2f(a[i + 1].d) * h2f(b[i + 1].d)), p1, acc1);
   }
-  return hsum(acc);
+  for (; i < nb; ++i) {
+    const __m256 p0 = mul_sum_i8(_mm256_loadu_si256((const __m256i*)a[i].qs), _mm256_loadu_si256((const __m256i*)b[i].qs));
+    acc0 = _mm256_fmadd_ps(_mm256_set1_ps(h2f(a[i].d) * h2f(b[i].d)), p0, acc0);
+  }
+  return hsum(_mm256_add_ps(acc0, acc1));
+}
+
+inline __m256i q4_nibbles(const uint8_t* qs) {
+  const __m128i t = _mm_loadu_si128((const __m128i*)qs);
+  const __m256i q = _mm256_insertf128_si256(_mm256_castsi128_si256(t), _mm_srli_epi16(t, 4), 1);
+  return _mm256_sub_epi8(_mm256_and_si256(q, _mm256_set1_epi8(0xF)), _mm256_set1_epi8(8));
 }
 
 float dot_q4_0(int64_t n, const void* w, const void* x) {
   auto* a = static_cast<const BlockQ4_0*>(w);
   auto* b = static_cast<const BlockQ8_0*>(x);
-  __m256 acc = _mm256_setzero_ps();
-  const __m256i m4 = _mm256_set1_epi8(0xF), off = _mm256_set1_epi8(8);
-  for (int64_t i = 0; i < n / 32; ++i) {
-    const __m256 d = _mm256_set1_ps(h2f(a[i].d) * h2f(b[i].d));
-    const __m128i t = _mm_loadu_si128((const __m128i*)a[i].qs);
-    __m256i qa = _mm256_insertf128_si256(_mm256_castsi128_si256(t), _mm_srli_epi16(t, 4), 1);
-    qa = _mm256_sub_epi8(_mm256_and_si256(qa, m4), off);
-    const __m256i qb = _mm256_loadu_si256((const __m256i*)b[i].qs);
-    acc = _mm256_fmadd_ps(d, mul_sum_i8(qa, qb), acc);
+  const int64_t nb = n / 32;
+  __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+  int64_t i = 0;
+  for (; i + 2 <= nb; i += 2) {
+    const __m256 p0 = mul_sum_i8(q4_nibbles(a[i].qs), _mm256_loadu_si256((const __m256i*)b[i].qs));
+    const __m256 p1 = mul_sum_i8(q4_nibbles(a[i + 1].qs), _mm256_loadu_si256((const __m256i*)b[i + 1].qs));
+    acc0 = _mm256_fmadd_ps(_mm256_set1_ps(h2f(a[i].d) * h2f(b[i].d)), p0, acc0);
+    acc1 = _mm256_fmadd_ps(_mm256_set1_ps(h2f(a[i + 1].d) * h2f(b[i + 1].d)), p1, acc1);
   }
-  return hsum(acc);
+  for (; i < nb; ++i) {
+    const __m256 p0 = mul_sum_i8(q4_nibbles(a[i].qs), _mm256_loadu_si256((const __m256i*)b[i].qs));
+    acc0 = _mm256_fmadd_ps(_mm256_set1_ps(h2f(a[i].d) * h2f(b[i].d)), p0, acc0);
+  }
+  return hsum(_mm256_add_ps(acc0, acc1));
 }
 
 float dot_q4_k(int64_t n, const void* w, const void* x) {
@@ -171,6 +189,136 @@ float dot_q6_k(int64_t n, const void* w, const void* x) {
   return hsum(acc);
 }
 
+// 4 rows x 24 tokens: 12 accumulators; per k: 3 loads, 4 broadcasts, 12 FMAs.
+void gemm_micro(int64_t kc, const float* w, int64_t ldw, const float* xp, float* c, int64_t ldc, bool acc) {
+  // Accumulators as named locals: GCC keeps them in registers (an array spills to the stack).
+  __m256 a00 = acc ? _mm256_loadu_ps(c + 0 * ldc + 0) : _mm256_setzero_ps();
+  __m256 a01 = acc ? _mm256_loadu_ps(c + 0 * ldc + 8) : _mm256_setzero_ps();
+  __m256 a02 = acc ? _mm256_loadu_ps(c + 0 * ldc + 16) : _mm256_setzero_ps();
+  __m256 a10 = acc ? _mm256_loadu_ps(c + 1 * ldc + 0) : _mm256_setzero_ps();
+  __m256 a11 = acc ? _mm256_loadu_ps(c + 1 * ldc + 8) : _mm256_setzero_ps();
+  __m256 a12 = acc ? _mm256_loadu_ps(c + 1 * ldc + 16) : _mm256_setzero_ps();
+  __m256 a20 = acc ? _mm256_loadu_ps(c + 2 * ldc + 0) : _mm256_setzero_ps();
+  __m256 a21 = acc ? _mm256_loadu_ps(c + 2 * ldc + 8) : _mm256_setzero_ps();
+  __m256 a22 = acc ? _mm256_loadu_ps(c + 2 * ldc + 16) : _mm256_setzero_ps();
+  __m256 a30 = acc ? _mm256_loadu_ps(c + 3 * ldc + 0) : _mm256_setzero_ps();
+  __m256 a31 = acc ? _mm256_loadu_ps(c + 3 * ldc + 8) : _mm256_setzero_ps();
+  __m256 a32 = acc ? _mm256_loadu_ps(c + 3 * ldc + 16) : _mm256_setzero_ps();
+  for (int64_t k = 0; k < kc; ++k) {
+    const __m256 x0 = _mm256_loadu_ps(xp + k * 24 + 0);
+    const __m256 x1 = _mm256_loadu_ps(xp + k * 24 + 8);
+    const __m256 x2 = _mm256_loadu_ps(xp + k * 24 + 16);
+    { const __m256 wr = _mm256_broadcast_ss(w + 0 * ldw + k);
+      a00 = _mm256_fmadd_ps(wr, x0, a00);
+      a01 = _mm256_fmadd_ps(wr, x1, a01);
+      a02 = _mm256_fmadd_ps(wr, x2, a02);
+    }
+    { const __m256 wr = _mm256_broadcast_ss(w + 1 * ldw + k);
+      a10 = _mm256_fmadd_ps(wr, x0, a10);
+      a11 = _mm256_fmadd_ps(wr, x1, a11);
+      a12 = _mm256_fmadd_ps(wr, x2, a12);
+    }
+    { const __m256 wr = _mm256_broadcast_ss(w + 2 * ldw + k);
+      a20 = _mm256_fmadd_ps(wr, x0, a20);
+      a21 = _mm256_fmadd_ps(wr, x1, a21);
+      a22 = _mm256_fmadd_ps(wr, x2, a22);
+    }
+    { const __m256 wr = _mm256_broadcast_ss(w + 3 * ldw + k);
+      a30 = _mm256_fmadd_ps(wr, x0, a30);
+      a31 = _mm256_fmadd_ps(wr, x1, a31);
+      a32 = _mm256_fmadd_ps(wr, x2, a32);
+    }
+  }
+  _mm256_storeu_ps(c + 0 * ldc + 0, a00);
+  _mm256_storeu_ps(c + 0 * ldc + 8, a01);
+  _mm256_storeu_ps(c + 0 * ldc + 16, a02);
+  _mm256_storeu_ps(c + 1 * ldc + 0, a10);
+  _mm256_storeu_ps(c + 1 * ldc + 8, a11);
+  _mm256_storeu_ps(c + 1 * ldc + 16, a12);
+  _mm256_storeu_ps(c + 2 * ldc + 0, a20);
+  _mm256_storeu_ps(c + 2 * ldc + 8, a21);
+  _mm256_storeu_ps(c + 2 * ldc + 16, a22);
+  _mm256_storeu_ps(c + 3 * ldc + 0, a30);
+  _mm256_storeu_ps(c + 3 * ldc + 8, a31);
+  _mm256_storeu_ps(c + 3 * ldc + 16, a32);
+}
+
+void axpy_f32(int64_t n, float a, const void* x, float* y) {
+  auto* v = static_cast<const float*>(x);
+  const __m256 va = _mm256_set1_ps(a);
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) _mm256_storeu_ps(y + i, _mm256_fmadd_ps(va, _mm256_loadu_ps(v + i), _mm256_loadu_ps(y + i)));
+  for (; i < n; ++i) y[i] += a * v[i];
+}
+
+void axpy_f16(int64_t n, float a, const void* x, float* y) {
+  auto* v = static_cast<const uint16_t*>(x);
+  const __m256 va = _mm256_set1_ps(a);
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    _mm256_storeu_ps(y + i, _mm256_fmadd_ps(va, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i*)(v + i))),
+                                            _mm256_loadu_ps(y + i)));
+  for (; i < n; ++i) y[i] += a * h2f(v[i]);
+}
+
+void deq_f16(const void* src, float* y, int64_t n) {
+  auto* h = static_cast<const uint16_t*>(src);
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) _mm256_storeu_ps(y + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i*)(h + i))));
+  for (; i < n; ++i) y[i] = h2f(h[i]);
+}
+
+void deq_q8_0(const void* src, float* y, int64_t n) {
+  auto* b = static_cast<const BlockQ8_0*>(src);
+  for (int64_t i = 0; i < n / 32; ++i, y += 32) {
+    const __m256 d = _mm256_set1_ps(h2f(b[i].d));
+    for (int j = 0; j < 4; ++j) {
+      const __m128i q = _mm_loadl_epi64((const __m128i*)(b[i].qs + 8 * j));
+      _mm256_storeu_ps(y + 8 * j, _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q))));
+    }
+  }
+}
+
+void deq_q4_0(const void* src, float* y, int64_t n) {
+  auto* b = static_cast<const BlockQ4_0*>(src);
+  for (int64_t i = 0; i < n / 32; ++i, y += 32) {
+    const __m256 d = _mm256_set1_ps(h2f(b[i].d));
+    alignas(32) int8_t q[32];
+    _mm256_store_si256((__m256i*)q, q4_nibbles(b[i].qs));
+    for (int j = 0; j < 4; ++j) {
+      const __m128i v = _mm_loadl_epi64((const __m128i*)(q + 8 * j));
+      _mm256_storeu_ps(y + 8 * j, _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(v))));
+    }
+  }
+}
+
+void deq_q4_k(const void* src, float* y, int64_t n) {
+  auto* b = static_cast<const BlockQ4_K*>(src);
+  const __m256i m4 = _mm256_set1_epi8(0xF);
+  for (int64_t i = 0; i < n / QK_K; ++i) {
+    const float d = h2f(b[i].d), dmin = h2f(b[i].dmin);
+    const uint8_t* q = b[i].qs;
+    for (int j = 0; j < 4; ++j, q += 32) {
+      uint8_t sc1, m1, sc2, m2;
+      get_scale_min_k4(2 * j, b[i].scales, &sc1, &m1);
+      get_scale_min_k4(2 * j + 1, b[i].scales, &sc2, &m2);
+      const __m256i bits = _mm256_loadu_si256((const __m256i*)q);
+      alignas(32) uint8_t lo[32], hi[32];
+      _mm256_store_si256((__m256i*)lo, _mm256_and_si256(bits, m4));
+      _mm256_store_si256((__m256i*)hi, _mm256_and_si256(_mm256_srli_epi16(bits, 4), m4));
+      const __m256 d1 = _mm256_set1_ps(d * sc1), mm1 = _mm256_set1_ps(dmin * m1);
+      const __m256 d2 = _mm256_set1_ps(d * sc2), mm2 = _mm256_set1_ps(dmin * m2);
+      for (int k = 0; k < 4; ++k) {
+        const __m256 vl = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i*)(lo + 8 * k))));
+        const __m256 vh = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i*)(hi + 8 * k))));
+        _mm256_storeu_ps(y + 8 * k, _mm256_fmsub_ps(d1, vl, mm1));
+        _mm256_storeu_ps(y + 32 + 8 * k, _mm256_fmsub_ps(d2, vh, mm2));
+      }
+      y += 64;
+    }
+  }
+}
+
 KernelTable make() {
   KernelTable t = kernels_scalar();
   t.isa = "avx2";
@@ -181,12 +329,22 @@ KernelTable make() {
   t.dot[uint32_t(DType::Q4_0)] = dot_q4_0;
   t.dot[uint32_t(DType::Q4_K)] = dot_q4_k;
   t.dot[uint32_t(DType::Q6_K)] = dot_q6_k;
+  t.gemm_micro = gemm_micro;
+  t.gemm_mr = 4;
+  t.gemm_nr = 24;
+  t.int8_micro = gemm_int8_micro_avx2;
+  t.dequant[uint32_t(DType::F16)] = deq_f16;
+  t.dequant[uint32_t(DType::Q8_0)] = deq_q8_0;
+  t.dequant[uint32_t(DType::Q4_0)] = deq_q4_0;
+  t.dequant[uint32_t(DType::Q4_K)] = deq_q4_k;
+  t.axpy_f32 = axpy_f32;
+  t.axpy_f16 = axpy_f16;
   return t;
 }
 
 }  // namespace
 
-const KernelTable* kernels_avx2() {
+const KernelTable* kernels_avx2_unchecked() {
   static const KernelTable t = make();
   return &t;
 }

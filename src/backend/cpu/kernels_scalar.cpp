@@ -144,6 +144,27 @@ float dot_q6_k(int64_t n, const void* w, const void* x) {
   return s;
 }
 
+void gemm_micro(int64_t kc, const float* w, int64_t ldw, const float* xp, float* c, int64_t ldc,
+                bool acc) {
+  constexpr int MR = 4, NR = 8;
+  float t[MR][NR] = {};
+  for (int64_t k = 0; k < kc; ++k)
+    for (int r = 0; r < MR; ++r)
+      for (int j = 0; j < NR; ++j) t[r][j] += w[r * ldw + k] * xp[k * NR + j];
+  for (int r = 0; r < MR; ++r)
+    for (int j = 0; j < NR; ++j) c[r * ldc + j] = (acc ? c[r * ldc + j] : 0.f) + t[r][j];
+}
+
+void axpy_f32(int64_t n, float a, const void* x, float* y) {
+  auto* v = static_cast<const float*>(x);
+  for (int64_t i = 0; i < n; ++i) y[i] += a * v[i];
+}
+
+void axpy_f16(int64_t n, float a, const void* x, float* y) {
+  auto* v = static_cast<const uint16_t*>(x);
+  for (int64_t i = 0; i < n; ++i) y[i] += a * fp16_to_f32(v[i]);
+}
+
 void q8_0_act(const float* x, void* dst, int64_t n) { quantize_row(DType::Q8_0, x, dst, n); }
 void q8_k_act(const float* x, void* dst, int64_t n) { quantize_row(DType::Q8_K, x, dst, n); }
 
@@ -159,6 +180,11 @@ KernelTable make_scalar() {
   t.dot[uint32_t(DType::Q6_K)] = dot_q6_k;
   t.quantize_q8_0 = q8_0_act;
   t.quantize_q8_k = q8_k_act;
+  t.gemm_micro = gemm_micro;
+  t.gemm_mr = 4;
+  t.gemm_nr = 8;
+  t.axpy_f32 = axpy_f32;
+  t.axpy_f16 = axpy_f16;
   return t;
 }
 
@@ -169,19 +195,29 @@ const KernelTable& kernels_scalar() {
   return t;
 }
 
+namespace {
+bool cpu_has_avx2() {
+  __builtin_cpu_init();
+  return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c") &&
+         __builtin_cpu_supports("bmi2");
+}
+bool cpu_has_avx512() {
+  return cpu_has_avx2() && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+         __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
+         __builtin_cpu_supports("avx512vnni");
+}
+}  // namespace
+
+const KernelTable* kernels_avx2() { return cpu_has_avx2() ? kernels_avx2_unchecked() : nullptr; }
+const KernelTable* kernels_avx512() { return cpu_has_avx512() ? kernels_avx512_unchecked() : nullptr; }
+
 const KernelTable& kernels_best() {
   static const KernelTable* best = [] {
     const char* force = std::getenv("CORRAL_ISA");
     const std::string f = force ? force : "";
-    __builtin_cpu_init();
-    const bool has_avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-                          __builtin_cpu_supports("f16c");
-    const bool has_avx512 = has_avx2 && __builtin_cpu_supports("avx512f") &&
-                            __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&
-                            __builtin_cpu_supports("avx512vnni");
     if (f == "scalar") return &kernels_scalar();
-    if (f != "avx2" && has_avx512 && kernels_avx512()) return kernels_avx512();
-    if (has_avx2 && kernels_avx2()) return kernels_avx2();
+    if (f != "avx2" && kernels_avx512()) return kernels_avx512();
+    if (kernels_avx2()) return kernels_avx2();
     return &kernels_scalar();
   }();
   return *best;

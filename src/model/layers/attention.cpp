@@ -40,6 +40,7 @@ void attention(Context& ctx, KvStore& kv, const AttnParams& p, const std::vector
   const bool f16 = kv.type() == DType::F16;
   const size_t esz = f16 ? 2 : 4;
   const DotFn dot = kernels_best().dot[uint32_t(f16 ? DType::F16 : DType::F32)];
+  const AxpyFn axpy = f16 ? kernels_best().axpy_f16 : kernels_best().axpy_f32;
   int64_t max_pos = 0;
   for (auto& b : batch) max_pos = std::max<int64_t>(max_pos, b.pos + 1);
   const int nt = ctx.pool->size();
@@ -75,13 +76,7 @@ void attention(Context& ctx, KvStore& kv, const AttnParams& p, const std::vector
         const uint8_t* vr = kv.v_block(p.layer, blocks[size_t(pos / bs)]) +
                             (size_t(pos % bs) * size_t(row) + size_t(kvh * hd)) * esz;
         const float w = sc[pos - p0] * inv;
-        if (f16) {
-          auto* v16 = reinterpret_cast<const uint16_t*>(vr);
-          for (int64_t i = 0; i < hd; ++i) acc[i] += w * fp16_to_f32(v16[i]);
-        } else {
-          auto* v32 = reinterpret_cast<const float*>(vr);
-          for (int64_t i = 0; i < hd; ++i) acc[i] += w * v32[i];
-        }
+        axpy(hd, w, vr, acc);
       }
       std::memcpy(out + t * p.n_head * hd + h * hd, acc, size_t(hd) * 4);
     }

@@ -1,0 +1,77 @@
+// Google Benchmark microbenchmarks for each weight type's matmul: T=1 (decode; reported as
+// GB/s of weights streamed) and T=128 (prompt; reported as GFLOP/s), plus the bare dot kernel
+// on cache-resident data (compute ceiling).
+#include <benchmark/benchmark.h>
+
+#include <random>
+
+#include "backend/cpu/kernels.h"
+#include "core/context.h"
+#include "format/quant.h"
+#include "ops/matmul.h"
+
+using namespace corral;
+
+namespace {
+
+struct Weights {
+  std::vector<uint8_t> data;
+  TensorView view;
+};
+
+Weights make_weights(DType t, int64_t n_in, int64_t n_out) {
+  Weights w;
+  w.data.resize(row_bytes(t, n_in) * size_t(n_out));
+  std::mt19937 g(1);
+  std::normal_distribution<float> d(0, 0.02f);
+  std::vector<float> row(static_cast<size_t>(n_in));
+  for (int64_t r = 0; r < n_out; ++r) {
+    for (auto& x : row) x = d(g);
+    quantize_row(t, row.data(), w.data.data() + size_t(r) * row_bytes(t, n_in), n_in);
+  }
+  w.view.data = w.data.data();
+  w.view.type = t;
+  w.view.ne = {n_in, n_out, 1, 1};
+  w.view.n_dims = 2;
+  return w;
+}
+
+void BM_Matmul(benchmark::State& st) {
+  const DType t = DType(st.range(0));
+  const int64_t T = st.range(1), n_in = 2048, n_out = 8192;
+  static Context ctx(default_thread_count());
+  Weights w = make_weights(t, n_in, n_out);
+  std::vector<float> x(size_t(T * n_in), 0.01f), y(size_t(T * n_out));
+  MatmulScratch s;
+  for (auto _ : st) {
+    matmul(ctx, w.view, x.data(), T, y.data(), s);
+    benchmark::DoNotOptimize(y.data());
+  }
+  st.SetLabel(std::string(type_name(t)) + " " + kernels_isa_name());
+  st.counters["GB/s"] = benchmark::Counter(double(w.data.size()), benchmark::Counter::kIsIterationInvariantRate);
+  st.counters["GFLOP/s"] = benchmark::Counter(2.0 * double(T * n_in * n_out) / 1e9 * 1e9,
+                                              benchmark::Counter::kIsIterationInvariantRate, benchmark::Counter::OneK::kIs1000);
+}
+
+void BM_Dot(benchmark::State& st) {
+  const DType t = DType(st.range(0));
+  const int64_t n = 4096;
+  Weights w = make_weights(t, n, 1);
+  std::vector<float> xf(static_cast<size_t>(n), 0.01f);
+  const DType at = act_type(t);
+  std::vector<uint8_t> xq(row_bytes(at, n));
+  quantize_row(at, xf.data(), xq.data(), n);
+  const void* xa = at == DType::F32 ? (const void*)xf.data() : xq.data();
+  const DotFn dot = kernels_best().dot[uint32_t(t)];
+  for (auto _ : st) benchmark::DoNotOptimize(dot(n, w.data.data(), xa));
+  st.SetLabel(std::string(type_name(t)) + " " + kernels_isa_name());
+  st.counters["GB/s"] = benchmark::Counter(double(w.data.size()), benchmark::Counter::kIsIterationInvariantRate);
+}
+
+const std::vector<int64_t> kTypes = {int64_t(DType::F16), int64_t(DType::Q8_0), int64_t(DType::Q4_0),
+                                     int64_t(DType::Q4_K), int64_t(DType::Q6_K), int64_t(DType::BF16)};
+
+}  // namespace
+
+BENCHMARK(BM_Dot)->ArgsProduct({kTypes});
+BENCHMARK(BM_Matmul)->ArgsProduct({kTypes, {1, 128}})->Unit(benchmark::kMillisecond)->UseRealTime();
