@@ -26,6 +26,10 @@ class MappedFile {
   std::string path_;
 };
 
+// Drops the resident pages of [p, p+n) of a read-only file mapping (they fault back in from the
+// file if read again): used once weights have been copied into a repacked layout.
+void release_pages(const void* p, size_t n);
+
 // Whole small file as a string (configs, tokenizer files).
 Expected<std::string> read_text_file(const std::string& path);
 bool file_exists(const std::string& path);

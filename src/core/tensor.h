@@ -15,6 +15,9 @@ struct TensorView {
   DType type = DType::F32;
   std::array<int64_t, 4> ne{1, 1, 1, 1};
   int n_dims = 0;
+  // Rows regrouped for the CPU kernels (see backend/cpu/repack.h); same byte size, so slices
+  // by expert still work, but single rows cannot be read with row().
+  bool repacked = false;
 
   int64_t nelements() const { return ne[0] * ne[1] * ne[2] * ne[3]; }
   int64_t rows() const { return ne[1] * ne[2] * ne[3]; }

@@ -11,7 +11,9 @@ Expected<std::unique_ptr<Engine>> open_engine(const EngineOptions& opts, const L
   lo.tokenizer_path = opts.tokenizer_path;
   CORRAL_ASSIGN_OR_RETURN(LoadedModel file, load_model(opts.model_path, lo));
   Metadata meta = file.meta;  // tokenizer keys, before the model takes the file
-  CORRAL_ASSIGN_OR_RETURN(e->model, make_model(std::move(file), log));
+  e->ctx = std::make_unique<Context>(opts.threads > 0 ? opts.threads : default_thread_count());
+  e->ctx->log = log;
+  CORRAL_ASSIGN_OR_RETURN(e->model, make_model(std::move(file), log, e->ctx->pool.get()));
   if (meta.find("tokenizer.ggml.model")) {
     CORRAL_ASSIGN_OR_RETURN(auto v, vocab_from_metadata(meta, opts.model_path));
     CORRAL_ASSIGN_OR_RETURN(e->tok, Tokenizer::create(v));
@@ -33,8 +35,6 @@ Expected<std::unique_ptr<Engine>> open_engine(const EngineOptions& opts, const L
     kc.type = wt == DType::F32 || wt == DType::BF16 ? DType::F32 : DType::F16;
   }
   e->kv = std::make_unique<PagedKvCache>(kc);
-  e->ctx = std::make_unique<Context>(opts.threads > 0 ? opts.threads : default_thread_count());
-  e->ctx->log = log;
   e->load_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   return e;
 }

@@ -65,8 +65,9 @@ struct Model {
   }
 };
 
-// Builds the model from a loaded file (takes ownership). Logs notices through `log`.
-Expected<std::unique_ptr<Model>> make_model(LoadedModel file, const Logger& log);
+// Builds the model from a loaded file (takes ownership). `pool` (optional) parallelizes the
+// one-time weight repacking.
+Expected<std::unique_ptr<Model>> make_model(LoadedModel file, const Logger& log, ThreadPool* pool = nullptr);
 
 // Helpers the architecture files share.
 Expected<TensorView> bind_matrix(Model& m, const std::string& name, std::vector<int64_t> ne,

@@ -8,6 +8,7 @@
 
 #include "backend/cpu/gemm_int8.h"
 #include "backend/cpu/kernels.h"
+#include "backend/cpu/repack.h"
 #include "format/quant.h"
 
 namespace corral {
@@ -84,6 +85,28 @@ void quantize_blocks(const float* x, int64_t K, int8_t* q, float* d_out, float* 
   }
 }
 
+// Decode over repacked Q4_0: one call per group of 8 rows.
+void matmul_repacked(Context& ctx, const TensorView& w, const float* x, int64_t T, float* y, MatmulScratch& s) {
+  const KernelTable& k = kernels_best();
+  const int64_t K = w.ne[0], N = w.ne[1], nb = K / 32, groups = N / 8;
+  s.xq.resize(size_t(T * K));
+  s.xd.resize(size_t(T * nb));
+  s.xs.resize(size_t(T * nb));
+  for (int64_t t = 0; t < T; ++t)
+    quantize_blocks(x + t * K, K, s.xq.data() + t * K, s.xd.data() + t * nb, s.xs.data() + t * nb, 1);
+  const uint8_t* wd = static_cast<const uint8_t*>(w.data);
+  constexpr int64_t kGroups = 8;  // 64 rows per work item
+  ctx.pool->parallel_for((groups + kGroups - 1) / kGroups, [&](int64_t c) {
+    for (int64_t gi = c * kGroups; gi < std::min(groups, (c + 1) * kGroups); ++gi)
+      for (int64_t t = 0; t < T; ++t) {
+        float o[8];
+        k.gemv_q4_0x8(K, wd + size_t(gi * nb) * 144, s.xq.data() + t * K, s.xd.data() + t * nb,
+                      s.xs.data() + t * nb, o);
+        for (int i = 0; i < 8; ++i) y[t * N + gi * 8 + i] = o[i];
+      }
+  });
+}
+
 // Prompt-sized batches over Q8_0/Q4_0/Q4_K weights: integer GEMM. A 16-row panel is unpacked
 // to per-block levels/scales/offsets once per 128-token block; activations become s8 blocks.
 void matmul_int8(Context& ctx, const TensorView& w, const float* x, int64_t T, float* y, MatmulScratch& s,
@@ -105,6 +128,7 @@ void matmul_int8(Context& ctx, const TensorView& w, const float* x, int64_t T, f
   s.wsc.resize(size_t(nt * RP * nb * 2));
   const size_t rb = w.row_size();
   const uint8_t* wd = static_cast<const uint8_t*>(w.data);
+  if (w.repacked) s.plain.resize(rb * size_t(nt));
   std::atomic<int64_t> next{0};
   ctx.pool->run_on_all([&](int ti, int) {
     uint8_t* lv = s.lv.data() + size_t(ti) * RP * K;
@@ -117,7 +141,12 @@ void matmul_int8(Context& ctx, const TensorView& w, const float* x, int64_t T, f
       if (p != last_panel) {
         for (int64_t r = 0; r < RP; ++r) {
           if (r < nr) {
-            int8_unpack_row(w.type, wd + size_t(r0 + r) * rb, K, lv + r * K, sc + r * nb, off + r * nb, true);
+            const uint8_t* src = wd + size_t(r0 + r) * rb;
+            if (w.repacked) {  // back to plain Q4_0 blocks for this row first
+              repacked_q4_0_row(wd, K, r0 + r, s.plain.data() + rb * size_t(ti));
+              src = s.plain.data() + rb * size_t(ti);
+            }
+            int8_unpack_row(w.type, src, K, lv + r * K, sc + r * nb, off + r * nb, true);
           } else {
             std::fill(lv + r * K, lv + (r + 1) * K, uint8_t(0));
             std::fill(sc + r * nb, sc + (r + 1) * nb, 0.f);
@@ -147,8 +176,12 @@ void matmul(Context& ctx, const TensorView& w, const float* x, int64_t n_tok, fl
   // KC chunks must start on block boundaries of the weight type.
   const int64_t blk = type_traits(w.type)->block_size;
   bool signed_levels = false;
+  if (w.repacked && n_tok < 16) {
+    matmul_repacked(ctx, w, x, n_tok, y, scratch);
+    return;
+  }
   if (n_tok >= 16 && k.int8_micro && int8_gemm_supports(w.type, &signed_levels) && w.ne[0] % blk == 0 &&
-      w.ne[0] <= 256 * 32 &&
+      w.ne[0] <= kInt8MaxBlocks * 32 &&
       std::getenv("CORRAL_NO_INT8_GEMM") == nullptr) {
     matmul_int8(ctx, w, x, n_tok, y, scratch, signed_levels);
     return;

@@ -9,6 +9,9 @@
 
 namespace corral {
 
+// Longest row (in 32-value blocks) the micro-kernel's scale table holds.
+constexpr int64_t kInt8MaxBlocks = 1024;
+
 // Whether `t` has an integer GEMM path, and whether its levels are signed.
 bool int8_gemm_supports(DType t, bool* signed_levels);
 

@@ -21,7 +21,7 @@ void micro_2x4(int64_t nb, const uint8_t* w, int64_t ldw, const float* ws, const
                const int8_t* x, int64_t ldx, const float* xd4, const float* xs4, float* out) {
   // Scale products for every block first: S[b] = (ws0*xd[t0..3], ws1*xd[t0..3]); in the main
   // loop they are broadcast straight from memory (load ports, not ALU).
-  alignas(32) float S[256 * 8];
+  alignas(32) float S[kInt8MaxBlocks * 8];
   __m256 oacc = _mm256_setzero_ps();  // offsets: (r, t) pairs in lanes r*4 + t
   for (int64_t b = 0; b < nb; ++b) {
     const __m256 xd = _mm256_broadcast_ps((const __m128*)(xd4 + 4 * b));

@@ -29,8 +29,14 @@ using Int8MicroFn = void (*)(bool signed_weights, int64_t nb, const uint8_t* w, 
                              const float* xs4, float* out);
 
 
+// Decode over repacked Q4_0 (backend/cpu/repack.h): 8 rows of one group against one activation
+// row given as s8 levels with per-32 scales and scale*sum.
+using GemvRepackedFn = void (*)(int64_t K, const uint8_t* group, const int8_t* xq, const float* xd,
+                                const float* xs, float* out8);
+
 struct KernelTable {
   const char* isa;
+  GemvRepackedFn gemv_q4_0x8;
   Int8MicroFn int8_micro;
   DequantFn dequant[32];  // nullptr: use the generic dequantize_row
   GemmMicroFn gemm_micro;
