@@ -148,41 +148,46 @@ TEST(Kernels, PromptGemmPathsMatchReference) {
   }
 }
 
-TEST(Kernels, RepackedQ4_0MatchesPlainRows) {
+TEST(Kernels, RepackedWeightsMatchPlainRows) {
   Context ctx(2);
   const int64_t n_in = 512, n_out = 64;
   const auto wf = randn(n_in * n_out, 21);
-  std::vector<uint8_t> wq(row_bytes(DType::Q4_0, n_in) * size_t(n_out));
-  for (int64_t r = 0; r < n_out; ++r)
-    quantize_row(DType::Q4_0, wf.data() + r * n_in, wq.data() + size_t(r) * row_bytes(DType::Q4_0, n_in), n_in);
-  TensorView w;
-  w.data = wq.data();
-  w.type = DType::Q4_0;
-  w.ne = {n_in, n_out, 1, 1};
-  w.n_dims = 2;
-  if (!repack_supported(w)) GTEST_SKIP() << "no repacked kernel on " << kernels_isa_name();
-  std::vector<uint8_t> packed(w.nbytes());
-  repack_q4_0x8(w, packed.data());
-  // Every row comes back bit-identical.
-  std::vector<uint8_t> row(row_bytes(DType::Q4_0, n_in));
-  for (int64_t r = 0; r < n_out; ++r) {
-    repacked_q4_0_row(packed.data(), n_in, r, row.data());
-    ASSERT_EQ(std::memcmp(row.data(), w.row(r), row.size()), 0) << r;
-  }
-  TensorView wp = w;
-  wp.data = packed.data();
-  wp.repacked = true;
-  for (int64_t n_tok : {1, 3, 37}) {
-    const auto x = randn(n_in * n_tok, 22);
-    std::vector<float> y(size_t(n_out * n_tok)), yr(size_t(n_out * n_tok));
-    MatmulScratch s;
-    matmul(ctx, wp, x.data(), n_tok, y.data(), s);
-    matmul_reference(w, x.data(), n_tok, yr.data());
-    for (int64_t tk = 0; tk < n_tok; ++tk)
-      for (int64_t r = 0; r < n_out; ++r) {
-        double mag = 0;
-        for (int64_t i = 0; i < n_in; ++i) mag += std::fabs(wf[size_t(r * n_in + i)] * x[size_t(tk * n_in + i)]);
-        ASSERT_NEAR(y[size_t(tk * n_out + r)], yr[size_t(tk * n_out + r)], 2e-2 * mag) << "T=" << n_tok << " r=" << r;
-      }
+  for (DType t : {DType::Q4_0, DType::Q4_K}) {
+    std::vector<uint8_t> wq(row_bytes(t, n_in) * size_t(n_out));
+    for (int64_t r = 0; r < n_out; ++r)
+      quantize_row(t, wf.data() + r * n_in, wq.data() + size_t(r) * row_bytes(t, n_in), n_in);
+    TensorView w;
+    w.data = wq.data();
+    w.type = t;
+    w.ne = {n_in, n_out, 1, 1};
+    w.n_dims = 2;
+    if (!repack_supported(w)) GTEST_SKIP() << "no repacked kernel on " << kernels_isa_name();
+    std::vector<uint8_t> packed(repacked_bytes(w));
+    if (t == DType::Q4_K) repack_q4_k(w, packed.data());
+    else repack_q4_0x8(w, packed.data());
+    // Every row comes back bit-identical.
+    std::vector<uint8_t> row(row_bytes(t, n_in));
+    for (int64_t r = 0; r < n_out; ++r) {
+      if (t == DType::Q4_K) repacked_q4_k_row(packed.data(), n_in, r, row.data());
+      else repacked_q4_0_row(packed.data(), n_in, r, row.data());
+      ASSERT_EQ(std::memcmp(row.data(), w.row(r), row.size()), 0) << type_name(t) << " row " << r;
+    }
+    TensorView wp = w;
+    wp.data = packed.data();
+    wp.repacked = true;
+    for (int64_t n_tok : {1, 3, 37}) {
+      const auto x = randn(n_in * n_tok, 22);
+      std::vector<float> y(size_t(n_out * n_tok)), yr(size_t(n_out * n_tok));
+      MatmulScratch s;
+      matmul(ctx, wp, x.data(), n_tok, y.data(), s);
+      matmul_reference(w, x.data(), n_tok, yr.data());
+      for (int64_t tk = 0; tk < n_tok; ++tk)
+        for (int64_t r = 0; r < n_out; ++r) {
+          double mag = 0;
+          for (int64_t i = 0; i < n_in; ++i) mag += std::fabs(wf[size_t(r * n_in + i)] * x[size_t(tk * n_in + i)]);
+          ASSERT_NEAR(y[size_t(tk * n_out + r)], yr[size_t(tk * n_out + r)], 2e-2 * mag)
+              << type_name(t) << " T=" << n_tok << " r=" << r;
+        }
+    }
   }
 }

@@ -112,8 +112,9 @@ void repack_weights(Model& m, ThreadPool* pool) {
   if (std::getenv("CORRAL_NO_REPACK")) return;
   auto repack = [&](TensorView& v) {
     if (!v.valid() || !repack_supported(v)) return;
-    uint8_t* buf = m.file.alloc(v.nbytes());
-    repack_q4_0x8(v, buf, pool);
+    uint8_t* buf = m.file.alloc(repacked_bytes(v));
+    if (v.type == DType::Q4_K) repack_q4_k(v, buf, pool);
+    else repack_q4_0x8(v, buf, pool);
     if (v.data != m.token_embd.data && !m.file.keep_alive.empty()) release_pages(v.data, v.nbytes());
     v.data = buf;
     v.repacked = true;

@@ -89,13 +89,27 @@ void quantize_blocks(const float* x, int64_t K, int8_t* q, float* d_out, float* 
 void matmul_repacked(Context& ctx, const TensorView& w, const float* x, int64_t T, float* y, MatmulScratch& s) {
   const KernelTable& k = kernels_best();
   const int64_t K = w.ne[0], N = w.ne[1], nb = K / 32, groups = N / 8;
+  const uint8_t* wd = static_cast<const uint8_t*>(w.data);
+  constexpr int64_t kGroups = 8;  // 64 rows per work item
+  if (w.type == DType::Q4_K) {
+    const size_t arow = row_bytes(DType::Q8_K, K), gbytes = size_t(K / QK_K) * kQ4KGroupBytes;
+    s.act.resize(arow * size_t(T));
+    for (int64_t t = 0; t < T; ++t) k.quantize_q8_k(x + t * K, s.act.data() + size_t(t) * arow, K);
+    ctx.pool->parallel_for((groups + kGroups - 1) / kGroups, [&](int64_t c) {
+      for (int64_t gi = c * kGroups; gi < std::min(groups, (c + 1) * kGroups); ++gi)
+        for (int64_t t = 0; t < T; ++t) {
+          float o[8];
+          k.gemv_q4_kx8(K, wd + size_t(gi) * gbytes, s.act.data() + size_t(t) * arow, o);
+          for (int i = 0; i < 8; ++i) y[t * N + gi * 8 + i] = o[i];
+        }
+    });
+    return;
+  }
   s.xq.resize(size_t(T * K));
   s.xd.resize(size_t(T * nb));
   s.xs.resize(size_t(T * nb));
   for (int64_t t = 0; t < T; ++t)
     quantize_blocks(x + t * K, K, s.xq.data() + t * K, s.xd.data() + t * nb, s.xs.data() + t * nb, 1);
-  const uint8_t* wd = static_cast<const uint8_t*>(w.data);
-  constexpr int64_t kGroups = 8;  // 64 rows per work item
   ctx.pool->parallel_for((groups + kGroups - 1) / kGroups, [&](int64_t c) {
     for (int64_t gi = c * kGroups; gi < std::min(groups, (c + 1) * kGroups); ++gi)
       for (int64_t t = 0; t < T; ++t) {
@@ -143,7 +157,8 @@ void matmul_int8(Context& ctx, const TensorView& w, const float* x, int64_t T, f
           if (r < nr) {
             const uint8_t* src = wd + size_t(r0 + r) * rb;
             if (w.repacked) {  // back to plain Q4_0 blocks for this row first
-              repacked_q4_0_row(wd, K, r0 + r, s.plain.data() + rb * size_t(ti));
+              if (w.type == DType::Q4_K) repacked_q4_k_row(wd, K, r0 + r, s.plain.data() + rb * size_t(ti));
+              else repacked_q4_0_row(wd, K, r0 + r, s.plain.data() + rb * size_t(ti));
               src = s.plain.data() + rb * size_t(ti);
             }
             int8_unpack_row(w.type, src, K, lv + r * K, sc + r * nb, off + r * nb, true);

@@ -2,6 +2,7 @@
 #include <immintrin.h>
 
 #include "backend/cpu/kernels.h"
+#include "format/quant.h"
 
 namespace corral {
 
@@ -31,6 +32,46 @@ void gemv_q4_0x8_avx2(int64_t K, const uint8_t* g, const int8_t* xq, const float
     corr = _mm256_fmadd_ps(d, _mm256_set1_ps(8.f * xs[b]), corr);  // the -8 offset of Q4_0
   }
   _mm256_storeu_ps(out, _mm256_sub_ps(acc, corr));
+}
+
+// out[8] for a repacked Q4_K group against a Q8_K activation row.
+void gemv_q4_kx8_avx2(int64_t K, const uint8_t* g, const void* xq8k, float* out) {
+  const int64_t nsb = K / QK_K;
+  const auto* xb = static_cast<const BlockQ8_K*>(xq8k);
+  const __m256i m4 = _mm256_set1_epi8(0xF), ones = _mm256_set1_epi16(1);
+  __m256 acc = _mm256_setzero_ps();
+  for (int64_t s = 0; s < nsb; ++s, g += 1184) {
+    const int8_t* x = xb[s].qs;
+    __m256i isum = _mm256_setzero_si256();
+    for (int j = 0; j < 4; ++j) {
+      __m256i slo = _mm256_setzero_si256(), shi = _mm256_setzero_si256();
+      const uint8_t* q = g + 160 + 256 * j;
+      for (int c = 0; c < 8; ++c) {
+        const __m256i bits = _mm256_loadu_si256((const __m256i*)(q + 32 * c));
+        int32_t xl, xh;
+        __builtin_memcpy(&xl, x + 64 * j + 4 * c, 4);
+        __builtin_memcpy(&xh, x + 64 * j + 32 + 4 * c, 4);
+        slo = _mm256_add_epi16(slo, _mm256_maddubs_epi16(_mm256_and_si256(bits, m4), _mm256_set1_epi32(xl)));
+        shi = _mm256_add_epi16(shi, _mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16(bits, 4), m4),
+                                                         _mm256_set1_epi32(xh)));
+      }
+      const __m256i sc_lo = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i*)(g + 32 + 16 * j)));
+      const __m256i sc_hi = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i*)(g + 32 + 16 * j + 8)));
+      isum = _mm256_add_epi32(isum, _mm256_mullo_epi32(_mm256_madd_epi16(slo, ones), sc_lo));
+      isum = _mm256_add_epi32(isum, _mm256_mullo_epi32(_mm256_madd_epi16(shi, ones), sc_hi));
+    }
+    __m256i msum = _mm256_setzero_si256();
+    for (int sub = 0; sub < 8; ++sub) {
+      const __m256i mn = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i*)(g + 96 + 8 * sub)));
+      msum = _mm256_add_epi32(msum, _mm256_mullo_epi32(mn, _mm256_set1_epi32(xb[s].bsums[2 * sub] + xb[s].bsums[2 * sub + 1])));
+    }
+    const __m256 xd = _mm256_set1_ps(xb[s].d);
+    const __m256 d = _mm256_mul_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i*)g)), xd);
+    const __m256 dmin = _mm256_mul_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i*)(g + 16))), xd);
+    acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(isum), acc);
+    acc = _mm256_fnmadd_ps(dmin, _mm256_cvtepi32_ps(msum), acc);
+  }
+  _mm256_storeu_ps(out, acc);
 }
 
 }  // namespace corral

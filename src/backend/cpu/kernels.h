@@ -34,9 +34,13 @@ using Int8MicroFn = void (*)(bool signed_weights, int64_t nb, const uint8_t* w, 
 using GemvRepackedFn = void (*)(int64_t K, const uint8_t* group, const int8_t* xq, const float* xd,
                                 const float* xs, float* out8);
 
+// Decode over repacked Q4_K: 8 rows against one activation row in Q8_K blocks.
+using GemvRepackedKFn = void (*)(int64_t K, const uint8_t* group, const void* xq8k, float* out8);
+
 struct KernelTable {
   const char* isa;
   GemvRepackedFn gemv_q4_0x8;
+  GemvRepackedKFn gemv_q4_kx8;
   Int8MicroFn int8_micro;
   DequantFn dequant[32];  // nullptr: use the generic dequantize_row
   GemmMicroFn gemm_micro;

@@ -8,6 +8,7 @@
 
 namespace corral {
 void gemv_q4_0x8_avx2(int64_t K, const uint8_t* g, const int8_t* xq, const float* xd, const float* xs, float* out);
+void gemv_q4_kx8_avx2(int64_t K, const uint8_t* g, const void* xq8k, float* out);
 namespace {
 
 inline float hsum(__m256 v) {
@@ -335,6 +336,7 @@ KernelTable make() {
   t.gemm_nr = 24;
   t.int8_micro = gemm_int8_micro_avx2;
   t.gemv_q4_0x8 = gemv_q4_0x8_avx2;
+  t.gemv_q4_kx8 = gemv_q4_kx8_avx2;
   t.dequant[uint32_t(DType::F16)] = deq_f16;
   t.dequant[uint32_t(DType::Q8_0)] = deq_q8_0;
   t.dequant[uint32_t(DType::Q4_0)] = deq_q4_0;

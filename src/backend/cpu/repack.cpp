@@ -10,9 +10,62 @@ namespace corral {
 
 bool repack_supported(const TensorView& w) {
   // Prompts over a repacked weight go through the integer GEMM, so its limits apply too.
-  return w.type == DType::Q4_0 && !w.repacked && w.rows() % 8 == 0 && w.ne[0] % 32 == 0 &&
-         w.ne[0] <= kInt8MaxBlocks * 32 && kernels_best().gemv_q4_0x8 != nullptr &&
-         kernels_best().int8_micro != nullptr;
+  const KernelTable& k = kernels_best();
+  if (w.repacked || w.rows() % 8 != 0 || w.ne[0] > kInt8MaxBlocks * 32 || !k.int8_micro) return false;
+  if (w.type == DType::Q4_0) return w.ne[0] % 32 == 0 && k.gemv_q4_0x8;
+  if (w.type == DType::Q4_K) return w.ne[0] % QK_K == 0 && w.ne[2] == 1 && w.ne[3] == 1 && k.gemv_q4_kx8;
+  return false;
+}
+
+size_t repacked_bytes(const TensorView& w) {
+  if (w.type == DType::Q4_K) return size_t(w.rows() / 8) * size_t(w.ne[0] / QK_K) * kQ4KGroupBytes;
+  return w.nbytes();
+}
+
+void repack_q4_k(const TensorView& w, uint8_t* dst, ThreadPool* pool) {
+  const int64_t K = w.ne[0], nsb = K / QK_K, rows = w.rows();
+  auto group = [&](int64_t g) {
+    for (int64_t s = 0; s < nsb; ++s) {
+      uint8_t* o = dst + size_t(g * nsb + s) * kQ4KGroupBytes;
+      for (int i = 0; i < 8; ++i) {
+        const auto* b = reinterpret_cast<const BlockQ4_K*>(w.row(g * 8 + i)) + s;
+        std::memcpy(o + 2 * i, &b->d, 2);
+        std::memcpy(o + 16 + 2 * i, &b->dmin, 2);
+        for (int sub = 0; sub < 8; ++sub) get_scale_min_k4(sub, b->scales, o + 32 + sub * 8 + i, o + 96 + sub * 8 + i);
+        for (int j = 0; j < 4; ++j)
+          for (int c = 0; c < 8; ++c) std::memcpy(o + 160 + j * 256 + c * 32 + 4 * i, b->qs + 32 * j + 4 * c, 4);
+      }
+    }
+  };
+  if (pool) {
+    pool->parallel_for(rows / 8, group);
+  } else {
+    for (int64_t g = 0; g < rows / 8; ++g) group(g);
+  }
+}
+
+void repacked_q4_k_row(const uint8_t* data, int64_t K, int64_t r, uint8_t* out) {
+  const int64_t nsb = K / QK_K, g = r / 8, i = r % 8;
+  for (int64_t s = 0; s < nsb; ++s) {
+    const uint8_t* in = data + size_t(g * nsb + s) * kQ4KGroupBytes;
+    auto* b = reinterpret_cast<BlockQ4_K*>(out) + s;
+    std::memcpy(&b->d, in + 2 * i, 2);
+    std::memcpy(&b->dmin, in + 16 + 2 * i, 2);
+    std::memset(b->scales, 0, 12);
+    for (int j = 0; j < 8; ++j) {  // 6-bit scale/min packing of the Q4_K block
+      const uint8_t ls = in[32 + j * 8 + i], lm = in[96 + j * 8 + i];
+      if (j < 4) {
+        b->scales[j] |= ls;
+        b->scales[j + 4] |= lm;
+      } else {
+        b->scales[j + 4] = uint8_t((ls & 0xF) | ((lm & 0xF) << 4));
+        b->scales[j - 4] |= uint8_t((ls >> 4) << 6);
+        b->scales[j] |= uint8_t((lm >> 4) << 6);
+      }
+    }
+    for (int j = 0; j < 4; ++j)
+      for (int c = 0; c < 8; ++c) std::memcpy(b->qs + 32 * j + 4 * c, in + 160 + j * 256 + c * 32 + 4 * i, 4);
+  }
 }
 
 void repack_q4_0x8(const TensorView& w, uint8_t* dst, ThreadPool* pool) {

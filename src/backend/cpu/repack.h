@@ -14,11 +14,21 @@
 
 namespace corral {
 
-// Whether a weight can be repacked (Q4_0 with rows a multiple of 8) and a kernel uses it.
+// Q4_K (2-d weights only: the regrouped superblock is 1184 bytes instead of 8 x 144), per group
+// of 8 rows and superblock: d[8], dmin[8] (fp16), scales[8 sub][8 rows], mins[8 sub][8 rows]
+// (u8), then for each 64-value chunk j, 8 x 32 bytes: chunk c holds row i's quant bytes
+// [32j + 4c .. +3] at [4i .. 4i+3] (low nibbles: values 64j+4c+k, high: 64j+32+4c+k).
+constexpr size_t kQ4KGroupBytes = 1184;
+
+// Whether a weight can be repacked (Q4_0 with rows a multiple of 8, Q4_K 2-d) and a kernel uses it.
 bool repack_supported(const TensorView& w);
 // dst gets the repacked copy of w's rows (w.nbytes() bytes); pool (optional) splits the work.
 void repack_q4_0x8(const TensorView& w, uint8_t* dst, ThreadPool* pool = nullptr);
-// Row r of a repacked Q4_0 tensor back in plain Q4_0 blocks (for the prompt GEMM's unpacking).
+// Bytes the repacked copy needs.
+size_t repacked_bytes(const TensorView& w);
+void repack_q4_k(const TensorView& w, uint8_t* dst, ThreadPool* pool = nullptr);
+// Row r of a repacked tensor back in plain blocks (for the prompt GEMM's unpacking).
 void repacked_q4_0_row(const uint8_t* data, int64_t K, int64_t r, uint8_t* out_blocks);
+void repacked_q4_k_row(const uint8_t* data, int64_t K, int64_t r, uint8_t* out_blocks);
 
 }  // namespace corral
