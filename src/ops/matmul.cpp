@@ -121,6 +121,55 @@ void matmul_repacked(Context& ctx, const TensorView& w, const float* x, int64_t 
   });
 }
 
+// Prompt-sized batches over repacked Q4_K: 8 rows x 2 tokens per call, Q8_K activations.
+void matmul_repacked_gemm_k(Context& ctx, const TensorView& w, const float* x, int64_t T, float* y, MatmulScratch& s) {
+  const KernelTable& k = kernels_best();
+  const int64_t K = w.ne[0], N = w.ne[1], groups = N / 8, Tp = (T + 1) / 2 * 2;
+  const size_t arow = row_bytes(DType::Q8_K, K), gbytes = size_t(K / QK_K) * kQ4KGroupBytes;
+  s.act.assign(arow * size_t(Tp), 0);
+  ctx.pool->parallel_for(T, [&](int64_t t) { k.quantize_q8_k(x + t * K, s.act.data() + size_t(t) * arow, K); });
+  const uint8_t* wd = static_cast<const uint8_t*>(w.data);
+  constexpr int64_t kPanel = 8, kTok = 64;
+  const int64_t panels = (groups + kPanel - 1) / kPanel, tblocks = (Tp + kTok - 1) / kTok;
+  ctx.pool->parallel_for(panels * tblocks, [&](int64_t item) {
+    const int64_t p = item / tblocks, tb = item % tblocks;
+    float o[16];
+    for (int64_t gi = p * kPanel; gi < std::min(groups, (p + 1) * kPanel); ++gi)
+      for (int64_t t = tb * kTok; t < std::min(Tp, (tb + 1) * kTok); t += 2) {
+        k.gemm_q4_kx8x2(K, wd + size_t(gi) * gbytes, s.act.data() + size_t(t) * arow, arow, o);
+        for (int64_t tt = 0; tt < 2 && t + tt < T; ++tt)
+          for (int i = 0; i < 8; ++i) y[(t + tt) * N + gi * 8 + i] = o[tt * 8 + i];
+      }
+  });
+}
+
+// Prompt-sized batches over repacked Q4_0: 8 rows x 4 tokens per kernel call; work items are
+// 64-row panels x 64-token blocks so a panel's weights stay in cache across its tokens.
+void matmul_repacked_gemm(Context& ctx, const TensorView& w, const float* x, int64_t T, float* y, MatmulScratch& s) {
+  const KernelTable& k = kernels_best();
+  const int64_t K = w.ne[0], N = w.ne[1], nb = K / 32, groups = N / 8, Tp = (T + 3) / 4 * 4;
+  s.xq.assign(size_t(Tp * K), 0);
+  s.xd.assign(size_t(Tp * nb), 0.f);
+  s.xs.assign(size_t(Tp * nb), 0.f);
+  ctx.pool->parallel_for(T, [&](int64_t t) {
+    quantize_blocks(x + t * K, K, s.xq.data() + t * K, s.xd.data() + t * nb, s.xs.data() + t * nb, 1);
+  });
+  const uint8_t* wd = static_cast<const uint8_t*>(w.data);
+  constexpr int64_t kPanel = 8, kTok = 64;  // groups per panel, tokens per block
+  const int64_t panels = (groups + kPanel - 1) / kPanel, tblocks = (Tp + kTok - 1) / kTok;
+  ctx.pool->parallel_for(panels * tblocks, [&](int64_t item) {
+    const int64_t p = item / tblocks, tb = item % tblocks;
+    float o[32];
+    for (int64_t gi = p * kPanel; gi < std::min(groups, (p + 1) * kPanel); ++gi)
+      for (int64_t t = tb * kTok; t < std::min(Tp, (tb + 1) * kTok); t += 4) {
+        k.gemm_q4_0x8x4(K, wd + size_t(gi * nb) * 144, s.xq.data() + t * K, K, s.xd.data() + t * nb,
+                        s.xs.data() + t * nb, nb, o);
+        for (int64_t tt = 0; tt < 4 && t + tt < T; ++tt)
+          for (int i = 0; i < 8; ++i) y[(t + tt) * N + gi * 8 + i] = o[tt * 8 + i];
+      }
+  });
+}
+
 // Prompt-sized batches over Q8_0/Q4_0/Q4_K weights: integer GEMM. A 16-row panel is unpacked
 // to per-block levels/scales/offsets once per 128-token block; activations become s8 blocks.
 void matmul_int8(Context& ctx, const TensorView& w, const float* x, int64_t T, float* y, MatmulScratch& s,
@@ -193,6 +242,14 @@ void matmul(Context& ctx, const TensorView& w, const float* x, int64_t n_tok, fl
   bool signed_levels = false;
   if (w.repacked && n_tok < 16) {
     matmul_repacked(ctx, w, x, n_tok, y, scratch);
+    return;
+  }
+  if (w.repacked && w.type == DType::Q4_0 && k.gemm_q4_0x8x4) {
+    matmul_repacked_gemm(ctx, w, x, n_tok, y, scratch);
+    return;
+  }
+  if (w.repacked && w.type == DType::Q4_K && k.gemm_q4_kx8x2) {
+    matmul_repacked_gemm_k(ctx, w, x, n_tok, y, scratch);
     return;
   }
   if (n_tok >= 16 && k.int8_micro && int8_gemm_supports(w.type, &signed_levels) && w.ne[0] % blk == 0 &&

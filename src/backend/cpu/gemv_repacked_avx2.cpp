@@ -34,6 +34,51 @@ void gemv_q4_0x8_avx2(int64_t K, const uint8_t* g, const int8_t* xq, const float
   _mm256_storeu_ps(out, _mm256_sub_ps(acc, corr));
 }
 
+// Prompts over repacked Q4_0: 8 rows x 4 tokens per call, so each unpacked weight chunk
+// serves four tokens. out[t * 8 + r]. Token t's data: xq + t * ldx, xd/xs + t * ldb.
+void gemm_q4_0x8x4_avx2(int64_t K, const uint8_t* g, const int8_t* xq, int64_t ldx, const float* xd,
+                        const float* xs, int64_t ldb, float* out) {
+  const int64_t nb = K / 32;
+  const __m256i m4 = _mm256_set1_epi8(0xF), ones = _mm256_set1_epi16(1);
+  __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+  for (int64_t b = 0; b < nb; ++b, g += 144) {
+    __m256i s0 = _mm256_setzero_si256(), s1 = s0, s2 = s0, s3 = s0;
+    for (int c = 0; c < 4; ++c) {
+      const __m256i bits = _mm256_loadu_si256((const __m256i*)(g + 16 + 32 * c));
+      const __m256i lo = _mm256_and_si256(bits, m4);
+      const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(bits, 4), m4);
+#define CORRAL_TOK(T, S)                                                                   \
+  {                                                                                        \
+    const int8_t* x = xq + (T) * ldx + 32 * b;                                             \
+    int32_t xl, xh;                                                                        \
+    __builtin_memcpy(&xl, x + 4 * c, 4);                                                   \
+    __builtin_memcpy(&xh, x + 16 + 4 * c, 4);                                              \
+    S = _mm256_add_epi16(S, _mm256_maddubs_epi16(lo, _mm256_set1_epi32(xl)));              \
+    S = _mm256_add_epi16(S, _mm256_maddubs_epi16(hi, _mm256_set1_epi32(xh)));              \
+  }
+      CORRAL_TOK(0, s0)
+      CORRAL_TOK(1, s1)
+      CORRAL_TOK(2, s2)
+      CORRAL_TOK(3, s3)
+#undef CORRAL_TOK
+    }
+    const __m256 d = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i*)g));
+#define CORRAL_FIN(T, S, A)                                                                          \
+  A = _mm256_fmadd_ps(_mm256_mul_ps(d, _mm256_set1_ps(xd[(T) * ldb + b])),                             \
+                      _mm256_cvtepi32_ps(_mm256_madd_epi16(S, ones)), A);                              \
+  A = _mm256_fnmadd_ps(d, _mm256_set1_ps(8.f * xs[(T) * ldb + b]), A);
+    CORRAL_FIN(0, s0, a0)
+    CORRAL_FIN(1, s1, a1)
+    CORRAL_FIN(2, s2, a2)
+    CORRAL_FIN(3, s3, a3)
+#undef CORRAL_FIN
+  }
+  _mm256_storeu_ps(out, a0);
+  _mm256_storeu_ps(out + 8, a1);
+  _mm256_storeu_ps(out + 16, a2);
+  _mm256_storeu_ps(out + 24, a3);
+}
+
 // out[8] for a repacked Q4_K group against a Q8_K activation row.
 void gemv_q4_kx8_avx2(int64_t K, const uint8_t* g, const void* xq8k, float* out) {
   const int64_t nsb = K / QK_K;
@@ -72,6 +117,59 @@ void gemv_q4_kx8_avx2(int64_t K, const uint8_t* g, const void* xq8k, float* out)
     acc = _mm256_fnmadd_ps(dmin, _mm256_cvtepi32_ps(msum), acc);
   }
   _mm256_storeu_ps(out, acc);
+}
+
+// Prompts over repacked Q4_K: 8 rows x 2 tokens (Q8_K activations at x8k + t * ldx bytes);
+// out[t * 8 + r]. Two tokens keep the per-sub-block sums of both in registers.
+void gemm_q4_kx8x2_avx2(int64_t K, const uint8_t* g, const uint8_t* x8k, size_t ldx, float* out) {
+  const int64_t nsb = K / QK_K;
+  const auto* xa = reinterpret_cast<const BlockQ8_K*>(x8k);
+  const auto* xb = reinterpret_cast<const BlockQ8_K*>(x8k + ldx);
+  const __m256i m4 = _mm256_set1_epi8(0xF), ones = _mm256_set1_epi16(1);
+  __m256 acc0 = _mm256_setzero_ps(), acc1 = acc0;
+  for (int64_t s = 0; s < nsb; ++s, g += 1184) {
+    const int8_t* x0 = xa[s].qs;
+    const int8_t* x1 = xb[s].qs;
+    __m256i is0 = _mm256_setzero_si256(), is1 = is0;
+    for (int j = 0; j < 4; ++j) {
+      __m256i l0 = _mm256_setzero_si256(), h0 = l0, l1 = l0, h1 = l0;
+      const uint8_t* q = g + 160 + 256 * j;
+      for (int c = 0; c < 8; ++c) {
+        const __m256i bits = _mm256_loadu_si256((const __m256i*)(q + 32 * c));
+        const __m256i lo = _mm256_and_si256(bits, m4), hi = _mm256_and_si256(_mm256_srli_epi16(bits, 4), m4);
+        int32_t a, b, e, f;
+        __builtin_memcpy(&a, x0 + 64 * j + 4 * c, 4);
+        __builtin_memcpy(&b, x0 + 64 * j + 32 + 4 * c, 4);
+        __builtin_memcpy(&e, x1 + 64 * j + 4 * c, 4);
+        __builtin_memcpy(&f, x1 + 64 * j + 32 + 4 * c, 4);
+        l0 = _mm256_add_epi16(l0, _mm256_maddubs_epi16(lo, _mm256_set1_epi32(a)));
+        h0 = _mm256_add_epi16(h0, _mm256_maddubs_epi16(hi, _mm256_set1_epi32(b)));
+        l1 = _mm256_add_epi16(l1, _mm256_maddubs_epi16(lo, _mm256_set1_epi32(e)));
+        h1 = _mm256_add_epi16(h1, _mm256_maddubs_epi16(hi, _mm256_set1_epi32(f)));
+      }
+      const __m256i sl = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i*)(g + 32 + 16 * j)));
+      const __m256i sh = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i*)(g + 32 + 16 * j + 8)));
+      is0 = _mm256_add_epi32(is0, _mm256_add_epi32(_mm256_mullo_epi32(_mm256_madd_epi16(l0, ones), sl),
+                                                   _mm256_mullo_epi32(_mm256_madd_epi16(h0, ones), sh)));
+      is1 = _mm256_add_epi32(is1, _mm256_add_epi32(_mm256_mullo_epi32(_mm256_madd_epi16(l1, ones), sl),
+                                                   _mm256_mullo_epi32(_mm256_madd_epi16(h1, ones), sh)));
+    }
+    __m256i ms0 = _mm256_setzero_si256(), ms1 = ms0;
+    for (int sub = 0; sub < 8; ++sub) {
+      const __m256i mn = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i*)(g + 96 + 8 * sub)));
+      ms0 = _mm256_add_epi32(ms0, _mm256_mullo_epi32(mn, _mm256_set1_epi32(xa[s].bsums[2 * sub] + xa[s].bsums[2 * sub + 1])));
+      ms1 = _mm256_add_epi32(ms1, _mm256_mullo_epi32(mn, _mm256_set1_epi32(xb[s].bsums[2 * sub] + xb[s].bsums[2 * sub + 1])));
+    }
+    const __m256 d = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i*)g));
+    const __m256 dm = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i*)(g + 16)));
+    const __m256 xd0 = _mm256_set1_ps(xa[s].d), xd1 = _mm256_set1_ps(xb[s].d);
+    acc0 = _mm256_fmadd_ps(_mm256_mul_ps(d, xd0), _mm256_cvtepi32_ps(is0), acc0);
+    acc0 = _mm256_fnmadd_ps(_mm256_mul_ps(dm, xd0), _mm256_cvtepi32_ps(ms0), acc0);
+    acc1 = _mm256_fmadd_ps(_mm256_mul_ps(d, xd1), _mm256_cvtepi32_ps(is1), acc1);
+    acc1 = _mm256_fnmadd_ps(_mm256_mul_ps(dm, xd1), _mm256_cvtepi32_ps(ms1), acc1);
+  }
+  _mm256_storeu_ps(out, acc0);
+  _mm256_storeu_ps(out + 8, acc1);
 }
 
 }  // namespace corral

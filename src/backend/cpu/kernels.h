@@ -37,8 +37,17 @@ using GemvRepackedFn = void (*)(int64_t K, const uint8_t* group, const int8_t* x
 // Decode over repacked Q4_K: 8 rows against one activation row in Q8_K blocks.
 using GemvRepackedKFn = void (*)(int64_t K, const uint8_t* group, const void* xq8k, float* out8);
 
+// Prompts over repacked Q4_0: 8 rows x 4 tokens; out[t * 8 + r].
+using GemmRepackedFn = void (*)(int64_t K, const uint8_t* group, const int8_t* xq, int64_t ldx, const float* xd,
+                                const float* xs, int64_t ldb, float* out32);
+
+// Prompts over repacked Q4_K: 8 rows x 2 tokens of Q8_K activations (ldx bytes apart).
+using GemmRepackedKFn = void (*)(int64_t K, const uint8_t* group, const uint8_t* x8k, size_t ldx, float* out16);
+
 struct KernelTable {
   const char* isa;
+  GemmRepackedFn gemm_q4_0x8x4;
+  GemmRepackedKFn gemm_q4_kx8x2;
   GemvRepackedFn gemv_q4_0x8;
   GemvRepackedKFn gemv_q4_kx8;
   Int8MicroFn int8_micro;

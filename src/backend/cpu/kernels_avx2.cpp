@@ -9,6 +9,9 @@
 namespace corral {
 void gemv_q4_0x8_avx2(int64_t K, const uint8_t* g, const int8_t* xq, const float* xd, const float* xs, float* out);
 void gemv_q4_kx8_avx2(int64_t K, const uint8_t* g, const void* xq8k, float* out);
+void gemm_q4_kx8x2_avx2(int64_t K, const uint8_t* g, const uint8_t* x8k, size_t ldx, float* out);
+void gemm_q4_0x8x4_avx2(int64_t K, const uint8_t* g, const int8_t* xq, int64_t ldx, const float* xd, const float* xs,
+                        int64_t ldb, float* out);
 namespace {
 
 inline float hsum(__m256 v) {
@@ -337,6 +340,8 @@ KernelTable make() {
   t.int8_micro = gemm_int8_micro_avx2;
   t.gemv_q4_0x8 = gemv_q4_0x8_avx2;
   t.gemv_q4_kx8 = gemv_q4_kx8_avx2;
+  t.gemm_q4_0x8x4 = gemm_q4_0x8x4_avx2;
+  t.gemm_q4_kx8x2 = gemm_q4_kx8x2_avx2;
   t.dequant[uint32_t(DType::F16)] = deq_f16;
   t.dequant[uint32_t(DType::Q8_0)] = deq_q8_0;
   t.dequant[uint32_t(DType::Q4_0)] = deq_q4_0;
