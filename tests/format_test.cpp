@@ -345,3 +345,55 @@ TEST(Cli, InfoAndConvertOnEveryFixture) {
   EXPECT_EQ(r.status, 1);
   std::remove(out.c_str());
 }
+
+TEST(Gguf, Version2Parses) {
+  auto x = gguf_with({{"a", {32, 2}, 0, 0}}, 256);
+  x.b[4] = 2;  // version field: v2 has the same layout as v3 (64-bit counts)
+  auto r = parse_gguf(x.b.data(), x.b.size(), "v2.gguf");
+  ASSERT_TRUE(r.is_ok()) << r.message();
+  EXPECT_EQ(r->gguf_version, 2u);
+  EXPECT_EQ(r->tensors.size(), 1u);
+}
+
+// A checkpoint split into shards with model.safetensors.index.json loads the same tensors.
+TEST(Safetensors, ShardedCheckpointMatchesSingleFile) {
+  const std::string src = fixture("hf/llama2_mha_f32");
+  auto single = load_safetensors(src);
+  ASSERT_TRUE(single.is_ok()) << single.message();
+  const std::string dir = test::tmp_path("sharded");
+  std::system(("rm -rf " + dir + " && mkdir -p " + dir + " && cp " + src + "/config.json " + dir).c_str());
+  // Two shards: even-indexed tensors in the first, odd in the second.
+  nlohmann::json index;
+  for (int shard = 0; shard < 2; ++shard) {
+    nlohmann::json header = nlohmann::json::object();
+    std::vector<uint8_t> data;
+    for (size_t i = shard; i < single->tensors.size(); i += 2) {
+      const SafeTensor& t = single->tensors[i];
+      header[t.name] = {{"dtype", "F32"}, {"shape", t.shape}, {"data_offsets", {data.size(), data.size() + t.nbytes}}};
+      data.insert(data.end(), t.data, t.data + t.nbytes);
+      index["weight_map"][t.name] = "model-0000" + std::to_string(shard + 1) + "-of-00002.safetensors";
+    }
+    const std::string h = header.dump();
+    std::vector<uint8_t> file(8);
+    const uint64_t n = h.size();
+    std::memcpy(file.data(), &n, 8);
+    file.insert(file.end(), h.begin(), h.end());
+    file.insert(file.end(), data.begin(), data.end());
+    std::ofstream f(dir + "/model-0000" + std::to_string(shard + 1) + "-of-00002.safetensors", std::ios::binary);
+    f.write(reinterpret_cast<const char*>(file.data()), std::streamsize(file.size()));
+  }
+  std::ofstream(dir + "/model.safetensors.index.json") << index.dump();
+  auto a = load_model(src), b = load_model(dir);
+  ASSERT_TRUE(a.is_ok() && b.is_ok()) << b.message();
+  ASSERT_EQ(a->tensors.size(), b->tensors.size());
+  for (auto& t : a->tensors) {
+    const ModelTensor* u = b->find(t.name);
+    ASSERT_NE(u, nullptr) << t.name;
+    EXPECT_EQ(std::memcmp(u->data, t.data, t.nbytes), 0) << t.name;
+  }
+  // An index naming a shard outside the folder is refused.
+  std::ofstream(dir + "/model.safetensors.index.json") << R"({"weight_map":{"x":"../evil.safetensors"}})";
+  auto c = load_model(dir);
+  EXPECT_FALSE(c.is_ok());
+  std::system(("rm -rf " + dir).c_str());
+}
