@@ -29,15 +29,7 @@ Status run_chat(ChatArgs& a) {
   CORRAL_ASSIGN_OR_RETURN(auto e, open_from_flags(a.ef, log));
   if (!e->tok) return make_error(a.ef.opts.model_path + ": the model has no tokenizer; pass --tokenizer PATH");
   const Vocab& v = e->tok->vocab();
-  ChatTemplate ct;
-  if (!a.chat_template.empty()) {
-    CORRAL_ASSIGN_OR_RETURN(ct, chat_template_by_name(a.chat_template));
-  } else if (auto d = chat_template_detect(v.chat_template)) {
-    ct = *d;
-  } else {
-    ct = v.kind == VocabKind::kSpm ? ChatTemplate::kLlama2
-         : v.token_to_id.count("<|header_start|>") ? ChatTemplate::kLlama4 : ChatTemplate::kLlama3;
-  }
+  CORRAL_ASSIGN_OR_RETURN(ChatTemplate ct, choose_chat_template(v, a.chat_template));
   if (a.seed >= 0) a.sp.seed = uint64_t(a.seed);
   struct sigaction sa {};
   sa.sa_handler = on_sigint;

@@ -48,15 +48,7 @@ Expected<std::vector<int32_t>> prompt_tokens(RunArgs& a, Engine& e) {
     return make_error(e.model->file.path + ": the model has no tokenizer; pass --tokenizer PATH or use --prompt-ids");
   const Vocab& v = e.tok->vocab();
   if (a.chat) {
-    ChatTemplate ct;
-    if (!a.chat_template.empty()) {
-      CORRAL_ASSIGN_OR_RETURN(ct, chat_template_by_name(a.chat_template));
-    } else if (auto d = chat_template_detect(v.chat_template)) {
-      ct = *d;
-    } else {
-      ct = v.kind == VocabKind::kSpm ? ChatTemplate::kLlama2
-           : v.token_to_id.count("<|header_start|>") ? ChatTemplate::kLlama4 : ChatTemplate::kLlama3;
-    }
+    CORRAL_ASSIGN_OR_RETURN(ChatTemplate ct, choose_chat_template(v, a.chat_template));
     std::vector<ChatMessage> msgs;
     if (!a.system.empty()) msgs.push_back({"system", a.system});
     msgs.push_back({"user", text});

@@ -30,6 +30,36 @@ Status forward_begin(const Model& m, KvStore& kv, const std::vector<BatchToken>&
   return Status::ok();
 }
 
+void prepare_scratch(const HParams& hp, int64_t T, ForwardScratch& s) {
+  const int64_t q_dim = hp.n_head * hp.head_dim, kv_dim = hp.n_head_kv * hp.head_dim;
+  s.h.resize(size_t(T * hp.n_embd));
+  s.q.resize(size_t(T * q_dim));
+  s.k.resize(size_t(T * kv_dim));
+  s.v.resize(size_t(T * kv_dim));
+  s.att.resize(size_t(T * q_dim));
+  s.o.resize(size_t(T * hp.n_embd));
+}
+
+void project_qkv(Context& ctx, const LayerWeights& w, const HParams& hp, int64_t T, ForwardScratch& s) {
+  norm_rows(s.x.data(), w.attn_norm, T, hp.n_embd, hp.eps, s.h.data());
+  matmul(ctx, w.wq, s.h.data(), T, s.q.data(), s.mm);
+  matmul(ctx, w.wk, s.h.data(), T, s.k.data(), s.mm);
+  matmul(ctx, w.wv, s.h.data(), T, s.v.data(), s.mm);
+}
+
+void attend_and_add(Context& ctx, KvStore& kv, const AttnParams& ap, const LayerWeights& w,
+                    const std::vector<BatchToken>& batch, int64_t n_embd, ForwardScratch& s) {
+  const int64_t T = int64_t(batch.size());
+  kv_store(kv, ap, batch, s.k.data(), s.v.data());
+  attention(ctx, kv, ap, batch, s.q.data(), s.att.data(), s);
+  matmul(ctx, w.wo, s.att.data(), T, s.o.data(), s.mm);
+  for (int64_t i = 0; i < T * n_embd; ++i) s.x[size_t(i)] += s.o[size_t(i)];
+}
+
+void add_ffn_output(int64_t T, int64_t n_embd, ForwardScratch& s) {
+  for (int64_t i = 0; i < T * n_embd; ++i) s.x[size_t(i)] += s.o[size_t(i)];
+}
+
 void norm_rows(const float* x, const std::vector<float>& w, int64_t T, int64_t n, float eps, float* out) {
   for (int64_t t = 0; t < T; ++t) rms_norm(x + t * n, w.data(), n, eps, out + t * n);
 }

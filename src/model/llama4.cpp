@@ -46,21 +46,13 @@ Status bind_llama4(Model& m) {
   hp.chunked_layer = layer_flags(md, "chunked_layers", hp.n_layer,
                                  [](int64_t l, const Metadata&) { return (l + 1) % 4 != 0; });
 
-  const int64_t E = hp.n_embd, q_dim = hp.n_head * hp.head_dim, kv_dim = hp.n_head_kv * hp.head_dim;
-  CORRAL_ASSIGN_OR_RETURN(m.token_embd, bind_matrix(m, "token_embd.weight", {E, hp.n_vocab}));
-  CORRAL_ASSIGN_OR_RETURN(m.output_norm, bind_vector(m, "output_norm.weight", E));
-  CORRAL_ASSIGN_OR_RETURN(m.output, bind_matrix(m, "output.weight", {E, hp.n_vocab}, false));
-  if (!m.output.valid()) m.output = m.token_embd;
+  const int64_t E = hp.n_embd;
+  CORRAL_RETURN_IF_ERROR(bind_head(m));
   m.layers.resize(size_t(hp.n_layer));
   for (int64_t l = 0; l < hp.n_layer; ++l) {
     const std::string b = "blk." + std::to_string(l) + ".";
     LayerWeights& w = m.layers[size_t(l)];
-    CORRAL_ASSIGN_OR_RETURN(w.attn_norm, bind_vector(m, b + "attn_norm.weight", E));
-    CORRAL_ASSIGN_OR_RETURN(w.ffn_norm, bind_vector(m, b + "ffn_norm.weight", E));
-    CORRAL_ASSIGN_OR_RETURN(w.wq, bind_matrix(m, b + "attn_q.weight", {E, q_dim}));
-    CORRAL_ASSIGN_OR_RETURN(w.wk, bind_matrix(m, b + "attn_k.weight", {E, kv_dim}));
-    CORRAL_ASSIGN_OR_RETURN(w.wv, bind_matrix(m, b + "attn_v.weight", {E, kv_dim}));
-    CORRAL_ASSIGN_OR_RETURN(w.wo, bind_matrix(m, b + "attn_output.weight", {q_dim, E}));
+    CORRAL_RETURN_IF_ERROR(bind_attention(m, w, b));
     if (hp.moe_layer[size_t(l)]) {
       const int64_t F = hp.n_ff_exp, NE = hp.n_expert;
       CORRAL_ASSIGN_OR_RETURN(w.router, bind_matrix(m, b + "ffn_gate_inp.weight", {E, NE}));
@@ -73,9 +65,7 @@ Status bind_llama4(Model& m) {
       CORRAL_ASSIGN_OR_RETURN(w.up_shexp, bind_matrix(m, b + "ffn_up_shexp.weight", {E, FS}));
       CORRAL_ASSIGN_OR_RETURN(w.down_shexp, bind_matrix(m, b + "ffn_down_shexp.weight", {FS, E}));
     } else {
-      CORRAL_ASSIGN_OR_RETURN(w.ffn_gate, bind_matrix(m, b + "ffn_gate.weight", {E, hp.n_ff}));
-      CORRAL_ASSIGN_OR_RETURN(w.ffn_up, bind_matrix(m, b + "ffn_up.weight", {E, hp.n_ff}));
-      CORRAL_ASSIGN_OR_RETURN(w.ffn_down, bind_matrix(m, b + "ffn_down.weight", {hp.n_ff, E}));
+      CORRAL_RETURN_IF_ERROR(bind_dense_ffn(m, w, b, hp.n_ff));
     }
   }
   return Status::ok();
@@ -88,19 +78,11 @@ Status forward_llama4(const Model& m, Context& ctx, KvStore& kv, const std::vect
   const int64_t q_dim = hp.n_head * hd, kv_dim = hp.n_head_kv * hd;
   CORRAL_RETURN_IF_ERROR(forward_begin(m, kv, batch, s.x));
   const Rope rope = Rope::make(hd, hp.rope_theta, hp.rope_freq_div, hp.rope_linear_factor, hp.rope_freq_bf16);
-  s.h.resize(size_t(T * E));
-  s.q.resize(size_t(T * q_dim));
-  s.k.resize(size_t(T * kv_dim));
-  s.v.resize(size_t(T * kv_dim));
-  s.att.resize(size_t(T * q_dim));
-  s.o.resize(size_t(T * E));
+  prepare_scratch(hp, T, s);
   for (int64_t l = 0; l < hp.n_layer; ++l) {
     const LayerWeights& w = m.layers[size_t(l)];
     const bool use_rope = hp.rope_layer[size_t(l)];
-    norm_rows(s.x.data(), w.attn_norm, T, E, hp.eps, s.h.data());
-    matmul(ctx, w.wq, s.h.data(), T, s.q.data(), s.mm);
-    matmul(ctx, w.wk, s.h.data(), T, s.k.data(), s.mm);
-    matmul(ctx, w.wv, s.h.data(), T, s.v.data(), s.mm);
+    project_qkv(ctx, w, hp, T, s);
     for (int64_t t = 0; t < T; ++t) {
       float* q = s.q.data() + t * q_dim;
       float* k = s.k.data() + t * kv_dim;
@@ -118,18 +100,15 @@ Status forward_llama4(const Model& m, Context& ctx, KvStore& kv, const std::vect
         for (int64_t i = 0; i < q_dim; ++i) q[i] *= sc;
       }
     }
-    AttnParams ap{l, hp.n_head, hp.n_head_kv, hd, 1.f / std::sqrt(float(hd)),
-                  hp.chunked_layer[size_t(l)] ? hp.chunk_size : 0};
-    kv_store(kv, ap, batch, s.k.data(), s.v.data());
-    attention(ctx, kv, ap, batch, s.q.data(), s.att.data(), s);
-    matmul(ctx, w.wo, s.att.data(), T, s.o.data(), s.mm);
-    for (int64_t i = 0; i < T * E; ++i) s.x[size_t(i)] += s.o[size_t(i)];
+    const AttnParams ap{l, hp.n_head, hp.n_head_kv, hd, 1.f / std::sqrt(float(hd)),
+                        hp.chunked_layer[size_t(l)] ? hp.chunk_size : 0};
+    attend_and_add(ctx, kv, ap, w, batch, E, s);
     norm_rows(s.x.data(), w.ffn_norm, T, E, hp.eps, s.h.data());
     if (hp.moe_layer[size_t(l)])
       moe_forward(ctx, w, hp, s.h.data(), T, s.o.data(), s);
     else
       swiglu(ctx, w.ffn_gate, w.ffn_up, w.ffn_down, s.h.data(), T, s.o.data(), s.g, s.u, s.mm);
-    for (int64_t i = 0; i < T * E; ++i) s.x[size_t(i)] += s.o[size_t(i)];
+    add_ffn_output(T, E, s);
   }
   forward_head(m, ctx, batch, s.x, s, logits);
   return Status::ok();

@@ -55,6 +55,35 @@ Expected<std::vector<float>> bind_vector(Model& m, const std::string& name, int6
   return v;
 }
 
+Status bind_head(Model& m) {
+  const HParams& hp = m.hp;
+  CORRAL_ASSIGN_OR_RETURN(m.token_embd, bind_matrix(m, "token_embd.weight", {hp.n_embd, hp.n_vocab}));
+  CORRAL_ASSIGN_OR_RETURN(m.output_norm, bind_vector(m, "output_norm.weight", hp.n_embd));
+  CORRAL_ASSIGN_OR_RETURN(m.output, bind_matrix(m, "output.weight", {hp.n_embd, hp.n_vocab}, false));
+  if (!m.output.valid()) m.output = m.token_embd;  // tied embeddings
+  return Status::ok();
+}
+
+Status bind_attention(Model& m, LayerWeights& w, const std::string& b) {
+  const HParams& hp = m.hp;
+  const int64_t E = hp.n_embd, q_dim = hp.n_head * hp.head_dim, kv_dim = hp.n_head_kv * hp.head_dim;
+  CORRAL_ASSIGN_OR_RETURN(w.attn_norm, bind_vector(m, b + "attn_norm.weight", E));
+  CORRAL_ASSIGN_OR_RETURN(w.ffn_norm, bind_vector(m, b + "ffn_norm.weight", E));
+  CORRAL_ASSIGN_OR_RETURN(w.wq, bind_matrix(m, b + "attn_q.weight", {E, q_dim}));
+  CORRAL_ASSIGN_OR_RETURN(w.wk, bind_matrix(m, b + "attn_k.weight", {E, kv_dim}));
+  CORRAL_ASSIGN_OR_RETURN(w.wv, bind_matrix(m, b + "attn_v.weight", {E, kv_dim}));
+  CORRAL_ASSIGN_OR_RETURN(w.wo, bind_matrix(m, b + "attn_output.weight", {q_dim, E}));
+  return Status::ok();
+}
+
+Status bind_dense_ffn(Model& m, LayerWeights& w, const std::string& b, int64_t n_ff) {
+  const int64_t E = m.hp.n_embd;
+  CORRAL_ASSIGN_OR_RETURN(w.ffn_gate, bind_matrix(m, b + "ffn_gate.weight", {E, n_ff}));
+  CORRAL_ASSIGN_OR_RETURN(w.ffn_up, bind_matrix(m, b + "ffn_up.weight", {E, n_ff}));
+  CORRAL_ASSIGN_OR_RETURN(w.ffn_down, bind_matrix(m, b + "ffn_down.weight", {n_ff, E}));
+  return Status::ok();
+}
+
 Status read_common_hparams(Model& m) {
   const Metadata& md = m.file.meta;
   HParams& hp = m.hp;

@@ -74,6 +74,12 @@ Expected<TensorView> bind_matrix(Model& m, const std::string& name, std::vector<
                                  bool required = true);
 Expected<std::vector<float>> bind_vector(Model& m, const std::string& name, int64_t n);
 Status read_common_hparams(Model& m);
+// token_embd, output_norm and output (token_embd when the head is tied).
+Status bind_head(Model& m);
+// blk.N.attn_norm / ffn_norm / attn_q / attn_k / attn_v / attn_output.
+Status bind_attention(Model& m, LayerWeights& w, const std::string& prefix);
+// blk.N.ffn_gate / ffn_up / ffn_down with hidden width n_ff.
+Status bind_dense_ffn(Model& m, LayerWeights& w, const std::string& prefix, int64_t n_ff);
 
 const Architecture& arch_llama();
 const Architecture& arch_llama4();

@@ -1,5 +1,7 @@
 #include "tokenizer/chat_template.h"
 
+#include "tokenizer/vocab.h"
+
 namespace corral {
 
 namespace {
@@ -55,6 +57,13 @@ Expected<ChatTemplate> chat_template_by_name(const std::string& name) {
   if (name.rfind("llama3", 0) == 0 || name.rfind("llama-3", 0) == 0) return ChatTemplate::kLlama3;
   if (name == "llama4" || name == "llama-4") return ChatTemplate::kLlama4;
   return make_error("--chat-template: unknown template '" + name + "' (llama2, llama3, llama4)");
+}
+
+Expected<ChatTemplate> choose_chat_template(const Vocab& v, const std::string& name) {
+  if (!name.empty()) return chat_template_by_name(name);
+  if (auto d = chat_template_detect(v.chat_template)) return *d;
+  if (v.kind == VocabKind::kSpm) return ChatTemplate::kLlama2;
+  return v.token_to_id.count("<|header_start|>") ? ChatTemplate::kLlama4 : ChatTemplate::kLlama3;
 }
 
 std::optional<ChatTemplate> chat_template_detect(const std::string& j) {

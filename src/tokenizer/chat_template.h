@@ -22,6 +22,11 @@ Expected<ChatTemplate> chat_template_by_name(const std::string& name);
 // From a model's Jinja template text; nullopt when not recognised.
 std::optional<ChatTemplate> chat_template_detect(const std::string& jinja);
 
+// --chat-template NAME when given, else the model's own template recognised by content, else
+// the family's default (SentencePiece: Llama 2; <|header_start|> in the vocab: Llama 4; Llama 3).
+struct Vocab;
+Expected<ChatTemplate> choose_chat_template(const Vocab& v, const std::string& name);
+
 // The prompt text (special tokens written out; encode with parse_special). `bos` is the BOS
 // token's text, written at the start as the reference templates do.
 std::string chat_render(ChatTemplate t, const std::vector<ChatMessage>& msgs,

@@ -3,18 +3,12 @@
 // c[r][t] = sum_b ws[r][b] * xd[t][b] * dot(w[r][b], x[t][b])   (offsets are applied by the caller)
 #include <immintrin.h>
 
+#include "backend/cpu/avx2_util.h"
 #include "backend/cpu/gemm_int8.h"
 
 namespace corral {
 
 namespace {
-
-inline float hsum8(__m256 v) {
-  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-  s = _mm_add_ss(s, _mm_movehdup_ps(s));
-  return _mm_cvtss_f32(s);
-}
 
 template <bool kSigned>
 void micro_2x4(int64_t nb, const uint8_t* w, int64_t ldw, const float* ws, const float* wo, int64_t lds,
@@ -61,8 +55,8 @@ void micro_2x4(int64_t nb, const uint8_t* w, int64_t ldw, const float* ws, const
   }
   alignas(32) float o[8];
   _mm256_store_ps(o, oacc);
-  out[0] = hsum8(a00) - o[0], out[1] = hsum8(a01) - o[1], out[2] = hsum8(a02) - o[2], out[3] = hsum8(a03) - o[3];
-  out[4] = hsum8(a10) - o[4], out[5] = hsum8(a11) - o[5], out[6] = hsum8(a12) - o[6], out[7] = hsum8(a13) - o[7];
+  out[0] = avx2::hsum(a00) - o[0], out[1] = avx2::hsum(a01) - o[1], out[2] = avx2::hsum(a02) - o[2], out[3] = avx2::hsum(a03) - o[3];
+  out[4] = avx2::hsum(a10) - o[4], out[5] = avx2::hsum(a11) - o[5], out[6] = avx2::hsum(a12) - o[6], out[7] = avx2::hsum(a13) - o[7];
 }
 
 }  // namespace

@@ -1,6 +1,7 @@
 // AVX2 + FMA + F16C kernels (compiled with those flags only; selected at run time).
 #include <immintrin.h>
 
+#include "backend/cpu/avx2_util.h"
 #include "backend/cpu/gemm_int8.h"
 #include "backend/cpu/kernels.h"
 #include "core/fp16.h"
@@ -14,14 +15,8 @@ void gemm_q4_0x8x4_avx2(int64_t K, const uint8_t* g, const int8_t* xq, int64_t l
                         int64_t ldb, float* out);
 namespace {
 
-inline float hsum(__m256 v) {
-  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-  s = _mm_add_ss(s, _mm_movehdup_ps(s));
-  return _mm_cvtss_f32(s);
-}
-
-inline float h2f(uint16_t h) { return _cvtsh_ss(h); }
+using avx2::h2f;
+using avx2::hsum;
 
 float dot_f32(int64_t n, const void* w, const void* x) {
   auto* a = static_cast<const float*>(w);
