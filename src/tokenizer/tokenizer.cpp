@@ -100,7 +100,18 @@ void Tokenizer::encode_fragment(std::string_view text, bool first, std::vector<i
       if (c == ' ') s += "\xe2\x96\x81";
       else s += c;
     }
-    encode_spm(s, out);
+    if (!vocab_->spm_word_split) {
+      encode_spm(s, out);
+      return;
+    }
+    // Word by word: a new word starts at U+2581 after any other character.
+    size_t start = 0;
+    for (size_t i = 3; i + 3 <= s.size(); ++i)
+      if (s.compare(i, 3, "\xe2\x96\x81") == 0 && s.compare(i - 3, 3, "\xe2\x96\x81") != 0) {
+        encode_spm(std::string_view(s).substr(start, i - start), out);
+        start = i;
+      }
+    encode_spm(std::string_view(s).substr(start), out);
     return;
   }
   pre_->split(text, [&](std::string_view word) { encode_bpe_word(word, out); });
@@ -131,7 +142,7 @@ void Tokenizer::encode_spm(std::string_view text, std::vector<int32_t>* out) con
   std::priority_queue<Bigram> q;
   auto try_add = [&](int l, int r) {
     if (l < 0 || r < 0) return;
-    auto it = v.token_to_id.find(std::string(text.substr(sym[size_t(l)].off, sym[size_t(l)].n + sym[size_t(r)].n)));
+    auto it = v.token_to_id.find(text.substr(sym[size_t(l)].off, sym[size_t(l)].n + sym[size_t(r)].n));
     if (it == v.token_to_id.end()) return;
     q.push({v.scores[size_t(it->second)], l, r, sym[size_t(l)].n + sym[size_t(r)].n});
   };
@@ -151,7 +162,7 @@ void Tokenizer::encode_spm(std::string_view text, std::vector<int32_t>* out) con
   }
   for (int i = 0; i >= 0; i = sym[size_t(i)].next) {
     const std::string_view piece = text.substr(sym[size_t(i)].off, sym[size_t(i)].n);
-    auto it = v.token_to_id.find(std::string(piece));
+    auto it = v.token_to_id.find(piece);
     if (it != v.token_to_id.end()) {
       out->push_back(it->second);
       continue;

@@ -90,6 +90,17 @@ Expected<std::shared_ptr<Vocab>> vocab_from_metadata(const Metadata& meta, const
       auto it = v->token_to_id.find("<unk>");
       if (it != v->token_to_id.end()) v->unk = it->second;
     }
+    v->spm_word_split = true;
+    const std::string sp = "\xe2\x96\x81";
+    for (const std::string& t : v->tokens) {
+      // Find U+2581 preceded by something other than U+2581.
+      for (size_t pos = t.find(sp, 1); pos != std::string::npos; pos = t.find(sp, pos + 1))
+        if (pos < 3 || t.compare(pos - 3, 3, sp) != 0) {
+          v->spm_word_split = false;
+          break;
+        }
+      if (!v->spm_word_split) break;
+    }
     static const char* hex = "0123456789ABCDEF";
     for (int b = 0; b < 256; ++b) {
       const std::string name = std::string("<0x") + hex[b >> 4] + hex[b & 15] + ">";

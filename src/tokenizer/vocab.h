@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <unordered_map>
 #include <vector>
 
@@ -15,19 +16,29 @@ namespace corral {
 
 enum class VocabKind { kSpm, kBpe };
 
+// string -> id map that also takes string_view keys without allocating (hot in encoding).
+struct StringHash {
+  using is_transparent = void;
+  size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
+};
+using TokenMap = std::unordered_map<std::string, int32_t, StringHash, std::equal_to<>>;
+
 struct Vocab {
   VocabKind kind = VocabKind::kSpm;
   std::string pre;  // byte-level pre-tokenizer name: "llama-bpe", "llama4"
   std::vector<std::string> tokens;
   std::vector<float> scores;
   std::vector<int32_t> types;
-  std::unordered_map<std::string, int32_t> token_to_id;
+  TokenMap token_to_id;
   // Byte-level BPE: (left id, right id) -> (rank, merged id).
   std::unordered_map<uint64_t, std::pair<int32_t, int32_t>> merges;
   bool ignore_merges = false;
   int32_t bos = -1, eos = -1, eot = -1, unk = -1, pad = -1;
   bool add_bos = true;
   bool add_space_prefix = true;
+  // SentencePiece: no token holds U+2581 after another character, so text can be encoded word
+  // by word (split before each U+2581 that follows a non-U+2581) with the same result.
+  bool spm_word_split = false;
   std::string chat_template;
   // Tokens that are split out of text before the model's algorithm runs, longest first.
   std::vector<int32_t> special_ids;
