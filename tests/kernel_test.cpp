@@ -32,6 +32,23 @@ std::vector<const KernelTable*> tables() {
   return t;
 }
 
+// Rows of wf ([n_out][n_in]) quantized to t, with a view over them.
+struct QuantWeights {
+  std::vector<uint8_t> bytes;
+  TensorView view;
+};
+QuantWeights quantize_weights(DType t, const std::vector<float>& wf, int64_t n_in, int64_t n_out) {
+  QuantWeights q;
+  q.bytes.resize(row_bytes(t, n_in) * size_t(n_out));
+  for (int64_t r = 0; r < n_out; ++r)
+    quantize_row(t, wf.data() + r * n_in, q.bytes.data() + size_t(r) * row_bytes(t, n_in), n_in);
+  q.view.data = q.bytes.data();
+  q.view.type = t;
+  q.view.ne = {n_in, n_out, 1, 1};
+  q.view.n_dims = 2;
+  return q;
+}
+
 const DType kTypes[] = {DType::F32, DType::F16, DType::BF16, DType::Q8_0, DType::Q4_0, DType::Q4_K, DType::Q6_K};
 
 }  // namespace
@@ -76,14 +93,9 @@ TEST(Kernels, ThreadedMatmulMatchesReference) {
   const int64_t n_in = 512, n_out = 77, n_tok = 5;
   const auto wf = randn(n_in * n_out, 5), x = randn(n_in * n_tok, 6);
   for (DType t : kTypes) {
-    std::vector<uint8_t> wq(row_bytes(t, n_in) * size_t(n_out));
-    for (int64_t r = 0; r < n_out; ++r)
-      quantize_row(t, wf.data() + r * n_in, wq.data() + size_t(r) * row_bytes(t, n_in), n_in);
-    TensorView w;
-    w.data = wq.data();
-    w.type = t;
-    w.ne = {n_in, n_out, 1, 1};
-    w.n_dims = 2;
+    const QuantWeights qw = quantize_weights(t, wf, n_in, n_out);
+    const TensorView& w = qw.view;
+    const std::vector<uint8_t>& wq = qw.bytes;
     std::vector<float> y(size_t(n_out * n_tok)), yr(size_t(n_out * n_tok));
     MatmulScratch s;
     matmul(ctx, w, x.data(), n_tok, y.data(), s);
@@ -127,14 +139,9 @@ TEST(Kernels, PromptGemmPathsMatchReference) {
   const int64_t n_in = 512, n_out = 70, n_tok = 37;  // odd sizes exercise every tail
   const auto wf = randn(n_in * n_out, 11), x = randn(n_in * n_tok, 12);
   for (DType t : kTypes) {
-    std::vector<uint8_t> wq(row_bytes(t, n_in) * size_t(n_out));
-    for (int64_t r = 0; r < n_out; ++r)
-      quantize_row(t, wf.data() + r * n_in, wq.data() + size_t(r) * row_bytes(t, n_in), n_in);
-    TensorView w;
-    w.data = wq.data();
-    w.type = t;
-    w.ne = {n_in, n_out, 1, 1};
-    w.n_dims = 2;
+    const QuantWeights qw = quantize_weights(t, wf, n_in, n_out);
+    const TensorView& w = qw.view;
+    const std::vector<uint8_t>& wq = qw.bytes;
     std::vector<float> y(size_t(n_out * n_tok)), yr(size_t(n_out * n_tok));
     MatmulScratch s;
     matmul(ctx, w, x.data(), n_tok, y.data(), s);
@@ -153,14 +160,9 @@ TEST(Kernels, RepackedWeightsMatchPlainRows) {
   const int64_t n_in = 512, n_out = 64;
   const auto wf = randn(n_in * n_out, 21);
   for (DType t : {DType::Q4_0, DType::Q4_K}) {
-    std::vector<uint8_t> wq(row_bytes(t, n_in) * size_t(n_out));
-    for (int64_t r = 0; r < n_out; ++r)
-      quantize_row(t, wf.data() + r * n_in, wq.data() + size_t(r) * row_bytes(t, n_in), n_in);
-    TensorView w;
-    w.data = wq.data();
-    w.type = t;
-    w.ne = {n_in, n_out, 1, 1};
-    w.n_dims = 2;
+    const QuantWeights qw = quantize_weights(t, wf, n_in, n_out);
+    const TensorView& w = qw.view;
+    const std::vector<uint8_t>& wq = qw.bytes;
     if (!repack_supported(w)) GTEST_SKIP() << "no repacked kernel on " << kernels_isa_name();
     std::vector<uint8_t> packed(repacked_bytes(w));
     if (t == DType::Q4_K) repack_q4_k(w, packed.data());
