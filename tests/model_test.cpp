@@ -6,6 +6,7 @@
 
 #include <cmath>
 #include <cstring>
+#include <algorithm>
 #include <map>
 #include <nlohmann/json.hpp>
 
@@ -213,4 +214,17 @@ TEST(Cli, BadInputGivesOneErrorLine) {
     EXPECT_EQ(r.status, 1) << c.why;
     EXPECT_EQ(r.err.rfind("error:", 0), 0u) << c.why << ": " << r.err;
   }
+}
+
+TEST(Cli, ChatKeepsHistoryResetsAndQuits) {
+  const std::string bin = fixture("llama2c/aidreams260K.bin"), tok = fixture("llama2c/tok512.bin");
+  auto r = test::run_corral("chat -m " + bin + " --tokenizer " + tok + " -n 8 --seed 3",
+                            "Hello there\nAnd again\n/reset\nOnce more\n/quit\n");
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_NE(r.out.find("(history cleared)"), std::string::npos);
+  // Three answers, each ending its line, and a prompt before every input line.
+  EXPECT_GE(std::count(r.out.begin(), r.out.end(), '>'), 5);
+  r = test::run_corral("chat -m " + fixture("hf/llama2_mha_f32"));
+  EXPECT_EQ(r.status, 1);  // no tokenizer
+  EXPECT_EQ(r.err.rfind("error:", 0), 0u);
 }
