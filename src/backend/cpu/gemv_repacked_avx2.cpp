@@ -13,6 +13,9 @@ void gemv_q4_0x8_avx2(int64_t K, const uint8_t* g, const int8_t* xq, const float
   const __m256i m4 = _mm256_set1_epi8(0xF), ones = _mm256_set1_epi16(1);
   __m256 acc = _mm256_setzero_ps(), corr = _mm256_setzero_ps();
   for (int64_t b = 0; b < nb; ++b, g += 144) {
+    _mm_prefetch(reinterpret_cast<const char*>(g) + 3072, _MM_HINT_T0);
+    _mm_prefetch(reinterpret_cast<const char*>(g) + 3072 + 64, _MM_HINT_T0);
+    _mm_prefetch(reinterpret_cast<const char*>(g) + 3072 + 128, _MM_HINT_T0);
     const int8_t* x = xq + 32 * b;
     __m256i sum16 = _mm256_setzero_si256();
     for (int c = 0; c < 4; ++c) {
@@ -91,6 +94,7 @@ void gemv_q4_kx8_avx2(int64_t K, const uint8_t* g, const void* xq8k, float* out)
     for (int j = 0; j < 4; ++j) {
       __m256i slo = _mm256_setzero_si256(), shi = _mm256_setzero_si256();
       const uint8_t* q = g + 160 + 256 * j;
+      for (int l = 0; l < 4; ++l) _mm_prefetch(reinterpret_cast<const char*>(q) + 3072 + 64 * l, _MM_HINT_T0);
       for (int c = 0; c < 8; ++c) {
         const __m256i bits = _mm256_loadu_si256((const __m256i*)(q + 32 * c));
         int32_t xl, xh;
