@@ -13,6 +13,10 @@
 __attribute__((target("avx2"))) static double sum_avx2(const float* p, size_t n) {
   __m256 a = _mm256_setzero_ps(), b = a, c = a, d = a;
   for (size_t i = 0; i + 32 <= n; i += 32) {
+    // Software prefetch ahead, as the decode kernels do: the measured figure is the best read
+    // rate a streaming kernel gets here, the honest denominator for "fraction of bandwidth".
+    _mm_prefetch(reinterpret_cast<const char*>(p + i) + 3072, _MM_HINT_T0);
+    _mm_prefetch(reinterpret_cast<const char*>(p + i) + 3072 + 64, _MM_HINT_T0);
     a = _mm256_add_ps(a, _mm256_load_ps(p + i));
     b = _mm256_add_ps(b, _mm256_load_ps(p + i + 8));
     c = _mm256_add_ps(c, _mm256_load_ps(p + i + 16));
