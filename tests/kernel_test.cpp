@@ -141,7 +141,6 @@ TEST(Kernels, PromptGemmPathsMatchReference) {
   for (DType t : kTypes) {
     const QuantWeights qw = quantize_weights(t, wf, n_in, n_out);
     const TensorView& w = qw.view;
-    const std::vector<uint8_t>& wq = qw.bytes;
     std::vector<float> y(size_t(n_out * n_tok)), yr(size_t(n_out * n_tok));
     MatmulScratch s;
     matmul(ctx, w, x.data(), n_tok, y.data(), s);
@@ -162,7 +161,6 @@ TEST(Kernels, RepackedWeightsMatchPlainRows) {
   for (DType t : {DType::Q4_0, DType::Q4_K}) {
     const QuantWeights qw = quantize_weights(t, wf, n_in, n_out);
     const TensorView& w = qw.view;
-    const std::vector<uint8_t>& wq = qw.bytes;
     if (!repack_supported(w)) GTEST_SKIP() << "no repacked kernel on " << kernels_isa_name();
     std::vector<uint8_t> packed(repacked_bytes(w));
     if (t == DType::Q4_K) repack_q4_k(w, packed.data());

@@ -85,88 +85,73 @@ void quantize_blocks(const float* x, int64_t K, int8_t* q, float* d_out, float* 
   }
 }
 
-// Decode over repacked Q4_0: one call per group of 8 rows.
-void matmul_repacked(Context& ctx, const TensorView& w, const float* x, int64_t T, float* y, MatmulScratch& s) {
-  const KernelTable& k = kernels_best();
-  const int64_t K = w.ne[0], N = w.ne[1], nb = K / 32, groups = N / 8;
-  const uint8_t* wd = static_cast<const uint8_t*>(w.data);
-  constexpr int64_t kGroups = 8;  // 64 rows per work item
-  if (w.type == DType::Q4_K) {
-    const size_t arow = row_bytes(DType::Q8_K, K), gbytes = size_t(K / QK_K) * kQ4KGroupBytes;
-    s.act.resize(arow * size_t(T));
-    for (int64_t t = 0; t < T; ++t) k.quantize_q8_k(x + t * K, s.act.data() + size_t(t) * arow, K);
-    ctx.pool->parallel_for((groups + kGroups - 1) / kGroups, [&](int64_t c) {
-      for (int64_t gi = c * kGroups; gi < std::min(groups, (c + 1) * kGroups); ++gi)
-        for (int64_t t = 0; t < T; ++t) {
-          float o[8];
-          k.gemv_q4_kx8(K, wd + size_t(gi) * gbytes, s.act.data() + size_t(t) * arow, o);
-          for (int i = 0; i < 8; ++i) y[t * N + gi * 8 + i] = o[i];
-        }
-    });
-    return;
-  }
-  s.xq.resize(size_t(T * K));
-  s.xd.resize(size_t(T * nb));
-  s.xs.resize(size_t(T * nb));
-  for (int64_t t = 0; t < T; ++t)
-    quantize_blocks(x + t * K, K, s.xq.data() + t * K, s.xd.data() + t * nb, s.xs.data() + t * nb, 1);
-  ctx.pool->parallel_for((groups + kGroups - 1) / kGroups, [&](int64_t c) {
-    for (int64_t gi = c * kGroups; gi < std::min(groups, (c + 1) * kGroups); ++gi)
-      for (int64_t t = 0; t < T; ++t) {
-        float o[8];
-        k.gemv_q4_0x8(K, wd + size_t(gi * nb) * 144, s.xq.data() + t * K, s.xd.data() + t * nb,
-                      s.xs.data() + t * nb, o);
-        for (int i = 0; i < 8; ++i) y[t * N + gi * 8 + i] = o[i];
-      }
-  });
-}
-
-// Prompt-sized batches over repacked Q4_K: 8 rows x 2 tokens per call, Q8_K activations.
-void matmul_repacked_gemm_k(Context& ctx, const TensorView& w, const float* x, int64_t T, float* y, MatmulScratch& s) {
-  const KernelTable& k = kernels_best();
-  const int64_t K = w.ne[0], N = w.ne[1], groups = N / 8, Tp = (T + 1) / 2 * 2;
-  const size_t arow = row_bytes(DType::Q8_K, K), gbytes = size_t(K / QK_K) * kQ4KGroupBytes;
-  s.act.assign(arow * size_t(Tp), 0);
-  ctx.pool->parallel_for(T, [&](int64_t t) { k.quantize_q8_k(x + t * K, s.act.data() + size_t(t) * arow, K); });
-  const uint8_t* wd = static_cast<const uint8_t*>(w.data);
-  constexpr int64_t kPanel = 8, kTok = 64;
+// Walks the 8-row groups of a repacked weight across the pool in panels of 8 groups x 64-token
+// blocks (a panel's weights stay in cache across its tokens). tile(gi, t, out) fills
+// out[tt * 8 + i] for tokens t .. t + per_call - 1; rows of padding tokens (t >= T) are dropped.
+template <class Tile>
+void for_each_repacked_tile(Context& ctx, int64_t N, int64_t T, int64_t per_call, float* y, Tile&& tile) {
+  constexpr int64_t kPanel = 8, kTok = 64;  // kTok is a multiple of every per_call (1, 2, 4)
+  const int64_t groups = N / 8, Tp = (T + per_call - 1) / per_call * per_call;
   const int64_t panels = (groups + kPanel - 1) / kPanel, tblocks = (Tp + kTok - 1) / kTok;
   ctx.pool->parallel_for(panels * tblocks, [&](int64_t item) {
     const int64_t p = item / tblocks, tb = item % tblocks;
-    float o[16];
+    float o[32];
     for (int64_t gi = p * kPanel; gi < std::min(groups, (p + 1) * kPanel); ++gi)
-      for (int64_t t = tb * kTok; t < std::min(Tp, (tb + 1) * kTok); t += 2) {
-        k.gemm_q4_kx8x2(K, wd + size_t(gi) * gbytes, s.act.data() + size_t(t) * arow, arow, o);
-        for (int64_t tt = 0; tt < 2 && t + tt < T; ++tt)
+      for (int64_t t = tb * kTok; t < std::min(Tp, (tb + 1) * kTok); t += per_call) {
+        tile(gi, t, o);
+        for (int64_t tt = 0; tt < per_call && t + tt < T; ++tt)
           for (int i = 0; i < 8; ++i) y[(t + tt) * N + gi * 8 + i] = o[tt * 8 + i];
       }
   });
 }
 
-// Prompt-sized batches over repacked Q4_0: 8 rows x 4 tokens per kernel call; work items are
-// 64-row panels x 64-token blocks so a panel's weights stay in cache across its tokens.
-void matmul_repacked_gemm(Context& ctx, const TensorView& w, const float* x, int64_t T, float* y, MatmulScratch& s) {
-  const KernelTable& k = kernels_best();
-  const int64_t K = w.ne[0], N = w.ne[1], nb = K / 32, groups = N / 8, Tp = (T + 3) / 4 * 4;
+// Activations as s8 blocks for the Q4_0 kernels ([Tp][K] levels, [Tp][K/32] scales and sums;
+// padding tokens are zero).
+void quantize_activations(Context& ctx, const float* x, int64_t K, int64_t T, int64_t Tp, MatmulScratch& s) {
+  const int64_t nb = K / 32;
   s.xq.assign(size_t(Tp * K), 0);
   s.xd.assign(size_t(Tp * nb), 0.f);
   s.xs.assign(size_t(Tp * nb), 0.f);
   ctx.pool->parallel_for(T, [&](int64_t t) {
     quantize_blocks(x + t * K, K, s.xq.data() + t * K, s.xd.data() + t * nb, s.xs.data() + t * nb, 1);
   });
+}
+
+// Activations as Q8_K rows for the Q4_K kernels (padding tokens are zero).
+size_t quantize_activations_q8k(Context& ctx, const float* x, int64_t K, int64_t T, int64_t Tp, MatmulScratch& s) {
+  const size_t arow = row_bytes(DType::Q8_K, K);
+  s.act.assign(arow * size_t(Tp), 0);
+  const QuantizeActFn q = kernels_best().quantize_q8_k;
+  ctx.pool->parallel_for(T, [&](int64_t t) { q(x + t * K, s.act.data() + size_t(t) * arow, K); });
+  return arow;
+}
+
+// Repacked Q4_0/Q4_K weights: decode (one token per kernel call) and prompts (Q4_0: 8 rows x 4
+// tokens per call, Q4_K: 8 rows x 2 tokens).
+void matmul_repacked(Context& ctx, const TensorView& w, const float* x, int64_t T, float* y, MatmulScratch& s) {
+  const KernelTable& k = kernels_best();
+  const int64_t K = w.ne[0], N = w.ne[1], nb = K / 32;
   const uint8_t* wd = static_cast<const uint8_t*>(w.data);
-  constexpr int64_t kPanel = 8, kTok = 64;  // groups per panel, tokens per block
-  const int64_t panels = (groups + kPanel - 1) / kPanel, tblocks = (Tp + kTok - 1) / kTok;
-  ctx.pool->parallel_for(panels * tblocks, [&](int64_t item) {
-    const int64_t p = item / tblocks, tb = item % tblocks;
-    float o[32];
-    for (int64_t gi = p * kPanel; gi < std::min(groups, (p + 1) * kPanel); ++gi)
-      for (int64_t t = tb * kTok; t < std::min(Tp, (tb + 1) * kTok); t += 4) {
-        k.gemm_q4_0x8x4(K, wd + size_t(gi * nb) * 144, s.xq.data() + t * K, K, s.xd.data() + t * nb,
-                        s.xs.data() + t * nb, nb, o);
-        for (int64_t tt = 0; tt < 4 && t + tt < T; ++tt)
-          for (int i = 0; i < 8; ++i) y[(t + tt) * N + gi * 8 + i] = o[tt * 8 + i];
-      }
+  const bool prompt = T >= 16;
+  if (w.type == DType::Q4_K) {
+    const int64_t per_call = prompt ? 2 : 1;
+    const size_t arow = quantize_activations_q8k(ctx, x, K, T, (T + per_call - 1) / per_call * per_call, s);
+    const size_t gbytes = size_t(K / QK_K) * kQ4KGroupBytes;
+    const uint8_t* act = s.act.data();
+    for_each_repacked_tile(ctx, N, T, per_call, y, [&](int64_t gi, int64_t t, float* o) {
+      if (prompt) k.gemm_q4_kx8x2(K, wd + size_t(gi) * gbytes, act + size_t(t) * arow, arow, o);
+      else k.gemv_q4_kx8(K, wd + size_t(gi) * gbytes, act + size_t(t) * arow, o);
+    });
+    return;
+  }
+  const int64_t per_call = prompt ? 4 : 1;
+  quantize_activations(ctx, x, K, T, (T + per_call - 1) / per_call * per_call, s);
+  for_each_repacked_tile(ctx, N, T, per_call, y, [&](int64_t gi, int64_t t, float* o) {
+    const uint8_t* g = wd + size_t(gi * nb) * 144;
+    if (prompt)
+      k.gemm_q4_0x8x4(K, g, s.xq.data() + t * K, K, s.xd.data() + t * nb, s.xs.data() + t * nb, nb, o);
+    else
+      k.gemv_q4_0x8(K, g, s.xq.data() + t * K, s.xd.data() + t * nb, s.xs.data() + t * nb, o);
   });
 }
 
@@ -191,7 +176,6 @@ void matmul_int8(Context& ctx, const TensorView& w, const float* x, int64_t T, f
   s.wsc.resize(size_t(nt * RP * nb * 2));
   const size_t rb = w.row_size();
   const uint8_t* wd = static_cast<const uint8_t*>(w.data);
-  if (w.repacked) s.plain.resize(rb * size_t(nt));
   std::atomic<int64_t> next{0};
   ctx.pool->run_on_all([&](int ti, int) {
     uint8_t* lv = s.lv.data() + size_t(ti) * RP * K;
@@ -204,13 +188,7 @@ void matmul_int8(Context& ctx, const TensorView& w, const float* x, int64_t T, f
       if (p != last_panel) {
         for (int64_t r = 0; r < RP; ++r) {
           if (r < nr) {
-            const uint8_t* src = wd + size_t(r0 + r) * rb;
-            if (w.repacked) {  // back to plain Q4_0 blocks for this row first
-              if (w.type == DType::Q4_K) repacked_q4_k_row(wd, K, r0 + r, s.plain.data() + rb * size_t(ti));
-              else repacked_q4_0_row(wd, K, r0 + r, s.plain.data() + rb * size_t(ti));
-              src = s.plain.data() + rb * size_t(ti);
-            }
-            int8_unpack_row(w.type, src, K, lv + r * K, sc + r * nb, off + r * nb, true);
+            int8_unpack_row(w.type, wd + size_t(r0 + r) * rb, K, lv + r * K, sc + r * nb, off + r * nb, true);
           } else {
             std::fill(lv + r * K, lv + (r + 1) * K, uint8_t(0));
             std::fill(sc + r * nb, sc + (r + 1) * nb, 0.f);
@@ -240,16 +218,8 @@ void matmul(Context& ctx, const TensorView& w, const float* x, int64_t n_tok, fl
   // KC chunks must start on block boundaries of the weight type.
   const int64_t blk = type_traits(w.type)->block_size;
   bool signed_levels = false;
-  if (w.repacked && n_tok < 16) {
+  if (w.repacked) {  // repack_supported() guarantees the kernels exist
     matmul_repacked(ctx, w, x, n_tok, y, scratch);
-    return;
-  }
-  if (w.repacked && w.type == DType::Q4_0 && k.gemm_q4_0x8x4) {
-    matmul_repacked_gemm(ctx, w, x, n_tok, y, scratch);
-    return;
-  }
-  if (w.repacked && w.type == DType::Q4_K && k.gemm_q4_kx8x2) {
-    matmul_repacked_gemm_k(ctx, w, x, n_tok, y, scratch);
     return;
   }
   if (n_tok >= 16 && k.int8_micro && int8_gemm_supports(w.type, &signed_levels) && w.ne[0] % blk == 0 &&

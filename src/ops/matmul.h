@@ -17,7 +17,6 @@ struct MatmulScratch {
   std::vector<float> xd, xs;     // per-block scale and scale * sum
   std::vector<uint8_t> lv;       // per-thread unpacked weight panels
   std::vector<float> wsc;        // per-thread panel scales and offsets
-  std::vector<uint8_t> plain;    // per-thread row of a repacked weight, back in plain blocks
 };
 
 void matmul(Context& ctx, const TensorView& w, const float* x, int64_t n_tok, float* y,

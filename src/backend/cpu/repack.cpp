@@ -2,18 +2,18 @@
 
 #include <cstring>
 
-#include "backend/cpu/gemm_int8.h"
 #include "backend/cpu/kernels.h"
 #include "format/quant.h"
 
 namespace corral {
 
 bool repack_supported(const TensorView& w) {
-  // Prompts over a repacked weight go through the integer GEMM, so its limits apply too.
+  // A repacked weight is only ever read by these kernels (decode and prompt), so both must exist.
   const KernelTable& k = kernels_best();
-  if (w.repacked || w.rows() % 8 != 0 || w.ne[0] > kInt8MaxBlocks * 32 || !k.int8_micro) return false;
-  if (w.type == DType::Q4_0) return w.ne[0] % 32 == 0 && k.gemv_q4_0x8;
-  if (w.type == DType::Q4_K) return w.ne[0] % QK_K == 0 && w.ne[2] == 1 && w.ne[3] == 1 && k.gemv_q4_kx8;
+  if (w.repacked || w.rows() % 8 != 0) return false;
+  if (w.type == DType::Q4_0) return w.ne[0] % 32 == 0 && k.gemv_q4_0x8 && k.gemm_q4_0x8x4;
+  if (w.type == DType::Q4_K)
+    return w.ne[0] % QK_K == 0 && w.ne[2] == 1 && w.ne[3] == 1 && k.gemv_q4_kx8 && k.gemm_q4_kx8x2;
   return false;
 }
 

@@ -27,7 +27,7 @@ void repack_q4_0x8(const TensorView& w, uint8_t* dst, ThreadPool* pool = nullptr
 // Bytes the repacked copy needs.
 size_t repacked_bytes(const TensorView& w);
 void repack_q4_k(const TensorView& w, uint8_t* dst, ThreadPool* pool = nullptr);
-// Row r of a repacked tensor back in plain blocks (for the prompt GEMM's unpacking).
+// Row r of a repacked tensor back in plain blocks: the inverse of the layout (tests check it).
 void repacked_q4_0_row(const uint8_t* data, int64_t K, int64_t r, uint8_t* out_blocks);
 void repacked_q4_k_row(const uint8_t* data, int64_t K, int64_t r, uint8_t* out_blocks);
 
