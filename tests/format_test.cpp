@@ -70,7 +70,9 @@ Bytes gguf_with(const std::vector<TensorSpec>& ts, size_t data_bytes) {
 std::string expect_error(const Bytes& x, const char* what) {
   auto r = parse_gguf(x.b.data(), x.b.size(), "hostile.gguf");
   EXPECT_FALSE(r.is_ok()) << what;
-  if (!r.is_ok()) EXPECT_NE(r.message().find("hostile.gguf"), std::string::npos) << r.message();
+  if (!r.is_ok()) {
+    EXPECT_NE(r.message().find("hostile.gguf"), std::string::npos) << r.message();
+  }
   return r.is_ok() ? "" : r.message();
 }
 
@@ -191,7 +193,9 @@ TEST(Gguf, EveryTruncationFailsCleanly) {
   for (size_t n = 0; n + 1 < x.b.size(); n += (n < 200 ? 1 : 37)) {
     // Tensor data ends exactly at 128 + 68; shorter files must all be rejected.
     auto r = parse_gguf(x.b.data(), n, "trunc.gguf");
-    if (n < x.b.size() - 256 + 128 + 68) EXPECT_FALSE(r.is_ok()) << n;
+    if (n < x.b.size() - 256 + 128 + 68) {
+      EXPECT_FALSE(r.is_ok()) << n;
+    }
   }
 }
 

@@ -78,7 +78,9 @@ RefResult check_model(Engine& e, const std::string& dir, const std::string& prom
     }
     r.greedy_agree++;
     last.clear();
-    if (i + 1 < want.size()) EXPECT_TRUE(e.eval(0, {next}, pos++, false, &last).is_ok());
+    if (i + 1 < want.size()) {
+      EXPECT_TRUE(e.eval(0, {next}, pos++, false, &last).is_ok());
+    }
   }
   return r;
 }
