@@ -3,9 +3,11 @@
 // on cache-resident data (compute ceiling).
 #include <benchmark/benchmark.h>
 
+#include <cstdlib>
 #include <random>
 
 #include "backend/cpu/kernels.h"
+#include "backend/cpu/repack.h"
 #include "core/context.h"
 #include "format/quant.h"
 #include "ops/matmul.h"
@@ -39,18 +41,35 @@ Weights make_weights(DType t, int64_t n_in, int64_t n_out) {
 void BM_Matmul(benchmark::State& st) {
   const DType t = DType(st.range(0));
   const int64_t T = st.range(1), n_in = 2048, n_out = 8192;
-  static Context ctx(default_thread_count());
+  // CORRAL_BENCH_THREADS=1 isolates a kernel from thread hand-offs (and from a busy sibling core).
+  static Context ctx(std::getenv("CORRAL_BENCH_THREADS")
+                         ? std::atoi(std::getenv("CORRAL_BENCH_THREADS"))
+                         : default_thread_count());
   Weights w = make_weights(t, n_in, n_out);
-  std::vector<float> x(size_t(T * n_in), 0.01f), y(size_t(T * n_out));
+  // Weights the engine repacks at load run here repacked too (their real path).
+  std::vector<uint8_t> packed;
+  if (repack_supported(w.view) && !std::getenv("CORRAL_NO_REPACK")) {
+    packed.resize(repacked_bytes(w.view));
+    repack_weight(w.view, packed.data());
+    w.view.data = packed.data();
+    w.view.repacked = true;
+  }
+  std::vector<float> x(size_t(T * n_in)), y(size_t(T * n_out));
+  std::mt19937 g(2);
+  std::normal_distribution<float> nd(0, 1);
+  for (auto& v : x) v = nd(g);
   MatmulScratch s;
   for (auto _ : st) {
     matmul(ctx, w.view, x.data(), T, y.data(), s);
     benchmark::DoNotOptimize(y.data());
   }
-  st.SetLabel(std::string(type_name(t)) + " " + kernels_isa_name());
-  st.counters["GB/s"] = benchmark::Counter(double(w.data.size()), benchmark::Counter::kIsIterationInvariantRate);
+  st.SetLabel(std::string(type_name(t)) + (w.view.repacked ? " repacked " : " ") +
+              kernels_isa_name());
+  st.counters["GB/s"] =
+      benchmark::Counter(double(w.data.size()), benchmark::Counter::kIsIterationInvariantRate);
   st.counters["GFLOP/s"] = benchmark::Counter(2.0 * double(T * n_in * n_out) / 1e9 * 1e9,
-                                              benchmark::Counter::kIsIterationInvariantRate, benchmark::Counter::OneK::kIs1000);
+                                              benchmark::Counter::kIsIterationInvariantRate,
+                                              benchmark::Counter::OneK::kIs1000);
 }
 
 void BM_Dot(benchmark::State& st) {
@@ -65,11 +84,13 @@ void BM_Dot(benchmark::State& st) {
   const DotFn dot = kernels_best().dot[uint32_t(t)];
   for (auto _ : st) benchmark::DoNotOptimize(dot(n, w.data.data(), xa));
   st.SetLabel(std::string(type_name(t)) + " " + kernels_isa_name());
-  st.counters["GB/s"] = benchmark::Counter(double(w.data.size()), benchmark::Counter::kIsIterationInvariantRate);
+  st.counters["GB/s"] =
+      benchmark::Counter(double(w.data.size()), benchmark::Counter::kIsIterationInvariantRate);
 }
 
-const std::vector<int64_t> kTypes = {int64_t(DType::F16), int64_t(DType::Q8_0), int64_t(DType::Q4_0),
-                                     int64_t(DType::Q4_K), int64_t(DType::Q6_K), int64_t(DType::BF16)};
+const std::vector<int64_t> kTypes = {int64_t(DType::F16),  int64_t(DType::Q8_0),
+                                     int64_t(DType::Q4_0), int64_t(DType::Q4_K),
+                                     int64_t(DType::Q6_K), int64_t(DType::BF16)};
 
 }  // namespace
 

@@ -49,7 +49,8 @@ QuantWeights quantize_weights(DType t, const std::vector<float>& wf, int64_t n_i
   return q;
 }
 
-const DType kTypes[] = {DType::F32, DType::F16, DType::BF16, DType::Q8_0, DType::Q4_0, DType::Q4_K, DType::Q6_K};
+const DType kTypes[] = {DType::F32,  DType::F16,  DType::BF16, DType::Q8_0,
+                        DType::Q4_0, DType::Q4_K, DType::Q6_K};
 
 }  // namespace
 
@@ -68,10 +69,13 @@ TEST(Kernels, DotMatchesReferenceOnEveryIsa) {
       std::vector<float> xd(static_cast<size_t>(n));
       dequantize_row(at, xq.data(), xd.data(), n);
       double ref = 0, mag = 0;
-      for (int64_t i = 0; i < n; ++i) ref += double(wd[size_t(i)]) * xd[size_t(i)], mag += std::fabs(wd[size_t(i)] * xd[size_t(i)]);
+      for (int64_t i = 0; i < n; ++i)
+        ref += double(wd[size_t(i)]) * xd[size_t(i)],
+            mag += std::fabs(wd[size_t(i)] * xd[size_t(i)]);
       for (const KernelTable* k : tables()) {
         ASSERT_NE(k->dot[uint32_t(t)], nullptr) << k->isa << " " << type_name(t);
-        const float got = k->dot[uint32_t(t)](n, wq.data(), at == DType::F32 ? (const void*)x.data() : xq.data());
+        const float got =
+            k->dot[uint32_t(t)](n, wq.data(), at == DType::F32 ? (const void*)x.data() : xq.data());
         EXPECT_NEAR(got, ref, 1e-5 * mag + 1e-4) << k->isa << " " << type_name(t) << " n=" << n;
       }
     }
@@ -84,7 +88,8 @@ TEST(Kernels, OddLengthFloatRows) {
     double ref = 0;
     for (int64_t i = 0; i < n; ++i) ref += double(w[size_t(i)]) * x[size_t(i)];
     for (const KernelTable* k : tables())
-      EXPECT_NEAR(k->dot[uint32_t(DType::F32)](n, w.data(), x.data()), ref, 1e-4) << k->isa << " n=" << n;
+      EXPECT_NEAR(k->dot[uint32_t(DType::F32)](n, w.data(), x.data()), ref, 1e-4)
+          << k->isa << " n=" << n;
   }
 }
 
@@ -112,8 +117,10 @@ TEST(Kernels, ThreadedMatmulMatchesReference) {
         ASSERT_EQ(y[size_t(tk * n_out + r)], want) << type_name(t);  // n_tok < 16: the dot path
         // And against the float reference, within the activation quantization noise.
         double mag = 0;
-        for (int64_t i = 0; i < n_in; ++i) mag += std::fabs(wf[size_t(r * n_in + i)] * x[size_t(tk * n_in + i)]);
-        EXPECT_NEAR(y[size_t(tk * n_out + r)], yr[size_t(tk * n_out + r)], (at == DType::F32 ? 1e-5 : 2e-2) * mag);
+        for (int64_t i = 0; i < n_in; ++i)
+          mag += std::fabs(wf[size_t(r * n_in + i)] * x[size_t(tk * n_in + i)]);
+        EXPECT_NEAR(y[size_t(tk * n_out + r)], yr[size_t(tk * n_out + r)],
+                    (at == DType::F32 ? 1e-5 : 2e-2) * mag);
       }
     }
   }
@@ -130,7 +137,9 @@ TEST(Kernels, FastDequantMatchesReference) {
       std::vector<float> a(static_cast<size_t>(n)), b(static_cast<size_t>(n));
       dequantize_row(t, q.data(), a.data(), n);
       k->dequant[uint32_t(t)](q.data(), b.data(), n);
-      for (int64_t i = 0; i < n; ++i) ASSERT_NEAR(a[size_t(i)], b[size_t(i)], 1e-6f * (1 + std::fabs(a[size_t(i)]))) << k->isa << " " << type_name(t);
+      for (int64_t i = 0; i < n; ++i)
+        ASSERT_NEAR(a[size_t(i)], b[size_t(i)], 1e-6f * (1 + std::fabs(a[size_t(i)])))
+            << k->isa << " " << type_name(t);
     }
 }
 
@@ -148,28 +157,37 @@ TEST(Kernels, PromptGemmPathsMatchReference) {
     for (int64_t tk = 0; tk < n_tok; ++tk)
       for (int64_t r = 0; r < n_out; ++r) {
         double mag = 0;
-        for (int64_t i = 0; i < n_in; ++i) mag += std::fabs(wf[size_t(r * n_in + i)] * x[size_t(tk * n_in + i)]);
-        ASSERT_NEAR(y[size_t(tk * n_out + r)], yr[size_t(tk * n_out + r)], 2e-2 * mag) << type_name(t) << " t=" << tk << " r=" << r;
+        for (int64_t i = 0; i < n_in; ++i)
+          mag += std::fabs(wf[size_t(r * n_in + i)] * x[size_t(tk * n_in + i)]);
+        ASSERT_NEAR(y[size_t(tk * n_out + r)], yr[size_t(tk * n_out + r)], 2e-2 * mag)
+            << type_name(t) << " t=" << tk << " r=" << r;
       }
   }
 }
 
 TEST(Kernels, RepackedWeightsMatchPlainRows) {
   Context ctx(2);
-  const int64_t n_in = 512, n_out = 64;
+  // More rows than one repacking slice, so the slices' seams are checked too.
+  const int64_t n_in = 256, n_out = kRepackSliceRows + 72;
   const auto wf = randn(n_in * n_out, 21);
-  for (DType t : {DType::Q4_0, DType::Q4_K}) {
+  for (DType t : {DType::Q4_0, DType::Q8_0, DType::Q4_K}) {
     const QuantWeights qw = quantize_weights(t, wf, n_in, n_out);
     const TensorView& w = qw.view;
     if (!repack_supported(w)) GTEST_SKIP() << "no repacked kernel on " << kernels_isa_name();
     std::vector<uint8_t> packed(repacked_bytes(w));
-    if (t == DType::Q4_K) repack_q4_k(w, packed.data());
-    else repack_q4_0x8(w, packed.data());
+    int64_t sliced_rows = 0;
+    repack_weight(w, packed.data(), nullptr,
+                  [&](const TensorView& part) { sliced_rows += part.rows(); });
+    ASSERT_EQ(sliced_rows, n_out);
     // Every row comes back bit-identical.
     std::vector<uint8_t> row(row_bytes(t, n_in));
     for (int64_t r = 0; r < n_out; ++r) {
-      if (t == DType::Q4_K) repacked_q4_k_row(packed.data(), n_in, r, row.data());
-      else repacked_q4_0_row(packed.data(), n_in, r, row.data());
+      if (t == DType::Q4_K)
+        repacked_q4_k_row(packed.data(), n_in, r, row.data());
+      else if (t == DType::Q8_0)
+        repacked_q8_0_row(packed.data(), n_in, r, row.data());
+      else
+        repacked_q4_0_row(packed.data(), n_in, r, row.data());
       ASSERT_EQ(std::memcmp(row.data(), w.row(r), row.size()), 0) << type_name(t) << " row " << r;
     }
     TensorView wp = w;
@@ -184,7 +202,8 @@ TEST(Kernels, RepackedWeightsMatchPlainRows) {
       for (int64_t tk = 0; tk < n_tok; ++tk)
         for (int64_t r = 0; r < n_out; ++r) {
           double mag = 0;
-          for (int64_t i = 0; i < n_in; ++i) mag += std::fabs(wf[size_t(r * n_in + i)] * x[size_t(tk * n_in + i)]);
+          for (int64_t i = 0; i < n_in; ++i)
+            mag += std::fabs(wf[size_t(r * n_in + i)] * x[size_t(tk * n_in + i)]);
           ASSERT_NEAR(y[size_t(tk * n_out + r)], yr[size_t(tk * n_out + r)], 2e-2 * mag)
               << type_name(t) << " T=" << n_tok << " r=" << r;
         }

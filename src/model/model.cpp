@@ -1,8 +1,7 @@
 #include "model/model.h"
 
-#include <cstring>
-
 #include <cstdlib>
+#include <cstring>
 
 #include "backend/cpu/kernels.h"
 #include "backend/cpu/repack.h"
@@ -35,7 +34,8 @@ Expected<TensorView> bind_matrix(Model& m, const std::string& name, std::vector<
     const int64_t rows = t->nelements() / ne[0];
     float* buf = reinterpret_cast<float*>(m.file.alloc(size_t(t->nelements()) * 4));
     for (int64_t r = 0; r < rows; ++r)
-      dequantize_row(t->type, t->data + size_t(r) * row_bytes(t->type, ne[0]), buf + r * ne[0], ne[0]);
+      dequantize_row(t->type, t->data + size_t(r) * row_bytes(t->type, ne[0]), buf + r * ne[0],
+                     ne[0]);
     v.data = buf;
     v.type = DType::F32;
     m.dequantized_bytes += size_t(t->nelements()) * 4;
@@ -47,9 +47,9 @@ Expected<std::vector<float>> bind_vector(Model& m, const std::string& name, int6
   const ModelTensor* t = m.file.find(name);
   if (!t) return make_error(m.file.path + ": tensor '" + name + "' is missing");
   if (t->nelements() != n || !can_dequantize(t->type))
-    return make_error(m.file.path + ": tensor '" + name + "' has " + std::to_string(t->nelements()) +
-                      " values of type " + std::string(type_name(t->type)) + ", expected " +
-                      std::to_string(n));
+    return make_error(m.file.path + ": tensor '" + name + "' has " +
+                      std::to_string(t->nelements()) + " values of type " +
+                      std::string(type_name(t->type)) + ", expected " + std::to_string(n));
   std::vector<float> v(static_cast<size_t>(n));
   dequantize_row(t->type, t->data, v.data(), n);
   return v;
@@ -57,9 +57,11 @@ Expected<std::vector<float>> bind_vector(Model& m, const std::string& name, int6
 
 Status bind_head(Model& m) {
   const HParams& hp = m.hp;
-  CORRAL_ASSIGN_OR_RETURN(m.token_embd, bind_matrix(m, "token_embd.weight", {hp.n_embd, hp.n_vocab}));
+  CORRAL_ASSIGN_OR_RETURN(m.token_embd,
+                          bind_matrix(m, "token_embd.weight", {hp.n_embd, hp.n_vocab}));
   CORRAL_ASSIGN_OR_RETURN(m.output_norm, bind_vector(m, "output_norm.weight", hp.n_embd));
-  CORRAL_ASSIGN_OR_RETURN(m.output, bind_matrix(m, "output.weight", {hp.n_embd, hp.n_vocab}, false));
+  CORRAL_ASSIGN_OR_RETURN(m.output,
+                          bind_matrix(m, "output.weight", {hp.n_embd, hp.n_vocab}, false));
   if (!m.output.valid()) m.output = m.token_embd;  // tied embeddings
   return Status::ok();
 }
@@ -135,22 +137,28 @@ Status read_common_hparams(Model& m) {
 
 namespace {
 
-// Regroups the weights the CPU decode kernels read faster in another layout (Q4_0 today). The
+// Regroups the weights the CPU decode kernels read faster in another layout (Q4_0, Q8_0, Q4_K). The
 // copies replace the mapped pages, which are released, so resident memory stays ~ file size.
 void repack_weights(Model& m, ThreadPool* pool) {
   if (std::getenv("CORRAL_NO_REPACK")) return;
   auto repack = [&](TensorView& v) {
     if (!v.valid() || !repack_supported(v)) return;
     uint8_t* buf = m.file.alloc(repacked_bytes(v));
-    if (v.type == DType::Q4_K) repack_q4_k(v, buf, pool);
-    else repack_q4_0x8(v, buf, pool);
-    if (v.data != m.token_embd.data && !m.file.keep_alive.empty()) release_pages(v.data, v.nbytes());
+    // Mapped file pages fault back in if read again, so even a tied embedding's can go (only
+    // the rows a prompt looks up return); an anonymous copy (CORRAL_NO_MMAP) would read zeros.
+    const bool release = !m.file.keep_alive.empty() &&
+                         (v.data != m.token_embd.data || !std::getenv("CORRAL_NO_MMAP"));
+    // Each slice's source pages go as soon as it is copied: peak memory ~ file size + a slice.
+    repack_weight(v, buf, pool, [&](const TensorView& part) {
+      if (release) release_pages(part.data, part.nbytes());
+    });
     v.data = buf;
     v.repacked = true;
   };
   for (auto& l : m.layers)
-    for (TensorView* v : {&l.wq, &l.wk, &l.wv, &l.wo, &l.ffn_gate, &l.ffn_up, &l.ffn_down, &l.gate_exps,
-                          &l.up_exps, &l.down_exps, &l.gate_shexp, &l.up_shexp, &l.down_shexp})
+    for (TensorView* v :
+         {&l.wq, &l.wk, &l.wv, &l.wo, &l.ffn_gate, &l.ffn_up, &l.ffn_down, &l.gate_exps, &l.up_exps,
+          &l.down_exps, &l.gate_shexp, &l.up_shexp, &l.down_shexp})
       repack(*v);
   repack(m.output);  // a tied head gets its own copy; the embedding keeps the plain rows
 }
@@ -161,8 +169,10 @@ Expected<std::unique_ptr<Model>> make_model(LoadedModel file, const Logger& log,
   auto m = std::make_unique<Model>();
   m->file = std::move(file);
   const std::string arch = m->file.meta.arch();
-  if (arch == "llama") m->arch = &arch_llama();
-  else if (arch == "llama4") m->arch = &arch_llama4();
+  if (arch == "llama")
+    m->arch = &arch_llama();
+  else if (arch == "llama4")
+    m->arch = &arch_llama4();
   else
     return make_error(m->file.path + ": field general.architecture: unsupported '" + arch +
                       "' (supported: llama, llama4)");

@@ -54,13 +54,16 @@ void matmul_gemm(Context& ctx, const TensorView& w, const float* x, int64_t T, f
         const DequantFn deq = k.dequant[uint32_t(w.type)];
         for (int64_t r = 0; r < nr; ++r) {
           const uint8_t* src = wd + size_t(r0 + r) * rb + row_bytes(w.type, k0);
-          if (deq) deq(src, wt + r * kc, kc);
-          else dequantize_row(w.type, src, wt + r * kc, kc);
+          if (deq)
+            deq(src, wt + r * kc, kc);
+          else
+            dequantize_row(w.type, src, wt + r * kc, kc);
         }
         for (int64_t r = nr; r < nr_pad; ++r) std::fill(wt + r * kc, wt + (r + 1) * kc, 0.f);
         for (int64_t r = 0; r < nr_pad; r += MR)
           for (int64_t g = 0; g < ng; ++g)
-            k.gemm_micro(kc, wt + r * kc, kc, xp + ((g0 + g) * K + k0) * NR, ct + r * TB + g * NR, TB, k0 > 0);
+            k.gemm_micro(kc, wt + r * kc, kc, xp + ((g0 + g) * K + k0) * NR, ct + r * TB + g * NR,
+                         TB, k0 > 0);
       }
       for (int64_t r = 0; r < nr; ++r)
         for (int64_t j = 0; j < ng * NR; ++j) {
@@ -72,7 +75,8 @@ void matmul_gemm(Context& ctx, const TensorView& w, const float* x, int64_t T, f
 }
 
 // One activation row to s8 blocks of 32: levels, scale, scale * sum(levels).
-void quantize_blocks(const float* x, int64_t K, int8_t* q, float* d_out, float* s_out, int64_t stride) {
+void quantize_blocks(const float* x, int64_t K, int8_t* q, float* d_out, float* s_out,
+                     int64_t stride) {
   for (int64_t b = 0; b < K / 32; ++b) {
     const float* src = x + b * 32;
     float amax = 0;
@@ -89,7 +93,8 @@ void quantize_blocks(const float* x, int64_t K, int8_t* q, float* d_out, float* 
 // blocks (a panel's weights stay in cache across its tokens). tile(gi, t, out) fills
 // out[tt * 8 + i] for tokens t .. t + per_call - 1; rows of padding tokens (t >= T) are dropped.
 template <class Tile>
-void for_each_repacked_tile(Context& ctx, int64_t N, int64_t T, int64_t per_call, float* y, Tile&& tile) {
+void for_each_repacked_tile(Context& ctx, int64_t N, int64_t T, int64_t per_call, float* y,
+                            Tile&& tile) {
   constexpr int64_t kPanel = 8, kTok = 64;  // kTok is a multiple of every per_call (1, 2, 4)
   const int64_t groups = N / 8, Tp = (T + per_call - 1) / per_call * per_call;
   const int64_t panels = (groups + kPanel - 1) / kPanel, tblocks = (Tp + kTok - 1) / kTok;
@@ -105,20 +110,23 @@ void for_each_repacked_tile(Context& ctx, int64_t N, int64_t T, int64_t per_call
   });
 }
 
-// Activations as s8 blocks for the Q4_0 kernels ([Tp][K] levels, [Tp][K/32] scales and sums;
+// Activations as s8 blocks for the Q4_0/Q8_0 kernels ([Tp][K] levels, [Tp][K/32] scales and sums;
 // padding tokens are zero).
-void quantize_activations(Context& ctx, const float* x, int64_t K, int64_t T, int64_t Tp, MatmulScratch& s) {
+void quantize_activations(Context& ctx, const float* x, int64_t K, int64_t T, int64_t Tp,
+                          MatmulScratch& s) {
   const int64_t nb = K / 32;
   s.xq.assign(size_t(Tp * K), 0);
   s.xd.assign(size_t(Tp * nb), 0.f);
   s.xs.assign(size_t(Tp * nb), 0.f);
   ctx.pool->parallel_for(T, [&](int64_t t) {
-    quantize_blocks(x + t * K, K, s.xq.data() + t * K, s.xd.data() + t * nb, s.xs.data() + t * nb, 1);
+    quantize_blocks(x + t * K, K, s.xq.data() + t * K, s.xd.data() + t * nb, s.xs.data() + t * nb,
+                    1);
   });
 }
 
 // Activations as Q8_K rows for the Q4_K kernels (padding tokens are zero).
-size_t quantize_activations_q8k(Context& ctx, const float* x, int64_t K, int64_t T, int64_t Tp, MatmulScratch& s) {
+size_t quantize_activations_q8k(Context& ctx, const float* x, int64_t K, int64_t T, int64_t Tp,
+                                MatmulScratch& s) {
   const size_t arow = row_bytes(DType::Q8_K, K);
   s.act.assign(arow * size_t(Tp), 0);
   const QuantizeActFn q = kernels_best().quantize_q8_k;
@@ -126,30 +134,45 @@ size_t quantize_activations_q8k(Context& ctx, const float* x, int64_t K, int64_t
   return arow;
 }
 
-// Repacked Q4_0/Q4_K weights: decode (one token per kernel call) and prompts (Q4_0: 8 rows x 4
-// tokens per call, Q4_K: 8 rows x 2 tokens).
-void matmul_repacked(Context& ctx, const TensorView& w, const float* x, int64_t T, float* y, MatmulScratch& s) {
+// Repacked Q4_0/Q8_0/Q4_K weights: decode (one token per kernel call) and prompts (Q4_0, Q8_0:
+// 8 rows x 4 tokens per call, Q4_K: 8 rows x 2 tokens).
+void matmul_repacked(Context& ctx, const TensorView& w, const float* x, int64_t T, float* y,
+                     MatmulScratch& s) {
   const KernelTable& k = kernels_best();
   const int64_t K = w.ne[0], N = w.ne[1], nb = K / 32;
   const uint8_t* wd = static_cast<const uint8_t*>(w.data);
   const bool prompt = T >= 16;
   if (w.type == DType::Q4_K) {
     const int64_t per_call = prompt ? 2 : 1;
-    const size_t arow = quantize_activations_q8k(ctx, x, K, T, (T + per_call - 1) / per_call * per_call, s);
+    const size_t arow =
+        quantize_activations_q8k(ctx, x, K, T, (T + per_call - 1) / per_call * per_call, s);
     const size_t gbytes = size_t(K / QK_K) * kQ4KGroupBytes;
     const uint8_t* act = s.act.data();
     for_each_repacked_tile(ctx, N, T, per_call, y, [&](int64_t gi, int64_t t, float* o) {
-      if (prompt) k.gemm_q4_kx8x2(K, wd + size_t(gi) * gbytes, act + size_t(t) * arow, arow, o);
-      else k.gemv_q4_kx8(K, wd + size_t(gi) * gbytes, act + size_t(t) * arow, o);
+      if (prompt)
+        k.gemm_q4_kx8x2(K, wd + size_t(gi) * gbytes, act + size_t(t) * arow, arow, o);
+      else
+        k.gemv_q4_kx8(K, wd + size_t(gi) * gbytes, act + size_t(t) * arow, o);
     });
     return;
   }
   const int64_t per_call = prompt ? 4 : 1;
   quantize_activations(ctx, x, K, T, (T + per_call - 1) / per_call * per_call, s);
+  if (w.type == DType::Q8_0) {
+    for_each_repacked_tile(ctx, N, T, per_call, y, [&](int64_t gi, int64_t t, float* o) {
+      const uint8_t* g = wd + size_t(gi * nb) * kQ8_0GroupBytes;
+      if (prompt)
+        k.gemm_q8_0x8x4(K, g, s.xq.data() + t * K, K, s.xd.data() + t * nb, nb, o);
+      else
+        k.gemv_q8_0x8(K, g, s.xq.data() + t * K, s.xd.data() + t * nb, o);
+    });
+    return;
+  }
   for_each_repacked_tile(ctx, N, T, per_call, y, [&](int64_t gi, int64_t t, float* o) {
     const uint8_t* g = wd + size_t(gi * nb) * 144;
     if (prompt)
-      k.gemm_q4_0x8x4(K, g, s.xq.data() + t * K, K, s.xd.data() + t * nb, s.xs.data() + t * nb, nb, o);
+      k.gemm_q4_0x8x4(K, g, s.xq.data() + t * K, K, s.xd.data() + t * nb, s.xs.data() + t * nb, nb,
+                      o);
     else
       k.gemv_q4_0x8(K, g, s.xq.data() + t * K, s.xd.data() + t * nb, s.xs.data() + t * nb, o);
   });
@@ -157,8 +180,8 @@ void matmul_repacked(Context& ctx, const TensorView& w, const float* x, int64_t 
 
 // Prompt-sized batches over Q8_0/Q4_0/Q4_K weights: integer GEMM. A 16-row panel is unpacked
 // to per-block levels/scales/offsets once per 128-token block; activations become s8 blocks.
-void matmul_int8(Context& ctx, const TensorView& w, const float* x, int64_t T, float* y, MatmulScratch& s,
-                 bool signed_levels) {
+void matmul_int8(Context& ctx, const TensorView& w, const float* x, int64_t T, float* y,
+                 MatmulScratch& s, bool signed_levels) {
   const KernelTable& k = kernels_best();
   const int64_t K = w.ne[0], N = w.ne[1], nb = K / 32, Tp = (T + 3) / 4 * 4;
   constexpr int64_t RP = 16, TB = 128;
@@ -168,7 +191,8 @@ void matmul_int8(Context& ctx, const TensorView& w, const float* x, int64_t T, f
   s.xs.assign(size_t(Tp * nb), 0.f);
   ctx.pool->parallel_for(T, [&](int64_t t) {
     const int64_t g = t / 4, lane = t % 4;
-    quantize_blocks(x + t * K, K, s.xq.data() + t * K, s.xd.data() + g * nb * 4 + lane, s.xs.data() + g * nb * 4 + lane, 4);
+    quantize_blocks(x + t * K, K, s.xq.data() + t * K, s.xd.data() + g * nb * 4 + lane,
+                    s.xs.data() + g * nb * 4 + lane, 4);
   });
   const int64_t panels = (N + RP - 1) / RP, tblocks = (Tp + TB - 1) / TB;
   const int nt = ctx.pool->size();
@@ -188,7 +212,8 @@ void matmul_int8(Context& ctx, const TensorView& w, const float* x, int64_t T, f
       if (p != last_panel) {
         for (int64_t r = 0; r < RP; ++r) {
           if (r < nr) {
-            int8_unpack_row(w.type, wd + size_t(r0 + r) * rb, K, lv + r * K, sc + r * nb, off + r * nb, true);
+            int8_unpack_row(w.type, wd + size_t(r0 + r) * rb, K, lv + r * K, sc + r * nb,
+                            off + r * nb, true);
           } else {
             std::fill(lv + r * K, lv + (r + 1) * K, uint8_t(0));
             std::fill(sc + r * nb, sc + (r + 1) * nb, 0.f);
@@ -201,10 +226,11 @@ void matmul_int8(Context& ctx, const TensorView& w, const float* x, int64_t T, f
       float out[8];
       for (int64_t r = 0; r < nr; r += 2)
         for (int64_t t = tb * TB; t < t_end; t += 4) {
-          k.int8_micro(signed_levels, nb, lv + r * K, K, sc + r * nb, off + r * nb, nb, s.xq.data() + t * K, K,
-                       s.xd.data() + t * nb, s.xs.data() + t * nb, out);
+          k.int8_micro(signed_levels, nb, lv + r * K, K, sc + r * nb, off + r * nb, nb,
+                       s.xq.data() + t * K, K, s.xd.data() + t * nb, s.xs.data() + t * nb, out);
           for (int64_t rr = 0; rr < 2 && r + rr < nr; ++rr)
-            for (int64_t tt = 0; tt < 4 && t + tt < T; ++tt) y[(t + tt) * N + r0 + r + rr] = out[rr * 4 + tt];
+            for (int64_t tt = 0; tt < 4 && t + tt < T; ++tt)
+              y[(t + tt) * N + r0 + r + rr] = out[rr * 4 + tt];
         }
     }
   });
@@ -222,8 +248,8 @@ void matmul(Context& ctx, const TensorView& w, const float* x, int64_t n_tok, fl
     matmul_repacked(ctx, w, x, n_tok, y, scratch);
     return;
   }
-  if (n_tok >= 16 && k.int8_micro && int8_gemm_supports(w.type, &signed_levels) && w.ne[0] % blk == 0 &&
-      w.ne[0] <= kInt8MaxBlocks * 32 &&
+  if (n_tok >= 16 && k.int8_micro && int8_gemm_supports(w.type, &signed_levels) &&
+      w.ne[0] % blk == 0 && w.ne[0] <= kInt8MaxBlocks * 32 &&
       std::getenv("CORRAL_NO_INT8_GEMM") == nullptr) {
     matmul_int8(ctx, w, x, n_tok, y, scratch, signed_levels);
     return;
@@ -245,7 +271,8 @@ void matmul(Context& ctx, const TensorView& w, const float* x, int64_t n_tok, fl
     if (scratch.act.size() < act_row * size_t(n_tok)) scratch.act.resize(act_row * size_t(n_tok));
     const QuantizeActFn q = at == DType::Q8_0 ? k.quantize_q8_0 : k.quantize_q8_k;
     uint8_t* dst = scratch.act.data();
-    ctx.pool->parallel_for(n_tok, [&](int64_t t) { q(x + t * n_in, dst + size_t(t) * act_row, n_in); });
+    ctx.pool->parallel_for(n_tok,
+                           [&](int64_t t) { q(x + t * n_in, dst + size_t(t) * act_row, n_in); });
     act = dst;
   }
   // Work items: blocks of output rows; each weight row is reused across all tokens while hot.
@@ -258,7 +285,8 @@ void matmul(Context& ctx, const TensorView& w, const float* x, int64_t n_tok, fl
       const int64_t t1 = std::min(n_tok, t0 + tok_block);
       for (int64_t r = r0; r < r1; ++r) {
         const uint8_t* wr = wd + size_t(r) * w_row;
-        for (int64_t t = t0; t < t1; ++t) y[t * n_out + r] = dot(n_in, wr, act + size_t(t) * act_row);
+        for (int64_t t = t0; t < t1; ++t)
+          y[t * n_out + r] = dot(n_in, wr, act + size_t(t) * act_row);
       }
     }
   });

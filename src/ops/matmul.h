@@ -13,10 +13,10 @@ namespace corral {
 struct MatmulScratch {
   std::vector<uint8_t> act;
   std::vector<float> packed, wtile, ctile;
-  std::vector<int8_t> xq;        // int8 GEMM: activation levels [T][K]
-  std::vector<float> xd, xs;     // per-block scale and scale * sum
-  std::vector<uint8_t> lv;       // per-thread unpacked weight panels
-  std::vector<float> wsc;        // per-thread panel scales and offsets
+  std::vector<int8_t> xq;     // int8 GEMM: activation levels [T][K]
+  std::vector<float> xd, xs;  // per-block scale and scale * sum
+  std::vector<uint8_t> lv;    // per-thread unpacked weight panels
+  std::vector<float> wsc;     // per-thread panel scales and offsets
 };
 
 void matmul(Context& ctx, const TensorView& w, const float* x, int64_t n_tok, float* y,

@@ -16,7 +16,8 @@ bool int8_gemm_supports(DType t, bool* signed_levels) {
   return t == DType::Q4_0 || t == DType::Q4_K;
 }
 
-void int8_unpack_row(DType t, const void* src, int64_t n, uint8_t* lv, float* sc, float* off, bool avx2) {
+void int8_unpack_row(DType t, const void* src, int64_t n, uint8_t* lv, float* sc, float* off,
+                     bool avx2) {
   if (t == DType::Q8_0) {
     auto* b = static_cast<const BlockQ8_0*>(src);
     for (int64_t i = 0; i < n / 32; ++i) {
@@ -27,9 +28,11 @@ void int8_unpack_row(DType t, const void* src, int64_t n, uint8_t* lv, float* sc
   } else if (t == DType::Q4_0) {
     auto* b = static_cast<const BlockQ4_0*>(src);
     for (int64_t i = 0; i < n / 32; ++i) {
-      if (avx2) int8_unpack_nibbles_avx2(b[i].qs, 16, true, lv + 32 * i);
+      if (avx2)
+        int8_unpack_nibbles_avx2(b[i].qs, 16, true, lv + 32 * i);
       else
-        for (int j = 0; j < 16; ++j) lv[32 * i + j] = b[i].qs[j] & 0xF, lv[32 * i + j + 16] = b[i].qs[j] >> 4;
+        for (int j = 0; j < 16; ++j)
+          lv[32 * i + j] = b[i].qs[j] & 0xF, lv[32 * i + j + 16] = b[i].qs[j] >> 4;
       sc[i] = fp16_to_f32(b[i].d);
       off[i] = 8 * sc[i];
     }

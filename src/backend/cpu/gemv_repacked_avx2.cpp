@@ -2,13 +2,14 @@
 #include <immintrin.h>
 
 #include "backend/cpu/kernels.h"
+#include "backend/cpu/repack.h"
 #include "format/quant.h"
 
 namespace corral {
 
 // out[8] = rows . x; xq: s8 levels [K]; xd: per-block scale; xs: per-block scale * sum(levels).
-void gemv_q4_0x8_avx2(int64_t K, const uint8_t* g, const int8_t* xq, const float* xd, const float* xs,
-                      float* out) {
+void gemv_q4_0x8_avx2(int64_t K, const uint8_t* g, const int8_t* xq, const float* xd,
+                      const float* xs, float* out) {
   const int64_t nb = K / 32;
   const __m256i m4 = _mm256_set1_epi8(0xF), ones = _mm256_set1_epi16(1);
   __m256 acc = _mm256_setzero_ps(), corr = _mm256_setzero_ps();
@@ -50,14 +51,14 @@ void gemm_q4_0x8x4_avx2(int64_t K, const uint8_t* g, const int8_t* xq, int64_t l
       const __m256i bits = _mm256_loadu_si256((const __m256i*)(g + 16 + 32 * c));
       const __m256i lo = _mm256_and_si256(bits, m4);
       const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(bits, 4), m4);
-#define CORRAL_TOK(T, S)                                                                   \
-  {                                                                                        \
-    const int8_t* x = xq + (T) * ldx + 32 * b;                                             \
-    int32_t xl, xh;                                                                        \
-    __builtin_memcpy(&xl, x + 4 * c, 4);                                                   \
-    __builtin_memcpy(&xh, x + 16 + 4 * c, 4);                                              \
-    S = _mm256_add_epi16(S, _mm256_maddubs_epi16(lo, _mm256_set1_epi32(xl)));              \
-    S = _mm256_add_epi16(S, _mm256_maddubs_epi16(hi, _mm256_set1_epi32(xh)));              \
+#define CORRAL_TOK(T, S)                                                      \
+  {                                                                           \
+    const int8_t* x = xq + (T)*ldx + 32 * b;                                  \
+    int32_t xl, xh;                                                           \
+    __builtin_memcpy(&xl, x + 4 * c, 4);                                      \
+    __builtin_memcpy(&xh, x + 16 + 4 * c, 4);                                 \
+    S = _mm256_add_epi16(S, _mm256_maddubs_epi16(lo, _mm256_set1_epi32(xl))); \
+    S = _mm256_add_epi16(S, _mm256_maddubs_epi16(hi, _mm256_set1_epi32(xh))); \
   }
       CORRAL_TOK(0, s0)
       CORRAL_TOK(1, s1)
@@ -66,10 +67,10 @@ void gemm_q4_0x8x4_avx2(int64_t K, const uint8_t* g, const int8_t* xq, int64_t l
 #undef CORRAL_TOK
     }
     const __m256 d = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i*)g));
-#define CORRAL_FIN(T, S, A)                                                                          \
-  A = _mm256_fmadd_ps(_mm256_mul_ps(d, _mm256_set1_ps(xd[(T) * ldb + b])),                             \
-                      _mm256_cvtepi32_ps(_mm256_madd_epi16(S, ones)), A);                              \
-  A = _mm256_fnmadd_ps(d, _mm256_set1_ps(8.f * xs[(T) * ldb + b]), A);
+#define CORRAL_FIN(T, S, A)                                               \
+  A = _mm256_fmadd_ps(_mm256_mul_ps(d, _mm256_set1_ps(xd[(T)*ldb + b])),  \
+                      _mm256_cvtepi32_ps(_mm256_madd_epi16(S, ones)), A); \
+  A = _mm256_fnmadd_ps(d, _mm256_set1_ps(8.f * xs[(T)*ldb + b]), A);
     CORRAL_FIN(0, s0, a0)
     CORRAL_FIN(1, s1, a1)
     CORRAL_FIN(2, s2, a2)
@@ -94,29 +95,37 @@ void gemv_q4_kx8_avx2(int64_t K, const uint8_t* g, const void* xq8k, float* out)
     for (int j = 0; j < 4; ++j) {
       __m256i slo = _mm256_setzero_si256(), shi = _mm256_setzero_si256();
       const uint8_t* q = g + 160 + 256 * j;
-      for (int l = 0; l < 4; ++l) _mm_prefetch(reinterpret_cast<const char*>(q) + 3072 + 64 * l, _MM_HINT_T0);
+      for (int l = 0; l < 4; ++l)
+        _mm_prefetch(reinterpret_cast<const char*>(q) + 3072 + 64 * l, _MM_HINT_T0);
       for (int c = 0; c < 8; ++c) {
         const __m256i bits = _mm256_loadu_si256((const __m256i*)(q + 32 * c));
         int32_t xl, xh;
         __builtin_memcpy(&xl, x + 64 * j + 4 * c, 4);
         __builtin_memcpy(&xh, x + 64 * j + 32 + 4 * c, 4);
-        slo = _mm256_add_epi16(slo, _mm256_maddubs_epi16(_mm256_and_si256(bits, m4), _mm256_set1_epi32(xl)));
-        shi = _mm256_add_epi16(shi, _mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16(bits, 4), m4),
-                                                         _mm256_set1_epi32(xh)));
+        slo = _mm256_add_epi16(
+            slo, _mm256_maddubs_epi16(_mm256_and_si256(bits, m4), _mm256_set1_epi32(xl)));
+        shi = _mm256_add_epi16(
+            shi, _mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16(bits, 4), m4),
+                                      _mm256_set1_epi32(xh)));
       }
-      const __m256i sc_lo = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i*)(g + 32 + 16 * j)));
-      const __m256i sc_hi = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i*)(g + 32 + 16 * j + 8)));
+      const __m256i sc_lo =
+          _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i*)(g + 32 + 16 * j)));
+      const __m256i sc_hi =
+          _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i*)(g + 32 + 16 * j + 8)));
       isum = _mm256_add_epi32(isum, _mm256_mullo_epi32(_mm256_madd_epi16(slo, ones), sc_lo));
       isum = _mm256_add_epi32(isum, _mm256_mullo_epi32(_mm256_madd_epi16(shi, ones), sc_hi));
     }
     __m256i msum = _mm256_setzero_si256();
     for (int sub = 0; sub < 8; ++sub) {
       const __m256i mn = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i*)(g + 96 + 8 * sub)));
-      msum = _mm256_add_epi32(msum, _mm256_mullo_epi32(mn, _mm256_set1_epi32(xb[s].bsums[2 * sub] + xb[s].bsums[2 * sub + 1])));
+      msum = _mm256_add_epi32(
+          msum, _mm256_mullo_epi32(
+                    mn, _mm256_set1_epi32(xb[s].bsums[2 * sub] + xb[s].bsums[2 * sub + 1])));
     }
     const __m256 xd = _mm256_set1_ps(xb[s].d);
     const __m256 d = _mm256_mul_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i*)g)), xd);
-    const __m256 dmin = _mm256_mul_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i*)(g + 16))), xd);
+    const __m256 dmin =
+        _mm256_mul_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i*)(g + 16))), xd);
     acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(isum), acc);
     acc = _mm256_fnmadd_ps(dmin, _mm256_cvtepi32_ps(msum), acc);
   }
@@ -140,7 +149,8 @@ void gemm_q4_kx8x2_avx2(int64_t K, const uint8_t* g, const uint8_t* x8k, size_t 
       const uint8_t* q = g + 160 + 256 * j;
       for (int c = 0; c < 8; ++c) {
         const __m256i bits = _mm256_loadu_si256((const __m256i*)(q + 32 * c));
-        const __m256i lo = _mm256_and_si256(bits, m4), hi = _mm256_and_si256(_mm256_srli_epi16(bits, 4), m4);
+        const __m256i lo = _mm256_and_si256(bits, m4),
+                      hi = _mm256_and_si256(_mm256_srli_epi16(bits, 4), m4);
         int32_t a, b, e, f;
         __builtin_memcpy(&a, x0 + 64 * j + 4 * c, 4);
         __builtin_memcpy(&b, x0 + 64 * j + 32 + 4 * c, 4);
@@ -152,17 +162,24 @@ void gemm_q4_kx8x2_avx2(int64_t K, const uint8_t* g, const uint8_t* x8k, size_t 
         h1 = _mm256_add_epi16(h1, _mm256_maddubs_epi16(hi, _mm256_set1_epi32(f)));
       }
       const __m256i sl = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i*)(g + 32 + 16 * j)));
-      const __m256i sh = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i*)(g + 32 + 16 * j + 8)));
-      is0 = _mm256_add_epi32(is0, _mm256_add_epi32(_mm256_mullo_epi32(_mm256_madd_epi16(l0, ones), sl),
-                                                   _mm256_mullo_epi32(_mm256_madd_epi16(h0, ones), sh)));
-      is1 = _mm256_add_epi32(is1, _mm256_add_epi32(_mm256_mullo_epi32(_mm256_madd_epi16(l1, ones), sl),
-                                                   _mm256_mullo_epi32(_mm256_madd_epi16(h1, ones), sh)));
+      const __m256i sh =
+          _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i*)(g + 32 + 16 * j + 8)));
+      is0 = _mm256_add_epi32(is0,
+                             _mm256_add_epi32(_mm256_mullo_epi32(_mm256_madd_epi16(l0, ones), sl),
+                                              _mm256_mullo_epi32(_mm256_madd_epi16(h0, ones), sh)));
+      is1 = _mm256_add_epi32(is1,
+                             _mm256_add_epi32(_mm256_mullo_epi32(_mm256_madd_epi16(l1, ones), sl),
+                                              _mm256_mullo_epi32(_mm256_madd_epi16(h1, ones), sh)));
     }
     __m256i ms0 = _mm256_setzero_si256(), ms1 = ms0;
     for (int sub = 0; sub < 8; ++sub) {
       const __m256i mn = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i*)(g + 96 + 8 * sub)));
-      ms0 = _mm256_add_epi32(ms0, _mm256_mullo_epi32(mn, _mm256_set1_epi32(xa[s].bsums[2 * sub] + xa[s].bsums[2 * sub + 1])));
-      ms1 = _mm256_add_epi32(ms1, _mm256_mullo_epi32(mn, _mm256_set1_epi32(xb[s].bsums[2 * sub] + xb[s].bsums[2 * sub + 1])));
+      ms0 = _mm256_add_epi32(
+          ms0, _mm256_mullo_epi32(
+                   mn, _mm256_set1_epi32(xa[s].bsums[2 * sub] + xa[s].bsums[2 * sub + 1])));
+      ms1 = _mm256_add_epi32(
+          ms1, _mm256_mullo_epi32(
+                   mn, _mm256_set1_epi32(xb[s].bsums[2 * sub] + xb[s].bsums[2 * sub + 1])));
     }
     const __m256 d = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i*)g));
     const __m256 dm = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i*)(g + 16)));
@@ -174,6 +191,82 @@ void gemm_q4_kx8x2_avx2(int64_t K, const uint8_t* g, const uint8_t* x8k, size_t 
   }
   _mm256_storeu_ps(out, acc0);
   _mm256_storeu_ps(out + 8, acc1);
+}
+
+}  // namespace corral
+
+namespace corral {
+
+// Repacked Q8_0 (see repack.h): a 32-byte chunk holds four levels of each of eight rows. Signed
+// times signed through maddubs (unsigned x signed) takes the sign trick: |w| times x with w's
+// sign moved onto x. A pair of products (<= 2 * 127 * 127) fits int16, two pairs would not, so
+// every maddubs is widened at once by madd with ones.
+void gemv_q8_0x8_avx2(int64_t K, const uint8_t* g, const int8_t* x, const float* xd, float* out) {
+  const int64_t nb = K / 32;
+  const __m256i ones = _mm256_set1_epi16(1);
+  __m256 acc = _mm256_setzero_ps();
+  for (int64_t b = 0; b < nb; ++b, g += kQ8_0GroupBytes, x += 32) {
+    for (int l = 0; l < 5; ++l)
+      _mm_prefetch(reinterpret_cast<const char*>(g) + 3072 + 64 * l, _MM_HINT_T0);
+    __m256i s0 = _mm256_setzero_si256(), s1 = s0;
+    for (int c = 0; c < 8; c += 2) {
+      const __m256i w0 = _mm256_loadu_si256((const __m256i*)(g + 16 + 32 * c));
+      const __m256i w1 = _mm256_loadu_si256((const __m256i*)(g + 48 + 32 * c));
+      int32_t p0, p1;
+      __builtin_memcpy(&p0, x + 4 * c, 4);
+      __builtin_memcpy(&p1, x + 4 * c + 4, 4);
+      const __m256i v0 = _mm256_sign_epi8(_mm256_set1_epi32(p0), w0),
+                    v1 = _mm256_sign_epi8(_mm256_set1_epi32(p1), w1);
+      s0 = _mm256_add_epi32(s0,
+                            _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_abs_epi8(w0), v0), ones));
+      s1 = _mm256_add_epi32(s1,
+                            _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_abs_epi8(w1), v1), ones));
+    }
+    const __m256 d = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i*)g));
+    acc = _mm256_fmadd_ps(_mm256_mul_ps(d, _mm256_set1_ps(xd[b])),
+                          _mm256_cvtepi32_ps(_mm256_add_epi32(s0, s1)), acc);
+  }
+  _mm256_storeu_ps(out, acc);
+}
+
+// Prompts over repacked Q8_0: 8 rows x 4 tokens per call (each loaded chunk and its |w| serve
+// four tokens). Token t: x + t * ldx levels, xd + t * ldb scales; out[t * 8 + r].
+void gemm_q8_0x8x4_avx2(int64_t K, const uint8_t* g, const int8_t* x, int64_t ldx, const float* xd,
+                        int64_t ldb, float* out) {
+  const int64_t nb = K / 32;
+  const __m256i ones = _mm256_set1_epi16(1);
+  __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+  for (int64_t b = 0; b < nb; ++b, g += kQ8_0GroupBytes) {
+    __m256i s0 = _mm256_setzero_si256(), s1 = s0, s2 = s0, s3 = s0;
+    const int8_t* xb = x + 32 * b;
+    for (int c = 0; c < 8; ++c) {
+      const __m256i w = _mm256_loadu_si256((const __m256i*)(g + 16 + 32 * c));
+      const __m256i aw = _mm256_abs_epi8(w);
+#define CORRAL_TOK(T, S)                                                           \
+  {                                                                                \
+    int32_t p;                                                                     \
+    __builtin_memcpy(&p, xb + (T)*ldx + 4 * c, 4);                                 \
+    const __m256i v = _mm256_sign_epi8(_mm256_set1_epi32(p), w);                   \
+    S = _mm256_add_epi32(S, _mm256_madd_epi16(_mm256_maddubs_epi16(aw, v), ones)); \
+  }
+      CORRAL_TOK(0, s0)
+      CORRAL_TOK(1, s1)
+      CORRAL_TOK(2, s2)
+      CORRAL_TOK(3, s3)
+#undef CORRAL_TOK
+    }
+    const __m256 d = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i*)g));
+    a0 = _mm256_fmadd_ps(_mm256_mul_ps(d, _mm256_set1_ps(xd[b])), _mm256_cvtepi32_ps(s0), a0);
+    a1 = _mm256_fmadd_ps(_mm256_mul_ps(d, _mm256_set1_ps(xd[ldb + b])), _mm256_cvtepi32_ps(s1), a1);
+    a2 = _mm256_fmadd_ps(_mm256_mul_ps(d, _mm256_set1_ps(xd[2 * ldb + b])), _mm256_cvtepi32_ps(s2),
+                         a2);
+    a3 = _mm256_fmadd_ps(_mm256_mul_ps(d, _mm256_set1_ps(xd[3 * ldb + b])), _mm256_cvtepi32_ps(s3),
+                         a3);
+  }
+  _mm256_storeu_ps(out, a0);
+  _mm256_storeu_ps(out + 8, a1);
+  _mm256_storeu_ps(out + 16, a2);
+  _mm256_storeu_ps(out + 24, a3);
 }
 
 }  // namespace corral

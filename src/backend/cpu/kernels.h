@@ -24,10 +24,9 @@ using AxpyFn = void (*)(int64_t n, float a, const void* x, float* y);
 using DequantFn = void (*)(const void* src, float* dst, int64_t n);
 
 // Integer GEMM micro-kernel (see backend/cpu/gemm_int8.h); nullptr where the ISA lacks one.
-using Int8MicroFn = void (*)(bool signed_weights, int64_t nb, const uint8_t* w, int64_t ldw, const float* ws,
-                             const float* wo, int64_t lds, const int8_t* x, int64_t ldx, const float* xd4,
-                             const float* xs4, float* out);
-
+using Int8MicroFn = void (*)(bool signed_weights, int64_t nb, const uint8_t* w, int64_t ldw,
+                             const float* ws, const float* wo, int64_t lds, const int8_t* x,
+                             int64_t ldx, const float* xd4, const float* xs4, float* out);
 
 // Decode over repacked Q4_0 (backend/cpu/repack.h): 8 rows of one group against one activation
 // row given as s8 levels with per-32 scales and scale*sum.
@@ -38,14 +37,24 @@ using GemvRepackedFn = void (*)(int64_t K, const uint8_t* group, const int8_t* x
 using GemvRepackedKFn = void (*)(int64_t K, const uint8_t* group, const void* xq8k, float* out8);
 
 // Prompts over repacked Q4_0: 8 rows x 4 tokens; out[t * 8 + r].
-using GemmRepackedFn = void (*)(int64_t K, const uint8_t* group, const int8_t* xq, int64_t ldx, const float* xd,
-                                const float* xs, int64_t ldb, float* out32);
+using GemmRepackedFn = void (*)(int64_t K, const uint8_t* group, const int8_t* xq, int64_t ldx,
+                                const float* xd, const float* xs, int64_t ldb, float* out32);
 
 // Prompts over repacked Q4_K: 8 rows x 2 tokens of Q8_K activations (ldx bytes apart).
-using GemmRepackedKFn = void (*)(int64_t K, const uint8_t* group, const uint8_t* x8k, size_t ldx, float* out16);
+using GemmRepackedKFn = void (*)(int64_t K, const uint8_t* group, const uint8_t* x8k, size_t ldx,
+                                 float* out16);
+
+// Repacked Q8_0 (s8 activation levels, per-32 scales): decode, 8 rows x 1 token ...
+using GemvRepacked8Fn = void (*)(int64_t K, const uint8_t* group, const int8_t* x, const float* xd,
+                                 float* out8);
+// ... and prompts, 8 rows x 4 tokens (token t at x + t * ldx, xd + t * ldb); out[t * 8 + r].
+using GemmRepacked8Fn = void (*)(int64_t K, const uint8_t* group, const int8_t* x, int64_t ldx,
+                                 const float* xd, int64_t ldb, float* out32);
 
 struct KernelTable {
   const char* isa;
+  GemvRepacked8Fn gemv_q8_0x8;
+  GemmRepacked8Fn gemm_q8_0x8x4;
   GemmRepackedFn gemm_q4_0x8x4;
   GemmRepackedKFn gemm_q4_kx8x2;
   GemvRepackedFn gemv_q4_0x8;
@@ -75,6 +84,8 @@ const KernelTable* kernels_avx2_unchecked();
 const KernelTable* kernels_avx512_unchecked();
 // Best table for this CPU (or the one CORRAL_ISA names).
 const KernelTable& kernels_best();
-inline const char* kernels_isa_name() { return kernels_best().isa; }
+inline const char* kernels_isa_name() {
+  return kernels_best().isa;
+}
 
 }  // namespace corral

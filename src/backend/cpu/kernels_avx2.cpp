@@ -8,10 +8,14 @@
 #include "format/quant.h"
 
 namespace corral {
-void gemv_q4_0x8_avx2(int64_t K, const uint8_t* g, const int8_t* xq, const float* xd, const float* xs, float* out);
+void gemv_q4_0x8_avx2(int64_t K, const uint8_t* g, const int8_t* xq, const float* xd,
+                      const float* xs, float* out);
 void gemv_q4_kx8_avx2(int64_t K, const uint8_t* g, const void* xq8k, float* out);
 void gemm_q4_kx8x2_avx2(int64_t K, const uint8_t* g, const uint8_t* x8k, size_t ldx, float* out);
-void gemm_q4_0x8x4_avx2(int64_t K, const uint8_t* g, const int8_t* xq, int64_t ldx, const float* xd, const float* xs,
+void gemm_q4_0x8x4_avx2(int64_t K, const uint8_t* g, const int8_t* xq, int64_t ldx, const float* xd,
+                        const float* xs, int64_t ldb, float* out);
+void gemv_q8_0x8_avx2(int64_t K, const uint8_t* g, const int8_t* x, const float* xd, float* out);
+void gemm_q8_0x8x4_avx2(int64_t K, const uint8_t* g, const int8_t* x, int64_t ldx, const float* xd,
                         int64_t ldb, float* out);
 namespace {
 
@@ -29,7 +33,8 @@ float dot_f32(int64_t n, const void* w, const void* x) {
     s2 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 16), _mm256_loadu_ps(b + i + 16), s2);
     s3 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 24), _mm256_loadu_ps(b + i + 24), s3);
   }
-  for (; i + 8 <= n; i += 8) s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), s0);
+  for (; i + 8 <= n; i += 8)
+    s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), s0);
   float s = hsum(_mm256_add_ps(_mm256_add_ps(s0, s1), _mm256_add_ps(s2, s3)));
   for (; i < n; ++i) s += a[i] * b[i];
   return s;
@@ -90,14 +95,16 @@ float dot_q8_0(int64_t n, const void* w, const void* x) {
   int64_t i = 0;
   for (; i + 2 <= nb; i += 2) {
     _mm_prefetch(reinterpret_cast<const char*>(a + i) + 3072, _MM_HINT_T0);
-    const __m256 p0 = mul_sum_i8(_mm256_loadu_si256((const __m256i*)a[i].qs), _mm256_loadu_si256((const __m256i*)b[i].qs));
+    const __m256 p0 = mul_sum_i8(_mm256_loadu_si256((const __m256i*)a[i].qs),
+                                 _mm256_loadu_si256((const __m256i*)b[i].qs));
     const __m256 p1 = mul_sum_i8(_mm256_loadu_si256((const __m256i*)a[i + 1].qs),
                                  _mm256_loadu_si256((const __m256i*)b[i + 1].qs));
     acc0 = _mm256_fmadd_ps(_mm256_set1_ps(h2f(a[i].d) * h2f(b[i].d)), p0, acc0);
     acc1 = _mm256_fmadd_ps(_mm256_set1_ps(h2f(a[i + 1].d) * h2f(b[i + 1].d)), p1, acc1);
   }
   for (; i < nb; ++i) {
-    const __m256 p0 = mul_sum_i8(_mm256_loadu_si256((const __m256i*)a[i].qs), _mm256_loadu_si256((const __m256i*)b[i].qs));
+    const __m256 p0 = mul_sum_i8(_mm256_loadu_si256((const __m256i*)a[i].qs),
+                                 _mm256_loadu_si256((const __m256i*)b[i].qs));
     acc0 = _mm256_fmadd_ps(_mm256_set1_ps(h2f(a[i].d) * h2f(b[i].d)), p0, acc0);
   }
   return hsum(_mm256_add_ps(acc0, acc1));
@@ -117,7 +124,8 @@ float dot_q4_0(int64_t n, const void* w, const void* x) {
   int64_t i = 0;
   for (; i + 2 <= nb; i += 2) {
     const __m256 p0 = mul_sum_i8(q4_nibbles(a[i].qs), _mm256_loadu_si256((const __m256i*)b[i].qs));
-    const __m256 p1 = mul_sum_i8(q4_nibbles(a[i + 1].qs), _mm256_loadu_si256((const __m256i*)b[i + 1].qs));
+    const __m256 p1 =
+        mul_sum_i8(q4_nibbles(a[i + 1].qs), _mm256_loadu_si256((const __m256i*)b[i + 1].qs));
     acc0 = _mm256_fmadd_ps(_mm256_set1_ps(h2f(a[i].d) * h2f(b[i].d)), p0, acc0);
     acc1 = _mm256_fmadd_ps(_mm256_set1_ps(h2f(a[i + 1].d) * h2f(b[i + 1].d)), p1, acc1);
   }
@@ -135,7 +143,8 @@ float dot_q4_k(int64_t n, const void* w, const void* x) {
   __m256 acc = _mm256_setzero_ps();
   float mins_acc = 0;
   for (int64_t i = 0; i < n / QK_K; ++i) {
-    for (int l = 0; l < 3; ++l) _mm_prefetch(reinterpret_cast<const char*>(a + i) + 3072 + 64 * l, _MM_HINT_T0);
+    for (int l = 0; l < 3; ++l)
+      _mm_prefetch(reinterpret_cast<const char*>(a + i) + 3072 + 64 * l, _MM_HINT_T0);
     uint8_t sc[8], mn[8];
     for (int j = 0; j < 8; ++j) get_scale_min_k4(j, a[i].scales, &sc[j], &mn[j]);
     int msum = 0;
@@ -165,7 +174,8 @@ float dot_q6_k(int64_t n, const void* w, const void* x) {
   const __m256i m4 = _mm256_set1_epi8(0xF), m2 = _mm256_set1_epi8(3), m32 = _mm256_set1_epi8(32);
   __m256 acc = _mm256_setzero_ps();
   for (int64_t i = 0; i < n / QK_K; ++i) {
-    for (int l = 0; l < 4; ++l) _mm_prefetch(reinterpret_cast<const char*>(a + i) + 3072 + 64 * l, _MM_HINT_T0);
+    for (int l = 0; l < 4; ++l)
+      _mm_prefetch(reinterpret_cast<const char*>(a + i) + 3072 + 64 * l, _MM_HINT_T0);
     const uint8_t* ql = a[i].ql;
     const uint8_t* qh = a[i].qh;
     const int8_t* sc = a[i].scales;
@@ -176,7 +186,8 @@ float dot_q6_k(int64_t n, const void* w, const void* x) {
       const __m256i b2 = _mm256_loadu_si256((const __m256i*)(ql + 32));
       const __m256i bh = _mm256_loadu_si256((const __m256i*)qh);
       __m256i q[4];
-      q[0] = _mm256_or_si256(_mm256_and_si256(b1, m4), _mm256_slli_epi16(_mm256_and_si256(bh, m2), 4));
+      q[0] =
+          _mm256_or_si256(_mm256_and_si256(b1, m4), _mm256_slli_epi16(_mm256_and_si256(bh, m2), 4));
       q[1] = _mm256_or_si256(_mm256_and_si256(b2, m4),
                              _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(bh, 2), m2), 4));
       q[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(b1, 4), m4),
@@ -186,7 +197,8 @@ float dot_q6_k(int64_t n, const void* w, const void* x) {
       for (int k = 0; k < 4; ++k) {
         const __m256i q8 = _mm256_loadu_si256((const __m256i*)(y + 32 * k));
         __m256i p = _mm256_sub_epi16(_mm256_maddubs_epi16(q[k], q8), _mm256_maddubs_epi16(m32, q8));
-        const __m256i s = _mm256_set_m128i(_mm_set1_epi16(sc[2 * k + 1]), _mm_set1_epi16(sc[2 * k]));
+        const __m256i s =
+            _mm256_set_m128i(_mm_set1_epi16(sc[2 * k + 1]), _mm_set1_epi16(sc[2 * k]));
         sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p, s));
       }
     }
@@ -196,7 +208,8 @@ float dot_q6_k(int64_t n, const void* w, const void* x) {
 }
 
 // 4 rows x 24 tokens: 12 accumulators; per k: 3 loads, 4 broadcasts, 12 FMAs.
-void gemm_micro(int64_t kc, const float* w, int64_t ldw, const float* xp, float* c, int64_t ldc, bool acc) {
+void gemm_micro(int64_t kc, const float* w, int64_t ldw, const float* xp, float* c, int64_t ldc,
+                bool acc) {
   // Accumulators as named locals: GCC keeps them in registers (an array spills to the stack).
   __m256 a00 = acc ? _mm256_loadu_ps(c + 0 * ldc + 0) : _mm256_setzero_ps();
   __m256 a01 = acc ? _mm256_loadu_ps(c + 0 * ldc + 8) : _mm256_setzero_ps();
@@ -214,22 +227,26 @@ void gemm_micro(int64_t kc, const float* w, int64_t ldw, const float* xp, float*
     const __m256 x0 = _mm256_loadu_ps(xp + k * 24 + 0);
     const __m256 x1 = _mm256_loadu_ps(xp + k * 24 + 8);
     const __m256 x2 = _mm256_loadu_ps(xp + k * 24 + 16);
-    { const __m256 wr = _mm256_broadcast_ss(w + 0 * ldw + k);
+    {
+      const __m256 wr = _mm256_broadcast_ss(w + 0 * ldw + k);
       a00 = _mm256_fmadd_ps(wr, x0, a00);
       a01 = _mm256_fmadd_ps(wr, x1, a01);
       a02 = _mm256_fmadd_ps(wr, x2, a02);
     }
-    { const __m256 wr = _mm256_broadcast_ss(w + 1 * ldw + k);
+    {
+      const __m256 wr = _mm256_broadcast_ss(w + 1 * ldw + k);
       a10 = _mm256_fmadd_ps(wr, x0, a10);
       a11 = _mm256_fmadd_ps(wr, x1, a11);
       a12 = _mm256_fmadd_ps(wr, x2, a12);
     }
-    { const __m256 wr = _mm256_broadcast_ss(w + 2 * ldw + k);
+    {
+      const __m256 wr = _mm256_broadcast_ss(w + 2 * ldw + k);
       a20 = _mm256_fmadd_ps(wr, x0, a20);
       a21 = _mm256_fmadd_ps(wr, x1, a21);
       a22 = _mm256_fmadd_ps(wr, x2, a22);
     }
-    { const __m256 wr = _mm256_broadcast_ss(w + 3 * ldw + k);
+    {
+      const __m256 wr = _mm256_broadcast_ss(w + 3 * ldw + k);
       a30 = _mm256_fmadd_ps(wr, x0, a30);
       a31 = _mm256_fmadd_ps(wr, x1, a31);
       a32 = _mm256_fmadd_ps(wr, x2, a32);
@@ -253,7 +270,8 @@ void axpy_f32(int64_t n, float a, const void* x, float* y) {
   auto* v = static_cast<const float*>(x);
   const __m256 va = _mm256_set1_ps(a);
   int64_t i = 0;
-  for (; i + 8 <= n; i += 8) _mm256_storeu_ps(y + i, _mm256_fmadd_ps(va, _mm256_loadu_ps(v + i), _mm256_loadu_ps(y + i)));
+  for (; i + 8 <= n; i += 8)
+    _mm256_storeu_ps(y + i, _mm256_fmadd_ps(va, _mm256_loadu_ps(v + i), _mm256_loadu_ps(y + i)));
   for (; i < n; ++i) y[i] += a * v[i];
 }
 
@@ -262,15 +280,17 @@ void axpy_f16(int64_t n, float a, const void* x, float* y) {
   const __m256 va = _mm256_set1_ps(a);
   int64_t i = 0;
   for (; i + 8 <= n; i += 8)
-    _mm256_storeu_ps(y + i, _mm256_fmadd_ps(va, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i*)(v + i))),
-                                            _mm256_loadu_ps(y + i)));
+    _mm256_storeu_ps(y + i,
+                     _mm256_fmadd_ps(va, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i*)(v + i))),
+                                     _mm256_loadu_ps(y + i)));
   for (; i < n; ++i) y[i] += a * h2f(v[i]);
 }
 
 void deq_f16(const void* src, float* y, int64_t n) {
   auto* h = static_cast<const uint16_t*>(src);
   int64_t i = 0;
-  for (; i + 8 <= n; i += 8) _mm256_storeu_ps(y + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i*)(h + i))));
+  for (; i + 8 <= n; i += 8)
+    _mm256_storeu_ps(y + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i*)(h + i))));
   for (; i < n; ++i) y[i] = h2f(h[i]);
 }
 
@@ -315,8 +335,10 @@ void deq_q4_k(const void* src, float* y, int64_t n) {
       const __m256 d1 = _mm256_set1_ps(d * sc1), mm1 = _mm256_set1_ps(dmin * m1);
       const __m256 d2 = _mm256_set1_ps(d * sc2), mm2 = _mm256_set1_ps(dmin * m2);
       for (int k = 0; k < 4; ++k) {
-        const __m256 vl = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i*)(lo + 8 * k))));
-        const __m256 vh = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i*)(hi + 8 * k))));
+        const __m256 vl =
+            _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i*)(lo + 8 * k))));
+        const __m256 vh =
+            _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i*)(hi + 8 * k))));
         _mm256_storeu_ps(y + 8 * k, _mm256_fmsub_ps(d1, vl, mm1));
         _mm256_storeu_ps(y + 32 + 8 * k, _mm256_fmsub_ps(d2, vh, mm2));
       }
@@ -343,6 +365,8 @@ KernelTable make() {
   t.gemv_q4_kx8 = gemv_q4_kx8_avx2;
   t.gemm_q4_0x8x4 = gemm_q4_0x8x4_avx2;
   t.gemm_q4_kx8x2 = gemm_q4_kx8x2_avx2;
+  t.gemv_q8_0x8 = gemv_q8_0x8_avx2;
+  t.gemm_q8_0x8x4 = gemm_q8_0x8x4_avx2;
   t.dequant[uint32_t(DType::F16)] = deq_f16;
   t.dequant[uint32_t(DType::Q8_0)] = deq_q8_0;
   t.dequant[uint32_t(DType::Q4_0)] = deq_q4_0;

@@ -9,7 +9,9 @@
 namespace corral {
 namespace {
 
-inline float h2f(uint16_t h) { return _cvtsh_ss(h); }
+inline float h2f(uint16_t h) {
+  return _cvtsh_ss(h);
+}
 
 float dot_f32(int64_t n, const void* w, const void* x) {
   auto* a = static_cast<const float*>(w);
@@ -22,7 +24,8 @@ float dot_f32(int64_t n, const void* w, const void* x) {
     s2 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i + 32), _mm512_loadu_ps(b + i + 32), s2);
     s3 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i + 48), _mm512_loadu_ps(b + i + 48), s3);
   }
-  for (; i + 16 <= n; i += 16) s0 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i), _mm512_loadu_ps(b + i), s0);
+  for (; i + 16 <= n; i += 16)
+    s0 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i), _mm512_loadu_ps(b + i), s0);
   if (i < n) {
     const __mmask16 m = __mmask16((1u << (n - i)) - 1);
     s1 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, a + i), _mm512_maskz_loadu_ps(m, b + i), s1);
@@ -36,7 +39,8 @@ float dot_f16(int64_t n, const void* w, const void* x) {
   __m512 s0 = _mm512_setzero_ps(), s1 = s0;
   int64_t i = 0;
   for (; i + 32 <= n; i += 32) {
-    s0 = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i*)(a + i))), _mm512_loadu_ps(b + i), s0);
+    s0 = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i*)(a + i))),
+                         _mm512_loadu_ps(b + i), s0);
     s1 = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i*)(a + i + 16))),
                          _mm512_loadu_ps(b + i + 16), s1);
   }
@@ -74,10 +78,12 @@ float dot_q8_0(int64_t n, const void* w, const void* x) {
   __m512 acc = _mm512_setzero_ps();
   int64_t i = 0;
   for (; i + 2 <= nb; i += 2) {
-    const __m512i wa = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i*)a[i].qs)),
-                                          _mm256_loadu_si256((const __m256i*)a[i + 1].qs), 1);
-    const __m512i xb = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i*)b[i].qs)),
-                                          _mm256_loadu_si256((const __m256i*)b[i + 1].qs), 1);
+    const __m512i wa =
+        _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i*)a[i].qs)),
+                           _mm256_loadu_si256((const __m256i*)a[i + 1].qs), 1);
+    const __m512i xb =
+        _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i*)b[i].qs)),
+                           _mm256_loadu_si256((const __m256i*)b[i + 1].qs), 1);
     const __m512i wu = _mm512_xor_si512(wa, bias);  // w + 128 as u8
     __m512i d = _mm512_dpbusd_epi32(_mm512_setzero_si512(), wu, xb);
     d = _mm512_sub_epi32(d, _mm512_dpbusd_epi32(_mm512_setzero_si512(), ones128, xb));
@@ -107,9 +113,11 @@ float dot_q4_0(int64_t n, const void* w, const void* x) {
   __m512 acc = _mm512_setzero_ps();
   int64_t i = 0;
   for (; i + 2 <= nb; i += 2) {
-    const __m512i wu = _mm512_inserti64x4(_mm512_castsi256_si512(nibbles32(a[i].qs)), nibbles32(a[i + 1].qs), 1);
-    const __m512i xb = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i*)b[i].qs)),
-                                          _mm256_loadu_si256((const __m256i*)b[i + 1].qs), 1);
+    const __m512i wu =
+        _mm512_inserti64x4(_mm512_castsi256_si512(nibbles32(a[i].qs)), nibbles32(a[i + 1].qs), 1);
+    const __m512i xb =
+        _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i*)b[i].qs)),
+                           _mm256_loadu_si256((const __m256i*)b[i + 1].qs), 1);
     __m512i d = _mm512_dpbusd_epi32(_mm512_setzero_si512(), wu, xb);
     d = _mm512_sub_epi32(d, _mm512_dpbusd_epi32(_mm512_setzero_si512(), eights, xb));
     acc = _mm512_fmadd_ps(pair_scale(h2f(a[i].d) * h2f(b[i].d), h2f(a[i + 1].d) * h2f(b[i + 1].d)),
@@ -119,14 +127,16 @@ float dot_q4_0(int64_t n, const void* w, const void* x) {
   for (; i < nb; ++i) {
     int sum = 0;
     for (int j = 0; j < 16; ++j)
-      sum += ((a[i].qs[j] & 0xF) - 8) * int(b[i].qs[j]) + ((a[i].qs[j] >> 4) - 8) * int(b[i].qs[j + 16]);
+      sum += ((a[i].qs[j] & 0xF) - 8) * int(b[i].qs[j]) +
+             ((a[i].qs[j] >> 4) - 8) * int(b[i].qs[j + 16]);
     s += h2f(a[i].d) * h2f(b[i].d) * float(sum);
   }
   return s;
 }
 
 // 8 rows x 48 tokens: 24 accumulators; per k: 3 loads, 8 broadcasts, 24 FMAs.
-void gemm_micro(int64_t kc, const float* w, int64_t ldw, const float* xp, float* c, int64_t ldc, bool acc) {
+void gemm_micro(int64_t kc, const float* w, int64_t ldw, const float* xp, float* c, int64_t ldc,
+                bool acc) {
   // Accumulators as named locals: GCC keeps them in registers (an array spills to the stack).
   __m512 a00 = acc ? _mm512_loadu_ps(c + 0 * ldc + 0) : _mm512_setzero_ps();
   __m512 a01 = acc ? _mm512_loadu_ps(c + 0 * ldc + 16) : _mm512_setzero_ps();
@@ -156,42 +166,50 @@ void gemm_micro(int64_t kc, const float* w, int64_t ldw, const float* xp, float*
     const __m512 x0 = _mm512_loadu_ps(xp + k * 48 + 0);
     const __m512 x1 = _mm512_loadu_ps(xp + k * 48 + 16);
     const __m512 x2 = _mm512_loadu_ps(xp + k * 48 + 32);
-    { const __m512 wr = _mm512_set1_ps(w[0 * ldw + k]);
+    {
+      const __m512 wr = _mm512_set1_ps(w[0 * ldw + k]);
       a00 = _mm512_fmadd_ps(wr, x0, a00);
       a01 = _mm512_fmadd_ps(wr, x1, a01);
       a02 = _mm512_fmadd_ps(wr, x2, a02);
     }
-    { const __m512 wr = _mm512_set1_ps(w[1 * ldw + k]);
+    {
+      const __m512 wr = _mm512_set1_ps(w[1 * ldw + k]);
       a10 = _mm512_fmadd_ps(wr, x0, a10);
       a11 = _mm512_fmadd_ps(wr, x1, a11);
       a12 = _mm512_fmadd_ps(wr, x2, a12);
     }
-    { const __m512 wr = _mm512_set1_ps(w[2 * ldw + k]);
+    {
+      const __m512 wr = _mm512_set1_ps(w[2 * ldw + k]);
       a20 = _mm512_fmadd_ps(wr, x0, a20);
       a21 = _mm512_fmadd_ps(wr, x1, a21);
       a22 = _mm512_fmadd_ps(wr, x2, a22);
     }
-    { const __m512 wr = _mm512_set1_ps(w[3 * ldw + k]);
+    {
+      const __m512 wr = _mm512_set1_ps(w[3 * ldw + k]);
       a30 = _mm512_fmadd_ps(wr, x0, a30);
       a31 = _mm512_fmadd_ps(wr, x1, a31);
       a32 = _mm512_fmadd_ps(wr, x2, a32);
     }
-    { const __m512 wr = _mm512_set1_ps(w[4 * ldw + k]);
+    {
+      const __m512 wr = _mm512_set1_ps(w[4 * ldw + k]);
       a40 = _mm512_fmadd_ps(wr, x0, a40);
       a41 = _mm512_fmadd_ps(wr, x1, a41);
       a42 = _mm512_fmadd_ps(wr, x2, a42);
     }
-    { const __m512 wr = _mm512_set1_ps(w[5 * ldw + k]);
+    {
+      const __m512 wr = _mm512_set1_ps(w[5 * ldw + k]);
       a50 = _mm512_fmadd_ps(wr, x0, a50);
       a51 = _mm512_fmadd_ps(wr, x1, a51);
       a52 = _mm512_fmadd_ps(wr, x2, a52);
     }
-    { const __m512 wr = _mm512_set1_ps(w[6 * ldw + k]);
+    {
+      const __m512 wr = _mm512_set1_ps(w[6 * ldw + k]);
       a60 = _mm512_fmadd_ps(wr, x0, a60);
       a61 = _mm512_fmadd_ps(wr, x1, a61);
       a62 = _mm512_fmadd_ps(wr, x2, a62);
     }
-    { const __m512 wr = _mm512_set1_ps(w[7 * ldw + k]);
+    {
+      const __m512 wr = _mm512_set1_ps(w[7 * ldw + k]);
       a70 = _mm512_fmadd_ps(wr, x0, a70);
       a71 = _mm512_fmadd_ps(wr, x1, a71);
       a72 = _mm512_fmadd_ps(wr, x2, a72);
@@ -228,8 +246,9 @@ void axpy_f16(int64_t n, float a, const void* x, float* y) {
   const __m512 va = _mm512_set1_ps(a);
   int64_t i = 0;
   for (; i + 16 <= n; i += 16)
-    _mm512_storeu_ps(y + i, _mm512_fmadd_ps(va, _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i*)(v + i))),
-                                            _mm512_loadu_ps(y + i)));
+    _mm512_storeu_ps(
+        y + i, _mm512_fmadd_ps(va, _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i*)(v + i))),
+                               _mm512_loadu_ps(y + i)));
   for (; i < n; ++i) y[i] += a * h2f(v[i]);
 }
 

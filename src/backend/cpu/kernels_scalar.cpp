@@ -12,16 +12,26 @@ namespace corral {
 
 DType act_type(DType w) {
   switch (w) {
-    case DType::Q8_0: case DType::Q4_0: return DType::Q8_0;
-    case DType::Q4_K: case DType::Q6_K: return DType::Q8_K;
-    default: return DType::F32;
+    case DType::Q8_0:
+    case DType::Q4_0:
+      return DType::Q8_0;
+    case DType::Q4_K:
+    case DType::Q6_K:
+      return DType::Q8_K;
+    default:
+      return DType::F32;
   }
 }
 
 bool kernel_supports(DType w) {
   switch (w) {
-    case DType::F32: case DType::F16: case DType::BF16: case DType::Q8_0: case DType::Q4_0:
-    case DType::Q4_K: case DType::Q6_K:
+    case DType::F32:
+    case DType::F16:
+    case DType::BF16:
+    case DType::Q8_0:
+    case DType::Q4_0:
+    case DType::Q4_K:
+    case DType::Q6_K:
       return true;
     default:
       return false;
@@ -120,16 +130,24 @@ float dot_q6_k(int64_t n, const void* w, const void* x) {
     int sum = 0;
     for (int half = 0; half < 2; ++half) {
       const int8_t* sc = a[i].scales + 8 * half;
-      for (int g = 0; g < 4; ++g)      // the four 32-value groups of this half
+      for (int g = 0; g < 4; ++g)            // the four 32-value groups of this half
         for (int h16 = 0; h16 < 2; ++h16) {  // two 16-value sub-blocks per group
           int sub = 0;
           for (int l = 16 * h16; l < 16 * h16 + 16; ++l) {
             int q;
             switch (g) {
-              case 0: q = (ql[l] & 0xF) | (((qh[l] >> 0) & 3) << 4); break;
-              case 1: q = (ql[l + 32] & 0xF) | (((qh[l] >> 2) & 3) << 4); break;
-              case 2: q = (ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4); break;
-              default: q = (ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4); break;
+              case 0:
+                q = (ql[l] & 0xF) | (((qh[l] >> 0) & 3) << 4);
+                break;
+              case 1:
+                q = (ql[l + 32] & 0xF) | (((qh[l] >> 2) & 3) << 4);
+                break;
+              case 2:
+                q = (ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4);
+                break;
+              default:
+                q = (ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4);
+                break;
             }
             sub += (q - 32) * y[32 * g + l];
           }
@@ -165,8 +183,12 @@ void axpy_f16(int64_t n, float a, const void* x, float* y) {
   for (int64_t i = 0; i < n; ++i) y[i] += a * fp16_to_f32(v[i]);
 }
 
-void q8_0_act(const float* x, void* dst, int64_t n) { quantize_row(DType::Q8_0, x, dst, n); }
-void q8_k_act(const float* x, void* dst, int64_t n) { quantize_row(DType::Q8_K, x, dst, n); }
+void q8_0_act(const float* x, void* dst, int64_t n) {
+  quantize_row(DType::Q8_0, x, dst, n);
+}
+void q8_k_act(const float* x, void* dst, int64_t n) {
+  quantize_row(DType::Q8_K, x, dst, n);
+}
 
 KernelTable make_scalar() {
   KernelTable t{};
@@ -198,18 +220,22 @@ const KernelTable& kernels_scalar() {
 namespace {
 bool cpu_has_avx2() {
   __builtin_cpu_init();
-  return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c") &&
-         __builtin_cpu_supports("bmi2");
+  return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+         __builtin_cpu_supports("f16c") && __builtin_cpu_supports("bmi2");
 }
 bool cpu_has_avx512() {
-  return cpu_has_avx2() && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-         __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
-         __builtin_cpu_supports("avx512vnni");
+  return cpu_has_avx2() && __builtin_cpu_supports("avx512f") &&
+         __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&
+         __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vnni");
 }
 }  // namespace
 
-const KernelTable* kernels_avx2() { return cpu_has_avx2() ? kernels_avx2_unchecked() : nullptr; }
-const KernelTable* kernels_avx512() { return cpu_has_avx512() ? kernels_avx512_unchecked() : nullptr; }
+const KernelTable* kernels_avx2() {
+  return cpu_has_avx2() ? kernels_avx2_unchecked() : nullptr;
+}
+const KernelTable* kernels_avx512() {
+  return cpu_has_avx512() ? kernels_avx512_unchecked() : nullptr;
+}
 
 const KernelTable& kernels_best() {
   static const KernelTable* best = [] {

@@ -1,5 +1,6 @@
 #include "backend/cpu/repack.h"
 
+#include <algorithm>
 #include <cstring>
 
 #include "backend/cpu/kernels.h"
@@ -10,8 +11,9 @@ namespace corral {
 bool repack_supported(const TensorView& w) {
   // A repacked weight is only ever read by these kernels (decode and prompt), so both must exist.
   const KernelTable& k = kernels_best();
-  if (w.repacked || w.rows() % 8 != 0) return false;
+  if (w.repacked || w.ne[1] % 8 != 0) return false;  // expert slices must hold whole groups
   if (w.type == DType::Q4_0) return w.ne[0] % 32 == 0 && k.gemv_q4_0x8 && k.gemm_q4_0x8x4;
+  if (w.type == DType::Q8_0) return w.ne[0] % 32 == 0 && k.gemv_q8_0x8 && k.gemm_q8_0x8x4;
   if (w.type == DType::Q4_K)
     return w.ne[0] % QK_K == 0 && w.ne[2] == 1 && w.ne[3] == 1 && k.gemv_q4_kx8 && k.gemm_q4_kx8x2;
   return false;
@@ -31,9 +33,11 @@ void repack_q4_k(const TensorView& w, uint8_t* dst, ThreadPool* pool) {
         const auto* b = reinterpret_cast<const BlockQ4_K*>(w.row(g * 8 + i)) + s;
         std::memcpy(o + 2 * i, &b->d, 2);
         std::memcpy(o + 16 + 2 * i, &b->dmin, 2);
-        for (int sub = 0; sub < 8; ++sub) get_scale_min_k4(sub, b->scales, o + 32 + sub * 8 + i, o + 96 + sub * 8 + i);
+        for (int sub = 0; sub < 8; ++sub)
+          get_scale_min_k4(sub, b->scales, o + 32 + sub * 8 + i, o + 96 + sub * 8 + i);
         for (int j = 0; j < 4; ++j)
-          for (int c = 0; c < 8; ++c) std::memcpy(o + 160 + j * 256 + c * 32 + 4 * i, b->qs + 32 * j + 4 * c, 4);
+          for (int c = 0; c < 8; ++c)
+            std::memcpy(o + 160 + j * 256 + c * 32 + 4 * i, b->qs + 32 * j + 4 * c, 4);
       }
     }
   };
@@ -64,7 +68,8 @@ void repacked_q4_k_row(const uint8_t* data, int64_t K, int64_t r, uint8_t* out) 
       }
     }
     for (int j = 0; j < 4; ++j)
-      for (int c = 0; c < 8; ++c) std::memcpy(b->qs + 32 * j + 4 * c, in + 160 + j * 256 + c * 32 + 4 * i, 4);
+      for (int c = 0; c < 8; ++c)
+        std::memcpy(b->qs + 32 * j + 4 * c, in + 160 + j * 256 + c * 32 + 4 * i, 4);
   }
 }
 
@@ -94,6 +99,54 @@ void repacked_q4_0_row(const uint8_t* data, int64_t K, int64_t r, uint8_t* out) 
     auto* blk = reinterpret_cast<BlockQ4_0*>(out) + b;
     std::memcpy(&blk->d, in + 2 * i, 2);
     for (int c = 0; c < 4; ++c) std::memcpy(blk->qs + 4 * c, in + 16 + 32 * c + 4 * i, 4);
+  }
+}
+
+void repack_q8_0x8(const TensorView& w, uint8_t* dst, ThreadPool* pool) {
+  const int64_t K = w.ne[0], nb = K / 32, rows = w.rows();
+  auto group = [&](int64_t g) {
+    for (int64_t b = 0; b < nb; ++b) {
+      uint8_t* o = dst + size_t(g * nb + b) * kQ8_0GroupBytes;
+      for (int i = 0; i < 8; ++i) {
+        const auto* blk = reinterpret_cast<const BlockQ8_0*>(w.row(g * 8 + i)) + b;
+        std::memcpy(o + 2 * i, &blk->d, 2);
+        for (int c = 0; c < 8; ++c) std::memcpy(o + 16 + 32 * c + 4 * i, blk->qs + 4 * c, 4);
+      }
+    }
+  };
+  if (pool) {
+    pool->parallel_for(rows / 8, group);
+  } else {
+    for (int64_t g = 0; g < rows / 8; ++g) group(g);
+  }
+}
+
+void repacked_q8_0_row(const uint8_t* data, int64_t K, int64_t r, uint8_t* out) {
+  const int64_t nb = K / 32, g = r / 8, i = r % 8;
+  for (int64_t b = 0; b < nb; ++b) {
+    const uint8_t* in = data + size_t(g * nb + b) * kQ8_0GroupBytes;
+    auto* blk = reinterpret_cast<BlockQ8_0*>(out) + b;
+    std::memcpy(&blk->d, in + 2 * i, 2);
+    for (int c = 0; c < 8; ++c) std::memcpy(blk->qs + 4 * c, in + 16 + 32 * c + 4 * i, 4);
+  }
+}
+
+void repack_weight(const TensorView& w, uint8_t* dst, ThreadPool* pool,
+                   const std::function<void(const TensorView&)>& after_slice) {
+  size_t out = 0;
+  for (int64_t r0 = 0; r0 < w.rows(); r0 += kRepackSliceRows) {
+    TensorView part = w;  // rows are contiguous across experts, so a slice is a 2-d view
+    part.data = w.row(r0);
+    part.ne = {w.ne[0], std::min(kRepackSliceRows, w.rows() - r0), 1, 1};
+    part.n_dims = 2;
+    if (w.type == DType::Q4_K)
+      repack_q4_k(part, dst + out, pool);
+    else if (w.type == DType::Q8_0)
+      repack_q8_0x8(part, dst + out, pool);
+    else
+      repack_q4_0x8(part, dst + out, pool);
+    out += repacked_bytes(part);
+    if (after_slice) after_slice(part);
   }
 }
 

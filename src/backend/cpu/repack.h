@@ -8,6 +8,7 @@
 //   quant bytes qs[4c .. 4c+3] at bytes [4i .. 4i+3] (low nibble = value 4c+j, high = 16+4c+j).
 #pragma once
 #include <cstdint>
+#include <functional>
 
 #include "core/tensor.h"
 #include "core/thread_pool.h"
@@ -20,15 +21,28 @@ namespace corral {
 // [32j + 4c .. +3] at [4i .. 4i+3] (low nibbles: values 64j+4c+k, high: 64j+32+4c+k).
 constexpr size_t kQ4KGroupBytes = 1184;
 
-// Whether a weight can be repacked (Q4_0 with rows a multiple of 8, Q4_K 2-d) and a kernel uses it.
+// Q8_0, per group of 8 rows and 32-value block (272 bytes, the size of 8 Q8_0 blocks): d[8]
+// (fp16), then 8 chunks of 32 bytes; chunk c holds row i's levels qs[4c .. 4c+3] at [4i .. 4i+3]
+// (the Q4_0 grouping with whole bytes).
+constexpr size_t kQ8_0GroupBytes = 272;
+
+// Whether a weight can be repacked (Q4_0/Q8_0 with rows a multiple of 8, Q4_K 2-d) and a kernel
+// uses it.
 bool repack_supported(const TensorView& w);
 // dst gets the repacked copy of w's rows (w.nbytes() bytes); pool (optional) splits the work.
 void repack_q4_0x8(const TensorView& w, uint8_t* dst, ThreadPool* pool = nullptr);
+void repack_q8_0x8(const TensorView& w, uint8_t* dst, ThreadPool* pool = nullptr);
 // Bytes the repacked copy needs.
 size_t repacked_bytes(const TensorView& w);
 void repack_q4_k(const TensorView& w, uint8_t* dst, ThreadPool* pool = nullptr);
 // Row r of a repacked tensor back in plain blocks: the inverse of the layout (tests check it).
 void repacked_q4_0_row(const uint8_t* data, int64_t K, int64_t r, uint8_t* out_blocks);
 void repacked_q4_k_row(const uint8_t* data, int64_t K, int64_t r, uint8_t* out_blocks);
+void repacked_q8_0_row(const uint8_t* data, int64_t K, int64_t r, uint8_t* out_blocks);
+// Repacks w into dst with the routine for its type, in slices of kRepackSliceRows rows;
+// after_slice (optional) gets each source slice once it has been copied (to release it).
+constexpr int64_t kRepackSliceRows = 4096;
+void repack_weight(const TensorView& w, uint8_t* dst, ThreadPool* pool = nullptr,
+                   const std::function<void(const TensorView&)>& after_slice = {});
 
 }  // namespace corral
