@@ -210,3 +210,53 @@ TEST(Kernels, RepackedWeightsMatchPlainRows) {
     }
   }
 }
+
+// Q, K and V style: three weights over one input, fused into one pass where all are repacked of
+// one type, else run one by one (a plain F16 weight among them); each output equals its own
+// reference product.
+TEST(Kernels, SharedInputMatmulMatchesSeparateProducts) {
+  Context ctx(2);
+  const int64_t n_in = 256, outs[3] = {64, 16, 24};
+  for (DType t : {DType::Q4_0, DType::Q8_0, DType::Q4_K}) {
+    for (bool mixed : {false, true}) {
+      std::vector<QuantWeights> qw;
+      std::vector<std::vector<uint8_t>> packed(3);
+      std::vector<TensorView> views(3);
+      std::vector<std::vector<float>> wf(3);
+      for (int j = 0; j < 3; ++j) {
+        const DType tj = mixed && j == 1 ? DType::F16 : t;
+        wf[size_t(j)] = randn(n_in * outs[j], 31 + uint32_t(j));
+        qw.push_back(quantize_weights(tj, wf[size_t(j)], n_in, outs[j]));
+        views[size_t(j)] = qw.back().view;
+        if (!repack_supported(views[size_t(j)])) continue;
+        packed[size_t(j)].resize(repacked_bytes(views[size_t(j)]));
+        repack_weight(views[size_t(j)], packed[size_t(j)].data());
+        views[size_t(j)].data = packed[size_t(j)].data();
+        views[size_t(j)].repacked = true;
+      }
+      if (!views[0].repacked) GTEST_SKIP() << "no repacked kernel on " << kernels_isa_name();
+      for (int64_t n_tok : {1, 37}) {
+        const auto x = randn(n_in * n_tok, 33);
+        std::vector<std::vector<float>> y(3);
+        for (int j = 0; j < 3; ++j) y[size_t(j)].assign(size_t(n_tok * outs[j]), -1.f);
+        MatmulScratch s;
+        matmul_shared_input(
+            ctx, {{&views[0], y[0].data()}, {&views[1], y[1].data()}, {&views[2], y[2].data()}},
+            x.data(), n_tok, s);
+        for (int j = 0; j < 3; ++j) {
+          std::vector<float> yr(size_t(n_tok * outs[j]));
+          matmul_reference(qw[size_t(j)].view, x.data(), n_tok, yr.data());
+          for (int64_t tk = 0; tk < n_tok; ++tk)
+            for (int64_t r = 0; r < outs[j]; ++r) {
+              double mag = 0;  // activation rounding scales with sum |w x|
+              for (int64_t i = 0; i < n_in; ++i)
+                mag += std::fabs(wf[size_t(j)][size_t(r * n_in + i)] * x[size_t(tk * n_in + i)]);
+              const size_t i = size_t(tk * outs[j] + r);
+              ASSERT_NEAR(y[size_t(j)][i], yr[i], 5e-3 * mag)
+                  << type_name(t) << " target " << j << " T=" << n_tok << " mixed=" << mixed;
+            }
+        }
+      }
+    }
+  }
+}

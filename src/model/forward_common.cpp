@@ -26,7 +26,8 @@ Status forward_begin(const Model& m, KvStore& kv, const std::vector<BatchToken>&
                         std::to_string(n) + " positions); raise --ctx-size");
   x.resize(batch.size() * size_t(E));
   for (size_t t = 0; t < batch.size(); ++t)
-    dequantize_row(m.token_embd.type, m.token_embd.row(batch[t].token), x.data() + t * size_t(E), E);
+    dequantize_row(m.token_embd.type, m.token_embd.row(batch[t].token), x.data() + t * size_t(E),
+                   E);
   return Status::ok();
 }
 
@@ -40,11 +41,11 @@ void prepare_scratch(const HParams& hp, int64_t T, ForwardScratch& s) {
   s.o.resize(size_t(T * hp.n_embd));
 }
 
-void project_qkv(Context& ctx, const LayerWeights& w, const HParams& hp, int64_t T, ForwardScratch& s) {
+void project_qkv(Context& ctx, const LayerWeights& w, const HParams& hp, int64_t T,
+                 ForwardScratch& s) {
   norm_rows(s.x.data(), w.attn_norm, T, hp.n_embd, hp.eps, s.h.data());
-  matmul(ctx, w.wq, s.h.data(), T, s.q.data(), s.mm);
-  matmul(ctx, w.wk, s.h.data(), T, s.k.data(), s.mm);
-  matmul(ctx, w.wv, s.h.data(), T, s.v.data(), s.mm);
+  matmul_shared_input(ctx, {{&w.wq, s.q.data()}, {&w.wk, s.k.data()}, {&w.wv, s.v.data()}},
+                      s.h.data(), T, s.mm);
 }
 
 void attend_and_add(Context& ctx, KvStore& kv, const AttnParams& ap, const LayerWeights& w,
@@ -60,7 +61,8 @@ void add_ffn_output(int64_t T, int64_t n_embd, ForwardScratch& s) {
   for (int64_t i = 0; i < T * n_embd; ++i) s.x[size_t(i)] += s.o[size_t(i)];
 }
 
-void norm_rows(const float* x, const std::vector<float>& w, int64_t T, int64_t n, float eps, float* out) {
+void norm_rows(const float* x, const std::vector<float>& w, int64_t T, int64_t n, float eps,
+               float* out) {
   for (int64_t t = 0; t < T; ++t) rms_norm(x + t * n, w.data(), n, eps, out + t * n);
 }
 
@@ -70,7 +72,9 @@ void forward_head(const Model& m, Context& ctx, const std::vector<BatchToken>& b
   std::vector<float>& rows = s.h;
   rows.clear();
   for (size_t t = 0; t < batch.size(); ++t)
-    if (batch[t].logits) rows.insert(rows.end(), x.begin() + long(t * size_t(E)), x.begin() + long((t + 1) * size_t(E)));
+    if (batch[t].logits)
+      rows.insert(rows.end(), x.begin() + long(t * size_t(E)),
+                  x.begin() + long((t + 1) * size_t(E)));
   const int64_t n = int64_t(rows.size()) / E;
   if (!logits || n == 0) return;
   norm_rows(rows.data(), m.output_norm, n, E, m.hp.eps, rows.data());

@@ -19,13 +19,15 @@ Status bind_llama(Model& m) {
   return Status::ok();
 }
 
-Status forward_llama(const Model& m, Context& ctx, KvStore& kv, const std::vector<BatchToken>& batch,
-                     ForwardScratch& s, std::vector<float>* logits) {
+Status forward_llama(const Model& m, Context& ctx, KvStore& kv,
+                     const std::vector<BatchToken>& batch, ForwardScratch& s,
+                     std::vector<float>* logits) {
   const HParams& hp = m.hp;
   const int64_t T = int64_t(batch.size()), E = hp.n_embd, hd = hp.head_dim;
   const int64_t q_dim = hp.n_head * hd, kv_dim = hp.n_head_kv * hd;
   CORRAL_RETURN_IF_ERROR(forward_begin(m, kv, batch, s.x));
-  const Rope rope = Rope::make(hd, hp.rope_theta, hp.rope_freq_div, hp.rope_linear_factor, hp.rope_freq_bf16);
+  const Rope rope =
+      Rope::make(hd, hp.rope_theta, hp.rope_freq_div, hp.rope_linear_factor, hp.rope_freq_bf16);
   prepare_scratch(hp, T, s);
   for (int64_t l = 0; l < hp.n_layer; ++l) {
     const LayerWeights& w = m.layers[size_t(l)];

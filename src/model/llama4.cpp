@@ -20,7 +20,8 @@ std::vector<bool> layer_flags(const Metadata& md, const std::string& key, int64_
   std::vector<bool> f(static_cast<size_t>(n));
   const auto* arr = md.get_arr(md.akey(key));
   for (int64_t l = 0; l < n; ++l)
-    f[size_t(l)] = arr && int64_t(arr->size()) == n ? (*arr)[size_t(l)].as_int() != 0 : fallback(l, md);
+    f[size_t(l)] =
+        arr && int64_t(arr->size()) == n ? (*arr)[size_t(l)].as_int() != 0 : fallback(l, md);
   return f;
 }
 
@@ -33,7 +34,8 @@ Status bind_llama4(Model& m) {
   hp.chunk_size = md.get_int(md.akey("attention.chunk_size")).value_or(8192);
   hp.qk_norm = md.get_bool(md.akey("use_qk_norm")).value_or(true);
   hp.temp_tuning = md.get_bool(md.akey("attention.temperature_tuning")).value_or(true);
-  hp.temp_floor_scale = float(md.get_float(md.akey("attention.temperature_floor_scale")).value_or(8192));
+  hp.temp_floor_scale =
+      float(md.get_float(md.akey("attention.temperature_floor_scale")).value_or(8192));
   hp.temp_attn_scale = float(md.get_float(md.akey("attention.temperature_scale")).value_or(0.1));
   if (hp.n_expert <= 0 || hp.n_expert > 4096 || hp.n_expert_used <= 0)
     return make_error(m.file.path + ": field " + md.akey("expert_count") + ": missing or invalid");
@@ -71,13 +73,15 @@ Status bind_llama4(Model& m) {
   return Status::ok();
 }
 
-Status forward_llama4(const Model& m, Context& ctx, KvStore& kv, const std::vector<BatchToken>& batch,
-                      ForwardScratch& s, std::vector<float>* logits) {
+Status forward_llama4(const Model& m, Context& ctx, KvStore& kv,
+                      const std::vector<BatchToken>& batch, ForwardScratch& s,
+                      std::vector<float>* logits) {
   const HParams& hp = m.hp;
   const int64_t T = int64_t(batch.size()), E = hp.n_embd, hd = hp.head_dim;
   const int64_t q_dim = hp.n_head * hd, kv_dim = hp.n_head_kv * hd;
   CORRAL_RETURN_IF_ERROR(forward_begin(m, kv, batch, s.x));
-  const Rope rope = Rope::make(hd, hp.rope_theta, hp.rope_freq_div, hp.rope_linear_factor, hp.rope_freq_bf16);
+  const Rope rope =
+      Rope::make(hd, hp.rope_theta, hp.rope_freq_div, hp.rope_linear_factor, hp.rope_freq_bf16);
   prepare_scratch(hp, T, s);
   for (int64_t l = 0; l < hp.n_layer; ++l) {
     const LayerWeights& w = m.layers[size_t(l)];
@@ -91,16 +95,23 @@ Status forward_llama4(const Model& m, Context& ctx, KvStore& kv, const std::vect
         rope.apply(q, hp.n_head, hd, pos);
         rope.apply(k, hp.n_head_kv, hd, pos);
         if (hp.qk_norm) {
-          for (int64_t h = 0; h < hp.n_head; ++h) rms_norm(q + h * hd, nullptr, hd, hp.eps, q + h * hd);
-          for (int64_t h = 0; h < hp.n_head_kv; ++h) rms_norm(k + h * hd, nullptr, hd, hp.eps, k + h * hd);
+          for (int64_t h = 0; h < hp.n_head; ++h)
+            rms_norm(q + h * hd, nullptr, hd, hp.eps, q + h * hd);
+          for (int64_t h = 0; h < hp.n_head_kv; ++h)
+            rms_norm(k + h * hd, nullptr, hd, hp.eps, k + h * hd);
         }
       } else if (hp.temp_tuning) {
         const float sc = std::log(std::floor((float(pos) + 1.f) / hp.temp_floor_scale) + 1.f) *
-                             hp.temp_attn_scale + 1.f;
+                             hp.temp_attn_scale +
+                         1.f;
         for (int64_t i = 0; i < q_dim; ++i) q[i] *= sc;
       }
     }
-    const AttnParams ap{l, hp.n_head, hp.n_head_kv, hd, 1.f / std::sqrt(float(hd)),
+    const AttnParams ap{l,
+                        hp.n_head,
+                        hp.n_head_kv,
+                        hd,
+                        1.f / std::sqrt(float(hd)),
                         hp.chunked_layer[size_t(l)] ? hp.chunk_size : 0};
     attend_and_add(ctx, kv, ap, w, batch, E, s);
     norm_rows(s.x.data(), w.ffn_norm, T, E, hp.eps, s.h.data());

@@ -31,7 +31,8 @@ const std::map<std::string, Shape>& shapes() {
       {"llama3.2-3b", {"llama", 3072, 28, 24, 8, 128, 8192, 131072, 500000, true, 32, "llama3"}},
       {"llama3.1-8b", {"llama", 4096, 32, 32, 8, 128, 14336, 131072, 500000, false, 8, "llama3"}},
       {"llama2-7b", {"llama", 4096, 32, 32, 32, 128, 11008, 4096, 10000, false, 0, "llama2"}},
-      {"llama4-scout", {"llama4", 5120, 48, 40, 8, 128, 16384, 262144, 500000, false, 16, "llama3", 16, 8192}},
+      {"llama4-scout",
+       {"llama4", 5120, 48, 40, 8, 128, 16384, 262144, 500000, false, 16, "llama3", 16, 8192}},
   };
   return s;
 }
@@ -68,16 +69,21 @@ Status synth_model(const SynthOptions& o, Context& ctx) {
   const Shape& s = it->second;
   const int64_t n_layer = o.layers > 0 ? std::min(o.layers, s.n_layer) : s.n_layer;
   Metadata meta;
-  const std::string tok = !o.tokenizer.empty() ? o.tokenizer
-                          : s.tokenizer == "llama3" ? std::string(CORRAL_DEFAULT_SHARED) + "/fixtures/tokenizers/llama3/tokenizer.json"
-                                                    : std::string(CORRAL_DEFAULT_SHARED) + "/fixtures/tokenizers/llama2/tokenizer.model";
+  const std::string tok =
+      !o.tokenizer.empty() ? o.tokenizer
+      : s.tokenizer == "llama3"
+          ? std::string(CORRAL_DEFAULT_SHARED) + "/fixtures/tokenizers/llama3/tokenizer.json"
+          : std::string(CORRAL_DEFAULT_SHARED) + "/fixtures/tokenizers/llama2/tokenizer.model";
   CORRAL_RETURN_IF_ERROR(load_tokenizer_into(tok, &meta));
   const int64_t n_vocab = int64_t(meta.get_arr("tokenizer.ggml.tokens")->size());
   const std::string& a = s.arch;
   meta.kv.insert(meta.kv.begin(), {"general.architecture", GgufValue::of_str(a)});
-  meta.set("general.name", GgufValue::of_str("synth-" + o.shape + (o.layers ? "-" + std::to_string(n_layer) + "l" : "")));
+  meta.set("general.name",
+           GgufValue::of_str("synth-" + o.shape +
+                             (o.layers ? "-" + std::to_string(n_layer) + "l" : "")));
   meta.set("general.file_type", GgufValue::of_u32(file_type_for(o.type)));
-  if (type_traits(o.type)->quantized) meta.set("general.quantization_version", GgufValue::of_u32(2));
+  if (type_traits(o.type)->quantized)
+    meta.set("general.quantization_version", GgufValue::of_u32(2));
   meta.set(a + ".vocab_size", GgufValue::of_u32(uint32_t(n_vocab)));
   meta.set(a + ".context_length", GgufValue::of_u32(uint32_t(s.n_ctx)));
   meta.set(a + ".embedding_length", GgufValue::of_u32(uint32_t(s.n_embd)));
@@ -132,7 +138,8 @@ Status synth_model(const SynthOptions& o, Context& ctx) {
   if (!s.tied) specs.push_back({"output.weight", {E, n_vocab}, false});
 
   std::vector<float> rope_div;
-  if (s.rope_factor > 0) rope_div = llama3_rope_factors(s.head_dim, s.theta, s.rope_factor, 1, 4, 8192);
+  if (s.rope_factor > 0)
+    rope_div = llama3_rope_factors(s.head_dim, s.theta, s.rope_factor, 1, 4, 8192);
   std::vector<GgufWriteTensor> wts;
   for (size_t k = 0; k < specs.size(); ++k) {
     const Spec sp = specs[k];
@@ -150,7 +157,8 @@ Status synth_model(const SynthOptions& o, Context& ctx) {
                        return Status::ok();
                      }
                      if (sp.norm) {
-                       for (int64_t i = 0; i < n0 * rows; ++i) reinterpret_cast<float*>(dst)[i] = 1.f;
+                       for (int64_t i = 0; i < n0 * rows; ++i)
+                         reinterpret_cast<float*>(dst)[i] = 1.f;
                        return Status::ok();
                      }
                      const size_t rb = row_bytes(t, n0);

@@ -89,24 +89,35 @@ void quantize_blocks(const float* x, int64_t K, int8_t* q, float* d_out, float* 
   }
 }
 
-// Walks the 8-row groups of a repacked weight across the pool in panels of 8 groups x 64-token
-// blocks (a panel's weights stay in cache across its tokens). tile(gi, t, out) fills
-// out[tt * 8 + i] for tokens t .. t + per_call - 1; rows of padding tokens (t >= T) are dropped.
+// Walks the 8-row groups of one or more repacked weights (one output each) across the pool in
+// panels of 8 groups x 64-token blocks (a panel's weights stay in cache across its tokens).
+// tile(j, gi, t, out) fills out[tt * 8 + i] for target j's group gi and tokens t ..
+// t + per_call - 1; rows of padding tokens (t >= T) are dropped.
 template <class Tile>
-void for_each_repacked_tile(Context& ctx, int64_t N, int64_t T, int64_t per_call, float* y,
-                            Tile&& tile) {
+void for_each_repacked_tile(Context& ctx, std::initializer_list<MatmulTarget> targets, int64_t T,
+                            int64_t per_call, Tile&& tile) {
   constexpr int64_t kPanel = 8, kTok = 64;  // kTok is a multiple of every per_call (1, 2, 4)
-  const int64_t groups = N / 8, Tp = (T + per_call - 1) / per_call * per_call;
+  constexpr size_t kMaxTargets = 4;
+  int64_t first[kMaxTargets + 1] = {0};  // target j owns global groups [first[j], first[j + 1])
+  const MatmulTarget* tg = targets.begin();
+  const size_t n = targets.size();
+  for (size_t j = 0; j < n; ++j) first[j + 1] = first[j] + tg[j].w->ne[1] / 8;
+  const int64_t groups = first[n], Tp = (T + per_call - 1) / per_call * per_call;
   const int64_t panels = (groups + kPanel - 1) / kPanel, tblocks = (Tp + kTok - 1) / kTok;
   ctx.pool->parallel_for(panels * tblocks, [&](int64_t item) {
     const int64_t p = item / tblocks, tb = item % tblocks;
     float o[32];
-    for (int64_t gi = p * kPanel; gi < std::min(groups, (p + 1) * kPanel); ++gi)
+    size_t j = 0;
+    for (int64_t g = p * kPanel; g < std::min(groups, (p + 1) * kPanel); ++g) {
+      while (g >= first[j + 1]) ++j;
+      const int64_t gi = g - first[j], N = tg[j].w->ne[1];
+      float* y = tg[j].y;
       for (int64_t t = tb * kTok; t < std::min(Tp, (tb + 1) * kTok); t += per_call) {
-        tile(gi, t, o);
+        tile(j, gi, t, o);
         for (int64_t tt = 0; tt < per_call && t + tt < T; ++tt)
           for (int i = 0; i < 8; ++i) y[(t + tt) * N + gi * 8 + i] = o[tt * 8 + i];
       }
+    }
   });
 }
 
@@ -134,47 +145,53 @@ size_t quantize_activations_q8k(Context& ctx, const float* x, int64_t K, int64_t
   return arow;
 }
 
-// Repacked Q4_0/Q8_0/Q4_K weights: decode (one token per kernel call) and prompts (Q4_0, Q8_0:
-// 8 rows x 4 tokens per call, Q4_K: 8 rows x 2 tokens).
-void matmul_repacked(Context& ctx, const TensorView& w, const float* x, int64_t T, float* y,
-                     MatmulScratch& s) {
+// Repacked Q4_0/Q8_0/Q4_K weights (one type and input width across targets): decode (one token
+// per kernel call) and prompts (Q4_0, Q8_0: 8 rows x 4 tokens per call, Q4_K: 8 rows x 2).
+void matmul_repacked(Context& ctx, std::initializer_list<MatmulTarget> targets, const float* x,
+                     int64_t T, MatmulScratch& s) {
   const KernelTable& k = kernels_best();
-  const int64_t K = w.ne[0], N = w.ne[1], nb = K / 32;
-  const uint8_t* wd = static_cast<const uint8_t*>(w.data);
+  const TensorView& w0 = *targets.begin()->w;
+  const int64_t K = w0.ne[0], nb = K / 32;
+  const MatmulTarget* tg = targets.begin();
   const bool prompt = T >= 16;
-  if (w.type == DType::Q4_K) {
+  if (w0.type == DType::Q4_K) {
     const int64_t per_call = prompt ? 2 : 1;
     const size_t arow =
         quantize_activations_q8k(ctx, x, K, T, (T + per_call - 1) / per_call * per_call, s);
     const size_t gbytes = size_t(K / QK_K) * kQ4KGroupBytes;
     const uint8_t* act = s.act.data();
-    for_each_repacked_tile(ctx, N, T, per_call, y, [&](int64_t gi, int64_t t, float* o) {
-      if (prompt)
-        k.gemm_q4_kx8x2(K, wd + size_t(gi) * gbytes, act + size_t(t) * arow, arow, o);
-      else
-        k.gemv_q4_kx8(K, wd + size_t(gi) * gbytes, act + size_t(t) * arow, o);
-    });
+    for_each_repacked_tile(
+        ctx, targets, T, per_call, [&](size_t j, int64_t gi, int64_t t, float* o) {
+          const uint8_t* g = static_cast<const uint8_t*>(tg[j].w->data) + size_t(gi) * gbytes;
+          if (prompt)
+            k.gemm_q4_kx8x2(K, g, act + size_t(t) * arow, arow, o);
+          else
+            k.gemv_q4_kx8(K, g, act + size_t(t) * arow, o);
+        });
     return;
   }
   const int64_t per_call = prompt ? 4 : 1;
   quantize_activations(ctx, x, K, T, (T + per_call - 1) / per_call * per_call, s);
-  if (w.type == DType::Q8_0) {
-    for_each_repacked_tile(ctx, N, T, per_call, y, [&](int64_t gi, int64_t t, float* o) {
-      const uint8_t* g = wd + size_t(gi * nb) * kQ8_0GroupBytes;
-      if (prompt)
-        k.gemm_q8_0x8x4(K, g, s.xq.data() + t * K, K, s.xd.data() + t * nb, nb, o);
-      else
-        k.gemv_q8_0x8(K, g, s.xq.data() + t * K, s.xd.data() + t * nb, o);
-    });
+  const int8_t* xq = s.xq.data();
+  const float *xd = s.xd.data(), *xs = s.xs.data();
+  if (w0.type == DType::Q8_0) {
+    for_each_repacked_tile(
+        ctx, targets, T, per_call, [&](size_t j, int64_t gi, int64_t t, float* o) {
+          const uint8_t* g =
+              static_cast<const uint8_t*>(tg[j].w->data) + size_t(gi * nb) * kQ8_0GroupBytes;
+          if (prompt)
+            k.gemm_q8_0x8x4(K, g, xq + t * K, K, xd + t * nb, nb, o);
+          else
+            k.gemv_q8_0x8(K, g, xq + t * K, xd + t * nb, o);
+        });
     return;
   }
-  for_each_repacked_tile(ctx, N, T, per_call, y, [&](int64_t gi, int64_t t, float* o) {
-    const uint8_t* g = wd + size_t(gi * nb) * 144;
+  for_each_repacked_tile(ctx, targets, T, per_call, [&](size_t j, int64_t gi, int64_t t, float* o) {
+    const uint8_t* g = static_cast<const uint8_t*>(tg[j].w->data) + size_t(gi * nb) * 144;
     if (prompt)
-      k.gemm_q4_0x8x4(K, g, s.xq.data() + t * K, K, s.xd.data() + t * nb, s.xs.data() + t * nb, nb,
-                      o);
+      k.gemm_q4_0x8x4(K, g, xq + t * K, K, xd + t * nb, xs + t * nb, nb, o);
     else
-      k.gemv_q4_0x8(K, g, s.xq.data() + t * K, s.xd.data() + t * nb, s.xs.data() + t * nb, o);
+      k.gemv_q4_0x8(K, g, xq + t * K, xd + t * nb, xs + t * nb, o);
   });
 }
 
@@ -245,7 +262,7 @@ void matmul(Context& ctx, const TensorView& w, const float* x, int64_t n_tok, fl
   const int64_t blk = type_traits(w.type)->block_size;
   bool signed_levels = false;
   if (w.repacked) {  // repack_supported() guarantees the kernels exist
-    matmul_repacked(ctx, w, x, n_tok, y, scratch);
+    matmul_repacked(ctx, {MatmulTarget{&w, y}}, x, n_tok, scratch);
     return;
   }
   if (n_tok >= 16 && k.int8_micro && int8_gemm_supports(w.type, &signed_levels) &&
@@ -290,6 +307,19 @@ void matmul(Context& ctx, const TensorView& w, const float* x, int64_t n_tok, fl
       }
     }
   });
+}
+
+void matmul_shared_input(Context& ctx, std::initializer_list<MatmulTarget> targets, const float* x,
+                         int64_t n_tok, MatmulScratch& scratch) {
+  const TensorView& w0 = *targets.begin()->w;
+  bool fused = w0.repacked && targets.size() <= 4;
+  for (const MatmulTarget& t : targets)
+    fused = fused && t.w->repacked && t.w->type == w0.type && t.w->ne[0] == w0.ne[0];
+  if (fused) {
+    matmul_repacked(ctx, targets, x, n_tok, scratch);
+    return;
+  }
+  for (const MatmulTarget& t : targets) matmul(ctx, *t.w, x, n_tok, t.y, scratch);
 }
 
 void matmul_reference(const TensorView& w, const float* x, int64_t n_tok, float* y) {

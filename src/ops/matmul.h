@@ -2,6 +2,7 @@
 // Shapes: W ne = {in, out}; x f32 [n_tok][in]; y f32 [n_tok][out] (row stride out).
 #pragma once
 #include <cstdint>
+#include <initializer_list>
 #include <vector>
 
 #include "core/context.h"
@@ -21,6 +22,16 @@ struct MatmulScratch {
 
 void matmul(Context& ctx, const TensorView& w, const float* x, int64_t n_tok, float* y,
             MatmulScratch& scratch);
+
+// Several weights applied to the same input (Q, K and V; gate and up): y_i = W_i x. Repacked
+// weights of one type share one activation quantization and one pass over the pool (fewer
+// hand-offs per decoded token); anything else runs as separate matmuls.
+struct MatmulTarget {
+  const TensorView* w;
+  float* y;  // [n_tok][w->ne[1]]
+};
+void matmul_shared_input(Context& ctx, std::initializer_list<MatmulTarget> targets, const float* x,
+                         int64_t n_tok, MatmulScratch& scratch);
 
 // Single-threaded reference: dequantizes each weight row and accumulates in double.
 void matmul_reference(const TensorView& w, const float* x, int64_t n_tok, float* y);

@@ -8,17 +8,18 @@
 
 namespace corral {
 
-inline float silu(float x) { return x / (1.f + std::exp(-x)); }
+inline float silu(float x) {
+  return x / (1.f + std::exp(-x));
+}
 
 // x: [T][n_embd] -> out: [T][n_embd]. g, u: scratch of T*n_ff floats each.
-inline void swiglu(Context& ctx, const TensorView& gate, const TensorView& up, const TensorView& down,
-                   const float* x, int64_t T, float* out, std::vector<float>& g, std::vector<float>& u,
-                   MatmulScratch& mm) {
+inline void swiglu(Context& ctx, const TensorView& gate, const TensorView& up,
+                   const TensorView& down, const float* x, int64_t T, float* out,
+                   std::vector<float>& g, std::vector<float>& u, MatmulScratch& mm) {
   const int64_t n_ff = gate.ne[1];
   if (g.size() < size_t(T * n_ff)) g.resize(size_t(T * n_ff));
   if (u.size() < size_t(T * n_ff)) u.resize(size_t(T * n_ff));
-  matmul(ctx, gate, x, T, g.data(), mm);
-  matmul(ctx, up, x, T, u.data(), mm);
+  matmul_shared_input(ctx, {{&gate, g.data()}, {&up, u.data()}}, x, T, mm);
   for (int64_t i = 0; i < T * n_ff; ++i) g[size_t(i)] = silu(g[size_t(i)]) * u[size_t(i)];
   matmul(ctx, down, g.data(), T, out, mm);
 }
