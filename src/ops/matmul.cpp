@@ -146,7 +146,7 @@ size_t quantize_activations_q8k(Context& ctx, const float* x, int64_t K, int64_t
 }
 
 // Repacked Q4_0/Q8_0/Q4_K weights (one type and input width across targets): decode (one token
-// per kernel call) and prompts (Q4_0, Q8_0: 8 rows x 4 tokens per call, Q4_K: 8 rows x 2).
+// per kernel call) and prompts (Q4_0, Q8_0: 8 rows x 4 tokens per call, Q4_K: 8 rows x 2 or 4).
 void matmul_repacked(Context& ctx, std::initializer_list<MatmulTarget> targets, const float* x,
                      int64_t T, MatmulScratch& s) {
   const KernelTable& k = kernels_best();
@@ -155,7 +155,7 @@ void matmul_repacked(Context& ctx, std::initializer_list<MatmulTarget> targets, 
   const MatmulTarget* tg = targets.begin();
   const bool prompt = T >= 16;
   if (w0.type == DType::Q4_K) {
-    const int64_t per_call = prompt ? 2 : 1;
+    const int64_t per_call = prompt ? int64_t(k.gemm_q4_k_tokens) : 1;
     const size_t arow =
         quantize_activations_q8k(ctx, x, K, T, (T + per_call - 1) / per_call * per_call, s);
     const size_t gbytes = size_t(K / QK_K) * kQ4KGroupBytes;
@@ -164,7 +164,7 @@ void matmul_repacked(Context& ctx, std::initializer_list<MatmulTarget> targets, 
         ctx, targets, T, per_call, [&](size_t j, int64_t gi, int64_t t, float* o) {
           const uint8_t* g = static_cast<const uint8_t*>(tg[j].w->data) + size_t(gi) * gbytes;
           if (prompt)
-            k.gemm_q4_kx8x2(K, g, act + size_t(t) * arow, arow, o);
+            k.gemm_q4_kx8(K, g, act + size_t(t) * arow, arow, o);
           else
             k.gemv_q4_kx8(K, g, act + size_t(t) * arow, o);
         });

@@ -83,11 +83,33 @@ void gemm_q4_0x8x4_avx2(int64_t K, const uint8_t* g, const int8_t* xq, int64_t l
   _mm256_storeu_ps(out + 24, a3);
 }
 
+// Row scales (u8, one per row) as int16 pairs: madd against per-row int16 pair sums then gives
+// scale * (pair sum) per row in one instruction (no 32-bit multiply).
+static inline __m256i scales_x2(const uint8_t* p) {
+  const __m256i v = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i*)p));
+  return _mm256_or_si256(v, _mm256_slli_epi32(v, 16));
+}
+
+// Mins of sub-blocks 2p and 2p+1 per row as int16 pairs (lo: 2p, hi: 2p+1), to madd against a
+// token's pair of 32-value sums.
+static inline __m256i mins_pair(const uint8_t* g, int p) {
+  const __m256i a = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i*)(g + 96 + 16 * p)));
+  const __m256i b = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i*)(g + 96 + 16 * p + 8)));
+  return _mm256_or_si256(a, _mm256_slli_epi32(b, 16));
+}
+
+// The sums of sub-blocks 2p and 2p+1 of a Q8_K block (each <= 32 * 127, fits int16) as one int32.
+static inline __m256i bsum_pair(const BlockQ8_K& x, int p) {
+  const int32_t lo = x.bsums[4 * p] + x.bsums[4 * p + 1],
+                hi = x.bsums[4 * p + 2] + x.bsums[4 * p + 3];
+  return _mm256_set1_epi32(int32_t(uint32_t(uint16_t(lo)) | (uint32_t(uint16_t(hi)) << 16)));
+}
+
 // out[8] for a repacked Q4_K group against a Q8_K activation row.
 void gemv_q4_kx8_avx2(int64_t K, const uint8_t* g, const void* xq8k, float* out) {
   const int64_t nsb = K / QK_K;
   const auto* xb = static_cast<const BlockQ8_K*>(xq8k);
-  const __m256i m4 = _mm256_set1_epi8(0xF), ones = _mm256_set1_epi16(1);
+  const __m256i m4 = _mm256_set1_epi8(0xF);
   __m256 acc = _mm256_setzero_ps();
   for (int64_t s = 0; s < nsb; ++s, g += 1184) {
     const int8_t* x = xb[s].qs;
@@ -108,20 +130,12 @@ void gemv_q4_kx8_avx2(int64_t K, const uint8_t* g, const void* xq8k, float* out)
             shi, _mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16(bits, 4), m4),
                                       _mm256_set1_epi32(xh)));
       }
-      const __m256i sc_lo =
-          _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i*)(g + 32 + 16 * j)));
-      const __m256i sc_hi =
-          _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i*)(g + 32 + 16 * j + 8)));
-      isum = _mm256_add_epi32(isum, _mm256_mullo_epi32(_mm256_madd_epi16(slo, ones), sc_lo));
-      isum = _mm256_add_epi32(isum, _mm256_mullo_epi32(_mm256_madd_epi16(shi, ones), sc_hi));
+      isum = _mm256_add_epi32(isum, _mm256_madd_epi16(slo, scales_x2(g + 32 + 16 * j)));
+      isum = _mm256_add_epi32(isum, _mm256_madd_epi16(shi, scales_x2(g + 32 + 16 * j + 8)));
     }
     __m256i msum = _mm256_setzero_si256();
-    for (int sub = 0; sub < 8; ++sub) {
-      const __m256i mn = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i*)(g + 96 + 8 * sub)));
-      msum = _mm256_add_epi32(
-          msum, _mm256_mullo_epi32(
-                    mn, _mm256_set1_epi32(xb[s].bsums[2 * sub] + xb[s].bsums[2 * sub + 1])));
-    }
+    for (int p = 0; p < 4; ++p)
+      msum = _mm256_add_epi32(msum, _mm256_madd_epi16(mins_pair(g, p), bsum_pair(xb[s], p)));
     const __m256 xd = _mm256_set1_ps(xb[s].d);
     const __m256 d = _mm256_mul_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i*)g)), xd);
     const __m256 dmin =
@@ -130,67 +144,6 @@ void gemv_q4_kx8_avx2(int64_t K, const uint8_t* g, const void* xq8k, float* out)
     acc = _mm256_fnmadd_ps(dmin, _mm256_cvtepi32_ps(msum), acc);
   }
   _mm256_storeu_ps(out, acc);
-}
-
-// Prompts over repacked Q4_K: 8 rows x 2 tokens (Q8_K activations at x8k + t * ldx bytes);
-// out[t * 8 + r]. Two tokens keep the per-sub-block sums of both in registers.
-void gemm_q4_kx8x2_avx2(int64_t K, const uint8_t* g, const uint8_t* x8k, size_t ldx, float* out) {
-  const int64_t nsb = K / QK_K;
-  const auto* xa = reinterpret_cast<const BlockQ8_K*>(x8k);
-  const auto* xb = reinterpret_cast<const BlockQ8_K*>(x8k + ldx);
-  const __m256i m4 = _mm256_set1_epi8(0xF), ones = _mm256_set1_epi16(1);
-  __m256 acc0 = _mm256_setzero_ps(), acc1 = acc0;
-  for (int64_t s = 0; s < nsb; ++s, g += 1184) {
-    const int8_t* x0 = xa[s].qs;
-    const int8_t* x1 = xb[s].qs;
-    __m256i is0 = _mm256_setzero_si256(), is1 = is0;
-    for (int j = 0; j < 4; ++j) {
-      __m256i l0 = _mm256_setzero_si256(), h0 = l0, l1 = l0, h1 = l0;
-      const uint8_t* q = g + 160 + 256 * j;
-      for (int c = 0; c < 8; ++c) {
-        const __m256i bits = _mm256_loadu_si256((const __m256i*)(q + 32 * c));
-        const __m256i lo = _mm256_and_si256(bits, m4),
-                      hi = _mm256_and_si256(_mm256_srli_epi16(bits, 4), m4);
-        int32_t a, b, e, f;
-        __builtin_memcpy(&a, x0 + 64 * j + 4 * c, 4);
-        __builtin_memcpy(&b, x0 + 64 * j + 32 + 4 * c, 4);
-        __builtin_memcpy(&e, x1 + 64 * j + 4 * c, 4);
-        __builtin_memcpy(&f, x1 + 64 * j + 32 + 4 * c, 4);
-        l0 = _mm256_add_epi16(l0, _mm256_maddubs_epi16(lo, _mm256_set1_epi32(a)));
-        h0 = _mm256_add_epi16(h0, _mm256_maddubs_epi16(hi, _mm256_set1_epi32(b)));
-        l1 = _mm256_add_epi16(l1, _mm256_maddubs_epi16(lo, _mm256_set1_epi32(e)));
-        h1 = _mm256_add_epi16(h1, _mm256_maddubs_epi16(hi, _mm256_set1_epi32(f)));
-      }
-      const __m256i sl = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i*)(g + 32 + 16 * j)));
-      const __m256i sh =
-          _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i*)(g + 32 + 16 * j + 8)));
-      is0 = _mm256_add_epi32(is0,
-                             _mm256_add_epi32(_mm256_mullo_epi32(_mm256_madd_epi16(l0, ones), sl),
-                                              _mm256_mullo_epi32(_mm256_madd_epi16(h0, ones), sh)));
-      is1 = _mm256_add_epi32(is1,
-                             _mm256_add_epi32(_mm256_mullo_epi32(_mm256_madd_epi16(l1, ones), sl),
-                                              _mm256_mullo_epi32(_mm256_madd_epi16(h1, ones), sh)));
-    }
-    __m256i ms0 = _mm256_setzero_si256(), ms1 = ms0;
-    for (int sub = 0; sub < 8; ++sub) {
-      const __m256i mn = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i*)(g + 96 + 8 * sub)));
-      ms0 = _mm256_add_epi32(
-          ms0, _mm256_mullo_epi32(
-                   mn, _mm256_set1_epi32(xa[s].bsums[2 * sub] + xa[s].bsums[2 * sub + 1])));
-      ms1 = _mm256_add_epi32(
-          ms1, _mm256_mullo_epi32(
-                   mn, _mm256_set1_epi32(xb[s].bsums[2 * sub] + xb[s].bsums[2 * sub + 1])));
-    }
-    const __m256 d = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i*)g));
-    const __m256 dm = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i*)(g + 16)));
-    const __m256 xd0 = _mm256_set1_ps(xa[s].d), xd1 = _mm256_set1_ps(xb[s].d);
-    acc0 = _mm256_fmadd_ps(_mm256_mul_ps(d, xd0), _mm256_cvtepi32_ps(is0), acc0);
-    acc0 = _mm256_fnmadd_ps(_mm256_mul_ps(dm, xd0), _mm256_cvtepi32_ps(ms0), acc0);
-    acc1 = _mm256_fmadd_ps(_mm256_mul_ps(d, xd1), _mm256_cvtepi32_ps(is1), acc1);
-    acc1 = _mm256_fnmadd_ps(_mm256_mul_ps(dm, xd1), _mm256_cvtepi32_ps(ms1), acc1);
-  }
-  _mm256_storeu_ps(out, acc0);
-  _mm256_storeu_ps(out + 8, acc1);
 }
 
 }  // namespace corral
@@ -267,6 +220,63 @@ void gemm_q8_0x8x4_avx2(int64_t K, const uint8_t* g, const int8_t* x, int64_t ld
   _mm256_storeu_ps(out + 8, a1);
   _mm256_storeu_ps(out + 16, a2);
   _mm256_storeu_ps(out + 24, a3);
+}
+
+}  // namespace corral
+
+namespace corral {
+
+// Prompts over repacked Q4_K: 8 rows x 4 tokens (Q8_K activations at x8k + t * ldx bytes);
+// out[t * 8 + r]. The low and high nibbles of a 64-value chunk are taken in two passes so the
+// four tokens' int16 sums fit in registers; the unpacked chunk is re-read from L1.
+void gemm_q4_kx8x4_avx2(int64_t K, const uint8_t* g, const uint8_t* x8k, size_t ldx, float* out) {
+  const int64_t nsb = K / QK_K;
+  const BlockQ8_K* xs[4];
+  for (int t = 0; t < 4; ++t) xs[t] = reinterpret_cast<const BlockQ8_K*>(x8k + size_t(t) * ldx);
+  const __m256i m4 = _mm256_set1_epi8(0xF);
+  __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(),
+                   _mm256_setzero_ps()};
+  for (int64_t s = 0; s < nsb; ++s, g += 1184) {
+    __m256i is[4] = {_mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256(),
+                     _mm256_setzero_si256()};
+    for (int j = 0; j < 4; ++j) {
+      const uint8_t* q = g + 160 + 256 * j;
+      for (int half = 0; half < 2; ++half) {  // 0: values 64j .. +31 (low nibbles), 1: the next 32
+        __m256i s0 = _mm256_setzero_si256(), s1 = s0, s2 = s0, s3 = s0;
+        const int off = 64 * j + 32 * half;
+        for (int c = 0; c < 8; ++c) {
+          const __m256i bits = _mm256_loadu_si256((const __m256i*)(q + 32 * c));
+          const __m256i v =
+              half ? _mm256_and_si256(_mm256_srli_epi16(bits, 4), m4) : _mm256_and_si256(bits, m4);
+          int32_t a, b, e, f;
+          __builtin_memcpy(&a, xs[0][s].qs + off + 4 * c, 4);
+          __builtin_memcpy(&b, xs[1][s].qs + off + 4 * c, 4);
+          __builtin_memcpy(&e, xs[2][s].qs + off + 4 * c, 4);
+          __builtin_memcpy(&f, xs[3][s].qs + off + 4 * c, 4);
+          s0 = _mm256_add_epi16(s0, _mm256_maddubs_epi16(v, _mm256_set1_epi32(a)));
+          s1 = _mm256_add_epi16(s1, _mm256_maddubs_epi16(v, _mm256_set1_epi32(b)));
+          s2 = _mm256_add_epi16(s2, _mm256_maddubs_epi16(v, _mm256_set1_epi32(e)));
+          s3 = _mm256_add_epi16(s3, _mm256_maddubs_epi16(v, _mm256_set1_epi32(f)));
+        }
+        const __m256i sc = scales_x2(g + 32 + 16 * j + 8 * half);
+        is[0] = _mm256_add_epi32(is[0], _mm256_madd_epi16(s0, sc));
+        is[1] = _mm256_add_epi32(is[1], _mm256_madd_epi16(s1, sc));
+        is[2] = _mm256_add_epi32(is[2], _mm256_madd_epi16(s2, sc));
+        is[3] = _mm256_add_epi32(is[3], _mm256_madd_epi16(s3, sc));
+      }
+    }
+    const __m256 d = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i*)g));
+    const __m256 dm = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i*)(g + 16)));
+    for (int t = 0; t < 4; ++t) {
+      __m256i ms = _mm256_setzero_si256();
+      for (int p = 0; p < 4; ++p)
+        ms = _mm256_add_epi32(ms, _mm256_madd_epi16(mins_pair(g, p), bsum_pair(xs[t][s], p)));
+      const __m256 xd = _mm256_set1_ps(xs[t][s].d);
+      acc[t] = _mm256_fmadd_ps(_mm256_mul_ps(d, xd), _mm256_cvtepi32_ps(is[t]), acc[t]);
+      acc[t] = _mm256_fnmadd_ps(_mm256_mul_ps(dm, xd), _mm256_cvtepi32_ps(ms), acc[t]);
+    }
+  }
+  for (int t = 0; t < 4; ++t) _mm256_storeu_ps(out + 8 * t, acc[t]);
 }
 
 }  // namespace corral

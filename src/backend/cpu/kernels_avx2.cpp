@@ -11,7 +11,7 @@ namespace corral {
 void gemv_q4_0x8_avx2(int64_t K, const uint8_t* g, const int8_t* xq, const float* xd,
                       const float* xs, float* out);
 void gemv_q4_kx8_avx2(int64_t K, const uint8_t* g, const void* xq8k, float* out);
-void gemm_q4_kx8x2_avx2(int64_t K, const uint8_t* g, const uint8_t* x8k, size_t ldx, float* out);
+void gemm_q4_kx8x4_avx2(int64_t K, const uint8_t* g, const uint8_t* x8k, size_t ldx, float* out);
 void gemm_q4_0x8x4_avx2(int64_t K, const uint8_t* g, const int8_t* xq, int64_t ldx, const float* xd,
                         const float* xs, int64_t ldb, float* out);
 void gemv_q8_0x8_avx2(int64_t K, const uint8_t* g, const int8_t* x, const float* xd, float* out);
@@ -364,7 +364,8 @@ KernelTable make() {
   t.gemv_q4_0x8 = gemv_q4_0x8_avx2;
   t.gemv_q4_kx8 = gemv_q4_kx8_avx2;
   t.gemm_q4_0x8x4 = gemm_q4_0x8x4_avx2;
-  t.gemm_q4_kx8x2 = gemm_q4_kx8x2_avx2;
+  t.gemm_q4_kx8 = gemm_q4_kx8x4_avx2;
+  t.gemm_q4_k_tokens = 4;
   t.gemv_q8_0x8 = gemv_q8_0x8_avx2;
   t.gemm_q8_0x8x4 = gemm_q8_0x8x4_avx2;
   t.dequant[uint32_t(DType::F16)] = deq_f16;

@@ -15,7 +15,7 @@ bool repack_supported(const TensorView& w) {
   if (w.type == DType::Q4_0) return w.ne[0] % 32 == 0 && k.gemv_q4_0x8 && k.gemm_q4_0x8x4;
   if (w.type == DType::Q8_0) return w.ne[0] % 32 == 0 && k.gemv_q8_0x8 && k.gemm_q8_0x8x4;
   if (w.type == DType::Q4_K)
-    return w.ne[0] % QK_K == 0 && w.ne[2] == 1 && w.ne[3] == 1 && k.gemv_q4_kx8 && k.gemm_q4_kx8x2;
+    return w.ne[0] % QK_K == 0 && w.ne[2] == 1 && w.ne[3] == 1 && k.gemv_q4_kx8 && k.gemm_q4_kx8;
   return false;
 }
 
