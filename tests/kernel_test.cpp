@@ -260,3 +260,31 @@ TEST(Kernels, SharedInputMatmulMatchesSeparateProducts) {
     }
   }
 }
+
+// Activation quantizers of every ISA against the scalar ones (levels, scales, sums), on random
+// rows with a zero block (scale 0) in them.
+TEST(Kernels, ActivationQuantizersMatchScalarOnEveryIsa) {
+  const int64_t K = 1024, nb = K / 32;
+  auto x = randn(K, 41);
+  std::fill(x.begin() + 64, x.begin() + 96, 0.f);
+  const KernelTable& ref = kernels_scalar();
+  std::vector<int8_t> q0(static_cast<size_t>(K)), q1(static_cast<size_t>(K));
+  std::vector<float> d0(size_t(nb * 2)), d1(size_t(nb * 2)), s0(size_t(nb * 2)), s1(size_t(nb * 2));
+  ref.quantize_s8_blocks(x.data(), K, q0.data(), d0.data(), s0.data(), 2);
+  std::vector<uint8_t> k0(row_bytes(DType::Q8_K, K)), k1(k0.size());
+  ref.quantize_q8_k(x.data(), k0.data(), K);
+  for (const KernelTable* k : tables()) {
+    k->quantize_s8_blocks(x.data(), K, q1.data(), d1.data(), s1.data(), 2);
+    EXPECT_EQ(q0, q1) << k->isa;
+    for (int64_t b = 0; b < nb; ++b) {
+      EXPECT_EQ(d0[size_t(2 * b)], d1[size_t(2 * b)]) << k->isa << " block " << b;
+      EXPECT_FLOAT_EQ(s0[size_t(2 * b)], s1[size_t(2 * b)]) << k->isa << " block " << b;
+    }
+    k->quantize_q8_k(x.data(), k1.data(), K);
+    EXPECT_EQ(k0, k1) << k->isa;
+  }
+  // The levels really are the rounded scaled inputs.
+  for (int64_t i = 0; i < K; ++i)
+    ASSERT_NEAR(q0[size_t(i)] * d0[size_t(2 * (i / 32))], x[size_t(i)],
+                0.51 * d0[size_t(2 * (i / 32))] + 1e-7);
+}

@@ -74,21 +74,6 @@ void matmul_gemm(Context& ctx, const TensorView& w, const float* x, int64_t T, f
   });
 }
 
-// One activation row to s8 blocks of 32: levels, scale, scale * sum(levels).
-void quantize_blocks(const float* x, int64_t K, int8_t* q, float* d_out, float* s_out,
-                     int64_t stride) {
-  for (int64_t b = 0; b < K / 32; ++b) {
-    const float* src = x + b * 32;
-    float amax = 0;
-    for (int j = 0; j < 32; ++j) amax = std::max(amax, std::fabs(src[j]));
-    const float d = amax / 127.f, id = d > 0 ? 1.f / d : 0.f;
-    int sum = 0;
-    for (int j = 0; j < 32; ++j) sum += (q[b * 32 + j] = int8_t(std::lrintf(src[j] * id)));
-    d_out[b * stride] = d;
-    s_out[b * stride] = d * float(sum);
-  }
-}
-
 // Walks the 8-row groups of one or more repacked weights (one output each) across the pool in
 // panels of 8 groups x 64-token blocks (a panel's weights stay in cache across its tokens).
 // tile(j, gi, t, out) fills out[tt * 8 + i] for target j's group gi and tokens t ..
@@ -129,9 +114,9 @@ void quantize_activations(Context& ctx, const float* x, int64_t K, int64_t T, in
   s.xq.assign(size_t(Tp * K), 0);
   s.xd.assign(size_t(Tp * nb), 0.f);
   s.xs.assign(size_t(Tp * nb), 0.f);
-  ctx.pool->parallel_for(T, [&](int64_t t) {
-    quantize_blocks(x + t * K, K, s.xq.data() + t * K, s.xd.data() + t * nb, s.xs.data() + t * nb,
-                    1);
+  const QuantizeBlocksFn q = kernels_best().quantize_s8_blocks;
+  ctx.pool->parallel_for(T, [&](int64_t t) {  // inline for a single token
+    q(x + t * K, K, s.xq.data() + t * K, s.xd.data() + t * nb, s.xs.data() + t * nb, 1);
   });
 }
 
@@ -208,8 +193,8 @@ void matmul_int8(Context& ctx, const TensorView& w, const float* x, int64_t T, f
   s.xs.assign(size_t(Tp * nb), 0.f);
   ctx.pool->parallel_for(T, [&](int64_t t) {
     const int64_t g = t / 4, lane = t % 4;
-    quantize_blocks(x + t * K, K, s.xq.data() + t * K, s.xd.data() + g * nb * 4 + lane,
-                    s.xs.data() + g * nb * 4 + lane, 4);
+    k.quantize_s8_blocks(x + t * K, K, s.xq.data() + t * K, s.xd.data() + g * nb * 4 + lane,
+                         s.xs.data() + g * nb * 4 + lane, 4);
   });
   const int64_t panels = (N + RP - 1) / RP, tblocks = (Tp + TB - 1) / TB;
   const int nt = ctx.pool->size();

@@ -52,8 +52,14 @@ using GemvRepacked8Fn = void (*)(int64_t K, const uint8_t* group, const int8_t* 
 using GemmRepacked8Fn = void (*)(int64_t K, const uint8_t* group, const int8_t* x, int64_t ldx,
                                  const float* xd, int64_t ldb, float* out32);
 
+// One activation row to s8 blocks of 32: levels q[K], and per block b its scale d[b * stride]
+// and scale * sum(levels) s[b * stride] (the repacked Q4_0/Q8_0 kernels' input).
+using QuantizeBlocksFn = void (*)(const float* x, int64_t K, int8_t* q, float* d, float* s,
+                                  int64_t stride);
+
 struct KernelTable {
   const char* isa;
+  QuantizeBlocksFn quantize_s8_blocks;
   GemvRepacked8Fn gemv_q8_0x8;
   GemmRepacked8Fn gemm_q8_0x8x4;
   GemmRepackedFn gemm_q4_0x8x4;

@@ -347,6 +347,69 @@ void deq_q4_k(const void* src, float* y, int64_t n) {
   }
 }
 
+// 32 floats times id, rounded to nearest (ties to even, like nearbyint) and packed to s8 in order.
+inline __m256i round_pack32(const float* x, __m256 id) {
+  const __m256i a = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(x), id));
+  const __m256i b = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(x + 8), id));
+  const __m256i c = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(x + 16), id));
+  const __m256i e = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(x + 24), id));
+  const __m256i p = _mm256_packs_epi16(_mm256_packs_epi32(a, b), _mm256_packs_epi32(c, e));
+  return _mm256_permutevar8x32_epi32(p, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+}
+
+inline float amax_n(const float* x, int n) {
+  const __m256 sign = _mm256_set1_ps(-0.f);
+  __m256 m = _mm256_setzero_ps();
+  for (int j = 0; j < n; j += 8)
+    m = _mm256_max_ps(m, _mm256_andnot_ps(sign, _mm256_loadu_ps(x + j)));
+  __m128 h = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+  h = _mm_max_ps(h, _mm_movehl_ps(h, h));
+  h = _mm_max_ss(h, _mm_movehdup_ps(h));
+  return _mm_cvtss_f32(h);
+}
+
+// Sum of 32 s8 levels.
+inline int sum_s8(__m256i q) {
+  const __m256i w =
+      _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_set1_epi8(1), q), _mm256_set1_epi16(1));
+  __m128i h = _mm_add_epi32(_mm256_castsi256_si128(w), _mm256_extracti128_si256(w, 1));
+  h = _mm_add_epi32(h, _mm_shuffle_epi32(h, 0x4E));
+  h = _mm_add_epi32(h, _mm_shuffle_epi32(h, 0xB1));
+  return _mm_cvtsi128_si32(h);
+}
+
+void s8_blocks(const float* x, int64_t K, int8_t* q, float* d_out, float* s_out, int64_t stride) {
+  for (int64_t b = 0; b < K / 32; ++b, x += 32, q += 32) {
+    const float d = amax_n(x, 32) / 127.f, id = d > 0 ? 1.f / d : 0.f;
+    const __m256i v = round_pack32(x, _mm256_set1_ps(id));
+    _mm256_storeu_si256((__m256i*)q, v);
+    d_out[b * stride] = d;
+    s_out[b * stride] = d * float(sum_s8(v));
+  }
+}
+
+void q8_k_act(const float* x, void* dst, int64_t n) {
+  auto* blk = static_cast<BlockQ8_K*>(dst);
+  for (int64_t i = 0; i < n / QK_K; ++i, x += QK_K) {
+    const float d = amax_n(x, QK_K) / 127.f, id = d ? 1.f / d : 0.f;
+    blk[i].d = d;
+    for (int j = 0; j < QK_K; j += 32) {
+      const __m256i v = round_pack32(x + j, _mm256_set1_ps(id));
+      _mm256_storeu_si256((__m256i*)(blk[i].qs + j), v);
+      // bsums: two sums of 16 levels each.
+      const __m256i w =
+          _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_set1_epi8(1), v), _mm256_set1_epi16(1));
+      const __m128i lo = _mm256_castsi256_si128(w), hi = _mm256_extracti128_si256(w, 1);
+      const __m128i l2 = _mm_add_epi32(lo, _mm_shuffle_epi32(lo, 0x4E)),
+                    h2 = _mm_add_epi32(hi, _mm_shuffle_epi32(hi, 0x4E));
+      blk[i].bsums[j / 16] =
+          int16_t(_mm_cvtsi128_si32(_mm_add_epi32(l2, _mm_shuffle_epi32(l2, 0xB1))));
+      blk[i].bsums[j / 16 + 1] =
+          int16_t(_mm_cvtsi128_si32(_mm_add_epi32(h2, _mm_shuffle_epi32(h2, 0xB1))));
+    }
+  }
+}
+
 KernelTable make() {
   KernelTable t = kernels_scalar();
   t.isa = "avx2";
@@ -360,6 +423,8 @@ KernelTable make() {
   t.gemm_micro = gemm_micro;
   t.gemm_mr = 4;
   t.gemm_nr = 24;
+  t.quantize_s8_blocks = s8_blocks;
+  t.quantize_q8_k = q8_k_act;
   t.int8_micro = gemm_int8_micro_avx2;
   t.gemv_q4_0x8 = gemv_q4_0x8_avx2;
   t.gemv_q4_kx8 = gemv_q4_kx8_avx2;

@@ -1,5 +1,6 @@
 // Plain C++ kernels: the fallback on CPUs without AVX2, and the reference the SIMD versions
 // are tested against. Integer types use the same integer arithmetic as the SIMD kernels.
+#include <algorithm>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
@@ -190,6 +191,19 @@ void q8_k_act(const float* x, void* dst, int64_t n) {
   quantize_row(DType::Q8_K, x, dst, n);
 }
 
+void s8_blocks(const float* x, int64_t K, int8_t* q, float* d_out, float* s_out, int64_t stride) {
+  for (int64_t b = 0; b < K / 32; ++b) {
+    const float* src = x + b * 32;
+    float amax = 0;
+    for (int j = 0; j < 32; ++j) amax = std::max(amax, std::fabs(src[j]));
+    const float d = amax / 127.f, id = d > 0 ? 1.f / d : 0.f;
+    int sum = 0;
+    for (int j = 0; j < 32; ++j) sum += (q[b * 32 + j] = int8_t(std::nearbyint(src[j] * id)));
+    d_out[b * stride] = d;
+    s_out[b * stride] = d * float(sum);
+  }
+}
+
 KernelTable make_scalar() {
   KernelTable t{};
   t.isa = "scalar";
@@ -202,6 +216,7 @@ KernelTable make_scalar() {
   t.dot[uint32_t(DType::Q6_K)] = dot_q6_k;
   t.quantize_q8_0 = q8_0_act;
   t.quantize_q8_k = q8_k_act;
+  t.quantize_s8_blocks = s8_blocks;
   t.gemm_micro = gemm_micro;
   t.gemm_mr = 4;
   t.gemm_nr = 8;
