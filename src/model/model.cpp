@@ -141,26 +141,33 @@ namespace {
 // copies replace the mapped pages, which are released, so resident memory stays ~ file size.
 void repack_weights(Model& m, ThreadPool* pool) {
   if (std::getenv("CORRAL_NO_REPACK")) return;
-  auto repack = [&](TensorView& v) {
-    if (!v.valid() || !repack_supported(v)) return;
-    uint8_t* buf = m.file.alloc(repacked_bytes(v));
-    // Mapped file pages fault back in if read again, so even a tied embedding's can go (only
-    // the rows a prompt looks up return); an anonymous copy (CORRAL_NO_MMAP) would read zeros.
-    const bool release = !m.file.keep_alive.empty() &&
-                         (v.data != m.token_embd.data || !std::getenv("CORRAL_NO_MMAP"));
-    // Each slice's source pages go as soon as it is copied: peak memory ~ file size + a slice.
-    repack_weight(v, buf, pool, [&](const TensorView& part) {
-      if (release) release_pages(part.data, part.nbytes());
-    });
-    v.data = buf;
-    v.repacked = true;
-  };
+  std::vector<TensorView*> todo;
   for (auto& l : m.layers)
     for (TensorView* v :
          {&l.wq, &l.wk, &l.wv, &l.wo, &l.ffn_gate, &l.ffn_up, &l.ffn_down, &l.gate_exps, &l.up_exps,
           &l.down_exps, &l.gate_shexp, &l.up_shexp, &l.down_shexp})
-      repack(*v);
-  repack(m.output);  // a tied head gets its own copy; the embedding keeps the plain rows
+      if (v->valid() && repack_supported(*v)) todo.push_back(v);
+  // A tied head gets its own copy; the embedding keeps the plain rows.
+  if (m.output.valid() && repack_supported(m.output)) todo.push_back(&m.output);
+  if (todo.empty()) return;
+  // One arena for all copies (64-byte aligned pieces), so huge pages are not rounded per tensor.
+  auto piece = [](const TensorView* v) { return (repacked_bytes(*v) + 63) / 64 * 64; };
+  size_t total = 0;
+  for (const TensorView* v : todo) total += piece(v);
+  uint8_t* arena = m.file.alloc(total);
+  for (TensorView* v : todo) {
+    // Mapped file pages fault back in if read again, so even a tied embedding's can go (only
+    // the rows a prompt looks up return); an anonymous copy (CORRAL_NO_MMAP) would read zeros.
+    const bool release = !m.file.keep_alive.empty() &&
+                         (v->data != m.token_embd.data || !std::getenv("CORRAL_NO_MMAP"));
+    // Each slice's source pages go as soon as it is copied: peak memory ~ file size + a slice.
+    repack_weight(*v, arena, pool, [&](const TensorView& part) {
+      if (release) release_pages(part.data, part.nbytes());
+    });
+    v->data = arena;
+    v->repacked = true;
+    arena += piece(v);
+  }
 }
 
 }  // namespace
