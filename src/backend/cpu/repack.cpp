@@ -24,6 +24,18 @@ size_t repacked_bytes(const TensorView& w) {
   return w.nbytes();
 }
 
+namespace {
+
+void for_each_group(ThreadPool* pool, int64_t n, const std::function<void(int64_t)>& fn) {
+  if (pool) {
+    pool->parallel_for(n, fn);
+  } else {
+    for (int64_t g = 0; g < n; ++g) fn(g);
+  }
+}
+
+}  // namespace
+
 void repack_q4_k(const TensorView& w, uint8_t* dst, ThreadPool* pool) {
   const int64_t K = w.ne[0], nsb = K / QK_K, rows = w.rows();
   auto group = [&](int64_t g) {
@@ -41,11 +53,7 @@ void repack_q4_k(const TensorView& w, uint8_t* dst, ThreadPool* pool) {
       }
     }
   };
-  if (pool) {
-    pool->parallel_for(rows / 8, group);
-  } else {
-    for (int64_t g = 0; g < rows / 8; ++g) group(g);
-  }
+  for_each_group(pool, rows / 8, group);
 }
 
 void repacked_q4_k_row(const uint8_t* data, int64_t K, int64_t r, uint8_t* out) {
@@ -73,62 +81,52 @@ void repacked_q4_k_row(const uint8_t* data, int64_t K, int64_t r, uint8_t* out) 
   }
 }
 
-void repack_q4_0x8(const TensorView& w, uint8_t* dst, ThreadPool* pool) {
-  const int64_t K = w.ne[0], nb = K / 32, rows = w.rows();
-  auto group = [&](int64_t g) {
+namespace {
+
+// Q4_0 and Q8_0 share the 8-row grouping: a block is an fp16 scale then qs_bytes of levels
+// (16 or 32); per group and block, 8 scales then qs_bytes / 4 chunks of 32 bytes, chunk c
+// holding row i's qs[4c .. 4c+3] at [4i .. 4i+3].
+void repack_x8(const TensorView& w, uint8_t* dst, ThreadPool* pool, int qs_bytes) {
+  const int64_t nb = w.ne[0] / 32;
+  const size_t blk = size_t(2 + qs_bytes), gbytes = 8 * blk;
+  for_each_group(pool, w.rows() / 8, [&](int64_t g) {
     for (int64_t b = 0; b < nb; ++b) {
-      uint8_t* o = dst + size_t(g * nb + b) * 144;
+      uint8_t* o = dst + size_t(g * nb + b) * gbytes;
       for (int i = 0; i < 8; ++i) {
-        const auto* blk = reinterpret_cast<const BlockQ4_0*>(w.row(g * 8 + i)) + b;
-        std::memcpy(o + 2 * i, &blk->d, 2);
-        for (int c = 0; c < 4; ++c) std::memcpy(o + 16 + 32 * c + 4 * i, blk->qs + 4 * c, 4);
+        const uint8_t* in = w.row(g * 8 + i) + size_t(b) * blk;
+        std::memcpy(o + 2 * i, in, 2);
+        for (int c = 0; c < qs_bytes / 4; ++c)
+          std::memcpy(o + 16 + 32 * c + 4 * i, in + 2 + 4 * c, 4);
       }
     }
-  };
-  if (pool) {
-    pool->parallel_for(rows / 8, group);
-  } else {
-    for (int64_t g = 0; g < rows / 8; ++g) group(g);
+  });
+}
+
+void unpack_x8_row(const uint8_t* data, int64_t K, int64_t r, uint8_t* out, int qs_bytes) {
+  const int64_t nb = K / 32, g = r / 8, i = r % 8;
+  const size_t blk = size_t(2 + qs_bytes), gbytes = 8 * blk;
+  for (int64_t b = 0; b < nb; ++b) {
+    const uint8_t* in = data + size_t(g * nb + b) * gbytes;
+    uint8_t* o = out + size_t(b) * blk;
+    std::memcpy(o, in + 2 * i, 2);
+    for (int c = 0; c < qs_bytes / 4; ++c) std::memcpy(o + 2 + 4 * c, in + 16 + 32 * c + 4 * i, 4);
   }
+}
+
+}  // namespace
+
+void repack_q4_0x8(const TensorView& w, uint8_t* dst, ThreadPool* pool) {
+  repack_x8(w, dst, pool, 16);
+}
+void repack_q8_0x8(const TensorView& w, uint8_t* dst, ThreadPool* pool) {
+  repack_x8(w, dst, pool, 32);
 }
 
 void repacked_q4_0_row(const uint8_t* data, int64_t K, int64_t r, uint8_t* out) {
-  const int64_t nb = K / 32, g = r / 8, i = r % 8;
-  for (int64_t b = 0; b < nb; ++b) {
-    const uint8_t* in = data + size_t(g * nb + b) * 144;
-    auto* blk = reinterpret_cast<BlockQ4_0*>(out) + b;
-    std::memcpy(&blk->d, in + 2 * i, 2);
-    for (int c = 0; c < 4; ++c) std::memcpy(blk->qs + 4 * c, in + 16 + 32 * c + 4 * i, 4);
-  }
+  unpack_x8_row(data, K, r, out, 16);
 }
-
-void repack_q8_0x8(const TensorView& w, uint8_t* dst, ThreadPool* pool) {
-  const int64_t K = w.ne[0], nb = K / 32, rows = w.rows();
-  auto group = [&](int64_t g) {
-    for (int64_t b = 0; b < nb; ++b) {
-      uint8_t* o = dst + size_t(g * nb + b) * kQ8_0GroupBytes;
-      for (int i = 0; i < 8; ++i) {
-        const auto* blk = reinterpret_cast<const BlockQ8_0*>(w.row(g * 8 + i)) + b;
-        std::memcpy(o + 2 * i, &blk->d, 2);
-        for (int c = 0; c < 8; ++c) std::memcpy(o + 16 + 32 * c + 4 * i, blk->qs + 4 * c, 4);
-      }
-    }
-  };
-  if (pool) {
-    pool->parallel_for(rows / 8, group);
-  } else {
-    for (int64_t g = 0; g < rows / 8; ++g) group(g);
-  }
-}
-
 void repacked_q8_0_row(const uint8_t* data, int64_t K, int64_t r, uint8_t* out) {
-  const int64_t nb = K / 32, g = r / 8, i = r % 8;
-  for (int64_t b = 0; b < nb; ++b) {
-    const uint8_t* in = data + size_t(g * nb + b) * kQ8_0GroupBytes;
-    auto* blk = reinterpret_cast<BlockQ8_0*>(out) + b;
-    std::memcpy(&blk->d, in + 2 * i, 2);
-    for (int c = 0; c < 8; ++c) std::memcpy(blk->qs + 4 * c, in + 16 + 32 * c + 4 * i, 4);
-  }
+  unpack_x8_row(data, K, r, out, 32);
 }
 
 void repack_weight(const TensorView& w, uint8_t* dst, ThreadPool* pool,
