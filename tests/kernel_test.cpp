@@ -49,6 +49,25 @@ QuantWeights quantize_weights(DType t, const std::vector<float>& wf, int64_t n_i
   return q;
 }
 
+// y [n_tok][n_out] against the reference yr, within rel * sum_i |w_ri x_ti| per output (the
+// scale of activation-rounding error); wf holds the float weights the quantized ones came from.
+::testing::AssertionResult near_reference(const std::vector<float>& y, const std::vector<float>& yr,
+                                          const std::vector<float>& wf, const std::vector<float>& x,
+                                          int64_t n_in, int64_t n_out, int64_t n_tok, double rel) {
+  for (int64_t tk = 0; tk < n_tok; ++tk)
+    for (int64_t r = 0; r < n_out; ++r) {
+      double mag = 0;
+      for (int64_t i = 0; i < n_in; ++i)
+        mag += std::fabs(wf[size_t(r * n_in + i)] * x[size_t(tk * n_in + i)]);
+      const size_t o = size_t(tk * n_out + r);
+      if (!(std::fabs(double(y[o]) - yr[o]) <= rel * mag))
+        return ::testing::AssertionFailure()
+               << "token " << tk << " row " << r << ": " << y[o] << " vs reference " << yr[o]
+               << " (tolerance " << rel * mag << ")";
+    }
+  return ::testing::AssertionSuccess();
+}
+
 const DType kTypes[] = {DType::F32,  DType::F16,  DType::BF16, DType::Q8_0,
                         DType::Q4_0, DType::Q4_K, DType::Q6_K};
 
@@ -154,14 +173,7 @@ TEST(Kernels, PromptGemmPathsMatchReference) {
     MatmulScratch s;
     matmul(ctx, w, x.data(), n_tok, y.data(), s);
     matmul_reference(w, x.data(), n_tok, yr.data());
-    for (int64_t tk = 0; tk < n_tok; ++tk)
-      for (int64_t r = 0; r < n_out; ++r) {
-        double mag = 0;
-        for (int64_t i = 0; i < n_in; ++i)
-          mag += std::fabs(wf[size_t(r * n_in + i)] * x[size_t(tk * n_in + i)]);
-        ASSERT_NEAR(y[size_t(tk * n_out + r)], yr[size_t(tk * n_out + r)], 2e-2 * mag)
-            << type_name(t) << " t=" << tk << " r=" << r;
-      }
+    ASSERT_TRUE(near_reference(y, yr, wf, x, n_in, n_out, n_tok, 2e-2)) << type_name(t);
   }
 }
 
@@ -199,14 +211,8 @@ TEST(Kernels, RepackedWeightsMatchPlainRows) {
       MatmulScratch s;
       matmul(ctx, wp, x.data(), n_tok, y.data(), s);
       matmul_reference(w, x.data(), n_tok, yr.data());
-      for (int64_t tk = 0; tk < n_tok; ++tk)
-        for (int64_t r = 0; r < n_out; ++r) {
-          double mag = 0;
-          for (int64_t i = 0; i < n_in; ++i)
-            mag += std::fabs(wf[size_t(r * n_in + i)] * x[size_t(tk * n_in + i)]);
-          ASSERT_NEAR(y[size_t(tk * n_out + r)], yr[size_t(tk * n_out + r)], 2e-2 * mag)
-              << type_name(t) << " T=" << n_tok << " r=" << r;
-        }
+      ASSERT_TRUE(near_reference(y, yr, wf, x, n_in, n_out, n_tok, 2e-2))
+          << type_name(t) << " T=" << n_tok;
     }
   }
 }
@@ -246,15 +252,9 @@ TEST(Kernels, SharedInputMatmulMatchesSeparateProducts) {
         for (int j = 0; j < 3; ++j) {
           std::vector<float> yr(size_t(n_tok * outs[j]));
           matmul_reference(qw[size_t(j)].view, x.data(), n_tok, yr.data());
-          for (int64_t tk = 0; tk < n_tok; ++tk)
-            for (int64_t r = 0; r < outs[j]; ++r) {
-              double mag = 0;  // activation rounding scales with sum |w x|
-              for (int64_t i = 0; i < n_in; ++i)
-                mag += std::fabs(wf[size_t(j)][size_t(r * n_in + i)] * x[size_t(tk * n_in + i)]);
-              const size_t i = size_t(tk * outs[j] + r);
-              ASSERT_NEAR(y[size_t(j)][i], yr[i], 5e-3 * mag)
-                  << type_name(t) << " target " << j << " T=" << n_tok << " mixed=" << mixed;
-            }
+          ASSERT_TRUE(
+              near_reference(y[size_t(j)], yr, wf[size_t(j)], x, n_in, outs[j], n_tok, 5e-3))
+              << type_name(t) << " target " << j << " T=" << n_tok << " mixed=" << mixed;
         }
       }
     }
