@@ -9,7 +9,10 @@
 #include "backend/cpu/kernels.h"
 #include "backend/cpu/repack.h"
 #include "core/context.h"
+#include "core/fp16.h"
+#include "engine/kv_cache.h"
 #include "format/quant.h"
+#include "model/layers/attention.h"
 #include "ops/matmul.h"
 
 using namespace corral;
@@ -287,4 +290,61 @@ TEST(Kernels, ActivationQuantizersMatchScalarOnEveryIsa) {
   for (int64_t i = 0; i < K; ++i)
     ASSERT_NEAR(q0[size_t(i)] * d0[size_t(2 * (i / 32))], x[size_t(i)],
                 0.51 * d0[size_t(2 * (i / 32))] + 1e-7);
+}
+
+// Attention over the paged cache against a direct computation in double: two sequences in one
+// batch (a prompt of 21 tokens and a continuation of 3 after 9 cached positions), grouped-query
+// heads, with and without chunking, F32 and F16 cache (the reference reads the cache's values).
+TEST(Attention, MatchesDirectComputation) {
+  Context ctx(2);
+  const int64_t n_head = 8, n_kv = 2, hd = 64, row = n_kv * hd;
+  for (DType kt : {DType::F32, DType::F16}) {
+    for (int64_t chunk : {int64_t(0), int64_t(8)}) {
+      PagedKvCache kv({1, row, 16, 16, kt});
+      // Sequence 1 already holds positions 0..8; the batch adds 9..11 of it and 0..20 of seq 0.
+      std::vector<BatchToken> warm, batch;
+      for (int32_t p = 0; p < 9; ++p) warm.push_back({1, p, 0, false});
+      for (int32_t p = 0; p < 21; ++p) batch.push_back({0, p, 0, false});
+      for (int32_t p = 9; p < 12; ++p) batch.push_back({1, p, 0, false});
+      const AttnParams ap{0, n_head, n_kv, hd, 0.125f, chunk};
+      ASSERT_TRUE(kv.reserve(0, 21) && kv.reserve(1, 12));
+      const auto kw = randn(9 * row, 51), vw = randn(9 * row, 52);
+      kv_store(kv, ap, warm, kw.data(), vw.data());
+      const int64_t T = int64_t(batch.size());
+      const auto q = randn(T * n_head * hd, 53), k = randn(T * row, 54), v = randn(T * row, 55);
+      kv_store(kv, ap, batch, k.data(), v.data());
+      std::vector<float> out(size_t(T * n_head * hd));
+      ForwardScratch s;
+      attention(ctx, kv, ap, batch, q.data(), out.data(), s);
+      auto cached = [&](bool is_v, int32_t seq, int64_t pos, int64_t i) {
+        const uint8_t* b = (is_v ? kv.v_block(0, kv.blocks(seq)[size_t(pos / 16)])
+                                 : kv.k_block(0, kv.blocks(seq)[size_t(pos / 16)]));
+        const int64_t o = (pos % 16) * row + i;
+        if (kt == DType::F32) return double(reinterpret_cast<const float*>(b)[o]);
+        return double(fp16_to_f32(reinterpret_cast<const uint16_t*>(b)[o]));
+      };
+      for (int64_t t = 0; t < T; ++t)
+        for (int64_t h = 0; h < n_head; ++h) {
+          const BatchToken& bt = batch[size_t(t)];
+          const int64_t kvh = h / (n_head / n_kv), p0 = chunk ? bt.pos / chunk * chunk : 0;
+          std::vector<double> sc;
+          double mx = -1e300, sum = 0;
+          for (int64_t pos = p0; pos <= bt.pos; ++pos) {
+            double d = 0;
+            for (int64_t i = 0; i < hd; ++i)
+              d += q[size_t((t * n_head + h) * hd + i)] * cached(false, bt.seq, pos, kvh * hd + i);
+            sc.push_back(d * 0.125);
+            mx = std::max(mx, sc.back());
+          }
+          for (double& x : sc) sum += (x = std::exp(x - mx));
+          for (int64_t i = 0; i < hd; ++i) {
+            double o = 0;
+            for (int64_t pos = p0; pos <= bt.pos; ++pos)
+              o += sc[size_t(pos - p0)] / sum * cached(true, bt.seq, pos, kvh * hd + i);
+            ASSERT_NEAR(out[size_t((t * n_head + h) * hd + i)], o, 1e-5)
+                << type_name(kt) << " chunk " << chunk << " token " << t << " head " << h;
+          }
+        }
+    }
+  }
 }
