@@ -292,9 +292,10 @@ TEST(Kernels, ActivationQuantizersMatchScalarOnEveryIsa) {
                 0.51 * d0[size_t(2 * (i / 32))] + 1e-7);
 }
 
-// Attention over the paged cache against a direct computation in double: two sequences in one
-// batch (a prompt of 21 tokens and a continuation of 3 after 9 cached positions), grouped-query
-// heads, with and without chunking, F32 and F16 cache (the reference reads the cache's values).
+// Attention over the paged cache against a direct computation in double: three sequences in one
+// batch (a prompt of 21 tokens, a continuation of 3 after 9 cached positions, and one decode
+// step after 13), grouped-query heads, with and without chunking, F32 and F16 cache (the
+// reference reads the cache's values).
 TEST(Attention, MatchesDirectComputation) {
   Context ctx(2);
   const int64_t n_head = 8, n_kv = 2, hd = 64, row = n_kv * hd;
@@ -304,11 +305,13 @@ TEST(Attention, MatchesDirectComputation) {
       // Sequence 1 already holds positions 0..8; the batch adds 9..11 of it and 0..20 of seq 0.
       std::vector<BatchToken> warm, batch;
       for (int32_t p = 0; p < 9; ++p) warm.push_back({1, p, 0, false});
+      for (int32_t p = 0; p < 13; ++p) warm.push_back({2, p, 0, false});
       for (int32_t p = 0; p < 21; ++p) batch.push_back({0, p, 0, false});
       for (int32_t p = 9; p < 12; ++p) batch.push_back({1, p, 0, false});
+      batch.push_back({2, 13, 0, false});
       const AttnParams ap{0, n_head, n_kv, hd, 0.125f, chunk};
-      ASSERT_TRUE(kv.reserve(0, 21) && kv.reserve(1, 12));
-      const auto kw = randn(9 * row, 51), vw = randn(9 * row, 52);
+      ASSERT_TRUE(kv.reserve(0, 21) && kv.reserve(1, 12) && kv.reserve(2, 14));
+      const auto kw = randn(22 * row, 51), vw = randn(22 * row, 52);
       kv_store(kv, ap, warm, kw.data(), vw.data());
       const int64_t T = int64_t(batch.size());
       const auto q = randn(T * n_head * hd, 53), k = randn(T * row, 54), v = randn(T * row, 55);

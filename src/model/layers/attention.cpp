@@ -37,15 +37,22 @@ void kv_store(KvStore& kv, const AttnParams& p, const std::vector<BatchToken>& b
 namespace {
 
 // Queries handled together: up to kMaxTokens consecutive tokens of one sequence times the query
-// heads of one KV head (GQA), so each cached K/V row is converted and loaded once per item
-// instead of once per query.
+// heads of one KV head (GQA). Per item, scores = Q K^T and out = P V run as small GEMMs on the
+// f32 micro-kernel: each cached K/V row is converted and packed once for all of the item's
+// queries.
 constexpr int64_t kMaxTokens = 8;
 // Per-thread score buffer cap (floats): long contexts take fewer tokens per item.
 constexpr int64_t kScoreBudget = int64_t(1) << 22;
+// Positions per packed V panel.
+constexpr int64_t kVChunk = 256;
 
 struct TokenBlock {
   int64_t t0, n;
 };
+
+int64_t round_up(int64_t x, int64_t m) {
+  return (x + m - 1) / m * m;
+}
 
 }  // namespace
 
@@ -56,8 +63,7 @@ void attention(Context& ctx, KvStore& kv, const AttnParams& p, const std::vector
   const bool f16 = kv.type() == DType::F16;
   const size_t esz = f16 ? 2 : 4;
   const KernelTable& k = kernels_best();
-  const DotFn dot = k.dot[uint32_t(DType::F32)];
-  const AxpyFn axpy = k.axpy_f32;
+  const int64_t MR = k.gemm_mr, NR = k.gemm_nr;
   const DequantFn deq16 = k.dequant[uint32_t(DType::F16)];
   int64_t max_pos = 0;
   for (auto& b : batch) max_pos = std::max<int64_t>(max_pos, b.pos + 1);
@@ -70,23 +76,28 @@ void attention(Context& ctx, KvStore& kv, const AttnParams& p, const std::vector
     blocks.push_back({t, n});
     t += n;
   }
-  const int64_t nq_max = max_tok * group;
-  const int nt = ctx.pool->size();
-  // Per thread: scores [nq_max][max_pos], accumulators [nq_max][hd], one K or V row in f32.
-  const size_t per_thread = size_t(nq_max) * size_t(max_pos + hd) + size_t(hd);
-  if (scratch.att_scores.size() < per_thread * size_t(nt))
-    scratch.att_scores.resize(per_thread * size_t(nt));
+  const int64_t nq_max = round_up(max_tok * group, MR), ld_s = round_up(max_pos, NR) + NR;
+  const int64_t hd_pad = round_up(hd, NR), n_dp = hd_pad / NR;
+  // Per thread: Q [nq][hd], S [nq][ld_s], acc [nq][hd_pad], K panel [hd][NR],
+  // V panels [n_dp][kVChunk][NR], one converted row [hd].
+  const size_t per_thread =
+      size_t(nq_max * hd + nq_max * ld_s + nq_max * hd_pad + hd * NR + n_dp * kVChunk * NR + hd);
+  if (scratch.att_scores.size() < per_thread * size_t(ctx.pool->size()))
+    scratch.att_scores.resize(per_thread * size_t(ctx.pool->size()));
   std::atomic<int64_t> next{0};
   const int64_t items = int64_t(blocks.size()) * p.n_head_kv;
   ctx.pool->run_on_all([&](int ti, int) {
-    float* sc = scratch.att_scores.data() + per_thread * size_t(ti);
-    float* acc = sc + size_t(nq_max) * size_t(max_pos);
-    float* rowf = acc + size_t(nq_max) * size_t(hd);
+    float* qp = scratch.att_scores.data() + per_thread * size_t(ti);
+    float* sc = qp + nq_max * hd;
+    float* acc = sc + nq_max * ld_s;
+    float* kp = acc + nq_max * hd_pad;
+    float* vp = kp + hd * NR;
+    float* rowf = vp + n_dp * kVChunk * NR;
     for (int64_t item; (item = next.fetch_add(1)) < items;) {
       const TokenBlock& tb = blocks[size_t(item / p.n_head_kv)];
-      const int64_t kvh = item % p.n_head_kv, nq = tb.n * group;
+      const int64_t kvh = item % p.n_head_kv, nq = tb.n * group, nq_pad = round_up(nq, MR);
       const auto& kvb = kv.blocks(batch[size_t(tb.t0)].seq);
-      // Query j: token tb.t0 + j / group, head kvh * group + j % group; it sees [p0[j], p1[j]).
+      // Query j: token tb.t0 + j / group, head kvh * group + j % group; it sees [p0, p1).
       int64_t p0[kMaxTokens], p1[kMaxTokens], lo = INT64_MAX, hi = 0;
       for (int64_t i = 0; i < tb.n; ++i) {
         const int64_t pos = batch[size_t(tb.t0 + i)].pos;
@@ -95,8 +106,18 @@ void attention(Context& ctx, KvStore& kv, const AttnParams& p, const std::vector
         lo = std::min(lo, p0[i]);
         hi = std::max(hi, p1[i]);
       }
-      auto cached_row = [&](const uint8_t* base, int64_t pos) -> const float* {
-        const uint8_t* r = base + (size_t(pos % bs) * size_t(row) + size_t(kvh * hd)) * esz;
+      for (int64_t j = 0; j < nq_pad; ++j) {
+        if (j < nq)
+          std::memcpy(qp + j * hd,
+                      q + (tb.t0 + j / group) * p.n_head * hd + (kvh * group + j % group) * hd,
+                      size_t(hd) * 4);
+        else
+          std::fill(qp + j * hd, qp + (j + 1) * hd, 0.f);
+      }
+      auto cached_row = [&](bool is_v, int64_t pos) -> const float* {
+        const int32_t b = kvb[size_t(pos / bs)];
+        const uint8_t* r = (is_v ? kv.v_block(p.layer, b) : kv.k_block(p.layer, b)) +
+                           (size_t(pos % bs) * size_t(row) + size_t(kvh * hd)) * esz;
         if (!f16) return reinterpret_cast<const float*>(r);
         if (deq16)
           deq16(r, rowf, hd);
@@ -104,40 +125,85 @@ void attention(Context& ctx, KvStore& kv, const AttnParams& p, const std::vector
           dequantize_row(DType::F16, r, rowf, hd);
         return rowf;
       };
-      auto query = [&](int64_t j) {
-        return q + (tb.t0 + j / group) * p.n_head * hd + (kvh * group + j % group) * hd;
+      // One token's `nq` queries row by row: each cached row converted once, dotted with every
+      // query, then added (weighted) to every query's accumulator [nq][hd].
+      auto attend_rows = [&](auto& row_of, const float* qs, int64_t nqr, int64_t a, int64_t e,
+                             float* s, float* o) {
+        for (int64_t pos = a; pos < e; ++pos) {
+          const float* kr = row_of(false, pos);
+          for (int64_t j = 0; j < nqr; ++j)
+            s[j * ld_s + (pos - a)] = k.dot[uint32_t(DType::F32)](hd, kr, qs + j * hd) * p.scale;
+        }
+        for (int64_t j = 0; j < nqr; ++j) {
+          float* sj = s + j * ld_s;
+          float mx = -INFINITY;
+          for (int64_t i = 0; i < e - a; ++i) mx = std::max(mx, sj[i]);
+          double sum = 0;
+          for (int64_t i = 0; i < e - a; ++i) sum += (sj[i] = std::exp(sj[i] - mx));
+          const float inv = float(1.0 / sum);
+          for (int64_t i = 0; i < e - a; ++i) sj[i] *= inv;
+        }
+        std::fill(o, o + nqr * hd, 0.f);
+        for (int64_t pos = a; pos < e; ++pos) {
+          const float* vr = row_of(true, pos);
+          for (int64_t j = 0; j < nqr; ++j) k.axpy_f32(hd, s[j * ld_s + (pos - a)], vr, o + j * hd);
+        }
       };
-      for (int64_t pos = lo; pos < hi; ++pos) {
-        const float* kr = cached_row(kv.k_block(p.layer, kvb[size_t(pos / bs)]), pos);
-        for (int64_t j = 0; j < nq; ++j) {
-          const int64_t i = j / group;
-          if (pos >= p0[i] && pos < p1[i]) sc[j * max_pos + pos] = dot(hd, kr, query(j)) * p.scale;
-        }
+      if (tb.n == 1) {  // decode: the GEMM's packing costs more than it saves for one token
+        attend_rows(cached_row, qp, group, lo, hi, sc, acc);
+        for (int64_t j = 0; j < group; ++j)
+          std::memcpy(out + tb.t0 * p.n_head * hd + (kvh * group + j) * hd, acc + j * hd,
+                      size_t(hd) * 4);
+        continue;
       }
-      for (int64_t j = 0; j < nq; ++j) {
-        const int64_t i = j / group;
-        float* s = sc + j * max_pos;
+      // S[j][pos - lo] = q_j . k_pos, NR positions per packed K panel (zeros past hi).
+      for (int64_t c0 = lo; c0 < hi; c0 += NR) {
+        for (int64_t c = 0; c < NR; ++c) {
+          if (c0 + c < hi) {
+            const float* kr = cached_row(false, c0 + c);
+            for (int64_t d = 0; d < hd; ++d) kp[d * NR + c] = kr[d];
+          } else {
+            for (int64_t d = 0; d < hd; ++d) kp[d * NR + c] = 0.f;
+          }
+        }
+        for (int64_t r = 0; r < nq_pad; r += MR)
+          k.gemm_micro(hd, qp + r * hd, hd, kp, sc + r * ld_s + (c0 - lo), ld_s, false);
+      }
+      // Softmax over each query's own window; everything else in [lo, hi) gets weight 0.
+      const int64_t span = hi - lo;
+      for (int64_t j = 0; j < nq_pad; ++j) {
+        float* s = sc + j * ld_s;
+        if (j >= nq) {
+          std::fill(s, s + span, 0.f);
+          continue;
+        }
+        const int64_t a = p0[j / group] - lo, e = p1[j / group] - lo;
         float mx = -INFINITY;
-        for (int64_t pos = p0[i]; pos < p1[i]; ++pos) mx = std::max(mx, s[pos]);
+        for (int64_t i = a; i < e; ++i) mx = std::max(mx, s[i] * p.scale);
         double sum = 0;
-        for (int64_t pos = p0[i]; pos < p1[i]; ++pos) {
-          s[pos] = std::exp(s[pos] - mx);
-          sum += s[pos];
-        }
+        for (int64_t i = a; i < e; ++i) sum += (s[i] = std::exp(s[i] * p.scale - mx));
         const float inv = float(1.0 / sum);
-        for (int64_t pos = p0[i]; pos < p1[i]; ++pos) s[pos] *= inv;
+        for (int64_t i = 0; i < a; ++i) s[i] = 0.f;
+        for (int64_t i = a; i < e; ++i) s[i] *= inv;
+        for (int64_t i = e; i < span; ++i) s[i] = 0.f;
       }
-      std::fill(acc, acc + nq * hd, 0.f);
-      for (int64_t pos = lo; pos < hi; ++pos) {
-        const float* vr = cached_row(kv.v_block(p.layer, kvb[size_t(pos / bs)]), pos);
-        for (int64_t j = 0; j < nq; ++j) {
-          const int64_t i = j / group;
-          if (pos >= p0[i] && pos < p1[i]) axpy(hd, sc[j * max_pos + pos], vr, acc + j * hd);
+      // acc = P V, V packed per chunk of positions into n_dp panels of NR dimensions.
+      for (int64_t c0 = lo; c0 < hi; c0 += kVChunk) {
+        const int64_t kc = std::min(kVChunk, hi - c0);
+        for (int64_t c = 0; c < kc; ++c) {
+          const float* vr = cached_row(true, c0 + c);
+          for (int64_t dp = 0; dp < n_dp; ++dp)
+            for (int64_t d = 0; d < NR; ++d)
+              vp[(dp * kVChunk + c) * NR + d] = dp * NR + d < hd ? vr[dp * NR + d] : 0.f;
         }
+        for (int64_t r = 0; r < nq_pad; r += MR)
+          for (int64_t dp = 0; dp < n_dp; ++dp)
+            k.gemm_micro(kc, sc + r * ld_s + (c0 - lo), ld_s, vp + dp * kVChunk * NR,
+                         acc + r * hd_pad + dp * NR, hd_pad, c0 > lo);
       }
       for (int64_t j = 0; j < nq; ++j)
         std::memcpy(out + (tb.t0 + j / group) * p.n_head * hd + (kvh * group + j % group) * hd,
-                    acc + j * hd, size_t(hd) * 4);
+                    acc + j * hd_pad, size_t(hd) * 4);
     }
   });
 }
