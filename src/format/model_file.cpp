@@ -1,7 +1,5 @@
 #include "format/model_file.h"
 
-#include <sys/mman.h>
-
 #include <cstring>
 
 #include "core/mapped_file.h"
@@ -28,18 +26,6 @@ const ModelTensor* LoadedModel::find(const std::string& name) const {
 }
 
 uint8_t* LoadedModel::alloc(size_t n) {
-  // Large buffers (repacked weights) ask for transparent huge pages: filling them at load then
-  // takes one fault per 2 MiB instead of per 4 KiB.
-  constexpr size_t kHuge = size_t(2) << 20;
-  if (n >= kHuge) {
-    const size_t len = (n + 64 + kHuge - 1) / kHuge * kHuge;
-    void* p = mmap(nullptr, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (p != MAP_FAILED) {
-      madvise(p, len, MADV_HUGEPAGE);
-      keep_alive.push_back(std::shared_ptr<void>(p, [len](void* q) { munmap(q, len); }));
-      return static_cast<uint8_t*>(p);
-    }
-  }
   std::shared_ptr<uint8_t[]> buf(new uint8_t[n + 64]);
   keep_alive.push_back(std::shared_ptr<void>(buf, buf.get()));
   return buf.get();

@@ -150,7 +150,7 @@ void repack_weights(Model& m, ThreadPool* pool) {
   // A tied head gets its own copy; the embedding keeps the plain rows.
   if (m.output.valid() && repack_supported(m.output)) todo.push_back(&m.output);
   if (todo.empty()) return;
-  // One arena for all copies (64-byte aligned pieces), so huge pages are not rounded per tensor.
+  // One arena for all copies (64-byte aligned pieces).
   auto piece = [](const TensorView* v) { return (repacked_bytes(*v) + 63) / 64 * 64; };
   size_t total = 0;
   for (const TensorView* v : todo) total += piece(v);
