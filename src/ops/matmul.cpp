@@ -15,6 +15,9 @@ namespace corral {
 
 namespace {
 
+// Most weights one matmul_shared_input call fuses into one pass (Q, K, V).
+constexpr size_t kMaxFusedTargets = 4;
+
 // Prompt-sized batches: blocked GEMM. Weight rows are expanded to f32 one (64-row x 256-col)
 // tile at a time and reused by up to 192 tokens; activations are packed [group][k][NR] once,
 // so the micro-kernel streams both with unit stride. Activations stay f32 (no rounding).
@@ -81,9 +84,9 @@ void matmul_gemm(Context& ctx, const TensorView& w, const float* x, int64_t T, f
 template <class Tile>
 void for_each_repacked_tile(Context& ctx, std::initializer_list<MatmulTarget> targets, int64_t T,
                             int64_t per_call, Tile&& tile) {
-  constexpr int64_t kPanel = 8, kTok = 64;  // kTok is a multiple of every per_call (1, 2, 4)
-  constexpr size_t kMaxTargets = 4;
-  int64_t first[kMaxTargets + 1] = {0};  // target j owns global groups [first[j], first[j + 1])
+  constexpr int64_t kPanel = 8, kTok = 64;  // kTok is a multiple of every per_call (1, 4)
+  int64_t first[kMaxFusedTargets + 1] = {
+      0};  // target j owns global groups [first[j], first[j + 1])
   const MatmulTarget* tg = targets.begin();
   const size_t n = targets.size();
   for (size_t j = 0; j < n; ++j) first[j + 1] = first[j] + tg[j].w->ne[1] / 8;
@@ -131,7 +134,7 @@ size_t quantize_activations_q8k(Context& ctx, const float* x, int64_t K, int64_t
 }
 
 // Repacked Q4_0/Q8_0/Q4_K weights (one type and input width across targets): decode (one token
-// per kernel call) and prompts (Q4_0, Q8_0: 8 rows x 4 tokens per call, Q4_K: 8 rows x 2 or 4).
+// per kernel call) and prompts (8 rows x 4 tokens per call).
 void matmul_repacked(Context& ctx, std::initializer_list<MatmulTarget> targets, const float* x,
                      int64_t T, MatmulScratch& s) {
   const KernelTable& k = kernels_best();
@@ -139,44 +142,41 @@ void matmul_repacked(Context& ctx, std::initializer_list<MatmulTarget> targets, 
   const int64_t K = w0.ne[0], nb = K / 32;
   const MatmulTarget* tg = targets.begin();
   const bool prompt = T >= 16;
+  const int64_t per_call = prompt ? 4 : 1, Tp = (T + per_call - 1) / per_call * per_call;
+  const size_t gbytes = repacked_group_bytes(w0.type, K);
+  auto group = [&](size_t j, int64_t gi) {
+    return static_cast<const uint8_t*>(tg[j].w->data) + size_t(gi) * gbytes;
+  };
   if (w0.type == DType::Q4_K) {
-    const int64_t per_call = prompt ? int64_t(k.gemm_q4_k_tokens) : 1;
-    const size_t arow =
-        quantize_activations_q8k(ctx, x, K, T, (T + per_call - 1) / per_call * per_call, s);
-    const size_t gbytes = size_t(K / QK_K) * kQ4KGroupBytes;
+    const size_t arow = quantize_activations_q8k(ctx, x, K, T, Tp, s);
     const uint8_t* act = s.act.data();
-    for_each_repacked_tile(
-        ctx, targets, T, per_call, [&](size_t j, int64_t gi, int64_t t, float* o) {
-          const uint8_t* g = static_cast<const uint8_t*>(tg[j].w->data) + size_t(gi) * gbytes;
-          if (prompt)
-            k.gemm_q4_kx8(K, g, act + size_t(t) * arow, arow, o);
-          else
-            k.gemv_q4_kx8(K, g, act + size_t(t) * arow, o);
-        });
+    for_each_repacked_tile(ctx, targets, T, per_call,
+                           [&](size_t j, int64_t gi, int64_t t, float* o) {
+                             if (prompt)
+                               k.gemm_q4_kx8(K, group(j, gi), act + size_t(t) * arow, arow, o);
+                             else
+                               k.gemv_q4_kx8(K, group(j, gi), act + size_t(t) * arow, o);
+                           });
     return;
   }
-  const int64_t per_call = prompt ? 4 : 1;
-  quantize_activations(ctx, x, K, T, (T + per_call - 1) / per_call * per_call, s);
+  quantize_activations(ctx, x, K, T, Tp, s);
   const int8_t* xq = s.xq.data();
   const float *xd = s.xd.data(), *xs = s.xs.data();
   if (w0.type == DType::Q8_0) {
-    for_each_repacked_tile(
-        ctx, targets, T, per_call, [&](size_t j, int64_t gi, int64_t t, float* o) {
-          const uint8_t* g =
-              static_cast<const uint8_t*>(tg[j].w->data) + size_t(gi * nb) * kQ8_0GroupBytes;
-          if (prompt)
-            k.gemm_q8_0x8x4(K, g, xq + t * K, K, xd + t * nb, nb, o);
-          else
-            k.gemv_q8_0x8(K, g, xq + t * K, xd + t * nb, o);
-        });
+    for_each_repacked_tile(ctx, targets, T, per_call,
+                           [&](size_t j, int64_t gi, int64_t t, float* o) {
+                             if (prompt)
+                               k.gemm_q8_0x8x4(K, group(j, gi), xq + t * K, K, xd + t * nb, nb, o);
+                             else
+                               k.gemv_q8_0x8(K, group(j, gi), xq + t * K, xd + t * nb, o);
+                           });
     return;
   }
   for_each_repacked_tile(ctx, targets, T, per_call, [&](size_t j, int64_t gi, int64_t t, float* o) {
-    const uint8_t* g = static_cast<const uint8_t*>(tg[j].w->data) + size_t(gi * nb) * 144;
     if (prompt)
-      k.gemm_q4_0x8x4(K, g, xq + t * K, K, xd + t * nb, xs + t * nb, nb, o);
+      k.gemm_q4_0x8x4(K, group(j, gi), xq + t * K, K, xd + t * nb, xs + t * nb, nb, o);
     else
-      k.gemv_q4_0x8(K, g, xq + t * K, xd + t * nb, xs + t * nb, o);
+      k.gemv_q4_0x8(K, group(j, gi), xq + t * K, xd + t * nb, xs + t * nb, o);
   });
 }
 
@@ -297,7 +297,7 @@ void matmul(Context& ctx, const TensorView& w, const float* x, int64_t n_tok, fl
 void matmul_shared_input(Context& ctx, std::initializer_list<MatmulTarget> targets, const float* x,
                          int64_t n_tok, MatmulScratch& scratch) {
   const TensorView& w0 = *targets.begin()->w;
-  bool fused = w0.repacked && targets.size() <= 4;
+  bool fused = w0.repacked && targets.size() <= kMaxFusedTargets;
   for (const MatmulTarget& t : targets)
     fused = fused && t.w->repacked && t.w->type == w0.type && t.w->ne[0] == w0.ne[0];
   if (fused) {

@@ -13,7 +13,7 @@ void gemv_q4_0x8_avx2(int64_t K, const uint8_t* g, const int8_t* xq, const float
   const int64_t nb = K / 32;
   const __m256i m4 = _mm256_set1_epi8(0xF), ones = _mm256_set1_epi16(1);
   __m256 acc = _mm256_setzero_ps(), corr = _mm256_setzero_ps();
-  for (int64_t b = 0; b < nb; ++b, g += 144) {
+  for (int64_t b = 0; b < nb; ++b, g += kQ4_0GroupBytes) {
     _mm_prefetch(reinterpret_cast<const char*>(g) + 3072, _MM_HINT_T0);
     _mm_prefetch(reinterpret_cast<const char*>(g) + 3072 + 64, _MM_HINT_T0);
     _mm_prefetch(reinterpret_cast<const char*>(g) + 3072 + 128, _MM_HINT_T0);
@@ -45,7 +45,7 @@ void gemm_q4_0x8x4_avx2(int64_t K, const uint8_t* g, const int8_t* xq, int64_t l
   const int64_t nb = K / 32;
   const __m256i m4 = _mm256_set1_epi8(0xF), ones = _mm256_set1_epi16(1);
   __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
-  for (int64_t b = 0; b < nb; ++b, g += 144) {
+  for (int64_t b = 0; b < nb; ++b, g += kQ4_0GroupBytes) {
     __m256i s0 = _mm256_setzero_si256(), s1 = s0, s2 = s0, s3 = s0;
     for (int c = 0; c < 4; ++c) {
       const __m256i bits = _mm256_loadu_si256((const __m256i*)(g + 16 + 32 * c));
@@ -111,7 +111,7 @@ void gemv_q4_kx8_avx2(int64_t K, const uint8_t* g, const void* xq8k, float* out)
   const auto* xb = static_cast<const BlockQ8_K*>(xq8k);
   const __m256i m4 = _mm256_set1_epi8(0xF);
   __m256 acc = _mm256_setzero_ps();
-  for (int64_t s = 0; s < nsb; ++s, g += 1184) {
+  for (int64_t s = 0; s < nsb; ++s, g += kQ4KGroupBytes) {
     const int8_t* x = xb[s].qs;
     __m256i isum = _mm256_setzero_si256();
     for (int j = 0; j < 4; ++j) {
@@ -236,7 +236,7 @@ void gemm_q4_kx8x4_avx2(int64_t K, const uint8_t* g, const uint8_t* x8k, size_t 
   const __m256i m4 = _mm256_set1_epi8(0xF);
   __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(),
                    _mm256_setzero_ps()};
-  for (int64_t s = 0; s < nsb; ++s, g += 1184) {
+  for (int64_t s = 0; s < nsb; ++s, g += kQ4KGroupBytes) {
     __m256i is[4] = {_mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256(),
                      _mm256_setzero_si256()};
     for (int j = 0; j < 4; ++j) {

@@ -40,8 +40,8 @@ using GemvRepackedKFn = void (*)(int64_t K, const uint8_t* group, const void* xq
 using GemmRepackedFn = void (*)(int64_t K, const uint8_t* group, const int8_t* xq, int64_t ldx,
                                 const float* xd, const float* xs, int64_t ldb, float* out32);
 
-// Prompts over repacked Q4_K: 8 rows x gemm_q4_k_tokens tokens of Q8_K activations (ldx bytes
-// apart); out[t * 8 + r].
+// Prompts over repacked Q4_K: 8 rows x 4 tokens of Q8_K activations (ldx bytes apart);
+// out[t * 8 + r].
 using GemmRepackedKFn = void (*)(int64_t K, const uint8_t* group, const uint8_t* x8k, size_t ldx,
                                  float* out);
 
@@ -64,7 +64,6 @@ struct KernelTable {
   GemmRepacked8Fn gemm_q8_0x8x4;
   GemmRepackedFn gemm_q4_0x8x4;
   GemmRepackedKFn gemm_q4_kx8;
-  int gemm_q4_k_tokens;  // tokens per gemm_q4_kx8 call (2 or 4)
   GemvRepackedFn gemv_q4_0x8;
   GemvRepackedKFn gemv_q4_kx8;
   Int8MicroFn int8_micro;

@@ -430,7 +430,6 @@ KernelTable make() {
   t.gemv_q4_kx8 = gemv_q4_kx8_avx2;
   t.gemm_q4_0x8x4 = gemm_q4_0x8x4_avx2;
   t.gemm_q4_kx8 = gemm_q4_kx8x4_avx2;
-  t.gemm_q4_k_tokens = 4;
   t.gemv_q8_0x8 = gemv_q8_0x8_avx2;
   t.gemm_q8_0x8x4 = gemm_q8_0x8x4_avx2;
   t.dequant[uint32_t(DType::F16)] = deq_f16;

@@ -19,9 +19,13 @@ bool repack_supported(const TensorView& w) {
   return false;
 }
 
+size_t repacked_group_bytes(DType t, int64_t K) {
+  if (t == DType::Q4_K) return size_t(K / QK_K) * kQ4KGroupBytes;
+  return size_t(K / 32) * (t == DType::Q8_0 ? kQ8_0GroupBytes : kQ4_0GroupBytes);
+}
+
 size_t repacked_bytes(const TensorView& w) {
-  if (w.type == DType::Q4_K) return size_t(w.rows() / 8) * size_t(w.ne[0] / QK_K) * kQ4KGroupBytes;
-  return w.nbytes();
+  return size_t(w.rows() / 8) * repacked_group_bytes(w.type, w.ne[0]);
 }
 
 namespace {

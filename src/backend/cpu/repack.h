@@ -7,6 +7,7 @@
 //   d[8] (fp16, one per row), then 4 chunks of 32 bytes; chunk c holds, for row i, the original
 //   quant bytes qs[4c .. 4c+3] at bytes [4i .. 4i+3] (low nibble = value 4c+j, high = 16+4c+j).
 #pragma once
+#include <cstddef>
 #include <cstdint>
 #include <functional>
 
@@ -14,6 +15,8 @@
 #include "core/thread_pool.h"
 
 namespace corral {
+
+constexpr size_t kQ4_0GroupBytes = 144;
 
 // Q4_K (2-d weights only: the regrouped superblock is 1184 bytes instead of 8 x 144), per group
 // of 8 rows and superblock: d[8], dmin[8] (fp16), scales[8 sub][8 rows], mins[8 sub][8 rows]
@@ -34,6 +37,8 @@ void repack_q4_0x8(const TensorView& w, uint8_t* dst, ThreadPool* pool = nullptr
 void repack_q8_0x8(const TensorView& w, uint8_t* dst, ThreadPool* pool = nullptr);
 // Bytes the repacked copy needs.
 size_t repacked_bytes(const TensorView& w);
+// Bytes of one group of 8 rows of width K in the repacked layout of type t (Q4_0, Q8_0, Q4_K).
+size_t repacked_group_bytes(DType t, int64_t K);
 void repack_q4_k(const TensorView& w, uint8_t* dst, ThreadPool* pool = nullptr);
 // Row r of a repacked tensor back in plain blocks: the inverse of the layout (tests check it).
 void repacked_q4_0_row(const uint8_t* data, int64_t K, int64_t r, uint8_t* out_blocks);
