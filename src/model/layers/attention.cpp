@@ -54,6 +54,18 @@ int64_t round_up(int64_t x, int64_t m) {
   return (x + m - 1) / m * m;
 }
 
+// Softmax of scale * s over [a, e); entries of [0, span) outside it get weight 0.
+void softmax_window(float* s, int64_t a, int64_t e, int64_t span, float scale) {
+  float mx = -INFINITY;
+  for (int64_t i = a; i < e; ++i) mx = std::max(mx, s[i] * scale);
+  double sum = 0;
+  for (int64_t i = a; i < e; ++i) sum += (s[i] = std::exp(s[i] * scale - mx));
+  const float inv = float(1.0 / sum);
+  for (int64_t i = 0; i < a; ++i) s[i] = 0.f;
+  for (int64_t i = a; i < e; ++i) s[i] *= inv;
+  for (int64_t i = e; i < span; ++i) s[i] = 0.f;
+}
+
 }  // namespace
 
 void attention(Context& ctx, KvStore& kv, const AttnParams& p, const std::vector<BatchToken>& batch,
@@ -65,6 +77,8 @@ void attention(Context& ctx, KvStore& kv, const AttnParams& p, const std::vector
   const KernelTable& k = kernels_best();
   const int64_t MR = k.gemm_mr, NR = k.gemm_nr;
   const DequantFn deq16 = k.dequant[uint32_t(DType::F16)];
+  const DotFn dot = k.dot[uint32_t(DType::F32)];
+  const AxpyFn axpy = k.axpy_f32;
   int64_t max_pos = 0;
   for (auto& b : batch) max_pos = std::max<int64_t>(max_pos, b.pos + 1);
   const int64_t max_tok =
@@ -125,81 +139,56 @@ void attention(Context& ctx, KvStore& kv, const AttnParams& p, const std::vector
           dequantize_row(DType::F16, r, rowf, hd);
         return rowf;
       };
-      // One token's `nq` queries row by row: each cached row converted once, dotted with every
-      // query, then added (weighted) to every query's accumulator [nq][hd].
-      auto attend_rows = [&](auto& row_of, const float* qs, int64_t nqr, int64_t a, int64_t e,
-                             float* s, float* o) {
-        for (int64_t pos = a; pos < e; ++pos) {
-          const float* kr = row_of(false, pos);
-          for (int64_t j = 0; j < nqr; ++j)
-            s[j * ld_s + (pos - a)] = k.dot[uint32_t(DType::F32)](hd, kr, qs + j * hd) * p.scale;
-        }
-        for (int64_t j = 0; j < nqr; ++j) {
-          float* sj = s + j * ld_s;
-          float mx = -INFINITY;
-          for (int64_t i = 0; i < e - a; ++i) mx = std::max(mx, sj[i]);
-          double sum = 0;
-          for (int64_t i = 0; i < e - a; ++i) sum += (sj[i] = std::exp(sj[i] - mx));
-          const float inv = float(1.0 / sum);
-          for (int64_t i = 0; i < e - a; ++i) sj[i] *= inv;
-        }
-        std::fill(o, o + nqr * hd, 0.f);
-        for (int64_t pos = a; pos < e; ++pos) {
-          const float* vr = row_of(true, pos);
-          for (int64_t j = 0; j < nqr; ++j) k.axpy_f32(hd, s[j * ld_s + (pos - a)], vr, o + j * hd);
-        }
-      };
-      if (tb.n == 1) {  // decode: the GEMM's packing costs more than it saves for one token
-        attend_rows(cached_row, qp, group, lo, hi, sc, acc);
-        for (int64_t j = 0; j < group; ++j)
-          std::memcpy(out + tb.t0 * p.n_head * hd + (kvh * group + j) * hd, acc + j * hd,
-                      size_t(hd) * 4);
-        continue;
-      }
-      // S[j][pos - lo] = q_j . k_pos, NR positions per packed K panel (zeros past hi).
-      for (int64_t c0 = lo; c0 < hi; c0 += NR) {
-        for (int64_t c = 0; c < NR; ++c) {
-          if (c0 + c < hi) {
-            const float* kr = cached_row(false, c0 + c);
-            for (int64_t d = 0; d < hd; ++d) kp[d * NR + c] = kr[d];
-          } else {
-            for (int64_t d = 0; d < hd; ++d) kp[d * NR + c] = 0.f;
-          }
-        }
-        for (int64_t r = 0; r < nq_pad; r += MR)
-          k.gemm_micro(hd, qp + r * hd, hd, kp, sc + r * ld_s + (c0 - lo), ld_s, false);
-      }
-      // Softmax over each query's own window; everything else in [lo, hi) gets weight 0.
       const int64_t span = hi - lo;
-      for (int64_t j = 0; j < nq_pad; ++j) {
-        float* s = sc + j * ld_s;
-        if (j >= nq) {
-          std::fill(s, s + span, 0.f);
-          continue;
+      if (tb.n == 1) {
+        // Decode, row by row (the GEMM's packing costs more than it saves for one token): each
+        // cached row converted once, dotted with every query, then added to every accumulator.
+        for (int64_t pos = lo; pos < hi; ++pos) {
+          const float* kr = cached_row(false, pos);
+          for (int64_t j = 0; j < nq; ++j) sc[j * ld_s + (pos - lo)] = dot(hd, kr, qp + j * hd);
         }
-        const int64_t a = p0[j / group] - lo, e = p1[j / group] - lo;
-        float mx = -INFINITY;
-        for (int64_t i = a; i < e; ++i) mx = std::max(mx, s[i] * p.scale);
-        double sum = 0;
-        for (int64_t i = a; i < e; ++i) sum += (s[i] = std::exp(s[i] * p.scale - mx));
-        const float inv = float(1.0 / sum);
-        for (int64_t i = 0; i < a; ++i) s[i] = 0.f;
-        for (int64_t i = a; i < e; ++i) s[i] *= inv;
-        for (int64_t i = e; i < span; ++i) s[i] = 0.f;
-      }
-      // acc = P V, V packed per chunk of positions into n_dp panels of NR dimensions.
-      for (int64_t c0 = lo; c0 < hi; c0 += kVChunk) {
-        const int64_t kc = std::min(kVChunk, hi - c0);
-        for (int64_t c = 0; c < kc; ++c) {
-          const float* vr = cached_row(true, c0 + c);
-          for (int64_t dp = 0; dp < n_dp; ++dp)
-            for (int64_t d = 0; d < NR; ++d)
-              vp[(dp * kVChunk + c) * NR + d] = dp * NR + d < hd ? vr[dp * NR + d] : 0.f;
+        for (int64_t j = 0; j < nq; ++j) softmax_window(sc + j * ld_s, 0, span, span, p.scale);
+        std::fill(acc, acc + nq * hd_pad, 0.f);
+        for (int64_t pos = lo; pos < hi; ++pos) {
+          const float* vr = cached_row(true, pos);
+          for (int64_t j = 0; j < nq; ++j)
+            axpy(hd, sc[j * ld_s + (pos - lo)], vr, acc + j * hd_pad);
         }
-        for (int64_t r = 0; r < nq_pad; r += MR)
-          for (int64_t dp = 0; dp < n_dp; ++dp)
-            k.gemm_micro(kc, sc + r * ld_s + (c0 - lo), ld_s, vp + dp * kVChunk * NR,
-                         acc + r * hd_pad + dp * NR, hd_pad, c0 > lo);
+      } else {
+        // S[j][pos - lo] = q_j . k_pos, NR positions per packed K panel (zeros past hi).
+        for (int64_t c0 = lo; c0 < hi; c0 += NR) {
+          for (int64_t c = 0; c < NR; ++c) {
+            if (c0 + c < hi) {
+              const float* kr = cached_row(false, c0 + c);
+              for (int64_t d = 0; d < hd; ++d) kp[d * NR + c] = kr[d];
+            } else {
+              for (int64_t d = 0; d < hd; ++d) kp[d * NR + c] = 0.f;
+            }
+          }
+          for (int64_t r = 0; r < nq_pad; r += MR)
+            k.gemm_micro(hd, qp + r * hd, hd, kp, sc + r * ld_s + (c0 - lo), ld_s, false);
+        }
+        // Softmax over each query's own window; everything else in [lo, hi) gets weight 0.
+        for (int64_t j = 0; j < nq_pad; ++j) {
+          if (j < nq)
+            softmax_window(sc + j * ld_s, p0[j / group] - lo, p1[j / group] - lo, span, p.scale);
+          else
+            std::fill(sc + j * ld_s, sc + j * ld_s + span, 0.f);
+        }
+        // acc = P V, V packed per chunk of positions into n_dp panels of NR dimensions.
+        for (int64_t c0 = lo; c0 < hi; c0 += kVChunk) {
+          const int64_t kc = std::min(kVChunk, hi - c0);
+          for (int64_t c = 0; c < kc; ++c) {
+            const float* vr = cached_row(true, c0 + c);
+            for (int64_t dp = 0; dp < n_dp; ++dp)
+              for (int64_t d = 0; d < NR; ++d)
+                vp[(dp * kVChunk + c) * NR + d] = dp * NR + d < hd ? vr[dp * NR + d] : 0.f;
+          }
+          for (int64_t r = 0; r < nq_pad; r += MR)
+            for (int64_t dp = 0; dp < n_dp; ++dp)
+              k.gemm_micro(kc, sc + r * ld_s + (c0 - lo), ld_s, vp + dp * kVChunk * NR,
+                           acc + r * hd_pad + dp * NR, hd_pad, c0 > lo);
+        }
       }
       for (int64_t j = 0; j < nq; ++j)
         std::memcpy(out + (tb.t0 + j / group) * p.n_head * hd + (kvh * group + j % group) * hd,
