@@ -4,9 +4,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
-#include <algorithm>
 #include <map>
 #include <nlohmann/json.hpp>
 
@@ -17,13 +17,9 @@
 
 using namespace corral;
 using corral::test::fixture;
+using corral::test::load_json;
 
 namespace {
-
-nlohmann::json load_json(const std::string& p) {
-  std::ifstream f(p);
-  return nlohmann::json::parse(f);
-}
 
 std::unique_ptr<Engine> open(const std::string& path, int64_t ctx = 256) {
   EngineOptions o;
@@ -85,7 +81,8 @@ RefResult check_model(Engine& e, const std::string& dir, const std::string& prom
   return r;
 }
 
-const char* kModels[] = {"llama2_mha_f32", "llama31_gqa_f32", "llama32_tied_bf16", "llama4_moe_f32"};
+const char* kModels[] = {"llama2_mha_f32", "llama31_gqa_f32", "llama32_tied_bf16",
+                         "llama4_moe_f32"};
 
 }  // namespace
 
@@ -188,9 +185,11 @@ TEST(Cli, Llama2cReproducesReferenceProgram) {
     const size_t n_prompt = nlohmann::json::parse(t.out).size();
     const int n = c["steps"].get<int>() - int(n_prompt) + 1;
     auto r = test::run_corral("run -m " + bin + " --tokenizer " + tok + " -n " + std::to_string(n) +
-                              " --temp 0 -f /dev/stdin", prompt);
+                                  " --temp 0 -f /dev/stdin",
+                              prompt);
     ASSERT_EQ(r.status, 0) << r.err;
-    EXPECT_EQ(prompt + r.out, c["expected_stdout"].get<std::string>()) << "prompt '" << prompt << "'";
+    EXPECT_EQ(prompt + r.out, c["expected_stdout"].get<std::string>())
+        << "prompt '" << prompt << "'";
   }
 }
 
@@ -203,11 +202,13 @@ TEST(Cli, BadInputGivesOneErrorLine) {
       {"run -m " + dir + " --prompt-ids 1,2,3 -n 0", "-n 0"},
       {"run -m " + dir + " --prompt-ids 1,99999", "id outside vocab"},
       {"run -m " + dir + " -p hello", "no tokenizer"},
-      {"run -m " + dir + " --prompt-ids " + [] {
-         std::string s = "1";
-         for (int i = 0; i < 300; ++i) s += ",5";
-         return s;
-       }(), "prompt longer than context"},
+      {"run -m " + dir + " --prompt-ids " +
+           [] {
+             std::string s = "1";
+             for (int i = 0; i < 300; ++i) s += ",5";
+             return s;
+           }(),
+       "prompt longer than context"},
       {"run -m " + dir + " --prompt-ids 1 --bogus-flag", "unknown flag"},
       {"logits -m " + dir + " --prompt-ids 1,x,3 --out /dev/null", "bad id list"},
   };

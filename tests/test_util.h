@@ -1,13 +1,21 @@
-// Helpers shared by the tests: fixture paths, running the corral binary, reading f32 files.
+// Helpers shared by the tests: fixture paths, JSON files, running the corral binary, reading f32
+// files.
 #pragma once
 #include <cstdio>
 #include <fstream>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
 namespace corral::test {
 
-inline std::string fixture(const std::string& rel) { return std::string(CORRAL_FIXTURES) + "/" + rel; }
+inline std::string fixture(const std::string& rel) {
+  return std::string(CORRAL_FIXTURES) + "/" + rel;
+}
+inline nlohmann::json load_json(const std::string& path) {
+  std::ifstream f(path);
+  return nlohmann::json::parse(f);
+}
 inline std::string tmp_path(const std::string& name) {
   return std::string(::testing::TempDir()) + "corral_" + name;
 }
@@ -25,8 +33,8 @@ inline CmdResult run_corral(const std::string& args, const std::string& stdin_te
     std::ofstream f(in, std::ios::binary);
     f << stdin_text;
   }
-  const std::string cmd = std::string(CORRAL_BINARY) + " " + args + " <" + in + " >" + out +
-                          " 2>" + err;
+  const std::string cmd =
+      std::string(CORRAL_BINARY) + " " + args + " <" + in + " >" + out + " 2>" + err;
   int rc = std::system(cmd.c_str());
   auto slurp = [](const std::string& p) {
     std::ifstream f(p, std::ios::binary);

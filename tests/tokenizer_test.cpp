@@ -1,5 +1,7 @@
 // Tokenizers against the reference ids in ../shared/fixtures (HF tokenizers, sentencepiece,
 // llama.cpp's own test vectors), plus round trips, chat templates and streaming decode.
+#include "tokenizer/tokenizer.h"
+
 #include <gtest/gtest.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -11,17 +13,12 @@
 
 #include "test_util.h"
 #include "tokenizer/chat_template.h"
-#include "tokenizer/tokenizer.h"
 
 using namespace corral;
 using corral::test::fixture;
+using corral::test::load_json;
 
 namespace {
-
-nlohmann::json load_json(const std::string& p) {
-  std::ifstream f(p);
-  return nlohmann::json::parse(f);
-}
 
 const Tokenizer& tok(const std::string& path) {
   static std::map<std::string, std::unique_ptr<Tokenizer>> cache;
@@ -55,7 +52,9 @@ void check_cases(const std::string& tokenizer, const std::string& cases, bool pa
 
 }  // namespace
 
-TEST(Tokenizer, Llama3CasesMatchHF) { check_cases("tokenizers/llama3/tokenizer.json", "tokenizers/llama3/cases.json", true); }
+TEST(Tokenizer, Llama3CasesMatchHF) {
+  check_cases("tokenizers/llama3/tokenizer.json", "tokenizers/llama3/cases.json", true);
+}
 
 TEST(Tokenizer, Llama2CasesMatchSentencePiece) {
   check_cases("tokenizers/llama2/tokenizer.model", "tokenizers/llama2/cases.json", false);
@@ -96,7 +95,8 @@ TEST(Tokenizer, Llama3ChatTemplateMatchesReference) {
   for (auto& c : j["cases"]) {
     std::vector<ChatMessage> msgs;
     for (auto& m : c["messages"]) msgs.push_back({m["role"], m["content"]});
-    const std::string text = chat_render(*detected, msgs, c["add_generation_prompt"], "<|begin_of_text|>");
+    const std::string text =
+        chat_render(*detected, msgs, c["add_generation_prompt"], "<|begin_of_text|>");
     EXPECT_EQ(text, c["text"].get<std::string>());
     EncodeOptions eo;
     eo.parse_special = true;
@@ -139,7 +139,8 @@ TEST(Tokenizer, LongRepeatedInputIsFast) {
     for (const std::string* s : std::vector<const std::string*>{&big, &word}) {
       auto t0 = std::chrono::steady_clock::now();
       auto ids = t.encode(*s);
-      const double sec = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      const double sec =
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
       EXPECT_EQ(t.decode(ids), *s);
       // A quadratic merge loop takes minutes here; linearithmic takes well under a second.
       EXPECT_LT(sec, 20.0) << p;
@@ -174,14 +175,15 @@ TEST(Tokenizer, CliEncodeDecode) {
                             " --text 'Hello world' --bos --json");
   ASSERT_EQ(r.status, 0) << r.err;
   EXPECT_EQ(r.out, "[128000, 9906, 1917]\n");
-  r = test::run_corral("tokenize --tokenizer " + fixture("tokenizers/llama3/tokenizer.json") + " --json",
-                       "Hello world");
+  r = test::run_corral(
+      "tokenize --tokenizer " + fixture("tokenizers/llama3/tokenizer.json") + " --json",
+      "Hello world");
   EXPECT_EQ(r.out, "[9906, 1917]\n");
-  r = test::run_corral("tokenize --decode --tokenizer " + fixture("tokenizers/llama3/tokenizer.json") +
-                       " --ids 9906,1917");
+  r = test::run_corral("tokenize --decode --tokenizer " +
+                       fixture("tokenizers/llama3/tokenizer.json") + " --ids 9906,1917");
   EXPECT_EQ(r.out, "Hello world");
-  r = test::run_corral("tokenize --decode --tokenizer " + fixture("tokenizers/llama3/tokenizer.json") +
-                       " --ids 999999");
+  r = test::run_corral("tokenize --decode --tokenizer " +
+                       fixture("tokenizers/llama3/tokenizer.json") + " --ids 999999");
   EXPECT_EQ(r.status, 1);
   EXPECT_EQ(r.err.rfind("error:", 0), 0u);
 }
