@@ -42,9 +42,8 @@ void BM_Matmul(benchmark::State& st) {
   const DType t = DType(st.range(0));
   const int64_t T = st.range(1), n_in = 2048, n_out = 8192;
   // CORRAL_BENCH_THREADS=1 isolates a kernel from thread hand-offs (and from a busy sibling core).
-  static Context ctx(std::getenv("CORRAL_BENCH_THREADS")
-                         ? std::atoi(std::getenv("CORRAL_BENCH_THREADS"))
-                         : default_thread_count());
+  static const char* threads = std::getenv("CORRAL_BENCH_THREADS");
+  static Context ctx(threads ? std::atoi(threads) : default_thread_count());
   Weights w = make_weights(t, n_in, n_out);
   // Weights the engine repacks at load run here repacked too (their real path).
   std::vector<uint8_t> packed;
