@@ -16,10 +16,10 @@ for f in $lib_sources; do
   fi
 done
 wait
-corpus() {  # name, then seed files
-  local d="$out/corpus_$1"; shift
+corpus() {  # target, name, then seed files; fuzz/seeds/TARGET/ (past findings) joins every run
+  local t=$1 d="$out/corpus_$2"; shift 2
   mkdir -p "$d"
-  for f in "$@"; do [ -f "$f" ] && head -c 65536 "$f" > "$d/$(basename "$f")"; done
+  for f in "$@" "$src/fuzz/seeds/$t"/*; do [ -f "$f" ] && head -c 65536 "$f" > "$d/$(basename "$f")"; done
   echo "$d"
 }
 run() {  # target, corpus dir
@@ -29,7 +29,7 @@ run() {  # target, corpus dir
   "$out/$t" -max_total_time="$secs" -max_len=65536 -rss_limit_mb=2048 -timeout=10 "$c" 2>&1 | tail -n 3
 }
 # A small real GGUF as a seed: the vocab file's first 64 KiB plus a tiny writer-made file.
-run gguf_fuzz "$(corpus gguf "$fixtures/llamacpp-vocab/ggml-vocab-llama-spm.gguf")"
-run safetensors_fuzz "$(corpus st "$fixtures/hf/llama2_mha_f32/model.safetensors" "$fixtures/llama2c/aidreams260K.bin")"
-run tokenizer_files_fuzz "$(corpus tok "$fixtures/llama2c/tok512.bin" "$fixtures/tokenizers/llama2/tokenizer.model")"
+run gguf_fuzz "$(corpus gguf_fuzz gguf "$fixtures/llamacpp-vocab/ggml-vocab-llama-spm.gguf")"
+run safetensors_fuzz "$(corpus safetensors_fuzz st "$fixtures/hf/llama2_mha_f32/model.safetensors" "$fixtures/llama2c/aidreams260K.bin")"
+run tokenizer_files_fuzz "$(corpus tokenizer_files_fuzz tok "$fixtures/llama2c/tok512.bin" "$fixtures/tokenizers/llama2/tokenizer.model")"
 echo "fuzzing finished without findings"

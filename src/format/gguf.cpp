@@ -5,6 +5,7 @@
 #include <cstring>
 #include <unordered_set>
 
+#include "core/checked.h"
 #include "core/mapped_file.h"
 
 namespace corral {
@@ -23,8 +24,7 @@ struct Cursor {
   size_t remaining() const { return size - pos; }
   template <class T>
   Status read(T* out, const char* what) {
-    if (remaining() < sizeof(T))
-      return fail(std::string("truncated file while reading ") + what);
+    if (remaining() < sizeof(T)) return fail(std::string("truncated file while reading ") + what);
     std::memcpy(out, data + pos, sizeof(T));
     pos += sizeof(T);
     return Status::ok();
@@ -43,11 +43,24 @@ struct Cursor {
 
 size_t min_value_size(GgufType t) {
   switch (t) {
-    case GgufType::U8: case GgufType::I8: case GgufType::BOOL: return 1;
-    case GgufType::U16: case GgufType::I16: return 2;
-    case GgufType::U32: case GgufType::I32: case GgufType::F32: return 4;
-    case GgufType::U64: case GgufType::I64: case GgufType::F64: case GgufType::STRING: return 8;
-    case GgufType::ARRAY: return 12;
+    case GgufType::U8:
+    case GgufType::I8:
+    case GgufType::BOOL:
+      return 1;
+    case GgufType::U16:
+    case GgufType::I16:
+      return 2;
+    case GgufType::U32:
+    case GgufType::I32:
+    case GgufType::F32:
+      return 4;
+    case GgufType::U64:
+    case GgufType::I64:
+    case GgufType::F64:
+    case GgufType::STRING:
+      return 8;
+    case GgufType::ARRAY:
+      return 12;
   }
   return 1;
 }
@@ -55,24 +68,76 @@ size_t min_value_size(GgufType t) {
 Status read_value(Cursor& c, GgufType type, GgufValue* v, const std::string& key, int depth) {
   v->type = type;
   switch (type) {
-    case GgufType::U8: { uint8_t x; CORRAL_RETURN_IF_ERROR(c.read(&x, key.c_str())); v->u = x; break; }
-    case GgufType::I8: { int8_t x; CORRAL_RETURN_IF_ERROR(c.read(&x, key.c_str())); v->i = x; break; }
-    case GgufType::U16: { uint16_t x; CORRAL_RETURN_IF_ERROR(c.read(&x, key.c_str())); v->u = x; break; }
-    case GgufType::I16: { int16_t x; CORRAL_RETURN_IF_ERROR(c.read(&x, key.c_str())); v->i = x; break; }
-    case GgufType::U32: { uint32_t x; CORRAL_RETURN_IF_ERROR(c.read(&x, key.c_str())); v->u = x; break; }
-    case GgufType::I32: { int32_t x; CORRAL_RETURN_IF_ERROR(c.read(&x, key.c_str())); v->i = x; break; }
-    case GgufType::U64: { uint64_t x; CORRAL_RETURN_IF_ERROR(c.read(&x, key.c_str())); v->u = x; break; }
-    case GgufType::I64: { int64_t x; CORRAL_RETURN_IF_ERROR(c.read(&x, key.c_str())); v->i = x; break; }
-    case GgufType::F32: { float x; CORRAL_RETURN_IF_ERROR(c.read(&x, key.c_str())); v->f = x; break; }
-    case GgufType::F64: { double x; CORRAL_RETURN_IF_ERROR(c.read(&x, key.c_str())); v->f = x; break; }
-    case GgufType::BOOL: {
+    case GgufType::U8: {
       uint8_t x;
       CORRAL_RETURN_IF_ERROR(c.read(&x, key.c_str()));
-      if (x > 1) return c.fail("key '" + key + "': bool value " + std::to_string(x) + " is not 0 or 1");
       v->u = x;
       break;
     }
-    case GgufType::STRING: return c.read_string(&v->str, ("value of key '" + key + "'").c_str());
+    case GgufType::I8: {
+      int8_t x;
+      CORRAL_RETURN_IF_ERROR(c.read(&x, key.c_str()));
+      v->i = x;
+      break;
+    }
+    case GgufType::U16: {
+      uint16_t x;
+      CORRAL_RETURN_IF_ERROR(c.read(&x, key.c_str()));
+      v->u = x;
+      break;
+    }
+    case GgufType::I16: {
+      int16_t x;
+      CORRAL_RETURN_IF_ERROR(c.read(&x, key.c_str()));
+      v->i = x;
+      break;
+    }
+    case GgufType::U32: {
+      uint32_t x;
+      CORRAL_RETURN_IF_ERROR(c.read(&x, key.c_str()));
+      v->u = x;
+      break;
+    }
+    case GgufType::I32: {
+      int32_t x;
+      CORRAL_RETURN_IF_ERROR(c.read(&x, key.c_str()));
+      v->i = x;
+      break;
+    }
+    case GgufType::U64: {
+      uint64_t x;
+      CORRAL_RETURN_IF_ERROR(c.read(&x, key.c_str()));
+      v->u = x;
+      break;
+    }
+    case GgufType::I64: {
+      int64_t x;
+      CORRAL_RETURN_IF_ERROR(c.read(&x, key.c_str()));
+      v->i = x;
+      break;
+    }
+    case GgufType::F32: {
+      float x;
+      CORRAL_RETURN_IF_ERROR(c.read(&x, key.c_str()));
+      v->f = x;
+      break;
+    }
+    case GgufType::F64: {
+      double x;
+      CORRAL_RETURN_IF_ERROR(c.read(&x, key.c_str()));
+      v->f = x;
+      break;
+    }
+    case GgufType::BOOL: {
+      uint8_t x;
+      CORRAL_RETURN_IF_ERROR(c.read(&x, key.c_str()));
+      if (x > 1)
+        return c.fail("key '" + key + "': bool value " + std::to_string(x) + " is not 0 or 1");
+      v->u = x;
+      break;
+    }
+    case GgufType::STRING:
+      return c.read_string(&v->str, ("value of key '" + key + "'").c_str());
     case GgufType::ARRAY: {
       if (depth >= 4) return c.fail("key '" + key + "': arrays nested too deeply");
       uint32_t et;
@@ -162,15 +227,15 @@ Expected<LoadedModel> parse_gguf(const uint8_t* data, size_t size, const std::st
     CORRAL_RETURN_IF_ERROR(c.read(&n_dims, "tensor n_dims"));
     if (n_dims < 1 || n_dims > 4)
       return c.fail(where + ": n_dims " + std::to_string(n_dims) + " (must be 1..4)");
-    int64_t total = 1;
     for (uint32_t d = 0; d < n_dims; ++d) {
       int64_t ne;
       CORRAL_RETURN_IF_ERROR(c.read(&ne, "tensor dimension"));
-      if (ne < 0 || (ne > 0 && total > (int64_t(1) << 60) / ne))
+      t.ne.push_back(ne);
+      // Element counts stay below 2^60, so byte sizes and offsets below cannot wrap either.
+      const auto total = checked_extent(t.ne);
+      if (!total || *total > (int64_t(1) << 60))
         return c.fail(where + ": dimension " + std::to_string(d) + " = " + std::to_string(ne) +
                       " is negative or too large");
-      total *= ne;
-      t.ne.push_back(ne);
     }
     uint32_t type;
     CORRAL_RETURN_IF_ERROR(c.read(&type, "tensor type"));
@@ -183,9 +248,11 @@ Expected<LoadedModel> parse_gguf(const uint8_t* data, size_t size, const std::st
     uint64_t offset;
     CORRAL_RETURN_IF_ERROR(c.read(&offset, "tensor offset"));
     if (offset % alignment != 0)
-      return c.fail(where + ": data offset " + std::to_string(offset) +
-                    " is not aligned to " + std::to_string(alignment));
-    t.nbytes = size_t(total / tr->block_size) * tr->type_size;
+      return c.fail(where + ": data offset " + std::to_string(offset) + " is not aligned to " +
+                    std::to_string(alignment));
+    const auto nb = checked_tensor_bytes(t.type, t.ne);
+    if (!nb) return c.fail(where + ": byte size overflows 64 bits");
+    t.nbytes = size_t(*nb);
     offsets.push_back(offset);
     m.tensors.push_back(std::move(t));
   }
@@ -195,16 +262,17 @@ Expected<LoadedModel> parse_gguf(const uint8_t* data, size_t size, const std::st
     auto& t = m.tensors[k];
     if (offsets[k] > data_size || t.nbytes > data_size - offsets[k])
       return make_error(name + ": tensor '" + t.name + "': data at offset " +
-                        std::to_string(data_start + offsets[k]) + " + " +
-                        std::to_string(t.nbytes) + " bytes runs past the end of the file (" +
-                        std::to_string(size) + " bytes)");
+                        std::to_string(data_start + offsets[k]) + " + " + std::to_string(t.nbytes) +
+                        " bytes runs past the end of the file (" + std::to_string(size) +
+                        " bytes)");
     t.data = data + data_start + offsets[k];
     infos.push_back({offsets[k], k});
   }
   std::sort(infos.begin(), infos.end(), [](auto& a, auto& b) { return a.offset < b.offset; });
   for (size_t k = 1; k < infos.size(); ++k) {
     auto& prev = m.tensors[infos[k - 1].index];
-    if (infos[k - 1].offset + prev.nbytes > infos[k].offset && prev.nbytes > 0)
+    const auto prev_end = checked_add<uint64_t>(infos[k - 1].offset, prev.nbytes);
+    if ((!prev_end || *prev_end > infos[k].offset) && prev.nbytes > 0)
       return make_error(name + ": tensor '" + m.tensors[infos[k].index].name + "' at offset " +
                         std::to_string(data_start + infos[k].offset) + " overlaps tensor '" +
                         prev.name + "'");
@@ -235,18 +303,42 @@ struct ByteSink {
   }
   void put_value(const GgufValue& v) {
     switch (v.type) {
-      case GgufType::U8: put(uint8_t(v.u)); break;
-      case GgufType::I8: put(int8_t(v.i)); break;
-      case GgufType::U16: put(uint16_t(v.u)); break;
-      case GgufType::I16: put(int16_t(v.i)); break;
-      case GgufType::U32: put(uint32_t(v.u)); break;
-      case GgufType::I32: put(int32_t(v.i)); break;
-      case GgufType::U64: put(uint64_t(v.u)); break;
-      case GgufType::I64: put(int64_t(v.i)); break;
-      case GgufType::F32: put(float(v.f)); break;
-      case GgufType::F64: put(double(v.f)); break;
-      case GgufType::BOOL: put(uint8_t(v.u ? 1 : 0)); break;
-      case GgufType::STRING: put_str(v.str); break;
+      case GgufType::U8:
+        put(uint8_t(v.u));
+        break;
+      case GgufType::I8:
+        put(int8_t(v.i));
+        break;
+      case GgufType::U16:
+        put(uint16_t(v.u));
+        break;
+      case GgufType::I16:
+        put(int16_t(v.i));
+        break;
+      case GgufType::U32:
+        put(uint32_t(v.u));
+        break;
+      case GgufType::I32:
+        put(int32_t(v.i));
+        break;
+      case GgufType::U64:
+        put(uint64_t(v.u));
+        break;
+      case GgufType::I64:
+        put(int64_t(v.i));
+        break;
+      case GgufType::F32:
+        put(float(v.f));
+        break;
+      case GgufType::F64:
+        put(double(v.f));
+        break;
+      case GgufType::BOOL:
+        put(uint8_t(v.u ? 1 : 0));
+        break;
+      case GgufType::STRING:
+        put_str(v.str);
+        break;
       case GgufType::ARRAY:
         put(uint32_t(v.elem_type));
         put(uint64_t(v.arr.size()));
@@ -262,7 +354,8 @@ Status write_gguf(const std::string& path, const Metadata& meta_in,
                   const std::vector<GgufWriteTensor>& tensors, const GgufWriteOptions& opts) {
   Metadata meta = meta_in;
   const uint64_t align = opts.alignment;
-  if (align != kGgufDefaultAlignment) meta.set("general.alignment", GgufValue::of_u32(uint32_t(align)));
+  if (align != kGgufDefaultAlignment)
+    meta.set("general.alignment", GgufValue::of_u32(uint32_t(align)));
   ByteSink h;
   h.put(kGgufMagic);
   h.put(uint32_t(3));

@@ -2,9 +2,18 @@
 
 #include <cstring>
 
+#include "core/checked.h"
 #include "core/mapped_file.h"
 
 namespace corral {
+
+namespace {
+std::string shape_text(const std::vector<int64_t>& ne) {
+  std::string s;
+  for (size_t i = 0; i < ne.size(); ++i) s += (i ? " x " : "") + std::to_string(ne[i]);
+  return s;
+}
+}  // namespace
 
 Expected<LoadedModel> parse_llama2c(const uint8_t* data, size_t size, const std::string& name) {
   if (size < 28) return make_error(name + ": offset 0: truncated llama2.c header (need 28 bytes)");
@@ -14,11 +23,13 @@ Expected<LoadedModel> parse_llama2c(const uint8_t* data, size_t size, const std:
                 seq_len = h[6];
   const bool shared = h[5] > 0;
   const int64_t vocab = h[5] < 0 ? -int64_t(h[5]) : h[5];
-  const char* fields[7] = {"dim", "hidden_dim", "n_layers", "n_heads", "n_kv_heads", "vocab_size", "seq_len"};
+  const char* fields[7] = {"dim",        "hidden_dim", "n_layers", "n_heads",
+                           "n_kv_heads", "vocab_size", "seq_len"};
   for (int k = 0; k < 7; ++k)
     if (h[k] == 0 || (k != 5 && h[k] < 0) || (h[k] > (1 << 24) || h[k] < -(1 << 24)))
       return make_error(name + ": offset " + std::to_string(4 * k) + ": field " + fields[k] +
-                        " = " + std::to_string(h[k]) + " is out of range (is this a llama2.c .bin?)");
+                        " = " + std::to_string(h[k]) +
+                        " is out of range (is this a llama2.c .bin?)");
   if (dim % n_head != 0 || n_head % n_kv != 0 || (dim / n_head) % 2 != 0)
     return make_error(name + ": fields dim / n_heads / n_kv_heads are inconsistent");
   const int64_t hs = dim / n_head, kv_dim = n_kv * hs;
@@ -27,19 +38,25 @@ Expected<LoadedModel> parse_llama2c(const uint8_t* data, size_t size, const std:
   m.format = "llama2c";
   size_t pos = 28;
   Status bad;
-  auto take = [&](const std::string& tname, std::vector<int64_t> ne) -> const uint8_t* {
-    int64_t n = 1;
-    for (auto x : ne) n *= x;
-    const size_t nb = size_t(n) * 4;
+  auto take = [&](const std::string& tname, const std::vector<int64_t>& ne) -> const uint8_t* {
     if (!bad.is_ok()) return nullptr;
-    if (nb > size - pos) {
+    // Three header fields of up to 2^24 each multiply to 2^72: checked, never wrapped.
+    const auto nb = checked_tensor_bytes(DType::F32, ne);
+    if (!nb) {
+      bad =
+          make_error(name + ": offset " + std::to_string(pos) + ": tensor '" + tname + "': size " +
+                     shape_text(ne) + " x 4 bytes overflows 64 bits (header fields " +
+                     "dim/hidden_dim/n_layers/vocab_size/seq_len)");
+      return nullptr;
+    }
+    if (*nb > size - pos) {
       bad = make_error(name + ": offset " + std::to_string(pos) + ": tensor '" + tname + "' (" +
-                       std::to_string(nb) + " bytes) runs past the end of the file (" +
+                       std::to_string(*nb) + " bytes) runs past the end of the file (" +
                        std::to_string(size) + " bytes)");
       return nullptr;
     }
     const uint8_t* p = data + pos;
-    pos += nb;
+    pos += size_t(*nb);
     return p;
   };
   auto add = [&](const std::string& tname, std::vector<int64_t> ne, const uint8_t* p) {
@@ -84,7 +101,8 @@ Expected<LoadedModel> parse_llama2c(const uint8_t* data, size_t size, const std:
 
   auto& md = m.meta;
   std::string base = name.substr(name.find_last_of('/') + 1);
-  if (base.size() > 4 && base.compare(base.size() - 4, 4, ".bin") == 0) base.resize(base.size() - 4);
+  if (base.size() > 4 && base.compare(base.size() - 4, 4, ".bin") == 0)
+    base.resize(base.size() - 4);
   md.set("general.architecture", GgufValue::of_str("llama"));
   md.set("general.name", GgufValue::of_str(base));
   md.set("general.file_type", GgufValue::of_u32(0));

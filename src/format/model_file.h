@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "core/checked.h"
 #include "core/status.h"
 #include "core/tensor.h"
 #include "format/metadata.h"
@@ -20,11 +21,8 @@ struct ModelTensor {
   const uint8_t* data = nullptr;
   size_t nbytes = 0;
 
-  int64_t nelements() const {
-    int64_t n = 1;
-    for (auto x : ne) n *= x;
-    return n;
-  }
+  // The readers reject shapes whose extent passes 2^60, so this never fails on a loaded tensor.
+  int64_t nelements() const { return checked_elements(ne).value_or(-1); }
   TensorView view() const;
 };
 

@@ -5,6 +5,8 @@
 #include <nlohmann/json.hpp>
 #include <set>
 
+#include "core/checked.h"
+
 namespace corral {
 
 using json = nlohmann::json;
@@ -35,26 +37,30 @@ Expected<std::vector<SafeTensor>> parse_safetensors(const uint8_t* data, size_t 
     SafeTensor t;
     t.name = key;
     size_t esize;
-    if (dt == "F32") t.type = DType::F32, esize = 4;
-    else if (dt == "F16") t.type = DType::F16, esize = 2;
-    else if (dt == "BF16") t.type = DType::BF16, esize = 2;
-    else return make_error(where + ": unsupported dtype " + dt + " (supported: F32, F16, BF16)");
-    uint64_t n = 1;
+    if (dt == "F32")
+      t.type = DType::F32, esize = 4;
+    else if (dt == "F16")
+      t.type = DType::F16, esize = 2;
+    else if (dt == "BF16")
+      t.type = DType::BF16, esize = 2;
+    else
+      return make_error(where + ": unsupported dtype " + dt + " (supported: F32, F16, BF16)");
     for (auto& d : v["shape"]) {
       if (!d.is_number_unsigned()) return make_error(where + ": shape entries must be >= 0");
       const uint64_t x = d.get<uint64_t>();
-      if (x > 0 && n > (uint64_t(1) << 60) / x) return make_error(where + ": shape too large");
-      n *= x;
+      if (x > (uint64_t(1) << 60)) return make_error(where + ": shape too large");
       t.shape.push_back(int64_t(x));
     }
+    const auto extent = checked_extent(t.shape);
+    if (!extent || *extent > (int64_t(1) << 60)) return make_error(where + ": shape too large");
+    const uint64_t n = uint64_t(*checked_elements(t.shape));
     auto& off = v["data_offsets"];
     if (!off[0].is_number_unsigned() || !off[1].is_number_unsigned())
       return make_error(where + ": data_offsets must be non-negative integers");
     const uint64_t b = off[0], e = off[1];
     if (b > e || e > data_size)
-      return make_error(where + ": data_offsets [" + std::to_string(b) + ", " +
-                        std::to_string(e) + "] run past the end of the data (" +
-                        std::to_string(data_size) + " bytes)");
+      return make_error(where + ": data_offsets [" + std::to_string(b) + ", " + std::to_string(e) +
+                        "] run past the end of the data (" + std::to_string(data_size) + " bytes)");
     if (e - b != n * esize)
       return make_error(where + ": data_offsets span " + std::to_string(e - b) +
                         " bytes but shape and dtype need " + std::to_string(n * esize));
