@@ -21,6 +21,8 @@ Action add_logits(CLI::App& app);
 Action add_chat(CLI::App& app);
 Action add_bench(CLI::App& app);
 Action add_synth(CLI::App& app);
+Action add_serve(CLI::App& app);
+Action add_bench_serve(CLI::App& app);
 
 // "1,2,3" -> ids; error names the bad item.
 Expected<std::vector<int32_t>> parse_id_list(const std::string& s, const std::string& flag);

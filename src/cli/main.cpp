@@ -45,6 +45,8 @@ int main(int argc, char** argv) {
   actions["chat"] = add_chat(app);
   actions["bench"] = add_bench(app);
   actions["synth"] = add_synth(app);
+  actions["serve"] = add_serve(app);
+  actions["bench-serve"] = add_bench_serve(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {

@@ -12,7 +12,7 @@ Action add_synth(CLI::App& app) {
     int threads = 0;
   };
   auto a = std::make_shared<Args>();
-  sub->add_option("--shape", a->o.shape, "llama3.2-1b, llama3.2-3b, llama3.1-8b, llama2-7b, llama4-scout")->required();
+  sub->add_option("--shape", a->o.shape, "llama3.2-1b, llama3.2-3b, llama3.1-8b, llama2-7b, llama4-scout, tiny, tiny-llama4")->required();
   sub->add_option("--type", a->type, "f16|q8_0|q4_0|q4_k|q6_k (default f16)");
   sub->add_option("--tokenizer", a->o.tokenizer, "tokenizer to embed (default: the family's fixture)");
   sub->add_option("--layers", a->o.layers, "keep only the first N layers");

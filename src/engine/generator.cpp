@@ -19,7 +19,7 @@ Expected<std::unique_ptr<Engine>> open_engine(const EngineOptions& opts, const L
     CORRAL_ASSIGN_OR_RETURN(e->tok, Tokenizer::create(v));
   }
   const HParams& hp = e->model->hp;
-  e->ctx_size = opts.ctx_size > 0 ? opts.ctx_size : std::min<int64_t>(hp.n_ctx_train, 4096);
+  e->ctx_size = opts.ctx_size > 0 ? opts.ctx_size : std::min<int64_t>(hp.n_ctx_train, opts.ctx_cap);
   if (e->ctx_size <= 0 || e->ctx_size > (int64_t(1) << 22))
     return make_error("--ctx-size: " + std::to_string(e->ctx_size) + " is out of range");
   KvCacheConfig kc;
@@ -33,6 +33,10 @@ Expected<std::unique_ptr<Engine>> open_engine(const EngineOptions& opts, const L
     // they reproduce the reference logits; F16 and quantized weights get F16.
     const DType wt = e->model->layers.empty() ? DType::F32 : e->model->layers[0].wq.type;
     kc.type = wt == DType::F32 || wt == DType::BF16 ? DType::F32 : DType::F16;
+  }
+  if (opts.kv_mib > 0) {
+    const int64_t block = kc.block_size * kc.row * (kc.type == DType::F16 ? 2 : 4) * kc.n_layer * 2;
+    kc.n_blocks = std::max<int64_t>(1, (opts.kv_mib << 20) / std::max<int64_t>(block, 1));
   }
   e->kv = std::make_unique<PagedKvCache>(kc);
   e->load_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();

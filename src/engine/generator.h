@@ -16,11 +16,13 @@ struct EngineOptions {
   std::string model_path;
   std::string tokenizer_path;
   int threads = 0;         // 0 = physical cores
-  int64_t ctx_size = 0;    // 0 = min(training context, 4096)
+  int64_t ctx_size = 0;    // 0 = min(training context, ctx_cap)
+  int64_t ctx_cap = 4096;
   // KV cache element type; auto: F32 with F32/BF16 weights, else F16.
   DType kv_type = DType::F16;
   bool kv_type_auto = true;
   int64_t n_seq = 1;       // sequences the KV cache must hold at ctx_size each
+  int64_t kv_mib = 0;      // KV pool size in MiB instead (0: n_seq * ctx_size positions)
 };
 
 struct Engine {

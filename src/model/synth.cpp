@@ -31,6 +31,9 @@ const std::map<std::string, Shape>& shapes() {
       {"llama3.2-3b", {"llama", 3072, 28, 24, 8, 128, 8192, 131072, 500000, true, 32, "llama3"}},
       {"llama3.1-8b", {"llama", 4096, 32, 32, 8, 128, 14336, 131072, 500000, false, 8, "llama3"}},
       {"llama2-7b", {"llama", 4096, 32, 32, 32, 128, 11008, 4096, 10000, false, 0, "llama2"}},
+      // Small shapes for tests: real tokenizer, every row a multiple of 256 (all K-quants apply).
+      {"tiny", {"llama", 256, 2, 4, 2, 64, 512, 4096, 500000, true, 0, "llama3"}},
+      {"tiny-llama4", {"llama4", 256, 2, 4, 2, 64, 512, 4096, 500000, false, 0, "llama3", 4, 256}},
       {"llama4-scout",
        {"llama4", 5120, 48, 40, 8, 128, 16384, 262144, 500000, false, 16, "llama3", 16, 8192}},
   };

@@ -1,0 +1,206 @@
+// corral serve: loads each model, starts its scheduler and serves the OpenAI API until SIGINT or
+// SIGTERM, then drains (running requests get up to 10 s) and exits 0.
+#include <signal.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <fstream>
+#include <thread>
+
+#include "cli/commands.h"
+#include "engine/generator.h"
+#include "server/http_server.h"
+
+namespace corral::cli {
+
+namespace {
+
+struct ServeArgs {
+  std::vector<std::string> models;
+  std::string host = "127.0.0.1";
+  int port = 8080;
+  std::vector<std::string> api_keys;
+  std::string api_key_file;
+  int64_t parallel = 16, ctx_size = 0, kv_memory = 0, max_queue = 256;
+  std::string max_body = "8MiB";
+  int64_t step_tokens = 256;
+  int threads = 0;
+  std::string log_format = "text";
+  std::string chat_template;
+};
+
+int g_signal_pipe[2] = {-1, -1};
+void on_signal(int) {
+  const char c = 1;
+  if (write(g_signal_pipe[1], &c, 1) < 0) {
+  }
+}
+
+// "8MiB", "512K", "1048576" -> bytes.
+Expected<size_t> parse_size(const std::string& s, const std::string& flag) {
+  char* end = nullptr;
+  errno = 0;
+  const double v = std::strtod(s.c_str(), &end);
+  std::string unit = end ? end : "";
+  double mul = 1;
+  if (unit == "" || unit == "B")
+    mul = 1;
+  else if (unit == "K" || unit == "KiB" || unit == "k")
+    mul = 1024;
+  else if (unit == "M" || unit == "MiB" || unit == "m")
+    mul = 1024.0 * 1024;
+  else if (unit == "G" || unit == "GiB")
+    mul = 1024.0 * 1024 * 1024;
+  else
+    return make_error(flag + ": '" + s + "' is not a size (e.g. 8MiB, 512K, 1048576)");
+  if (errno != 0 || !(v * mul >= 1) || v * mul > 1e12)
+    return make_error(flag + ": '" + s + "' is out of range");
+  return size_t(v * mul);
+}
+
+std::string stem(const std::string& path) {
+  std::string b =
+      path.substr(path.find_last_of('/') == std::string::npos ? 0 : path.find_last_of('/') + 1);
+  const size_t dot = b.find_last_of('.');
+  return dot == std::string::npos || dot == 0 ? b : b.substr(0, dot);
+}
+
+Expected<std::unique_ptr<ServedModel>> load(const ServeArgs& a, const std::string& spec,
+                                            const Logger& log) {
+  auto m = std::make_unique<ServedModel>();
+  std::string id;
+  m->path = spec;
+  const size_t eq = spec.find('=');
+  if (eq != std::string::npos && eq > 0 && spec.find('/') > eq) {
+    id = spec.substr(0, eq);
+    m->path = spec.substr(eq + 1);
+  }
+  EngineOptions eo;
+  eo.model_path = m->path;
+  eo.threads = a.threads;
+  eo.n_seq = a.parallel;
+  eo.kv_mib = a.kv_memory;
+  eo.ctx_size = a.ctx_size;
+  eo.ctx_cap = 8192;  // default context: the model's own, at most 8192
+  CORRAL_ASSIGN_OR_RETURN(m->engine, open_engine(eo, log));
+  const Metadata& md = m->engine->model->file.meta;
+  if (id.empty()) id = md.get_str("general.name").value_or("");
+  if (id.empty()) id = stem(m->path);
+  m->id = id;
+  m->license = md.get_str("general.license").value_or("");
+  if (m->engine->tok) {
+    CORRAL_ASSIGN_OR_RETURN(m->chat_template,
+                            choose_chat_template(m->engine->tok->vocab(), a.chat_template));
+    m->has_chat_template = true;
+  }
+  SchedulerOptions so;
+  so.parallel = a.parallel;
+  so.max_queue = a.max_queue;
+  so.step_tokens = std::max<int64_t>(a.step_tokens, a.parallel);
+  m->sched = std::make_unique<Scheduler>(*m->engine, so);
+  return m;
+}
+
+Status serve(ServeArgs& a) {
+  if (a.models.empty()) return make_error("serve: give at least one -m MODEL");
+  if (a.parallel < 1 || a.parallel > 1024) return make_error("--parallel: must be 1..1024");
+  if (a.max_queue < 1) return make_error("--max-queue: must be at least 1");
+  if (a.ctx_size < 0 || a.kv_memory < 0)
+    return make_error("--ctx-size / --kv-memory: must be positive");
+  if (a.log_format != "text" && a.log_format != "json")
+    return make_error("--log-format: '" + a.log_format + "' (choose text or json)");
+  if (a.port < 0 || a.port > 65535) return make_error("--port: must be 0..65535");
+  ServerOptions so;
+  so.host = a.host;
+  so.port = a.port;
+  so.log_json = a.log_format == "json";
+  CORRAL_ASSIGN_OR_RETURN(so.max_body, parse_size(a.max_body, "--max-body"));
+  so.api_keys = a.api_keys;
+  if (!a.api_key_file.empty()) {
+    std::ifstream f(a.api_key_file);
+    if (!f) return make_error(a.api_key_file + ": cannot read the API key file");
+    for (std::string line; std::getline(f, line);) {
+      while (!line.empty() && (line.back() == '\r' || line.back() == ' ')) line.pop_back();
+      if (!line.empty() && line[0] != '#') so.api_keys.push_back(line);
+    }
+    if (so.api_keys.empty()) return make_error(a.api_key_file + ": holds no API key");
+  }
+  for (auto& k : so.api_keys)
+    if (k.empty()) return make_error("--api-key: an empty key is not allowed");
+  Logger log;
+  std::vector<std::unique_ptr<ServedModel>> models;
+  for (auto& spec : a.models) {
+    CORRAL_ASSIGN_OR_RETURN(auto m, load(a, spec, log));
+    for (auto& o : models)
+      if (o->id == m->id)
+        return make_error("-m " + spec + ": model id '" + m->id + "' is used twice (use ID=PATH)");
+    const double kv_mib = double(m->engine->kv->bytes()) / (1 << 20);
+    char buf[512];
+    std::snprintf(buf, sizeof buf,
+                  "model %s: %s (%s, ctx %lld per sequence, KV pool %lld blocks of %lld = %.1f "
+                  "MiB, %d threads)",
+                  m->id.c_str(), m->path.c_str(), m->engine->model->hp.arch.c_str(),
+                  (long long)m->engine->ctx_size, (long long)m->engine->kv->total_blocks(),
+                  (long long)m->engine->kv->block_size(), kv_mib, m->engine->ctx->pool->size());
+    log.info(buf);
+    models.push_back(std::move(m));
+  }
+  HttpServer server(std::move(models), so, log);
+  CORRAL_ASSIGN_OR_RETURN(int port, server.bind());
+  server.set_ready(true);
+  if (so.api_keys.empty())
+    log.info("warning: no API key given: the server is open to anyone who can reach it");
+  log.info("listening on http://" + a.host + ":" + std::to_string(port) + " (--parallel " +
+           std::to_string(a.parallel) + ", --max-queue " + std::to_string(a.max_queue) + ")");
+  std::fflush(stderr);
+  if (pipe(g_signal_pipe) != 0) return make_error("serve: pipe() failed");
+  struct sigaction sa {};
+  sa.sa_handler = on_signal;
+  sigaction(SIGINT, &sa, nullptr);
+  sigaction(SIGTERM, &sa, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+  std::thread watcher([&] {
+    char c;
+    while (read(g_signal_pipe[0], &c, 1) < 0 && errno == EINTR) {
+    }
+    if (c == 2) return;  // the server stopped by itself
+    server.shutdown();
+  });
+  server.run();
+  const char stop = 2;
+  if (write(g_signal_pipe[1], &stop, 1) < 0) {
+  }
+  watcher.join();
+  log.info("stopped");
+  return Status::ok();
+}
+
+}  // namespace
+
+Action add_serve(CLI::App& app) {
+  auto* sub = app.add_subcommand("serve", "Serve models over an OpenAI-compatible HTTP API");
+  auto a = std::make_shared<ServeArgs>();
+  sub->add_option("-m,--model", a->models, "model file (PATH or ID=PATH); repeat for several")
+      ->required();
+  sub->add_option("--host", a->host, "address to listen on (default 127.0.0.1)");
+  sub->add_option("--port", a->port, "port (default 8080; 0 = any free port)");
+  sub->add_option("--api-key", a->api_keys, "require this bearer key on /v1/* (repeatable)");
+  sub->add_option("--api-key-file", a->api_key_file, "file with one API key per line");
+  sub->add_option("--parallel", a->parallel, "sequences in one batch at most (default 16)");
+  sub->add_option("--ctx-size,-c", a->ctx_size,
+                  "context per sequence (default: the model's, at most 8192)");
+  sub->add_option("--kv-memory", a->kv_memory,
+                  "KV pool in MiB (default: --parallel sequences at --ctx-size)");
+  sub->add_option("-t,--threads", a->threads, "threads (default: physical cores)");
+  sub->add_option("--max-queue", a->max_queue, "waiting requests at most before 429 (default 256)");
+  sub->add_option("--max-body", a->max_body,
+                  "largest request body: bytes, or with K/M/KiB/MiB (default 8MiB)");
+  sub->add_option("--step-tokens", a->step_tokens,
+                  "tokens per forward step (decode + prompt chunks; default 256)");
+  sub->add_option("--log-format", a->log_format, "text or json (default text)");
+  sub->add_option("--chat-template", a->chat_template,
+                  "llama2, llama3 or llama4 (default: the model's)");
+  return [a] { return serve(*a); };
+}
+
+}  // namespace corral::cli

@@ -1,0 +1,364 @@
+#include "engine/scheduler.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+
+namespace corral {
+
+double steady_seconds() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+bool SeqHandle::take(std::string* out_text, std::vector<TokenLogprob>* out_lps, int timeout_ms) {
+  std::unique_lock<std::mutex> lk(mu);
+  if (text.empty() && lps.empty() && !done)
+    cv.wait_for(lk, std::chrono::milliseconds(timeout_ms),
+                [&] { return !text.empty() || !lps.empty() || done; });
+  if (text.empty() && lps.empty()) return false;
+  out_text->append(text);
+  text.clear();
+  if (out_lps) out_lps->insert(out_lps->end(), lps.begin(), lps.end());
+  lps.clear();
+  return true;
+}
+
+struct Scheduler::Seq {
+  SeqRequest req;
+  std::shared_ptr<SeqHandle> h;
+  int32_t id = 0;               // KV sequence id; a new one after each preemption
+  int64_t order = 0;            // admission order: the newest is preempted first
+  std::vector<int32_t> tokens;  // prompt + generated
+  int64_t n_prompt = 0;
+  int64_t computed = 0;   // leading tokens whose K/V are in the cache
+  int64_t generated = 0;  // sampled tokens (a final stop token included)
+  bool prompt_published = false, prompt_lps_done = false;
+  std::unique_ptr<Sampler> sampler;
+  std::unique_ptr<StreamDecoder> dec;
+  std::string text;               // decoded output, cut at a stop string
+  size_t released = 0;            // bytes of text handed out
+  std::vector<TokenLogprob> lps;  // not yet handed out
+  size_t max_stop = 0;
+};
+
+Scheduler::Scheduler(Engine& e, const SchedulerOptions& o) : e_(e), o_(o) {
+  if (e_.tok) {
+    stop_ids_ = e_.tok->vocab().stop_ids();
+    if (e_.tok->vocab().bos >= 0) stop_ids_.push_back(e_.tok->vocab().bos);  // as `corral run`
+  }
+  stats_.kv_total = e_.kv->total_blocks();
+  thread_ = std::thread([this] { loop(); });
+}
+
+Scheduler::~Scheduler() {
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    stop_ = true;
+  }
+  cv_.notify_all();
+  thread_.join();
+}
+
+std::shared_ptr<SeqHandle> Scheduler::submit(SeqRequest r) {
+  auto s = std::make_unique<Seq>();
+  s->h = std::make_shared<SeqHandle>();
+  s->h->submitted = steady_seconds();
+  s->h->prompt_tokens = int64_t(r.prompt.size());
+  s->tokens = r.prompt;
+  s->n_prompt = int64_t(r.prompt.size());
+  s->sampler = std::make_unique<Sampler>(r.sampling);
+  if (e_.tok) s->dec = std::make_unique<StreamDecoder>(*e_.tok, false, r.prompt.back());
+  for (auto& st : r.stop_strings) s->max_stop = std::max(s->max_stop, st.size());
+  s->req = std::move(r);
+  auto h = s->h;
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    if (stop_ || int64_t(incoming_.size() + waiting_.size()) >= o_.max_queue) return nullptr;
+    incoming_.push_back(std::move(s));
+    stats_.waiting = int64_t(incoming_.size() + waiting_.size());
+  }
+  cv_.notify_all();
+  return h;
+}
+
+void Scheduler::cancel_all() {
+  std::lock_guard<std::mutex> lk(mu_);
+  for (auto& s : incoming_) s->h->cancel = true;
+  for (auto& s : waiting_) s->h->cancel = true;
+  for (auto& s : running_) s->h->cancel = true;
+}
+
+void Scheduler::loop() {
+  for (;;) {
+    {
+      std::unique_lock<std::mutex> lk(mu_);
+      cv_.wait(lk, [&] {
+        return stop_ || !incoming_.empty() || !waiting_.empty() || !running_.empty();
+      });
+      if (stop_) break;
+      while (!incoming_.empty()) {
+        waiting_.push_back(std::move(incoming_.front()));
+        incoming_.pop_front();
+      }
+    }
+    step();
+  }
+  std::lock_guard<std::mutex> lk(mu_);
+  for (auto* q : {&incoming_, &waiting_})
+    for (auto& s : *q) finish(s.get(), "cancelled");
+  for (auto& s : running_) finish(s.get(), "cancelled");
+  running_.clear();
+}
+
+void Scheduler::finish(Seq* s, const std::string& reason, const std::string& error) {
+  if (s->dec && reason != "stop_string") {
+    s->text += s->dec->flush();
+  }
+  // Whatever is still held back for a partial stop-string match is output after all.
+  std::string out = s->text.substr(std::min(s->released, s->text.size()));
+  s->released = s->text.size();
+  if (s->id > 0) {
+    e_.kv->publish(s->id, s->tokens, s->computed);
+    e_.kv->release(s->id);
+    s->id = 0;
+  }
+  std::lock_guard<std::mutex> lk(s->h->mu);
+  s->h->text += out;
+  s->h->lps.insert(s->h->lps.end(), s->lps.begin(), s->lps.end());
+  s->lps.clear();
+  s->h->finish = reason == "stop_string" ? "stop" : reason;
+  s->h->error = error;
+  s->h->completion_tokens = s->generated;
+  s->h->done = true;
+  s->h->cv.notify_all();
+}
+
+void Scheduler::admit() {
+  // Cancelled before they ran: done at once.
+  for (auto it = waiting_.begin(); it != waiting_.end();) {
+    if ((*it)->h->cancel) {
+      finish(it->get(), "cancelled");
+      it = waiting_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  while (int64_t(running_.size()) < o_.parallel && !waiting_.empty()) {
+    auto s = std::move(waiting_.front());
+    waiting_.pop_front();
+    s->id = next_id_++;
+    if (next_id_ == INT32_MAX) next_id_ = 1;
+    s->order = s->order ? s->order : s->id;
+    // Reuse cached prompt blocks; the last token is always run (its logits start the answer).
+    if (!s->req.prompt_logprobs || s->prompt_lps_done) {
+      s->computed = e_.kv->attach_prefix(s->id, s->tokens, int64_t(s->tokens.size()) - 1);
+      if (s->generated == 0) {
+        s->h->cached_tokens = s->computed;
+        stats_.cached_tokens += s->computed;
+      }
+    }
+    running_.push_back(std::move(s));
+  }
+  std::lock_guard<std::mutex> lk(mu_);
+  stats_.waiting = int64_t(incoming_.size() + waiting_.size());
+  stats_.running = int64_t(running_.size());
+}
+
+void Scheduler::preempt(Seq* s) {
+  e_.kv->publish(s->id, s->tokens, s->computed);
+  e_.kv->release(s->id);
+  s->id = 0;
+  s->computed = 0;
+  if (!s->prompt_lps_done) s->h->prompt_lps.clear();  // collected again when it is recomputed
+  stats_.preemptions++;
+  for (auto it = running_.begin(); it != running_.end(); ++it)
+    if (it->get() == s) {
+      waiting_.push_front(std::move(*it));
+      running_.erase(it);
+      break;
+    }
+}
+
+namespace {
+
+// log-softmax of the chosen token and the best `top` alternatives.
+TokenLogprob logprobs_of(const float* logits, int64_t V, int32_t id, int32_t top) {
+  float mx = logits[0];
+  for (int64_t i = 1; i < V; ++i) mx = std::max(mx, logits[i]);
+  double sum = 0;
+  for (int64_t i = 0; i < V; ++i) sum += std::exp(double(logits[i] - mx));
+  const float lse = mx + float(std::log(sum));
+  TokenLogprob lp;
+  lp.id = id;
+  lp.logprob = logits[id] - lse;
+  if (top > 0) {
+    std::vector<int32_t> idx(static_cast<size_t>(V));
+    for (int64_t i = 0; i < V; ++i) idx[size_t(i)] = int32_t(i);
+    const size_t k = std::min<size_t>(size_t(top), idx.size());
+    std::partial_sort(idx.begin(), idx.begin() + long(k), idx.end(), [&](int32_t a, int32_t b) {
+      return logits[a] > logits[b] || (logits[a] == logits[b] && a < b);
+    });
+    for (size_t i = 0; i < k; ++i) lp.top.push_back({idx[i], logits[idx[i]] - lse});
+  }
+  return lp;
+}
+
+}  // namespace
+
+void Scheduler::emit(Seq* s, int32_t id, const float* logits) {
+  const int64_t V = e_.model->hp.n_vocab;
+  if (s->req.top_logprobs >= 0) s->lps.push_back(logprobs_of(logits, V, id, s->req.top_logprobs));
+  ++s->generated;
+  stats_.generated_tokens++;
+  if (s->generated == 1) s->h->first_token = steady_seconds();
+  const bool is_stop =
+      !s->req.ignore_eos && std::find(stop_ids_.begin(), stop_ids_.end(), id) != stop_ids_.end();
+  if (is_stop) return finish(s, "stop");
+  s->tokens.push_back(id);
+  if (s->dec) s->text += s->dec->feed(id);
+  // The earliest complete stop string ends the output there; a partial one at the end is held.
+  size_t cut = std::string::npos;
+  for (auto& st : s->req.stop_strings)
+    if (!st.empty()) cut = std::min(cut, s->text.find(st, s->released));
+  if (cut != std::string::npos) {
+    s->text.resize(cut);
+    return finish(s, "stop_string");
+  }
+  size_t hold = 0;
+  for (auto& st : s->req.stop_strings)
+    for (size_t n = st.empty() ? 0 : std::min(st.size() - 1, s->text.size() - s->released);
+         n > hold; --n)
+      if (s->text.compare(s->text.size() - n, n, st, 0, n) == 0) {
+        hold = n;
+        break;
+      }
+  const bool at_limit =
+      s->generated >= s->req.max_tokens || int64_t(s->tokens.size()) >= e_.ctx_size;
+  if (at_limit) return finish(s, "length");
+  const size_t upto = s->text.size() - hold;
+  std::lock_guard<std::mutex> lk(s->h->mu);
+  if (upto > s->released) s->h->text.append(s->text, s->released, upto - s->released);
+  s->released = std::max(s->released, upto);
+  s->h->lps.insert(s->h->lps.end(), s->lps.begin(), s->lps.end());
+  s->lps.clear();
+  s->h->cv.notify_all();
+}
+
+bool Scheduler::step() {
+  admit();
+  // Cancelled sequences (client gone) free their blocks before anything is computed.
+  for (size_t i = 0; i < running_.size();) {
+    if (running_[i]->h->cancel) {
+      finish(running_[i].get(), "cancelled");
+      running_.erase(running_.begin() + long(i));
+    } else {
+      ++i;
+    }
+  }
+  if (running_.empty()) return false;
+  // Decoding sequences first (one token each), then prompt chunks, oldest first.
+  std::vector<Seq*> order;
+  for (auto& s : running_) order.push_back(s.get());
+  std::stable_sort(order.begin(), order.end(), [](Seq* a, Seq* b) {
+    const bool da = int64_t(a->tokens.size()) - a->computed == 1;
+    const bool db = int64_t(b->tokens.size()) - b->computed == 1;
+    if (da != db) return da;
+    return a->order < b->order;
+  });
+  std::vector<Seq*> seqs;
+  std::vector<int64_t> ends;
+  int64_t budget = std::max<int64_t>(o_.step_tokens, 1);
+  for (Seq* s : order) {
+    if (budget <= 0) break;
+    const int64_t n = std::min<int64_t>(int64_t(s->tokens.size()) - s->computed, budget);
+    seqs.push_back(s);
+    ends.push_back(s->computed + n);
+    budget -= n;
+  }
+  // Blocks for every chunk; when the pool is short, the newest sequence gives its blocks back.
+  for (size_t i = 0; i < seqs.size();) {
+    if (e_.kv->reserve(seqs[i]->id, ends[i])) {
+      ++i;
+      continue;
+    }
+    Seq* newest = nullptr;
+    for (auto& s : running_)
+      if (!newest || s->order > newest->order) newest = s.get();
+    if (newest == seqs[0] && running_.size() == 1) {
+      finish(newest, "error",
+             "the KV pool (" + std::to_string(e_.kv->total_blocks()) +
+                 " blocks) cannot hold this sequence; raise --kv-memory");
+      running_.clear();
+      return true;
+    }
+    auto at = std::find(seqs.begin(), seqs.end(), newest);
+    if (at != seqs.end()) {
+      const size_t k = size_t(at - seqs.begin());
+      seqs.erase(at);
+      ends.erase(ends.begin() + long(k));
+      if (k < i) --i;
+    }
+    preempt(newest);
+    if (seqs.empty()) return true;
+  }
+  std::vector<BatchToken> batch;
+  for (size_t i = 0; i < seqs.size(); ++i) {
+    Seq* s = seqs[i];
+    const bool all = s->req.prompt_logprobs && !s->prompt_lps_done;
+    for (int64_t p = s->computed; p < ends[i]; ++p)
+      batch.push_back(
+          {s->id, int32_t(p), s->tokens[size_t(p)], all || p + 1 == int64_t(s->tokens.size())});
+  }
+  std::vector<float> logits;
+  Status st = e_.model->forward(*e_.ctx, *e_.kv, batch, e_.scratch, &logits);
+  stats_.steps++;
+  stats_.last_batch = int64_t(batch.size());
+  if (!st.is_ok()) {
+    for (auto& s : running_) finish(s.get(), "error", st.message());
+    running_.clear();
+    return true;
+  }
+  const int64_t V = e_.model->hp.n_vocab;
+  size_t row = 0;
+  std::vector<Seq*> done;
+  for (size_t i = 0; i < seqs.size(); ++i) {
+    Seq* s = seqs[i];
+    const bool all = s->req.prompt_logprobs && !s->prompt_lps_done;
+    const int64_t from = s->computed, to = ends[i];
+    const bool at_end = to == int64_t(s->tokens.size());
+    const size_t base = row;  // this sequence's logits rows: one per token, or the last only
+    row += all ? size_t(to - from) : size_t(at_end);
+    s->computed = to;
+    if (from < s->n_prompt) stats_.prompt_tokens += std::min(to, s->n_prompt) - from;
+    if (all) {  // the logprob of prompt token p + 1 comes from the logits at p
+      for (int64_t p = from; p < to; ++p)
+        if (p + 1 < s->n_prompt)
+          s->h->prompt_lps.push_back(
+              logprobs_of(logits.data() + (base + size_t(p - from)) * size_t(V), V,
+                          s->tokens[size_t(p + 1)], std::max(s->req.top_logprobs, 0)));
+      if (to >= s->n_prompt) s->prompt_lps_done = true;
+    }
+    if (!s->prompt_published && to >= s->n_prompt) {
+      e_.kv->publish(s->id, s->tokens, s->n_prompt);
+      s->prompt_published = true;
+    }
+    if (!at_end) continue;
+    float* lg = logits.data() + (row - 1) * size_t(V);
+    std::vector<float> raw;  // logprobs come from the model's distribution, before penalties
+    if (s->req.top_logprobs >= 0) raw.assign(lg, lg + V);
+    const int32_t id = s->sampler->sample(lg, V, s->tokens);
+    emit(s, id, raw.empty() ? lg : raw.data());
+    if (s->h->done) done.push_back(s);
+  }
+  if (!done.empty())
+    running_.erase(
+        std::remove_if(
+            running_.begin(), running_.end(),
+            [&](auto& s) { return std::find(done.begin(), done.end(), s.get()) != done.end(); }),
+        running_.end());
+  stats_.running = int64_t(running_.size());
+  stats_.kv_used = e_.kv->total_blocks() - e_.kv->free_blocks();
+  return true;
+}
+
+}  // namespace corral

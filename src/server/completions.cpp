@@ -1,0 +1,388 @@
+// POST /v1/chat/completions and /v1/completions: validate, render and encode the prompt, check
+// it against the context, submit one sequence per choice, then answer as one JSON body or as
+// SSE chunks while the scheduler releases text.
+#include <httplib.h>
+
+#include <random>
+
+#include "server/http_server.h"
+
+namespace corral {
+
+using json = nlohmann::json;
+
+namespace {
+
+std::string dump(const json& j) {
+  return j.dump(-1, ' ', false, json::error_handler_t::replace);
+}
+
+std::string random_id(const char* prefix) {
+  static thread_local std::mt19937_64 rng{std::random_device{}()};
+  static const char* hex = "0123456789abcdef";
+  std::string s = prefix;
+  for (int i = 0; i < 24; ++i) s += hex[rng() % 16];
+  return s;
+}
+
+json bytes_of(const std::string& s) {
+  json a = json::array();
+  for (unsigned char c : s) a.push_back(int(c));
+  return a;
+}
+
+// Chat logprobs: {"content": [{token, logprob, bytes, top_logprobs}]}.
+json chat_logprobs(const Tokenizer* tok, const std::vector<TokenLogprob>& lps) {
+  json content = json::array();
+  for (auto& lp : lps) {
+    const std::string t = tok ? tok->token_bytes(lp.id, true) : std::to_string(lp.id);
+    json top = json::array();
+    for (auto& [id, l] : lp.top) {
+      const std::string tt = tok ? tok->token_bytes(id, true) : std::to_string(id);
+      top.push_back({{"token", tt}, {"logprob", l}, {"bytes", bytes_of(tt)}});
+    }
+    content.push_back(
+        {{"token", t}, {"logprob", lp.logprob}, {"bytes", bytes_of(t)}, {"top_logprobs", top}});
+  }
+  return json{{"content", content}};
+}
+
+// Legacy completion logprobs: parallel lists; text_offset counts from `offset`.
+json legacy_logprobs(const Tokenizer* tok, const std::vector<TokenLogprob>& lps, size_t offset,
+                     bool first_is_null) {
+  json tokens = json::array(), lp = json::array(), top = json::array(), off = json::array();
+  for (size_t i = 0; i < lps.size(); ++i) {
+    const std::string t = tok ? tok->token_bytes(lps[i].id, true) : std::to_string(lps[i].id);
+    tokens.push_back(t);
+    off.push_back(offset);
+    offset += t.size();
+    if (first_is_null && i == 0) {
+      lp.push_back(nullptr);
+      top.push_back(nullptr);
+      continue;
+    }
+    lp.push_back(lps[i].logprob);
+    json alt = json::object();
+    for (auto& [id, l] : lps[i].top) alt[tok ? tok->token_bytes(id, true) : std::to_string(id)] = l;
+    top.push_back(alt);
+  }
+  return json{
+      {"tokens", tokens}, {"token_logprobs", lp}, {"top_logprobs", top}, {"text_offset", off}};
+}
+
+struct Choice {
+  std::shared_ptr<SeqHandle> h;
+  size_t prompt;  // index into the request's prompts
+  std::string text;
+  std::vector<TokenLogprob> lps;
+  bool role_sent = false, finished = false;
+};
+
+// usage: prompt tokens once per prompt (its first choice), completion tokens of every choice.
+json usage_json(const std::vector<Choice>& chs, int64_t n) {
+  int64_t prompt = 0, cached = 0, completion = 0;
+  for (size_t i = 0; i < chs.size(); ++i) {
+    completion += chs[i].h->completion_tokens;
+    if (i % size_t(n) == 0) prompt += chs[i].h->prompt_tokens, cached += chs[i].h->cached_tokens;
+  }
+  return json{{"prompt_tokens", prompt},
+              {"completion_tokens", completion},
+              {"total_tokens", prompt + completion},
+              {"prompt_tokens_details", {{"cached_tokens", cached}}}};
+}
+
+}  // namespace
+
+void HttpServer::handle_generate(const httplib::Request& req, httplib::Response& res, bool chat) {
+  const std::string route = chat ? "/v1/chat/completions" : "/v1/completions";
+  const double t_arrival = steady_seconds();
+  auto fail = [&](const ApiError& e) {
+    reply_error(res, e);
+    metrics_.count(route, e.status);
+    log_request(req, e.status, e.message);
+  };
+  json body;
+  if (auto e = parse_json_body(req.body, &body)) return fail(*e);
+  GenRequest g;
+  if (auto e = parse_gen_request(body, chat, &g)) return fail(*e);
+  ServedModel* m = find_model(g.model);
+  if (!m)
+    return fail(ApiError{404, "The model '" + g.model + "' does not exist.",
+                         "invalid_request_error", "model", "model_not_found"});
+  const std::string model_id = g.model.empty() ? m->id : g.model;
+  Engine& e = *m->engine;
+  const Tokenizer* tok = e.tok.get();
+  const int64_t V = e.model->hp.n_vocab;
+
+  // Prompts as ids.
+  std::vector<std::vector<int32_t>> prompts;
+  std::vector<std::string> prompt_texts;  // for echo
+  if (chat || !g.prompts.empty()) {
+    if (!tok)
+      return fail(ApiError{400, "The model has no tokenizer; send 'prompt' as token ids.",
+                           "invalid_request_error", "prompt", ""});
+    const Vocab& v = tok->vocab();
+    if (chat) {
+      const std::string bos = v.bos >= 0 ? v.tokens[size_t(v.bos)] : "";
+      EncodeOptions eo;
+      eo.parse_special = true;
+      prompts.push_back(tok->encode(chat_render(m->chat_template, g.messages, true, bos), eo));
+    } else {
+      for (auto& p : g.prompts) {
+        EncodeOptions eo;
+        eo.add_bos = v.add_bos;
+        prompts.push_back(tok->encode(p, eo));
+        prompt_texts.push_back(p);
+      }
+    }
+  } else {
+    for (auto& ids : g.prompt_ids) {
+      for (int32_t id : ids)
+        if (id >= V)
+          return fail(ApiError{400,
+                               "'prompt' holds token id " + std::to_string(id) +
+                                   ", outside the vocabulary (" + std::to_string(V) + " tokens).",
+                               "invalid_request_error", "prompt", "invalid_value"});
+      prompts.push_back(ids);
+      std::string t;
+      if (tok)
+        for (int32_t id : ids) t += tok->token_bytes(id, false);
+      prompt_texts.push_back(t);
+    }
+  }
+  const char* pparam = chat ? "messages" : "prompt";
+  for (auto& p : prompts) {
+    if (p.empty())
+      return fail(
+          ApiError{400, "The prompt is empty.", "invalid_request_error", pparam, "invalid_value"});
+    if (int64_t(p.size()) >= e.ctx_size)
+      return fail(ApiError{400,
+                           "This model's maximum context length is " + std::to_string(e.ctx_size) +
+                               " tokens, but the prompt has " + std::to_string(p.size()) +
+                               " tokens (at least one more is needed for the answer).",
+                           "invalid_request_error", pparam, "context_length_exceeded"});
+  }
+
+  // One sequence per (prompt, choice).
+  std::vector<Choice> choices;
+  const uint64_t seed = g.seed ? uint64_t(*g.seed) : std::random_device{}() * 0x9E3779B97F4A7C15ull;
+  for (size_t pi = 0; pi < prompts.size(); ++pi)
+    for (int64_t c = 0; c < g.n; ++c) {
+      SeqRequest sr;
+      sr.prompt = prompts[pi];
+      const int64_t room = e.ctx_size - int64_t(sr.prompt.size());
+      sr.max_tokens = g.max_tokens ? std::min(*g.max_tokens, room) : room;
+      sr.sampling.temperature = float(g.temperature);
+      sr.sampling.top_k = int32_t(std::min<int64_t>(g.top_k, INT32_MAX));
+      sr.sampling.top_p = float(g.top_p);
+      sr.sampling.min_p = float(g.min_p);
+      sr.sampling.repeat_penalty = float(g.repetition_penalty);
+      sr.sampling.frequency_penalty = float(g.frequency_penalty);
+      sr.sampling.presence_penalty = float(g.presence_penalty);
+      sr.sampling.seed = seed + uint64_t(pi * size_t(g.n) + size_t(c));
+      sr.stop_strings = g.stop;
+      sr.ignore_eos = g.ignore_eos;
+      sr.top_logprobs = g.logprobs ? int32_t(g.top_logprobs) : -1;
+      sr.prompt_logprobs = !chat && g.echo && g.logprobs && c == 0;
+      auto h = m->sched->submit(std::move(sr));
+      if (!h) {
+        for (auto& ch : choices) ch.h->cancel = true;
+        return fail(ApiError{429,
+                             "The server is busy: " + std::to_string(m->sched->active()) +
+                                 " requests are queued or running (--max-queue). Retry shortly.",
+                             "rate_limit_exceeded", "", "queue_full"});
+      }
+      choices.push_back({h, pi});
+    }
+
+  const std::string id = random_id(chat ? "chatcmpl-" : "cmpl-");
+  const int64_t created = int64_t(std::time(nullptr));
+  auto usage_of = [n = g.n](const std::vector<Choice>& chs) { return usage_json(chs, n); };
+  auto finish_reason = [](const SeqHandle& h) { return h.finish == "length" ? "length" : "stop"; };
+  auto observe = [this](const SeqHandle& h) {
+    if (h.first_token > 0) metrics_.ttft.observe(h.first_token - h.submitted);
+    if (h.completion_tokens > 1 && h.first_token > 0)
+      metrics_.itl.observe((steady_seconds() - h.first_token) / double(h.completion_tokens - 1));
+  };
+  auto summary = [&](const char* how) {
+    const json u = usage_of(choices);
+    char buf[256];
+    std::snprintf(buf, sizeof buf,
+                  "model=%s %s prompt=%lld cached=%lld completion=%lld finish=%s time=%.3fs",
+                  model_id.c_str(), how, (long long)u["prompt_tokens"].get<int64_t>(),
+                  (long long)u["prompt_tokens_details"]["cached_tokens"].get<int64_t>(),
+                  (long long)u["completion_tokens"].get<int64_t>(), choices[0].h->finish.c_str(),
+                  steady_seconds() - t_arrival);
+    return std::string(buf);
+  };
+
+  if (!g.stream) {
+    for (auto& ch : choices) {
+      std::unique_lock<std::mutex> lk(ch.h->mu);
+      ch.h->cv.wait(lk, [&] { return ch.h->done; });
+    }
+    for (auto& ch : choices)
+      if (ch.h->finish == "error" || ch.h->finish == "cancelled")
+        return fail(ApiError{
+            500, "Generation failed: " + (ch.h->error.empty() ? ch.h->finish : ch.h->error),
+            "server_error", "", "internal_error"});
+    json arr = json::array();
+    for (size_t i = 0; i < choices.size(); ++i) {
+      Choice& ch = choices[i];
+      ch.h->take(&ch.text, &ch.lps, 0);
+      observe(*ch.h);
+      json c = {{"index", i}, {"finish_reason", finish_reason(*ch.h)}};
+      if (chat) {
+        c["message"] = {{"role", "assistant"}, {"content", ch.text}};
+        c["logprobs"] = g.logprobs ? chat_logprobs(tok, ch.lps) : json(nullptr);
+      } else {
+        const bool echo = g.echo;
+        const std::string& pt = prompt_texts[ch.prompt];
+        c["text"] = echo ? pt + ch.text : ch.text;
+        if (g.logprobs) {
+          std::vector<TokenLogprob> all;
+          if (echo) {
+            // The prompt's first token has no logprob; the others come from the prompt pass.
+            const Choice& first = choices[ch.prompt * size_t(g.n)];
+            all.push_back({prompts[ch.prompt][0], 0, {}});
+            all.insert(all.end(), first.h->prompt_lps.begin(), first.h->prompt_lps.end());
+          }
+          all.insert(all.end(), ch.lps.begin(), ch.lps.end());
+          c["logprobs"] = legacy_logprobs(tok, all, 0, echo);
+        } else {
+          c["logprobs"] = nullptr;
+        }
+      }
+      arr.push_back(c);
+    }
+    json out = {{"id", id},           {"object", chat ? "chat.completion" : "text_completion"},
+                {"created", created}, {"model", model_id},
+                {"choices", arr},     {"usage", usage_of(choices)}};
+    res.set_content(dump(out), "application/json");
+    metrics_.count(route, 200);
+    log_request(req, 200, summary("json"));
+    return;
+  }
+
+  // Streaming: SSE chunks until every choice is done, then usage (if asked) and [DONE].
+  auto state = std::make_shared<std::vector<Choice>>(std::move(choices));
+  streams_++;
+  metrics_.count(route, 200);
+  res.set_header("Cache-Control", "no-cache");
+  res.set_header("X-Accel-Buffering", "no");
+  res.set_chunked_content_provider(
+      "text/event-stream",
+      [this, state, g, chat, id, created, model_id, tok, prompt_texts, usage_of, finish_reason,
+       observe](size_t, httplib::DataSink& sink) mutable {
+        auto send = [&](const json& j) {
+          const std::string s = "data: " + dump(j) + "\n\n";
+          return sink.write(s.data(), s.size());
+        };
+        auto chunk = [&](size_t index, json delta_or_text, json lp, json fin) {
+          json c = {{"index", index}, {"logprobs", lp}, {"finish_reason", fin}};
+          if (chat)
+            c["delta"] = delta_or_text;
+          else
+            c["text"] = delta_or_text;
+          json j = {{"id", id},
+                    {"object", chat ? "chat.completion.chunk" : "text_completion"},
+                    {"created", created},
+                    {"model", model_id},
+                    {"choices", json::array({c})}};
+          if (g.include_usage) j["usage"] = nullptr;
+          return j;
+        };
+        std::vector<Choice>& chs = *state;
+        bool all_done = true;
+        for (size_t i = 0; i < chs.size(); ++i) {
+          Choice& ch = chs[i];
+          if (ch.finished) continue;
+          if (chat && !ch.role_sent) {
+            if (!send(chunk(i, json{{"role", "assistant"}, {"content", ""}}, nullptr, nullptr)))
+              return false;
+            ch.role_sent = true;
+          }
+          if (!chat && g.echo && !ch.role_sent) {
+            if (!send(chunk(i, prompt_texts[ch.prompt], nullptr, nullptr))) return false;
+            ch.role_sent = true;
+          }
+          std::string text;
+          std::vector<TokenLogprob> lps;
+          ch.h->take(&text, &lps, 0);
+          if (!text.empty() || !lps.empty()) {
+            json lp = nullptr;
+            if (g.logprobs)
+              lp = chat ? chat_logprobs(tok, lps) : legacy_logprobs(tok, lps, 0, false);
+            if (!send(chunk(i, chat ? json{{"content", text}} : json(text), lp, nullptr)))
+              return false;
+            all_done = false;  // more may have arrived: look again before finishing
+            continue;
+          }
+          bool done;
+          {
+            std::lock_guard<std::mutex> lk(ch.h->mu);
+            done = ch.h->done && ch.h->text.empty() && ch.h->lps.empty();
+          }
+          if (!done) {
+            all_done = false;
+            continue;
+          }
+          observe(*ch.h);
+          if (ch.h->finish == "error") {
+            json err = ApiError{500, "Generation failed: " + ch.h->error, "server_error", "",
+                                "internal_error"}
+                           .body();
+            send(err);
+          }
+          if (!send(chunk(i, chat ? json::object() : json(""), nullptr, finish_reason(*ch.h))))
+            return false;
+          ch.finished = true;
+        }
+        if (!all_done) {
+          // Wait for the first unfinished choice to release something (bounded, so the others
+          // and a vanished client are looked at again).
+          for (auto& ch : chs)
+            if (!ch.finished) {
+              std::string t;
+              std::unique_lock<std::mutex> lk(ch.h->mu);
+              ch.h->cv.wait_for(lk, std::chrono::milliseconds(50), [&] {
+                return ch.h->done || !ch.h->text.empty() || !ch.h->lps.empty();
+              });
+              break;
+            }
+          return true;
+        }
+        if (g.include_usage) {
+          json u = {{"id", id},
+                    {"object", chat ? "chat.completion.chunk" : "text_completion"},
+                    {"created", created},
+                    {"model", model_id},
+                    {"choices", json::array()},
+                    {"usage", usage_of(chs)}};
+          if (!send(u)) return false;
+        }
+        const std::string fin = "data: [DONE]\n\n";
+        sink.write(fin.data(), fin.size());
+        sink.done();
+        return true;
+      },
+      [this, state, req_path = req.path, req_method = req.method, model_id](bool ok) {
+        // Client gone (or finished): anything still running is cancelled and its blocks freed.
+        int64_t gen = 0;
+        std::string fin;
+        for (auto& ch : *state) {
+          if (!ch.h->done) ch.h->cancel = true;
+          gen += ch.h->completion_tokens;
+          fin = ch.h->cancel ? "cancelled" : ch.h->finish;
+        }
+        httplib::Request r;
+        r.method = req_method;
+        r.path = req_path;
+        log_request(r, 200,
+                    "model=" + model_id + " stream completion=" + std::to_string(gen) +
+                        " finish=" + (ok ? fin : std::string("cancelled (client gone)")));
+        streams_--;
+      });
+}
+
+}  // namespace corral

@@ -1,0 +1,399 @@
+#include "server/http_server.h"
+
+#include <httplib.h>
+#include <sys/socket.h>
+
+#include <chrono>
+#include <ctime>
+#include <thread>
+
+namespace corral {
+
+using json = nlohmann::json;
+
+namespace {
+
+// One detached thread per connection (an idle keep-alive connection holds only its own thread);
+// shutdown waits for them up to a deadline.
+class ThreadPerConnection : public httplib::TaskQueue {
+ public:
+  void enqueue(std::function<void()> fn) override {
+    active_++;
+    std::thread([this, fn = std::move(fn)] {
+      fn();
+      std::lock_guard<std::mutex> lk(mu_);
+      active_--;
+      cv_.notify_all();
+    }).detach();
+  }
+  void shutdown() override {
+    std::unique_lock<std::mutex> lk(mu_);
+    cv_.wait_for(lk, std::chrono::seconds(3), [&] { return active_.load() == 0; });
+  }
+
+ private:
+  std::atomic<int64_t> active_{0};
+  std::mutex mu_;
+  std::condition_variable cv_;
+};
+
+// Constant-time comparison (no early exit on the first differing byte).
+bool same_secret(const std::string& a, const std::string& b) {
+  unsigned char d = a.size() == b.size() ? 0 : 1;
+  const size_t n = std::max(a.size(), b.size());
+  for (size_t i = 0; i < n; ++i)
+    d |= (unsigned char)((i < a.size() ? a[i] : 0) ^ (i < b.size() ? b[i] : 0));
+  return d == 0;
+}
+
+std::string status_type(int status) {
+  switch (status) {
+    case 401:
+      return "authentication_error";
+    case 403:
+      return "permission_error";
+    case 404:
+      return "not_found_error";
+    case 413:
+      return "invalid_request_error";
+    case 429:
+      return "rate_limit_exceeded";
+    case 503:
+      return "service_unavailable";
+    default:
+      return status >= 500 ? "server_error" : "invalid_request_error";
+  }
+}
+
+}  // namespace
+
+HttpServer::HttpServer(std::vector<std::unique_ptr<ServedModel>> models, const ServerOptions& o,
+                       const Logger& log)
+    : models_(std::move(models)), o_(o), log_(log), svr_(std::make_unique<httplib::Server>()) {
+  routes();
+}
+
+HttpServer::~HttpServer() = default;
+
+void HttpServer::reply_error(httplib::Response& res, const ApiError& e) {
+  res.status = e.status;
+  if (e.status == 429 || e.status == 503) res.set_header("Retry-After", "1");
+  res.set_content(e.body().dump(-1, ' ', false, json::error_handler_t::replace),
+                  "application/json");
+}
+
+bool HttpServer::authorized(const httplib::Request& req) const {
+  if (o_.api_keys.empty()) return true;
+  const std::string h = req.get_header_value("Authorization");
+  if (h.size() < 7 || strncasecmp(h.c_str(), "Bearer ", 7) != 0) return false;
+  std::string key = h.substr(7);
+  while (!key.empty() && key.front() == ' ') key.erase(key.begin());
+  while (!key.empty() && key.back() == ' ') key.pop_back();
+  bool ok = false;
+  for (auto& k : o_.api_keys) ok |= same_secret(key, k);
+  return ok;
+}
+
+ServedModel* HttpServer::find_model(const std::string& id) {
+  if (id.empty()) return models_.front().get();
+  for (auto& m : models_)
+    if (m->id == id) return m.get();
+  return nullptr;
+}
+
+void HttpServer::log_request(const httplib::Request& req, int status, const std::string& extra) {
+  char ts[32];
+  const std::time_t now = std::time(nullptr);
+  std::strftime(ts, sizeof ts, "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&now));
+  if (o_.log_json) {
+    json j = {{"time", ts},
+              {"method", req.method},
+              {"path", req.path},
+              {"status", status},
+              {"remote", req.remote_addr}};
+    if (!extra.empty()) j["detail"] = extra;
+    log_.info(j.dump(-1, ' ', false, json::error_handler_t::replace));
+  } else {
+    log_.info(std::string(ts) + " " + req.method + " " + req.path + " " + std::to_string(status) +
+              (extra.empty() ? "" : " " + extra));
+  }
+}
+
+void HttpServer::routes() {
+  httplib::Server& s = *svr_;
+  s.new_task_queue = [] { return new ThreadPerConnection(); };
+  s.set_read_timeout(o_.read_timeout_s, 0);
+  s.set_write_timeout(o_.read_timeout_s, 0);
+  s.set_keep_alive_timeout(o_.idle_timeout_s);
+  s.set_keep_alive_max_count(100000);
+  s.set_payload_max_length(o_.max_body);
+  s.set_tcp_nodelay(true);
+  s.set_socket_options([this](int fd) {
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    listen_fd_ = fd;
+  });
+  s.set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
+    if (req.path == "/health") return httplib::Server::HandlerResponse::Unhandled;
+    if (!authorized(req)) {
+      ApiError e{401, "Missing or invalid API key: send 'Authorization: Bearer KEY'.",
+                 "invalid_request_error", "", "invalid_api_key"};
+      reply_error(res, e);
+      res.set_header("WWW-Authenticate", "Bearer");
+      return httplib::Server::HandlerResponse::Handled;
+    }
+    if (stopping_ && req.method == "POST") {
+      reply_error(res, ApiError{503, "The server is shutting down.", "service_unavailable", "",
+                                "shutting_down"});
+      return httplib::Server::HandlerResponse::Handled;
+    }
+    return httplib::Server::HandlerResponse::Unhandled;
+  });
+  // Everything >= 400 without a body of its own (unknown route, oversize body, bad request
+  // line) still gets an OpenAI error object.
+  s.set_error_handler([this](const httplib::Request& req, httplib::Response& res) {
+    if (res.body.empty()) {
+      ApiError e;
+      e.status = res.status;
+      e.type = status_type(res.status);
+      if (res.status == 404) {
+        e.message = "Unknown route: " + req.method + " " + req.path;
+        e.code = "not_found";
+      } else if (res.status == 413) {
+        e.message = "The request body is larger than the limit of " + std::to_string(o_.max_body) +
+                    " bytes (--max-body).";
+        e.code = "request_too_large";
+      } else if (res.status == 405) {
+        e.message = "Method " + req.method + " is not allowed on " + req.path;
+      } else {
+        e.message = "Bad request (HTTP status " + std::to_string(res.status) + ").";
+      }
+      reply_error(res, e);
+    }
+    metrics_.count(res.status == 404 ? "unknown" : req.path, res.status);
+    log_request(req, res.status, "");
+  });
+  s.set_exception_handler(
+      [this](const httplib::Request& req, httplib::Response& res, std::exception_ptr ep) {
+        std::string what = "unknown exception";
+        try {
+          if (ep) std::rethrow_exception(ep);
+        } catch (const std::exception& ex) {
+          what = ex.what();
+        } catch (...) {
+        }
+        reply_error(res,
+                    ApiError{500, "Internal error: " + what, "server_error", "", "internal_error"});
+      });
+  s.Get("/health", [this](const httplib::Request& req, httplib::Response& res) {
+    const bool ok = ready_ && !stopping_;
+    res.status = ok ? 200 : 503;
+    res.set_content(json{{"status", ok ? "ok" : (stopping_ ? "shutting down" : "loading")}}.dump(),
+                    "application/json");
+    metrics_.count("/health", res.status);
+  });
+  s.Get("/v1/models",
+        [this](const httplib::Request& req, httplib::Response& res) { handle_models(req, res); });
+  s.Get(R"(/v1/models/(.+))",
+        [this](const httplib::Request& req, httplib::Response& res) { handle_models(req, res); });
+  s.Post("/v1/chat/completions", [this](const httplib::Request& req, httplib::Response& res) {
+    handle_generate(req, res, true);
+  });
+  s.Post("/v1/completions", [this](const httplib::Request& req, httplib::Response& res) {
+    handle_generate(req, res, false);
+  });
+  s.Post("/tokenize", [this](const httplib::Request& req, httplib::Response& res) {
+    handle_tokenize(req, res, false);
+  });
+  s.Post("/detokenize", [this](const httplib::Request& req, httplib::Response& res) {
+    handle_tokenize(req, res, true);
+  });
+  s.Get("/metrics", [this](const httplib::Request& req, httplib::Response& res) {
+    res.set_content(render_metrics(), "text/plain; version=0.0.4");
+    metrics_.count("/metrics", 200);
+  });
+}
+
+void HttpServer::handle_models(const httplib::Request& req, httplib::Response& res) {
+  auto entry = [&](const ServedModel& m) {
+    return json{{"id", m.id},
+                {"object", "model"},
+                {"created", 0},
+                {"owned_by", "corral"},
+                {"max_model_len", m.engine->ctx_size},
+                {"license", m.license.empty() ? json(nullptr) : json(m.license)}};
+  };
+  if (req.matches.size() > 1) {
+    ServedModel* m = find_model(req.matches[1]);
+    if (!m || req.matches[1].str().empty()) {
+      reply_error(res, ApiError{404, "The model '" + req.matches[1].str() + "' does not exist.",
+                                "invalid_request_error", "model", "model_not_found"});
+    } else {
+      res.set_content(entry(*m).dump(-1, ' ', false, json::error_handler_t::replace),
+                      "application/json");
+    }
+  } else {
+    json data = json::array();
+    for (auto& m : models_) data.push_back(entry(*m));
+    res.set_content(json{{"object", "list"}, {"data", data}}.dump(-1, ' ', false,
+                                                                  json::error_handler_t::replace),
+                    "application/json");
+  }
+  metrics_.count("/v1/models", res.status);
+}
+
+void HttpServer::handle_tokenize(const httplib::Request& req, httplib::Response& res, bool detok) {
+  const std::string route = detok ? "/detokenize" : "/tokenize";
+  json b;
+  auto fail = [&](const ApiError& e) {
+    reply_error(res, e);
+    metrics_.count(route, e.status);
+    log_request(req, e.status, e.message);
+  };
+  if (auto e = parse_json_body(req.body, &b)) return fail(*e);
+  std::string model;
+  if (b.contains("model") && !b["model"].is_null()) {
+    if (!b["model"].is_string())
+      return fail(ApiError{400, "'model' must be a string.", "invalid_request_error", "model",
+                           "invalid_type"});
+    model = b["model"];
+  }
+  ServedModel* m = find_model(model);
+  if (!m)
+    return fail(ApiError{404, "The model '" + model + "' does not exist.", "invalid_request_error",
+                         "model", "model_not_found"});
+  if (!m->engine->tok)
+    return fail(ApiError{400, "The model has no tokenizer.", "invalid_request_error", "", ""});
+  const Tokenizer& tok = *m->engine->tok;
+  json out;
+  if (detok) {
+    const json* ids = b.contains("tokens") ? &b["tokens"] : nullptr;
+    if (!ids || !ids->is_array())
+      return fail(ApiError{400, "'tokens' must be a list of token ids.", "invalid_request_error",
+                           "tokens", "invalid_type"});
+    std::vector<int32_t> v;
+    for (auto& x : *ids) {
+      if (!x.is_number_integer() || x.get<int64_t>() < 0 ||
+          x.get<int64_t>() >= tok.vocab().n_tokens())
+        return fail(
+            ApiError{400, "'tokens' holds " + x.dump() + ", which is not a token id of this model.",
+                     "invalid_request_error", "tokens", "invalid_value"});
+      v.push_back(int32_t(x.get<int64_t>()));
+    }
+    std::string text;
+    for (int32_t id : v) text += tok.token_bytes(id, true);
+    out = {{"prompt", text}, {"content", text}};
+  } else {
+    const char* key = b.contains("prompt") ? "prompt" : "content";
+    if (!b.contains(key) || !b[key].is_string())
+      return fail(ApiError{400, "'prompt' (or 'content') must be a string.",
+                           "invalid_request_error", "prompt", "invalid_type"});
+    bool add_special = true;
+    for (const char* k : {"add_special_tokens", "add_special"})
+      if (b.contains(k)) {
+        if (!b[k].is_boolean())
+          return fail(ApiError{400, std::string("'") + k + "' must be a boolean.",
+                               "invalid_request_error", k, "invalid_type"});
+        add_special = b[k];
+      }
+    EncodeOptions eo;
+    eo.add_bos = add_special && tok.vocab().add_bos;
+    eo.parse_special = true;
+    auto ids = tok.encode(b[key].get<std::string>(), eo);
+    out = {{"tokens", ids}, {"count", ids.size()}, {"max_model_len", m->engine->ctx_size}};
+  }
+  res.set_content(out.dump(-1, ' ', false, json::error_handler_t::replace), "application/json");
+  metrics_.count(route, 200);
+  log_request(req, 200, "");
+}
+
+std::string HttpServer::render_metrics() {
+  std::string s;
+  s += "# HELP corral_requests_total Requests by route and status.\n# TYPE corral_requests_total "
+       "counter\n";
+  {
+    std::lock_guard<std::mutex> lk(metrics_.mu);
+    for (auto& [k, n] : metrics_.requests)
+      s += "corral_requests_total{route=\"" + k.first + "\",status=\"" + std::to_string(k.second) +
+           "\"} " + std::to_string(n) + "\n";
+  }
+  struct G {
+    const char* name;
+    const char* help;
+    const char* type;
+    std::function<int64_t(const SchedulerStats&)> f;
+  };
+  const G gauges[] = {
+      {"corral_prompt_tokens_total", "Prompt tokens computed.", "counter",
+       [](auto& st) { return st.prompt_tokens.load(); }},
+      {"corral_cached_prompt_tokens_total", "Prompt tokens taken from the prefix cache.", "counter",
+       [](auto& st) { return st.cached_tokens.load(); }},
+      {"corral_generated_tokens_total", "Tokens generated.", "counter",
+       [](auto& st) { return st.generated_tokens.load(); }},
+      {"corral_preemptions_total", "Sequences preempted when the KV pool ran out.", "counter",
+       [](auto& st) { return st.preemptions.load(); }},
+      {"corral_queue_length", "Requests waiting to run.", "gauge",
+       [](auto& st) { return st.waiting.load(); }},
+      {"corral_running_sequences", "Sequences in the running batch.", "gauge",
+       [](auto& st) { return st.running.load(); }},
+      {"corral_kv_blocks_used", "KV blocks in use (cached ones nobody uses count as free).",
+       "gauge", [](auto& st) { return st.kv_used.load(); }},
+      {"corral_kv_blocks_total", "KV blocks in the pool.", "gauge",
+       [](auto& st) { return st.kv_total.load(); }},
+      {"corral_batch_size", "Tokens in the last forward pass.", "gauge",
+       [](auto& st) { return st.last_batch.load(); }},
+  };
+  for (auto& g : gauges) {
+    s +=
+        std::string("# HELP ") + g.name + " " + g.help + "\n# TYPE " + g.name + " " + g.type + "\n";
+    for (auto& m : models_)
+      s += std::string(g.name) + "{model=\"" + m->id + "\"} " +
+           std::to_string(g.f(m->sched->stats())) + "\n";
+  }
+  s += metrics_.ttft.render("corral_time_to_first_token_seconds",
+                            "Time from arrival to the first generated token.");
+  s += metrics_.itl.render("corral_inter_token_latency_seconds",
+                           "Mean time between generated tokens, per request.");
+  return s;
+}
+
+Expected<int> HttpServer::bind() {
+  const int port = o_.port == 0 ? svr_->bind_to_any_port(o_.host)
+                                : (svr_->bind_to_port(o_.host, o_.port) ? o_.port : -1);
+  if (port < 0)
+    return make_error("cannot listen on " + o_.host + ":" + std::to_string(o_.port) +
+                      " (address in use, or not an address of this machine)");
+  // cpp-httplib listens with a backlog of 5; a burst of hundreds of connections needs more.
+  if (listen_fd_ >= 0) ::listen(listen_fd_, 4096);
+  return port;
+}
+
+void HttpServer::run() {
+  svr_->listen_after_bind();
+}
+
+void HttpServer::shutdown() {
+  if (stopping_.exchange(true)) return;
+  log_.info("shutting down: no new requests; waiting up to " + std::to_string(o_.drain_seconds) +
+            " s for running ones");
+  const auto t0 = std::chrono::steady_clock::now();
+  auto busy = [&] {
+    int64_t n = 0;
+    for (auto& m : models_) n += m->sched->active();
+    return n;
+  };
+  while (busy() > 0 &&
+         std::chrono::steady_clock::now() - t0 < std::chrono::seconds(o_.drain_seconds))
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  if (busy() > 0) {
+    log_.info("cancelling " + std::to_string(busy()) + " requests still running");
+    for (auto& m : models_) m->sched->cancel_all();
+  }
+  // Let streams write their last bytes before the listener goes.
+  const auto t1 = std::chrono::steady_clock::now();
+  while (streams_.load() > 0 && std::chrono::steady_clock::now() - t1 < std::chrono::seconds(2))
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  svr_->stop();
+}
+
+}  // namespace corral

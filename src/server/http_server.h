@@ -1,0 +1,80 @@
+// `corral serve`'s HTTP side: the OpenAI-compatible routes over cpp-httplib (one thread per
+// connection, so idle keep-alive connections never block a busy one), API keys, SSE streaming,
+// Prometheus metrics and graceful shutdown. Models are reached only through their Scheduler.
+#pragma once
+#include <atomic>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/logger.h"
+#include "engine/scheduler.h"
+#include "server/metrics.h"
+#include "server/openai.h"
+
+namespace httplib {
+class Server;
+struct Request;
+struct Response;
+}  // namespace httplib
+
+namespace corral {
+
+struct ServedModel {
+  std::string id;
+  std::string path;
+  std::string license;  // general.license, or empty
+  std::unique_ptr<Engine> engine;
+  std::unique_ptr<Scheduler> sched;
+  ChatTemplate chat_template = ChatTemplate::kLlama3;
+  bool has_chat_template = false;
+};
+
+struct ServerOptions {
+  std::string host = "127.0.0.1";
+  int port = 8080;
+  std::vector<std::string> api_keys;  // empty: open
+  size_t max_body = size_t(8) << 20;
+  bool log_json = false;
+  int read_timeout_s = 30;
+  int idle_timeout_s = 30;
+  int drain_seconds = 10;  // on SIGINT/SIGTERM: how long running requests may finish
+};
+
+class HttpServer {
+ public:
+  HttpServer(std::vector<std::unique_ptr<ServedModel>> models, const ServerOptions& o,
+             const Logger& log);
+  ~HttpServer();
+  // Binds; returns the port (the one chosen when port is 0).
+  Expected<int> bind();
+  // Serves until shutdown() (from another thread or a signal); then drains and returns.
+  void run();
+  void shutdown();
+  void set_ready(bool r) { ready_ = r; }
+
+  // Used by the request handlers.
+  struct Ctx;
+
+ private:
+  void routes();
+  void log_request(const httplib::Request& req, int status, const std::string& extra);
+  bool authorized(const httplib::Request& req) const;
+  ServedModel* find_model(const std::string& id);
+  void handle_generate(const httplib::Request& req, httplib::Response& res, bool chat);
+  void handle_models(const httplib::Request& req, httplib::Response& res);
+  void handle_tokenize(const httplib::Request& req, httplib::Response& res, bool detok);
+  std::string render_metrics();
+  void reply_error(httplib::Response& res, const ApiError& e);
+
+  std::vector<std::unique_ptr<ServedModel>> models_;
+  ServerOptions o_;
+  Logger log_;
+  std::unique_ptr<httplib::Server> svr_;
+  ServerMetrics metrics_;
+  std::atomic<bool> ready_{false}, stopping_{false};
+  std::atomic<int64_t> streams_{0};
+  int listen_fd_ = -1;
+};
+
+}  // namespace corral

@@ -1,0 +1,52 @@
+// OpenAI request schemas: validation of chat and legacy completion bodies into one plain
+// GenRequest, and the error object every failure is answered with. Pure functions: no HTTP, no
+// engine, so they are tested (and fuzzed) on their own.
+#pragma once
+#include <cstdint>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "tokenizer/chat_template.h"
+
+namespace corral {
+
+struct ApiError {
+  int status = 400;
+  std::string message;
+  std::string type = "invalid_request_error";
+  std::string param;  // empty: null
+  std::string code;   // empty: null
+  nlohmann::json body() const;
+};
+
+// Everything a generation request asks for, validated.
+struct GenRequest {
+  bool chat = false;
+  std::string model;                             // empty: the server's only / first model
+  std::vector<ChatMessage> messages;             // chat
+  std::vector<std::string> prompts;              // completions, text prompts ...
+  std::vector<std::vector<int32_t>> prompt_ids;  // ... or id prompts
+  std::optional<int64_t> max_tokens;             // absent: the rest of the context
+  double temperature = 1.0, top_p = 1.0, min_p = 0.0;
+  int64_t top_k = 0;
+  double frequency_penalty = 0, presence_penalty = 0, repetition_penalty = 1.0;
+  std::optional<int64_t> seed;
+  std::vector<std::string> stop;
+  int64_t n = 1;
+  bool logprobs = false;
+  int64_t top_logprobs = 0;  // chat: alternatives; completions: the legacy integer logprobs
+  bool echo = false;
+  bool stream = false, include_usage = false;
+  bool ignore_eos = false;
+  std::string user;
+};
+
+// nullopt on success; an ApiError naming the offending field otherwise.
+std::optional<ApiError> parse_gen_request(const nlohmann::json& body, bool chat, GenRequest* out);
+
+// Parses a request body; a 400 error when it is not a JSON object.
+std::optional<ApiError> parse_json_body(const std::string& text, nlohmann::json* out);
+
+}  // namespace corral
