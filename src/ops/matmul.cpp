@@ -240,9 +240,18 @@ void matmul_int8(Context& ctx, const TensorView& w, const float* x, int64_t T, f
 
 }  // namespace
 
+bool batch_invariant() {
+  static const bool on = std::getenv("CORRAL_BATCH_VARIANT") == nullptr;
+  return on;
+}
+
 void matmul(Context& ctx, const TensorView& w, const float* x, int64_t n_tok, float* y,
             MatmulScratch& scratch) {
   const KernelTable& k = kernels_best();
+  // Batch invariance: weights that are not repacked go through the per-token dot kernels
+  // whatever n_tok is (the GEMMs below reduce over K in another order). Repacked weights keep
+  // their prompt kernels, whose per-token arithmetic equals the decode kernels'.
+  const bool gemm_ok = !batch_invariant();
   // KC chunks must start on block boundaries of the weight type.
   const int64_t blk = type_traits(w.type)->block_size;
   bool signed_levels = false;
@@ -250,13 +259,13 @@ void matmul(Context& ctx, const TensorView& w, const float* x, int64_t n_tok, fl
     matmul_repacked(ctx, {MatmulTarget{&w, y}}, x, n_tok, scratch);
     return;
   }
-  if (n_tok >= 16 && k.int8_micro && int8_gemm_supports(w.type, &signed_levels) &&
+  if (gemm_ok && n_tok >= 16 && k.int8_micro && int8_gemm_supports(w.type, &signed_levels) &&
       w.ne[0] % blk == 0 && w.ne[0] <= kInt8MaxBlocks * 32 &&
       std::getenv("CORRAL_NO_INT8_GEMM") == nullptr) {
     matmul_int8(ctx, w, x, n_tok, y, scratch, signed_levels);
     return;
   }
-  if (n_tok >= 16 && (256 % blk == 0) && w.ne[0] % blk == 0) {
+  if (gemm_ok && n_tok >= 16 && (256 % blk == 0) && w.ne[0] % blk == 0) {
     matmul_gemm(ctx, w, x, n_tok, y, scratch);
     return;
   }

@@ -20,6 +20,10 @@ struct MatmulScratch {
   std::vector<float> wsc;     // per-thread panel scales and offsets
 };
 
+// True unless CORRAL_BATCH_VARIANT is set: every token's result is then bitwise independent of
+// the other tokens in the call (see matmul() and attention()).
+bool batch_invariant();
+
 void matmul(Context& ctx, const TensorView& w, const float* x, int64_t n_tok, float* y,
             MatmulScratch& scratch);
 

@@ -12,7 +12,7 @@ void gemv_q4_0x8_avx2(int64_t K, const uint8_t* g, const int8_t* xq, const float
                       const float* xs, float* out) {
   const int64_t nb = K / 32;
   const __m256i m4 = _mm256_set1_epi8(0xF), ones = _mm256_set1_epi16(1);
-  __m256 acc = _mm256_setzero_ps(), corr = _mm256_setzero_ps();
+  __m256 acc = _mm256_setzero_ps();
   for (int64_t b = 0; b < nb; ++b, g += kQ4_0GroupBytes) {
     _mm_prefetch(reinterpret_cast<const char*>(g) + 3072, _MM_HINT_T0);
     _mm_prefetch(reinterpret_cast<const char*>(g) + 3072 + 64, _MM_HINT_T0);
@@ -32,10 +32,12 @@ void gemv_q4_0x8_avx2(int64_t K, const uint8_t* g, const int8_t* xq, const float
     }
     const __m256 d = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i*)g));  // one scale per row
     const __m256 p = _mm256_cvtepi32_ps(_mm256_madd_epi16(sum16, ones));
+    // Same operations in the same order as one token of gemm_q4_0x8x4, so a token's result
+    // does not depend on whether it was decoded alone or in a prompt (batch invariance).
     acc = _mm256_fmadd_ps(_mm256_mul_ps(d, _mm256_set1_ps(xd[b])), p, acc);
-    corr = _mm256_fmadd_ps(d, _mm256_set1_ps(8.f * xs[b]), corr);  // the -8 offset of Q4_0
+    acc = _mm256_fnmadd_ps(d, _mm256_set1_ps(8.f * xs[b]), acc);  // the -8 offset of Q4_0
   }
-  _mm256_storeu_ps(out, _mm256_sub_ps(acc, corr));
+  _mm256_storeu_ps(out, acc);
 }
 
 // Prompts over repacked Q4_0: 8 rows x 4 tokens per call, so each unpacked weight chunk

@@ -8,6 +8,7 @@
 #include "backend/cpu/kernels.h"
 #include "core/fp16.h"
 #include "format/quant.h"
+#include "ops/matmul.h"
 
 namespace corral {
 
@@ -140,7 +141,9 @@ void attention(Context& ctx, KvStore& kv, const AttnParams& p, const std::vector
         return rowf;
       };
       const int64_t span = hi - lo;
-      if (tb.n == 1) {
+      // The row-wise decode path is quicker for one token but reduces in another order than
+      // the GEMM path, so with batch invariance every token takes the GEMM path.
+      if (tb.n == 1 && !batch_invariant()) {
         // Decode, row by row (the GEMM's packing costs more than it saves for one token): each
         // cached row converted once, dotted with every query, then added to every accumulator.
         for (int64_t pos = lo; pos < hi; ++pos) {
