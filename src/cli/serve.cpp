@@ -25,6 +25,7 @@ struct ServeArgs {
   std::string max_body = "8MiB";
   int64_t step_tokens = 256;
   int threads = 0;
+  int timeout = 30;
   std::string log_format = "text";
   std::string chat_template;
 };
@@ -114,6 +115,8 @@ Status serve(ServeArgs& a) {
   so.host = a.host;
   so.port = a.port;
   so.log_json = a.log_format == "json";
+  if (a.timeout < 1) return make_error("--timeout: must be at least 1 second");
+  so.read_timeout_s = so.idle_timeout_s = a.timeout;
   CORRAL_ASSIGN_OR_RETURN(so.max_body, parse_size(a.max_body, "--max-body"));
   so.api_keys = a.api_keys;
   if (!a.api_key_file.empty()) {
@@ -198,6 +201,7 @@ Action add_serve(CLI::App& app) {
   sub->add_option("--step-tokens", a->step_tokens,
                   "tokens per forward step (decode + prompt chunks; default 256)");
   sub->add_option("--log-format", a->log_format, "text or json (default text)");
+  sub->add_option("--timeout", a->timeout, "seconds a connection may stall mid-request or idle between requests (default 30)");
   sub->add_option("--chat-template", a->chat_template,
                   "llama2, llama3 or llama4 (default: the model's)");
   return [a] { return serve(*a); };

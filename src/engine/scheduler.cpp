@@ -255,7 +255,11 @@ bool Scheduler::step() {
       ++i;
     }
   }
-  if (running_.empty()) return false;
+  if (running_.empty()) {
+    stats_.running = 0;
+    stats_.kv_used = e_.kv->total_blocks() - e_.kv->free_blocks();
+    return false;
+  }
   // Decoding sequences first (one token each), then prompt chunks, oldest first.
   std::vector<Seq*> order;
   for (auto& s : running_) order.push_back(s.get());

@@ -1,0 +1,151 @@
+// Hostile and unlucky clients: oversize bodies, requests sent half-way and abandoned, 1,000 idle
+// keep-alive connections next to 256 streams, clients that vanish mid-stream, a full queue, and
+// shutdown with a stream still running.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import net from 'node:net';
+import { startServer, tinyModel, metric, sseEvents } from './server.mjs';
+
+const post = (url, path, body, signal) =>
+  fetch(url + path, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: typeof body === 'string' ? body : JSON.stringify(body), signal });
+
+async function healthMs(url) {
+  const t = performance.now();
+  const r = await fetch(url + '/health');
+  assert.equal(r.status, 200);
+  return performance.now() - t;
+}
+
+test('oversize bodies, half-sent requests and idle connections', async () => {
+  const srv = await startServer(['-m', tinyModel('q4_0'), '--max-body', '64K', '--timeout', '2']);
+  try {
+    const big = await post(srv.url, '/v1/completions', JSON.stringify({ prompt: 'x'.repeat(100000) }));
+    assert.equal(big.status, 413);
+    assert.match(big.headers.get('content-type'), /^application\/json/);
+    const b = await big.json();
+    assert.equal(b.error.code, 'request_too_large');
+    assert.ok('param' in b.error);
+    // Half a request, then silence: the server drops it after --timeout and keeps answering.
+    const stalled = net.connect(srv.port, '127.0.0.1');
+    await new Promise((r) => stalled.on('connect', r));
+    stalled.write('POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 200\r\n\r\n{"model": "ti');
+    stalled.resume();  // read (and drop) whatever the server answers, so 'close' can come
+    const closed = new Promise((r) => stalled.on('close', r));
+    assert.ok((await healthMs(srv.url)) < 1000, '/health answers while a request is stalled');
+    const t0 = performance.now();
+    await closed;
+    assert.ok(performance.now() - t0 < 6000, 'stalled connection closed within the timeout');
+    // Garbage instead of HTTP.
+    const junk = net.connect(srv.port, '127.0.0.1');
+    let reply = '';
+    junk.on('data', (d) => (reply += d));
+    await new Promise((r) => junk.on('connect', r));
+    junk.write('\x00\x01\x02 GARBAGE\r\n\r\n');
+    await new Promise((r) => junk.on('close', r));
+    assert.match(reply, /^HTTP\/1\.1 400/);
+    const ok = await post(srv.url, '/v1/completions', { prompt: 'hello', max_tokens: 2 });
+    assert.equal(ok.status, 200, 'still serving');
+  } finally {
+    assert.equal((await srv.stop()).code, 0);
+  }
+});
+
+test('1,000 idle keep-alive connections and 256 concurrent streams do not stall /health', async () => {
+  const srv = await startServer(['-m', tinyModel('q4_0'), '--parallel', '16']);
+  const idle = [];
+  try {
+    for (let i = 0; i < 1000; ++i) {
+      const s = net.connect(srv.port, '127.0.0.1');
+      idle.push(s);
+      s.on('error', () => {});
+    }
+    await Promise.all(idle.map((s) => new Promise((r) => {
+      s.write('GET /health HTTP/1.1\r\nHost: x\r\n\r\n');
+      s.once('data', r);
+    })));
+    assert.ok((await healthMs(srv.url)) < 1000);
+    const streams = [...Array(256).keys()].map(async (i) => {
+      const r = await post(srv.url, '/v1/completions', { prompt: `story ${i}`, max_tokens: 4, ignore_eos: true, stream: true });
+      assert.equal(r.status, 200);
+      const ev = await sseEvents(r);
+      assert.equal(ev.at(-1), '[DONE]');
+    });
+    const lat = [];
+    for (let k = 0; k < 5; ++k) {
+      lat.push(await healthMs(srv.url));
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    await Promise.all(streams);
+    assert.ok(Math.max(...lat) < 1000, `/health latencies under load: ${lat.map((x) => x.toFixed(0)).join(', ')} ms`);
+  } finally {
+    for (const s of idle) s.destroy();
+    assert.equal((await srv.stop()).code, 0);
+  }
+});
+
+test('clients that disconnect mid-stream are cancelled and their KV blocks return to the pool', async () => {
+  const srv = await startServer(['-m', tinyModel('q4_0'), '--parallel', '8']);
+  try {
+    const aborted = [...Array(8).keys()].map(async (i) => {
+      const ac = new AbortController();
+      const r = await post(srv.url, '/v1/completions', { prompt: `a long answer ${i} `.repeat(10), max_tokens: 3000, ignore_eos: true, stream: true }, ac.signal);
+      const reader = r.body.getReader();
+      let chunks = 0;
+      while (chunks < 5) { await reader.read(); ++chunks; }
+      ac.abort();
+    });
+    await Promise.all(aborted);
+    let used, running;
+    for (let k = 0; k < 100; ++k) {
+      used = await metric(srv.url, 'corral_kv_blocks_used');
+      running = await metric(srv.url, 'corral_running_sequences');
+      if (used === 0 && running === 0) break;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    assert.equal(running, 0, 'no sequence left running');
+    assert.equal(used, 0, 'every KV block back in the pool');
+    assert.ok(srv.lines.some((l) => /cancelled/.test(l)), 'the log names the cancellation');
+  } finally {
+    assert.equal((await srv.stop()).code, 0);
+  }
+});
+
+test('a full queue answers 429 with Retry-After', async () => {
+  const srv = await startServer(['-m', tinyModel('q4_0'), '--parallel', '1', '--max-queue', '1']);
+  try {
+    const rs = await Promise.all([...Array(4).keys()].map((i) => post(srv.url, '/v1/completions', { prompt: `q ${i}`, max_tokens: 200, ignore_eos: true })));
+    const codes = rs.map((r) => r.status).sort();
+    assert.ok(codes.includes(429), `statuses ${codes}`);
+    const r429 = rs.find((r) => r.status === 429);
+    assert.ok(r429.headers.get('retry-after'));
+    assert.equal((await r429.json()).error.code, 'queue_full');
+    assert.ok(codes.includes(200));
+  } finally {
+    assert.equal((await srv.stop()).code, 0);
+  }
+});
+
+test('SIGTERM: running streams finish, new requests get 503, exit 0', async () => {
+  const srv = await startServer(['-m', tinyModel('q4_0')]);
+  const stream = post(srv.url, '/v1/completions', { prompt: 'shutdown', max_tokens: 300, ignore_eos: true, stream: true });
+  const res = await stream;
+  const reader = res.body.getReader();
+  await reader.read();
+  process.kill(srv.proc.pid, 'SIGTERM');
+  await new Promise((r) => setTimeout(r, 200));
+  const late = await post(srv.url, '/v1/completions', { prompt: 'late', max_tokens: 2 }).catch(() => null);
+  if (late) {
+    assert.equal(late.status, 503);
+    assert.ok(late.headers.get('retry-after'));
+  }
+  let text = '';
+  const dec = new TextDecoder();
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) break;
+    text += dec.decode(value);
+  }
+  assert.match(text, /data: \[DONE\]/);
+  const { code } = await srv.exited;
+  assert.equal(code, 0);
+});
