@@ -5,7 +5,7 @@ set -euo pipefail
 src=$1 out=$2 fixtures=$3 secs=${4:-20}
 mkdir -p "$out"
 flags="-std=c++20 -O1 -g -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -I$src/src"
-lib_sources=$(ls "$src"/src/core/*.cpp "$src"/src/format/*.cpp)
+lib_sources=$(ls "$src"/src/core/*.cpp "$src"/src/format/*.cpp "$src"/src/server/openai.cpp)
 # Build the library objects once, in parallel.
 objs=()
 for f in $lib_sources; do
@@ -32,4 +32,5 @@ run() {  # target, corpus dir
 run gguf_fuzz "$(corpus gguf_fuzz gguf "$fixtures/llamacpp-vocab/ggml-vocab-llama-spm.gguf")"
 run safetensors_fuzz "$(corpus safetensors_fuzz st "$fixtures/hf/llama2_mha_f32/model.safetensors" "$fixtures/llama2c/aidreams260K.bin")"
 run tokenizer_files_fuzz "$(corpus tokenizer_files_fuzz tok "$fixtures/llama2c/tok512.bin" "$fixtures/tokenizers/llama2/tokenizer.model")"
+run openai_request_fuzz "$(corpus openai_request_fuzz openai)"
 echo "fuzzing finished without findings"

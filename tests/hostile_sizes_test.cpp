@@ -70,7 +70,7 @@ TEST(HostileSizes, ZeroDimensionDoesNotHideAWrappingShape) {
 TEST(HostileSizes, EverySeedFileExitsOneWithOneErrorLine) {
   int n = 0;
   for (auto& e : std::filesystem::recursive_directory_iterator(seed(""))) {
-    if (!e.is_regular_file()) continue;
+    if (!e.is_regular_file() || e.path().parent_path().filename() == "openai_request_fuzz") continue;
     const std::string p = e.path().string();
     auto r = test::run_corral("info '" + p + "'");
     EXPECT_EQ(r.status, 1) << p << ": " << r.out << r.err;

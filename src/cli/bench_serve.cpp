@@ -95,7 +95,7 @@ Status bench_serve(BenchServeArgs& a) {
   for (int i = 0; i < int(a.prompt_tokens) * 2 + 64; ++i)
     text += std::string(words[rng() % 18]) + " ";
   std::vector<int64_t> ids;
-  auto tk = probe.Post("/tokenize", hdr, json{{"model", a.model}, {"prompt", text}}.dump(),
+  auto tk = probe.Post("/tokenize", hdr, json{{"model", a.model}, {"prompt", text}, {"content", text}}.dump(),
                        "application/json");
   if (tk && tk->status == 200) {
     json t = json::parse(tk->body, nullptr, false);
@@ -161,7 +161,8 @@ Status bench_serve(BenchServeArgs& a) {
       };
       auto rr = cli.send(req);
       std::lock_guard<std::mutex> lk(mu);
-      if (!rr || rr->status != 200 || usage_tokens < 0) {
+      if (usage_tokens < 0) usage_tokens = chunks;  // servers that send no usage chunk
+      if (!rr || rr->status != 200 || chunks == 0) {
         ++failed;
         if (first_error.empty())
           first_error = rr ? "status " + std::to_string(rr->status) + ": " + rr->body
