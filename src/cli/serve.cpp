@@ -131,49 +131,52 @@ Status serve(ServeArgs& a) {
   for (auto& k : so.api_keys)
     if (k.empty()) return make_error("--api-key: an empty key is not allowed");
   Logger log;
-  std::vector<std::unique_ptr<ServedModel>> models;
+  HttpServer server({}, so, log);
+  CORRAL_ASSIGN_OR_RETURN(int port, server.bind());
+  // Listening from the start: /health answers 503 until every model is loaded.
+  log.info("listening on http://" + a.host + ":" + std::to_string(port) + " (--parallel " +
+           std::to_string(a.parallel) + ", --max-queue " + std::to_string(a.max_queue) + ")");
+  std::fflush(stderr);
+  signal(SIGPIPE, SIG_IGN);
+  std::thread http([&] { server.run(); });
+  auto fail = [&](Status st) {
+    server.stop_now();
+    http.join();
+    return st;
+  };
   for (auto& spec : a.models) {
-    CORRAL_ASSIGN_OR_RETURN(auto m, load(a, spec, log));
-    for (auto& o : models)
+    auto loaded = load(a, spec, log);
+    if (!loaded.is_ok()) return fail(make_error(loaded.message()));
+    auto m = std::move(loaded.value());
+    for (auto& o : server.models())
       if (o->id == m->id)
-        return make_error("-m " + spec + ": model id '" + m->id + "' is used twice (use ID=PATH)");
+        return fail(make_error("-m " + spec + ": model id '" + m->id + "' is used twice (use ID=PATH)"));
     const double kv_mib = double(m->engine->kv->bytes()) / (1 << 20);
     char buf[512];
     std::snprintf(buf, sizeof buf,
-                  "model %s: %s (%s, ctx %lld per sequence, KV pool %lld blocks of %lld = %.1f "
-                  "MiB, %d threads)",
+                  "model %s: %s (%s, ctx %lld per sequence, KV pool %lld blocks of %lld = %.1f MiB, "
+                  "%d threads)",
                   m->id.c_str(), m->path.c_str(), m->engine->model->hp.arch.c_str(),
                   (long long)m->engine->ctx_size, (long long)m->engine->kv->total_blocks(),
                   (long long)m->engine->kv->block_size(), kv_mib, m->engine->ctx->pool->size());
     log.info(buf);
-    models.push_back(std::move(m));
+    server.add_model(std::move(m));
   }
-  HttpServer server(std::move(models), so, log);
-  CORRAL_ASSIGN_OR_RETURN(int port, server.bind());
-  server.set_ready(true);
   if (so.api_keys.empty())
     log.info("warning: no API key given: the server is open to anyone who can reach it");
-  log.info("listening on http://" + a.host + ":" + std::to_string(port) + " (--parallel " +
-           std::to_string(a.parallel) + ", --max-queue " + std::to_string(a.max_queue) + ")");
-  std::fflush(stderr);
-  if (pipe(g_signal_pipe) != 0) return make_error("serve: pipe() failed");
+  if (pipe(g_signal_pipe) != 0) return fail(make_error("serve: pipe() failed"));
   struct sigaction sa {};
   sa.sa_handler = on_signal;
   sigaction(SIGINT, &sa, nullptr);
   sigaction(SIGTERM, &sa, nullptr);
-  signal(SIGPIPE, SIG_IGN);
-  std::thread watcher([&] {
-    char c;
-    while (read(g_signal_pipe[0], &c, 1) < 0 && errno == EINTR) {
-    }
-    if (c == 2) return;  // the server stopped by itself
-    server.shutdown();
-  });
-  server.run();
-  const char stop = 2;
-  if (write(g_signal_pipe[1], &stop, 1) < 0) {
+  server.set_ready(true);
+  log.info("ready");
+  std::fflush(stderr);
+  char c = 0;
+  while (read(g_signal_pipe[0], &c, 1) < 0 && errno == EINTR) {
   }
-  watcher.join();
+  server.shutdown();
+  http.join();
   log.info("stopped");
   return Status::ok();
 }

@@ -142,6 +142,10 @@ void HttpServer::routes() {
       res.set_header("WWW-Authenticate", "Bearer");
       return httplib::Server::HandlerResponse::Handled;
     }
+    if (!ready_) {
+      reply_error(res, ApiError{503, "The models are still loading; retry shortly.", "service_unavailable", "", "loading"});
+      return httplib::Server::HandlerResponse::Handled;
+    }
     if (stopping_ && req.method == "POST") {
       reply_error(res, ApiError{503, "The server is shutting down.", "service_unavailable", "",
                                 "shutting_down"});
@@ -366,6 +370,11 @@ Expected<int> HttpServer::bind() {
   // cpp-httplib listens with a backlog of 5; a burst of hundreds of connections needs more.
   if (listen_fd_ >= 0) ::listen(listen_fd_, 4096);
   return port;
+}
+
+void HttpServer::stop_now() {
+  stopping_ = true;
+  svr_->stop();
 }
 
 void HttpServer::run() {

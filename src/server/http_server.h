@@ -51,7 +51,11 @@ class HttpServer {
   // Serves until shutdown() (from another thread or a signal); then drains and returns.
   void run();
   void shutdown();
+  // Models are added after bind() while /health says 503; then set_ready() opens /v1/*.
+  void add_model(std::unique_ptr<ServedModel> m) { models_.push_back(std::move(m)); }
+  const std::vector<std::unique_ptr<ServedModel>>& models() const { return models_; }
   void set_ready(bool r) { ready_ = r; }
+  void stop_now();  // stops listening at once (start-up failed)
 
   // Used by the request handlers.
   struct Ctx;
