@@ -112,7 +112,7 @@ Status bench_serve(BenchServeArgs& a) {
   auto worker = [&] {
     httplib::Client cli(where.host, where.port);
     cli.set_read_timeout(600, 0);
-    cli.set_keep_alive(true);
+    cli.set_keep_alive(false);  // a fresh connection per request: no stale keep-alive reads
     for (int64_t r; (r = next.fetch_add(1)) < a.requests;) {
       std::vector<int64_t> p;
       const size_t off = size_t(r * 7) % (ids.size() - size_t(a.prompt_tokens));

@@ -23,6 +23,10 @@ Action add_bench(CLI::App& app);
 Action add_synth(CLI::App& app);
 Action add_serve(CLI::App& app);
 Action add_bench_serve(CLI::App& app);
+Action add_tenant(CLI::App& app);
+Action add_key(CLI::App& app);
+Action add_usage(CLI::App& app);
+Action add_ledger(CLI::App& app);
 
 // "1,2,3" -> ids; error names the bad item.
 Expected<std::vector<int32_t>> parse_id_list(const std::string& s, const std::string& flag);

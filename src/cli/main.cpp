@@ -47,6 +47,10 @@ int main(int argc, char** argv) {
   actions["synth"] = add_synth(app);
   actions["serve"] = add_serve(app);
   actions["bench-serve"] = add_bench_serve(app);
+  actions["tenant"] = add_tenant(app);
+  actions["key"] = add_key(app);
+  actions["usage"] = add_usage(app);
+  actions["ledger"] = add_ledger(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {

@@ -141,7 +141,9 @@ void matmul_repacked(Context& ctx, std::initializer_list<MatmulTarget> targets, 
   const TensorView& w0 = *targets.begin()->w;
   const int64_t K = w0.ne[0], nb = K / 32;
   const MatmulTarget* tg = targets.begin();
-  const bool prompt = T >= 16;
+  // The 4-token kernels do per token exactly what the decode kernels do (batch invariance), so
+  // any batch of a few tokens (several sequences decoding at once) takes them.
+  const bool prompt = T >= 3;
   const int64_t per_call = prompt ? 4 : 1, Tp = (T + per_call - 1) / per_call * per_call;
   const size_t gbytes = repacked_group_bytes(w0.type, K);
   auto group = [&](size_t j, int64_t gi) {

@@ -1,0 +1,28 @@
+#include <cstdlib>
+
+#include "hosting/ledger.h"
+
+namespace corral {
+
+std::string default_ledger_dsn() {
+  const char* e = std::getenv("CORRAL_LEDGER");
+  return e && *e ? std::string(e) : std::string("sqlite:corral-ledger.db");
+}
+
+Expected<std::unique_ptr<Ledger>> open_ledger(const std::string& dsn_in) {
+  const std::string dsn = dsn_in.empty() ? default_ledger_dsn() : dsn_in;
+  if (dsn.rfind("sqlite:", 0) == 0) {
+    const std::string path = dsn.substr(7);
+    if (path.empty()) return make_error("--ledger: 'sqlite:' needs a path (sqlite:PATH)");
+    return open_sqlite_ledger(path);
+  }
+  if (dsn.rfind("postgresql://", 0) == 0 || dsn.rfind("postgres://", 0) == 0) return open_postgres_ledger(dsn);
+  return make_error("--ledger: '" + dsn + "' is not sqlite:PATH or postgresql://...");
+}
+
+Expected<std::unique_ptr<Ledger>> open_postgres_ledger(const std::string& conninfo) {
+  return make_error("--ledger " + conninfo.substr(0, conninfo.find('@') == std::string::npos ? conninfo.size() : 13) +
+                    "...: the PostgreSQL ledger is not built yet in this version; use sqlite:PATH");
+}
+
+}  // namespace corral

@@ -1,0 +1,107 @@
+// The hosting ledger: tenants, hashed API keys, quotas and one usage record per request, behind
+// one interface (SQLite embedded, PostgreSQL for several servers). Every write is a transaction;
+// quota counters are derived from the records inside the admitting transaction, so several
+// servers on one database never exceed a limit.
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "core/status.h"
+
+namespace corral {
+
+struct TenantLimits {  // 0 = no limit
+  int64_t rpm = 0, tpm = 0, max_concurrent = 0, monthly_tokens = 0;
+};
+
+struct Tenant {
+  std::string name;
+  int64_t mau = 0;
+  std::string country;  // ISO 3166 alpha-2, or empty
+  bool suspended = false;
+  TenantLimits limits;
+  int64_t created_ms = 0;
+  int64_t month_prompt_tokens = 0, month_completion_tokens = 0;  // filled by list_tenants
+};
+
+struct TenantPatch {
+  std::optional<int64_t> rpm, tpm, max_concurrent, monthly_tokens, mau;
+  std::optional<std::string> country;
+  std::optional<bool> suspended;
+};
+
+struct ApiKeyInfo {
+  std::string key_id, tenant;
+  std::vector<std::string> models;  // empty: every model
+  int64_t expires_ms = 0;           // 0: never
+  int64_t revoked_ms = 0;           // 0: not revoked
+  int64_t created_ms = 0;
+};
+
+struct Admission {
+  std::string request_id, tenant, key_id, model, instance;
+  int64_t prompt_tokens = 0, reserved_tokens = 0;  // reserved: prompt + max_tokens
+  int64_t started_ms = 0;
+};
+
+struct AdmitResult {
+  bool ok = false;
+  std::string code, message;  // rate_limit_exceeded / insufficient_quota
+  int64_t retry_after_s = 1;
+  // -1: no limit. Remaining after this request's reservation.
+  int64_t limit_requests = -1, remaining_requests = -1, limit_tokens = -1, remaining_tokens = -1;
+};
+
+struct UsageRecord {
+  std::string request_id, tenant, key_id, model, instance;
+  int64_t prompt_tokens = 0, cached_tokens = 0, completion_tokens = 0;
+  int64_t started_ms = 0, ended_ms = 0;
+  std::string finish_reason, status;  // status: open, completed, cancelled, error, interrupted
+  std::optional<int64_t> price_version;
+};
+
+struct UsageQuery {
+  std::string tenant;  // empty: all
+  int64_t from_ms = 0, to_ms = INT64_MAX;
+};
+
+class Ledger {
+ public:
+  virtual ~Ledger() = default;
+  virtual Status create_tenant(const Tenant& t) = 0;
+  virtual Expected<std::vector<Tenant>> list_tenants(int64_t month_start_ms) = 0;
+  virtual Expected<std::optional<Tenant>> get_tenant(const std::string& name) = 0;
+  virtual Status update_tenant(const std::string& name, const TenantPatch& p) = 0;
+  virtual Status create_key(const ApiKeyInfo& k, const std::string& hash) = 0;
+  virtual Expected<std::vector<ApiKeyInfo>> list_keys(const std::string& tenant) = 0;
+  virtual Status revoke_key(const std::string& key_id, int64_t now_ms) = 0;
+  // The key with this hash and its tenant; nullopt when unknown.
+  virtual Expected<std::optional<std::pair<ApiKeyInfo, Tenant>>> find_key(const std::string& hash) = 0;
+  // Checks the tenant's limits and writes the open row, in one transaction.
+  virtual Expected<AdmitResult> admit(const Admission& a, int64_t month_start_ms) = 0;
+  virtual Status checkpoint(const std::string& request_id, int64_t completion_tokens) = 0;
+  // Closes an open row (no effect on a closed one, so a settle is never counted twice).
+  virtual Status settle(const UsageRecord& r) = 0;
+  // Open rows of `instance` (all instances when empty, only those started before
+  // started_before_ms) become `interrupted`; returns how many.
+  virtual Expected<int64_t> interrupt_open(const std::string& instance, int64_t started_before_ms,
+                                           int64_t now_ms) = 0;
+  virtual Expected<std::vector<UsageRecord>> usage(const UsageQuery& q) = 0;
+  // Invariant violations, one line each (empty: the ledger is sound).
+  virtual Expected<std::vector<std::string>> verify() = 0;
+};
+
+// "sqlite:PATH" or "postgresql://..."; empty: $CORRAL_LEDGER, else sqlite:corral-ledger.db.
+// Applies the schema migrations; refuses a schema newer than this binary knows.
+Expected<std::unique_ptr<Ledger>> open_ledger(const std::string& dsn);
+std::string default_ledger_dsn();
+
+Expected<std::unique_ptr<Ledger>> open_sqlite_ledger(const std::string& path);
+Expected<std::unique_ptr<Ledger>> open_postgres_ledger(const std::string& conninfo);
+
+constexpr int kLedgerSchemaVersion = 1;
+
+}  // namespace corral

@@ -1,0 +1,428 @@
+// The embedded ledger: one SQLite file in WAL mode with synchronous=FULL (a committed record
+// survives power loss), a busy timeout for several processes, and BEGIN IMMEDIATE around every
+// read-then-write so two servers on one file admit against the same counts.
+#include <sqlite3.h>
+
+#include <mutex>
+
+#include "hosting/keys.h"
+#include "hosting/ledger.h"
+
+namespace corral {
+
+namespace {
+
+// Schema migrations, applied in order; schema_version records how far a ledger has gone.
+const char* kMigrations[] = {
+    // 1: tenants, keys, requests.
+    R"sql(
+CREATE TABLE tenants (
+  name TEXT PRIMARY KEY,
+  mau INTEGER NOT NULL DEFAULT 0,
+  country TEXT NOT NULL DEFAULT '',
+  suspended INTEGER NOT NULL DEFAULT 0,
+  rpm INTEGER NOT NULL DEFAULT 0,
+  tpm INTEGER NOT NULL DEFAULT 0,
+  max_concurrent INTEGER NOT NULL DEFAULT 0,
+  monthly_tokens INTEGER NOT NULL DEFAULT 0,
+  created_ms INTEGER NOT NULL
+);
+CREATE TABLE api_keys (
+  key_id TEXT PRIMARY KEY,
+  tenant TEXT NOT NULL REFERENCES tenants(name),
+  hash TEXT NOT NULL UNIQUE,
+  models TEXT NOT NULL DEFAULT '',
+  expires_ms INTEGER NOT NULL DEFAULT 0,
+  revoked_ms INTEGER NOT NULL DEFAULT 0,
+  created_ms INTEGER NOT NULL
+);
+CREATE TABLE requests (
+  request_id TEXT PRIMARY KEY,
+  tenant TEXT NOT NULL,
+  key_id TEXT NOT NULL,
+  model TEXT NOT NULL,
+  instance TEXT NOT NULL,
+  prompt_tokens INTEGER NOT NULL,
+  cached_tokens INTEGER NOT NULL DEFAULT 0,
+  completion_tokens INTEGER NOT NULL DEFAULT 0,
+  reserved_tokens INTEGER NOT NULL,
+  started_ms INTEGER NOT NULL,
+  ended_ms INTEGER,
+  finish_reason TEXT,
+  status TEXT NOT NULL CHECK (status IN ('open', 'completed', 'cancelled', 'error', 'interrupted')),
+  price_version INTEGER
+);
+CREATE INDEX requests_tenant_started ON requests(tenant, started_ms);
+CREATE INDEX requests_open ON requests(status, instance);
+)sql",
+};
+
+class Stmt {
+ public:
+  Stmt(sqlite3* db, const char* sql) { rc_ = sqlite3_prepare_v2(db, sql, -1, &s_, nullptr); }
+  ~Stmt() { sqlite3_finalize(s_); }
+  bool ok() const { return rc_ == SQLITE_OK; }
+  Stmt& bind(int i, const std::string& v) {
+    sqlite3_bind_text(s_, i, v.data(), int(v.size()), SQLITE_TRANSIENT);
+    return *this;
+  }
+  Stmt& bind(int i, int64_t v) {
+    sqlite3_bind_int64(s_, i, v);
+    return *this;
+  }
+  Stmt& bind_null(int i) {
+    sqlite3_bind_null(s_, i);
+    return *this;
+  }
+  int step() { return sqlite3_step(s_); }
+  int64_t i64(int c) const { return sqlite3_column_int64(s_, c); }
+  bool is_null(int c) const { return sqlite3_column_type(s_, c) == SQLITE_NULL; }
+  std::string str(int c) const {
+    const auto* p = sqlite3_column_text(s_, c);
+    return p ? std::string(reinterpret_cast<const char*>(p), size_t(sqlite3_column_bytes(s_, c))) : "";
+  }
+
+ private:
+  sqlite3_stmt* s_ = nullptr;
+  int rc_;
+};
+
+std::string join(const std::vector<std::string>& v) {
+  std::string s;
+  for (auto& x : v) s += (s.empty() ? "" : ",") + x;
+  return s;
+}
+std::vector<std::string> split(const std::string& s) {
+  std::vector<std::string> v;
+  size_t p = 0;
+  while (p < s.size()) {
+    size_t e = s.find(',', p);
+    if (e == std::string::npos) e = s.size();
+    if (e > p) v.push_back(s.substr(p, e - p));
+    p = e + 1;
+  }
+  return v;
+}
+
+class SqliteLedger : public Ledger {
+ public:
+  SqliteLedger(sqlite3* db, std::string path) : db_(db), path_(std::move(path)) {}
+  ~SqliteLedger() override { sqlite3_close(db_); }
+
+  Status init() {
+    for (const char* p : {"PRAGMA journal_mode=WAL", "PRAGMA synchronous=FULL", "PRAGMA foreign_keys=ON"})
+      if (Status st = exec(p); !st.is_ok()) return st;
+    sqlite3_busy_timeout(db_, 10000);
+    std::lock_guard<std::mutex> lk(mu_);
+    CORRAL_RETURN_IF_ERROR(exec("BEGIN IMMEDIATE"));
+    Status st = migrate();
+    CORRAL_RETURN_IF_ERROR(exec(st.is_ok() ? "COMMIT" : "ROLLBACK"));
+    return st;
+  }
+
+  Status create_tenant(const Tenant& t) override {
+    std::lock_guard<std::mutex> lk(mu_);
+    Stmt s(db_, "INSERT INTO tenants (name, mau, country, created_ms) VALUES (?, ?, ?, ?)");
+    s.bind(1, t.name).bind(2, t.mau).bind(3, t.country).bind(4, t.created_ms);
+    const int rc = s.step();
+    if (rc == SQLITE_CONSTRAINT) return make_error("tenant '" + t.name + "' already exists");
+    return done(rc, "add tenant");
+  }
+
+  Expected<std::vector<Tenant>> list_tenants(int64_t month_start) override {
+    std::lock_guard<std::mutex> lk(mu_);
+    Stmt s(db_, R"(SELECT t.name, t.mau, t.country, t.suspended, t.rpm, t.tpm, t.max_concurrent,
+      t.monthly_tokens, t.created_ms,
+      COALESCE((SELECT SUM(prompt_tokens) FROM requests r WHERE r.tenant = t.name AND r.started_ms >= ?1 AND r.status != 'error'), 0),
+      COALESCE((SELECT SUM(completion_tokens) FROM requests r WHERE r.tenant = t.name AND r.started_ms >= ?1 AND r.status != 'error'), 0)
+      FROM tenants t ORDER BY t.name)");
+    s.bind(1, month_start);
+    std::vector<Tenant> out;
+    int rc;
+    while ((rc = s.step()) == SQLITE_ROW) {
+      Tenant t = tenant_row(s);
+      t.month_prompt_tokens = s.i64(9);
+      t.month_completion_tokens = s.i64(10);
+      out.push_back(t);
+    }
+    CORRAL_RETURN_IF_ERROR(done(rc, "list tenants"));
+    return out;
+  }
+
+  Expected<std::optional<Tenant>> get_tenant(const std::string& name) override {
+    std::lock_guard<std::mutex> lk(mu_);
+    return get_tenant_locked(name);
+  }
+
+  Status update_tenant(const std::string& name, const TenantPatch& p) override {
+    std::lock_guard<std::mutex> lk(mu_);
+    CORRAL_RETURN_IF_ERROR(exec("BEGIN IMMEDIATE"));
+    auto fail = [&](Status st) {
+      exec("ROLLBACK");
+      return st;
+    };
+    auto t = get_tenant_locked(name);
+    if (!t.is_ok()) return fail(make_error(t.message()));
+    if (!t->has_value()) return fail(make_error("no tenant named '" + name + "'"));
+    Stmt s(db_, R"(UPDATE tenants SET rpm = ?, tpm = ?, max_concurrent = ?, monthly_tokens = ?, mau = ?,
+      country = ?, suspended = ? WHERE name = ?)");
+    const Tenant& c = **t;
+    s.bind(1, p.rpm.value_or(c.limits.rpm)).bind(2, p.tpm.value_or(c.limits.tpm));
+    s.bind(3, p.max_concurrent.value_or(c.limits.max_concurrent)).bind(4, p.monthly_tokens.value_or(c.limits.monthly_tokens));
+    s.bind(5, p.mau.value_or(c.mau)).bind(6, p.country.value_or(c.country));
+    s.bind(7, int64_t(p.suspended.value_or(c.suspended))).bind(8, name);
+    if (Status st = done(s.step(), "update tenant"); !st.is_ok()) return fail(st);
+    return exec("COMMIT");
+  }
+
+  Status create_key(const ApiKeyInfo& k, const std::string& hash) override {
+    std::lock_guard<std::mutex> lk(mu_);
+    Stmt s(db_, "INSERT INTO api_keys (key_id, tenant, hash, models, expires_ms, created_ms) VALUES (?, ?, ?, ?, ?, ?)");
+    s.bind(1, k.key_id).bind(2, k.tenant).bind(3, hash).bind(4, join(k.models)).bind(5, k.expires_ms).bind(6, k.created_ms);
+    const int rc = s.step();
+    if (rc == SQLITE_CONSTRAINT) return make_error("cannot create the key (unknown tenant '" + k.tenant + "'?)");
+    return done(rc, "create key");
+  }
+
+  Expected<std::vector<ApiKeyInfo>> list_keys(const std::string& tenant) override {
+    std::lock_guard<std::mutex> lk(mu_);
+    Stmt s(db_, "SELECT key_id, tenant, models, expires_ms, revoked_ms, created_ms FROM api_keys WHERE ?1 = '' OR tenant = ?1 ORDER BY tenant, created_ms");
+    s.bind(1, tenant);
+    std::vector<ApiKeyInfo> out;
+    int rc;
+    while ((rc = s.step()) == SQLITE_ROW) out.push_back(key_row(s, 0));
+    CORRAL_RETURN_IF_ERROR(done(rc, "list keys"));
+    return out;
+  }
+
+  Status revoke_key(const std::string& key_id, int64_t now) override {
+    std::lock_guard<std::mutex> lk(mu_);
+    Stmt s(db_, "UPDATE api_keys SET revoked_ms = ? WHERE key_id = ? AND revoked_ms = 0");
+    s.bind(1, now).bind(2, key_id);
+    CORRAL_RETURN_IF_ERROR(done(s.step(), "revoke key"));
+    if (sqlite3_changes(db_) == 0) {
+      Stmt q(db_, "SELECT 1 FROM api_keys WHERE key_id = ?");
+      q.bind(1, key_id);
+      if (q.step() != SQLITE_ROW) return make_error("no key with id '" + key_id + "'");
+    }
+    return Status::ok();
+  }
+
+  Expected<std::optional<std::pair<ApiKeyInfo, Tenant>>> find_key(const std::string& hash) override {
+    std::lock_guard<std::mutex> lk(mu_);
+    Stmt s(db_, R"(SELECT k.key_id, k.tenant, k.models, k.expires_ms, k.revoked_ms, k.created_ms, k.hash,
+      t.name, t.mau, t.country, t.suspended, t.rpm, t.tpm, t.max_concurrent, t.monthly_tokens, t.created_ms
+      FROM api_keys k JOIN tenants t ON t.name = k.tenant WHERE k.hash = ?)");
+    s.bind(1, hash);
+    const int rc = s.step();
+    if (rc == SQLITE_DONE) return std::optional<std::pair<ApiKeyInfo, Tenant>>();
+    if (rc != SQLITE_ROW) return make_error(err("find key"));
+    if (!constant_time_equal(s.str(6), hash)) return std::optional<std::pair<ApiKeyInfo, Tenant>>();
+    Tenant t;
+    t.name = s.str(7);
+    t.mau = s.i64(8);
+    t.country = s.str(9);
+    t.suspended = s.i64(10) != 0;
+    t.limits = {s.i64(11), s.i64(12), s.i64(13), s.i64(14)};
+    t.created_ms = s.i64(15);
+    return std::optional<std::pair<ApiKeyInfo, Tenant>>(std::make_pair(key_row(s, 0), t));
+  }
+
+  Expected<AdmitResult> admit(const Admission& a, int64_t month_start) override {
+    std::lock_guard<std::mutex> lk(mu_);
+    CORRAL_RETURN_IF_ERROR(exec("BEGIN IMMEDIATE"));
+    auto r = admit_locked(a, month_start);
+    exec(r.is_ok() && r->ok ? "COMMIT" : "ROLLBACK");
+    return r;
+  }
+
+  Status checkpoint(const std::string& id, int64_t completion) override {
+    std::lock_guard<std::mutex> lk(mu_);
+    Stmt s(db_, "UPDATE requests SET completion_tokens = ? WHERE request_id = ? AND status = 'open'");
+    s.bind(1, completion).bind(2, id);
+    return done(s.step(), "checkpoint");
+  }
+
+  Status settle(const UsageRecord& r) override {
+    std::lock_guard<std::mutex> lk(mu_);
+    Stmt s(db_, R"(UPDATE requests SET prompt_tokens = ?, cached_tokens = ?, completion_tokens = ?,
+      ended_ms = ?, finish_reason = ?, status = ? WHERE request_id = ? AND status = 'open')");
+    s.bind(1, r.prompt_tokens).bind(2, r.cached_tokens).bind(3, r.completion_tokens).bind(4, r.ended_ms);
+    s.bind(5, r.finish_reason).bind(6, r.status).bind(7, r.request_id);
+    return done(s.step(), "settle request " + r.request_id);
+  }
+
+  Expected<int64_t> interrupt_open(const std::string& instance, int64_t before, int64_t now) override {
+    std::lock_guard<std::mutex> lk(mu_);
+    Stmt s(db_, R"(UPDATE requests SET status = 'interrupted', ended_ms = ?, finish_reason = 'interrupted'
+      WHERE status = 'open' AND (?2 = '' OR instance = ?2) AND started_ms < ?3)");
+    s.bind(1, now).bind(2, instance).bind(3, before);
+    CORRAL_RETURN_IF_ERROR(done(s.step(), "close open requests"));
+    return int64_t(sqlite3_changes(db_));
+  }
+
+  Expected<std::vector<UsageRecord>> usage(const UsageQuery& q) override {
+    std::lock_guard<std::mutex> lk(mu_);
+    Stmt s(db_, R"(SELECT request_id, tenant, key_id, model, instance, prompt_tokens, cached_tokens,
+      completion_tokens, started_ms, COALESCE(ended_ms, 0), COALESCE(finish_reason, ''), status, price_version
+      FROM requests WHERE (?1 = '' OR tenant = ?1) AND started_ms >= ?2 AND started_ms < ?3
+      ORDER BY started_ms, request_id)");
+    s.bind(1, q.tenant).bind(2, q.from_ms).bind(3, q.to_ms);
+    std::vector<UsageRecord> out;
+    int rc;
+    while ((rc = s.step()) == SQLITE_ROW) {
+      UsageRecord u;
+      u.request_id = s.str(0), u.tenant = s.str(1), u.key_id = s.str(2), u.model = s.str(3), u.instance = s.str(4);
+      u.prompt_tokens = s.i64(5), u.cached_tokens = s.i64(6), u.completion_tokens = s.i64(7);
+      u.started_ms = s.i64(8), u.ended_ms = s.i64(9), u.finish_reason = s.str(10), u.status = s.str(11);
+      if (!s.is_null(12)) u.price_version = s.i64(12);
+      out.push_back(u);
+    }
+    CORRAL_RETURN_IF_ERROR(done(rc, "read usage"));
+    return out;
+  }
+
+  Expected<std::vector<std::string>> verify() override {
+    std::lock_guard<std::mutex> lk(mu_);
+    std::vector<std::string> v;
+    Stmt open(db_, "SELECT request_id, instance FROM requests WHERE status = 'open' ORDER BY started_ms");
+    while (open.step() == SQLITE_ROW)
+      v.push_back("request " + open.str(0) + " of instance " + open.str(1) + " is still open");
+    Stmt bad(db_, R"(SELECT request_id FROM requests WHERE status != 'open' AND (ended_ms IS NULL OR
+      ended_ms < started_ms OR prompt_tokens < 0 OR completion_tokens < 0 OR cached_tokens < 0 OR
+      cached_tokens > prompt_tokens))");
+    while (bad.step() == SQLITE_ROW) v.push_back("request " + bad.str(0) + " has inconsistent counts or times");
+    Stmt orphan(db_, "SELECT r.request_id FROM requests r LEFT JOIN tenants t ON t.name = r.tenant WHERE t.name IS NULL");
+    while (orphan.step() == SQLITE_ROW) v.push_back("request " + orphan.str(0) + " names no known tenant");
+    Stmt ic(db_, "PRAGMA integrity_check");
+    if (ic.step() == SQLITE_ROW && ic.str(0) != "ok") v.push_back("sqlite integrity_check: " + ic.str(0));
+    return v;
+  }
+
+ private:
+  Status exec(const char* sql) {
+    char* e = nullptr;
+    if (sqlite3_exec(db_, sql, nullptr, nullptr, &e) != SQLITE_OK) {
+      std::string m = e ? e : "unknown error";
+      sqlite3_free(e);
+      return make_error(path_ + ": " + m + " (in: " + std::string(sql).substr(0, 60) + ")");
+    }
+    return Status::ok();
+  }
+  std::string err(const std::string& what) { return path_ + ": " + what + ": " + sqlite3_errmsg(db_); }
+  Status done(int rc, const std::string& what) {
+    return rc == SQLITE_DONE || rc == SQLITE_ROW ? Status::ok() : Status(make_error(err(what)));
+  }
+
+  Status migrate() {
+    CORRAL_RETURN_IF_ERROR(exec("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)"));
+    int64_t have = 0;
+    {
+      Stmt s(db_, "SELECT COALESCE(MAX(version), 0) FROM schema_version");
+      if (s.step() == SQLITE_ROW) have = s.i64(0);
+    }
+    const int64_t known = int64_t(sizeof kMigrations / sizeof kMigrations[0]);
+    if (have > known)
+      return make_error(path_ + ": the ledger has schema version " + std::to_string(have) +
+                        ", newer than this corral knows (" + std::to_string(known) + "); upgrade corral");
+    for (int64_t v = have; v < known; ++v) {
+      CORRAL_RETURN_IF_ERROR(exec(kMigrations[v]));
+      Stmt s(db_, "INSERT INTO schema_version (version) VALUES (?)");
+      s.bind(1, v + 1);
+      CORRAL_RETURN_IF_ERROR(done(s.step(), "record schema version"));
+    }
+    return Status::ok();
+  }
+
+  static Tenant tenant_row(const Stmt& s) {
+    Tenant t;
+    t.name = s.str(0), t.mau = s.i64(1), t.country = s.str(2), t.suspended = s.i64(3) != 0;
+    t.limits = {s.i64(4), s.i64(5), s.i64(6), s.i64(7)};
+    t.created_ms = s.i64(8);
+    return t;
+  }
+  static ApiKeyInfo key_row(const Stmt& s, int c) {
+    ApiKeyInfo k;
+    k.key_id = s.str(c), k.tenant = s.str(c + 1), k.models = split(s.str(c + 2));
+    k.expires_ms = s.i64(c + 3), k.revoked_ms = s.i64(c + 4), k.created_ms = s.i64(c + 5);
+    return k;
+  }
+
+  Expected<std::optional<Tenant>> get_tenant_locked(const std::string& name) {
+    Stmt s(db_, "SELECT name, mau, country, suspended, rpm, tpm, max_concurrent, monthly_tokens, created_ms FROM tenants WHERE name = ?");
+    s.bind(1, name);
+    const int rc = s.step();
+    if (rc == SQLITE_DONE) return std::optional<Tenant>();
+    if (rc != SQLITE_ROW) return make_error(err("read tenant"));
+    return std::optional<Tenant>(tenant_row(s));
+  }
+
+  Expected<AdmitResult> admit_locked(const Admission& a, int64_t month_start) {
+    CORRAL_ASSIGN_OR_RETURN(auto t, get_tenant_locked(a.tenant));
+    if (!t) return make_error("admit: no tenant '" + a.tenant + "'");
+    const TenantLimits& L = t->limits;
+    // Tokens a request counts for: its reservation while open, its real use once closed.
+    const char* used = "CASE WHEN status = 'open' THEN reserved_tokens ELSE prompt_tokens + completion_tokens END";
+    auto scalar = [&](const std::string& sql, int64_t since) -> int64_t {
+      Stmt s(db_, sql.c_str());
+      s.bind(1, a.tenant).bind(2, since);
+      return s.step() == SQLITE_ROW ? s.i64(0) : 0;
+    };
+    AdmitResult r;
+    const int64_t minute = a.started_ms - 60000;
+    const int64_t req_min = scalar("SELECT COUNT(*) FROM requests WHERE tenant = ? AND started_ms > ?", minute);
+    const int64_t tok_min = scalar(std::string("SELECT COALESCE(SUM(") + used + "), 0) FROM requests WHERE tenant = ? AND started_ms > ? AND status != 'error'", minute);
+    const int64_t open = scalar("SELECT COUNT(*) FROM requests WHERE tenant = ? AND status = 'open' AND ? >= 0", 0);
+    const int64_t month = scalar(std::string("SELECT COALESCE(SUM(") + used + "), 0) FROM requests WHERE tenant = ? AND started_ms >= ? AND status != 'error'", month_start);
+    if (L.rpm > 0) r.limit_requests = L.rpm, r.remaining_requests = std::max<int64_t>(0, L.rpm - req_min - 1);
+    if (L.tpm > 0) r.limit_tokens = L.tpm, r.remaining_tokens = std::max<int64_t>(0, L.tpm - tok_min - a.reserved_tokens);
+    auto refuse = [&](const char* code, const std::string& msg, int64_t retry) {
+      r.ok = false;
+      r.code = code;
+      r.message = msg;
+      r.retry_after_s = retry;
+      if (r.remaining_requests >= 0) r.remaining_requests = std::max<int64_t>(0, L.rpm - req_min);
+      if (r.remaining_tokens >= 0) r.remaining_tokens = std::max<int64_t>(0, L.tpm - tok_min);
+      return r;
+    };
+    if (L.rpm > 0 && req_min + 1 > L.rpm)
+      return refuse("rate_limit_exceeded", "Rate limit reached: " + std::to_string(L.rpm) + " requests per minute.", 60);
+    if (L.max_concurrent > 0 && open + 1 > L.max_concurrent)
+      return refuse("rate_limit_exceeded", "Too many concurrent requests: the limit is " + std::to_string(L.max_concurrent) + ".", 1);
+    if (L.tpm > 0 && tok_min + a.reserved_tokens > L.tpm)
+      return refuse("rate_limit_exceeded", "Rate limit reached: " + std::to_string(L.tpm) + " tokens per minute; this request reserves " +
+                    std::to_string(a.reserved_tokens) + " and " + std::to_string(tok_min) + " are in use.", 60);
+    if (L.monthly_tokens > 0 && month + a.reserved_tokens > L.monthly_tokens)
+      return refuse("insufficient_quota", "Monthly token quota exceeded: " + std::to_string(month) + " of " +
+                    std::to_string(L.monthly_tokens) + " used or reserved; this request reserves " + std::to_string(a.reserved_tokens) + ".", 3600);
+    Stmt s(db_, R"(INSERT INTO requests (request_id, tenant, key_id, model, instance, prompt_tokens,
+      reserved_tokens, started_ms, status) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'open'))");
+    s.bind(1, a.request_id).bind(2, a.tenant).bind(3, a.key_id).bind(4, a.model).bind(5, a.instance);
+    s.bind(6, a.prompt_tokens).bind(7, a.reserved_tokens).bind(8, a.started_ms);
+    const int rc = s.step();
+    if (rc == SQLITE_CONSTRAINT) return make_error("admit: request id " + a.request_id + " exists already");
+    CORRAL_RETURN_IF_ERROR(done(rc, "admit"));
+    r.ok = true;
+    return r;
+  }
+
+  sqlite3* db_;
+  std::string path_;
+  std::mutex mu_;
+};
+
+}  // namespace
+
+Expected<std::unique_ptr<Ledger>> open_sqlite_ledger(const std::string& path) {
+  sqlite3* db = nullptr;
+  if (sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX, nullptr) != SQLITE_OK) {
+    std::string m = db ? sqlite3_errmsg(db) : "out of memory";
+    sqlite3_close(db);
+    return make_error(path + ": cannot open the ledger: " + m);
+  }
+  auto l = std::make_unique<SqliteLedger>(db, path);
+  CORRAL_RETURN_IF_ERROR(l->init());
+  return std::unique_ptr<Ledger>(std::move(l));
+}
+
+}  // namespace corral
