@@ -9,6 +9,8 @@
 
 #include "cli/commands.h"
 #include "engine/generator.h"
+#include "hosting/keys.h"
+#include "hosting/ledger.h"
 #include "server/http_server.h"
 
 namespace corral::cli {
@@ -28,6 +30,7 @@ struct ServeArgs {
   int timeout = 30;
   std::string log_format = "text";
   std::string chat_template;
+  std::string ledger, instance, admin_key_file;
 };
 
 int g_signal_pipe[2] = {-1, -1};
@@ -131,8 +134,35 @@ Status serve(ServeArgs& a) {
   for (auto& k : so.api_keys)
     if (k.empty()) return make_error("--api-key: an empty key is not allowed");
   Logger log;
+  // Tenants and metering only with a ledger: --ledger, else $CORRAL_LEDGER.
+  if (a.ledger.empty() && std::getenv("CORRAL_LEDGER") && *std::getenv("CORRAL_LEDGER"))
+    a.ledger = default_ledger_dsn();
+  if (!a.ledger.empty()) {
+    CORRAL_ASSIGN_OR_RETURN(auto l, open_ledger(a.ledger));
+    so.ledger = std::move(l);
+  }
+  if (!a.admin_key_file.empty()) {
+    std::ifstream f(a.admin_key_file);
+    if (!f) return make_error(a.admin_key_file + ": cannot read the admin key file");
+    std::getline(f, so.admin_key);
+    while (!so.admin_key.empty() && (so.admin_key.back() == '\r' || so.admin_key.back() == ' '))
+      so.admin_key.pop_back();
+    if (so.admin_key.size() < 16)
+      return make_error(a.admin_key_file + ": the admin key must have at least 16 characters");
+  }
   HttpServer server({}, so, log);
   CORRAL_ASSIGN_OR_RETURN(int port, server.bind());
+  so.instance = a.instance.empty() ? a.host + ":" + std::to_string(port) : a.instance;
+  server.set_instance(so.instance);
+  if (so.ledger) {
+    // Rows this instance left open when it died (kill -9, power loss) are closed now.
+    const int64_t now = now_ms();
+    CORRAL_ASSIGN_OR_RETURN(int64_t n, so.ledger->interrupt_open(so.instance, now + 1, now));
+    log.info(
+        "ledger " + a.ledger + ": instance " + so.instance +
+        (n ? ", " + std::to_string(n) + " request(s) left open by an earlier run marked interrupted"
+           : ""));
+  }
   // Listening from the start: /health answers 503 until every model is loaded.
   log.info("listening on http://" + a.host + ":" + std::to_string(port) + " (--parallel " +
            std::to_string(a.parallel) + ", --max-queue " + std::to_string(a.max_queue) + ")");
@@ -150,19 +180,21 @@ Status serve(ServeArgs& a) {
     auto m = std::move(loaded.value());
     for (auto& o : server.models())
       if (o->id == m->id)
-        return fail(make_error("-m " + spec + ": model id '" + m->id + "' is used twice (use ID=PATH)"));
+        return fail(
+            make_error("-m " + spec + ": model id '" + m->id + "' is used twice (use ID=PATH)"));
     const double kv_mib = double(m->engine->kv->bytes()) / (1 << 20);
     char buf[512];
-    std::snprintf(buf, sizeof buf,
-                  "model %s: %s (%s, ctx %lld per sequence, KV pool %lld blocks of %lld = %.1f MiB, "
-                  "%d threads)",
-                  m->id.c_str(), m->path.c_str(), m->engine->model->hp.arch.c_str(),
-                  (long long)m->engine->ctx_size, (long long)m->engine->kv->total_blocks(),
-                  (long long)m->engine->kv->block_size(), kv_mib, m->engine->ctx->pool->size());
+    std::snprintf(
+        buf, sizeof buf,
+        "model %s: %s (%s, ctx %lld per sequence, KV pool %lld blocks of %lld = %.1f MiB, "
+        "%d threads)",
+        m->id.c_str(), m->path.c_str(), m->engine->model->hp.arch.c_str(),
+        (long long)m->engine->ctx_size, (long long)m->engine->kv->total_blocks(),
+        (long long)m->engine->kv->block_size(), kv_mib, m->engine->ctx->pool->size());
     log.info(buf);
     server.add_model(std::move(m));
   }
-  if (so.api_keys.empty())
+  if (so.api_keys.empty() && !so.ledger)
     log.info("warning: no API key given: the server is open to anyone who can reach it");
   if (pipe(g_signal_pipe) != 0) return fail(make_error("serve: pipe() failed"));
   struct sigaction sa {};
@@ -204,7 +236,15 @@ Action add_serve(CLI::App& app) {
   sub->add_option("--step-tokens", a->step_tokens,
                   "tokens per forward step (decode + prompt chunks; default 256)");
   sub->add_option("--log-format", a->log_format, "text or json (default text)");
-  sub->add_option("--timeout", a->timeout, "seconds a connection may stall mid-request or idle between requests (default 30)");
+  sub->add_option(
+      "--timeout", a->timeout,
+      "seconds a connection may stall mid-request or idle between requests (default 30)");
+  sub->add_option("--ledger", a->ledger,
+                  "tenants, keys and metering in this ledger: sqlite:PATH or postgresql://... "
+                  "(default $CORRAL_LEDGER; none: no tenants)");
+  sub->add_option("--instance", a->instance,
+                  "this server's name in the ledger (default HOST:PORT)");
+  sub->add_option("--admin-key-file", a->admin_key_file, "file with the admin key for /admin/v1/*");
   sub->add_option("--chat-template", a->chat_template,
                   "llama2, llama3 or llama4 (default: the model's)");
   return [a] { return serve(*a); };

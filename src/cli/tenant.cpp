@@ -19,7 +19,9 @@ Status check_non_negative(int64_t v, const char* flag) {
   return Status::ok();
 }
 
-std::string lim(int64_t v) { return v > 0 ? std::to_string(v) : "-"; }
+std::string lim(int64_t v) {
+  return v > 0 ? std::to_string(v) : "-";
+}
 
 Status tenant_add(TenantArgs& a) {
   CORRAL_RETURN_IF_ERROR(validate_tenant_name(a.name));
@@ -35,9 +37,13 @@ Status tenant_add(TenantArgs& a) {
   CORRAL_RETURN_IF_ERROR(l->create_tenant(t));
   CORRAL_ASSIGN_OR_RETURN(NewKey k, make_key(*l, t.name, {}, 0));
   if (a.json) {
-    std::printf("%s\n", nlohmann::json{{"tenant", t.name}, {"key_id", k.key_id}, {"api_key", k.secret}}.dump().c_str());
+    std::printf("%s\n",
+                nlohmann::json{{"tenant", t.name}, {"key_id", k.key_id}, {"api_key", k.secret}}
+                    .dump()
+                    .c_str());
   } else {
-    std::printf("tenant %s created\nkey %s: %s\n", t.name.c_str(), k.key_id.c_str(), k.secret.c_str());
+    std::printf("tenant %s created\nkey %s: %s\n", t.name.c_str(), k.key_id.c_str(),
+                k.secret.c_str());
     std::fprintf(stderr, "the key is shown only now; store it\n");
   }
   return Status::ok();
@@ -52,17 +58,18 @@ Status tenant_list(TenantArgs& a) {
     std::printf("%s\n", arr.dump().c_str());
     return Status::ok();
   }
-  std::printf("%-24s %-9s %-4s %-9s %-7s %-9s %-6s %-22s %s\n", "tenant", "mau", "cc", "state", "rpm", "tpm", "conc",
-              "tokens this month", "monthly limit");
+  std::printf("%-24s %-9s %-4s %-9s %-7s %-9s %-6s %-22s %s\n", "tenant", "mau", "cc", "state",
+              "rpm", "tpm", "conc", "tokens this month", "monthly limit");
   for (auto& t : ts) {
     const int64_t used = t.month_prompt_tokens + t.month_completion_tokens;
     std::string month = std::to_string(used);
     if (t.limits.monthly_tokens > 0)
       month += " (" + std::to_string(used * 100 / t.limits.monthly_tokens) + "%)";
-    std::printf("%-24s %-9lld %-4s %-9s %-7s %-9s %-6s %-22s %s\n", t.name.c_str(), (long long)t.mau,
-                t.country.empty() ? "-" : t.country.c_str(), t.suspended ? "suspended" : "active",
-                lim(t.limits.rpm).c_str(), lim(t.limits.tpm).c_str(), lim(t.limits.max_concurrent).c_str(),
-                month.c_str(), lim(t.limits.monthly_tokens).c_str());
+    std::printf("%-24s %-9lld %-4s %-9s %-7s %-9s %-6s %-22s %s\n", t.name.c_str(),
+                (long long)t.mau, t.country.empty() ? "-" : t.country.c_str(),
+                t.suspended ? "suspended" : "active", lim(t.limits.rpm).c_str(),
+                lim(t.limits.tpm).c_str(), lim(t.limits.max_concurrent).c_str(), month.c_str(),
+                lim(t.limits.monthly_tokens).c_str());
   }
   return Status::ok();
 }
@@ -72,7 +79,8 @@ Status tenant_set(TenantArgs& a) {
   TenantPatch p;
   for (auto [v, f, dst] : {std::tuple{a.rpm, "--rpm", &p.rpm}, std::tuple{a.tpm, "--tpm", &p.tpm},
                            std::tuple{a.max_concurrent, "--max-concurrent", &p.max_concurrent},
-                           std::tuple{a.monthly, "--monthly-tokens", &p.monthly_tokens}, std::tuple{a.mau, "--mau", &p.mau}}) {
+                           std::tuple{a.monthly, "--monthly-tokens", &p.monthly_tokens},
+                           std::tuple{a.mau, "--mau", &p.mau}}) {
     CORRAL_RETURN_IF_ERROR(check_non_negative(v, f));
     if (v >= 0) *dst = v;
   }
@@ -80,7 +88,8 @@ Status tenant_set(TenantArgs& a) {
     CORRAL_ASSIGN_OR_RETURN(p.country, normalize_country(a.country));
   }
   if (!a.suspended.empty()) {
-    if (a.suspended != "true" && a.suspended != "false") return make_error("--suspended: true or false");
+    if (a.suspended != "true" && a.suspended != "false")
+      return make_error("--suspended: true or false");
     p.suspended = a.suspended == "true";
   }
   CORRAL_ASSIGN_OR_RETURN(auto l, open_ledger(a.ledger));
@@ -109,7 +118,10 @@ Status key_create(TenantArgs& a) {
   if (!t) return make_error("no tenant named '" + a.name + "'");
   CORRAL_ASSIGN_OR_RETURN(NewKey k, make_key(*l, a.name, models, expires));
   if (a.json)
-    std::printf("%s\n", nlohmann::json{{"tenant", a.name}, {"key_id", k.key_id}, {"api_key", k.secret}}.dump().c_str());
+    std::printf("%s\n",
+                nlohmann::json{{"tenant", a.name}, {"key_id", k.key_id}, {"api_key", k.secret}}
+                    .dump()
+                    .c_str());
   else
     std::printf("key %s for %s: %s\n", k.key_id.c_str(), a.name.c_str(), k.secret.c_str());
   return Status::ok();
@@ -129,8 +141,10 @@ Status key_list(TenantArgs& a) {
   for (auto& k : ks) {
     std::string models;
     for (auto& m : k.models) models += (models.empty() ? "" : ",") + m;
-    std::printf("%-21s %-24s %-9s %-25s %s\n", k.key_id.c_str(), k.tenant.c_str(), k.revoked_ms ? "revoked" : "active",
-                k.expires_ms ? format_iso8601(k.expires_ms).c_str() : "never", models.empty() ? "all" : models.c_str());
+    std::printf("%-21s %-24s %-9s %-25s %s\n", k.key_id.c_str(), k.tenant.c_str(),
+                k.revoked_ms ? "revoked" : "active",
+                k.expires_ms ? format_iso8601(k.expires_ms).c_str() : "never",
+                models.empty() ? "all" : models.c_str());
   }
   return Status::ok();
 }

@@ -209,6 +209,7 @@ void Scheduler::emit(Seq* s, int32_t id, const float* logits) {
   const int64_t V = e_.model->hp.n_vocab;
   if (s->req.top_logprobs >= 0) s->lps.push_back(logprobs_of(logits, V, id, s->req.top_logprobs));
   ++s->generated;
+  s->h->generated = s->generated;
   stats_.generated_tokens++;
   if (s->generated == 1) s->h->first_token = steady_seconds();
   const bool is_stop =

@@ -47,6 +47,7 @@ struct SeqHandle {
   std::string error;
   int64_t prompt_tokens = 0, cached_tokens = 0, completion_tokens = 0;
   std::atomic<bool> cancel{false};
+  std::atomic<int64_t> generated{0};  // tokens sampled so far (for metering checkpoints)
   double submitted = 0, first_token = 0;  // seconds on the steady clock
 
   // Takes what was released; waits up to timeout_ms while there is nothing. false: nothing new.

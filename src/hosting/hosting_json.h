@@ -29,7 +29,8 @@ inline nlohmann::json key_json(const ApiKeyInfo& k) {
   return {{"key_id", k.key_id},
           {"tenant", k.tenant},
           {"models", k.models},
-          {"expires_at", k.expires_ms ? nlohmann::json(format_iso8601(k.expires_ms)) : nlohmann::json(nullptr)},
+          {"expires_at",
+           k.expires_ms ? nlohmann::json(format_iso8601(k.expires_ms)) : nlohmann::json(nullptr)},
           {"revoked", k.revoked_ms != 0},
           {"created_at", format_iso8601(k.created_ms)}};
 }
@@ -43,10 +44,13 @@ inline nlohmann::json usage_json(const UsageRecord& u) {
           {"cached_tokens", u.cached_tokens},
           {"completion_tokens", u.completion_tokens},
           {"started_at", format_iso8601(u.started_ms)},
-          {"ended_at", u.ended_ms ? nlohmann::json(format_iso8601(u.ended_ms)) : nlohmann::json(nullptr)},
-          {"finish_reason", u.finish_reason.empty() ? nlohmann::json(nullptr) : nlohmann::json(u.finish_reason)},
+          {"ended_at",
+           u.ended_ms ? nlohmann::json(format_iso8601(u.ended_ms)) : nlohmann::json(nullptr)},
+          {"finish_reason",
+           u.finish_reason.empty() ? nlohmann::json(nullptr) : nlohmann::json(u.finish_reason)},
           {"status", u.status},
-          {"price_version", u.price_version ? nlohmann::json(*u.price_version) : nlohmann::json(nullptr)},
+          {"price_version",
+           u.price_version ? nlohmann::json(*u.price_version) : nlohmann::json(nullptr)},
           {"instance", u.instance}};
 }
 

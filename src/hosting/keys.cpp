@@ -3,11 +3,11 @@
 #include <openssl/evp.h>
 #include <openssl/rand.h>
 
-#include <chrono>
-#include <cstring>
 #include <algorithm>
 #include <cctype>
+#include <chrono>
 #include <cstdio>
+#include <cstring>
 #include <ctime>
 #include <vector>
 
@@ -60,13 +60,15 @@ Expected<NewKey> generate_api_key() {
 
 Status validate_tenant_name(const std::string& name) {
   if (name.empty() || name.size() > 64)
-    return make_error("tenant name must have 1 to 64 characters (got " + std::to_string(name.size()) + ")");
+    return make_error("tenant name must have 1 to 64 characters (got " +
+                      std::to_string(name.size()) + ")");
   for (size_t i = 0; i < name.size(); ++i) {
     const unsigned char c = (unsigned char)name[i];
     const bool ok = std::isalnum(c) || ((c == '.' || c == '_' || c == '-') && i > 0);
     if (!ok || c >= 0x80)
-      return make_error("tenant name: character " + std::to_string(i) +
-                        " is not allowed (use letters, digits, '.', '_' and '-'; start with a letter or digit)");
+      return make_error(
+          "tenant name: character " + std::to_string(i) +
+          " is not allowed (use letters, digits, '.', '_' and '-'; start with a letter or digit)");
   }
   return Status::ok();
 }
@@ -80,15 +82,18 @@ Expected<std::string> normalize_country(const std::string& cc) {
 }
 
 bool is_eu_country(const std::string& cc) {
-  static const char* eu[] = {"AT", "BE", "BG", "HR", "CY", "CZ", "DK", "EE", "FI", "FR", "DE", "GR", "HU", "IE",
-                             "IT", "LV", "LT", "LU", "MT", "NL", "PL", "PT", "RO", "SK", "SI", "ES", "SE"};
+  static const char* eu[] = {"AT", "BE", "BG", "HR", "CY", "CZ", "DK", "EE", "FI",
+                             "FR", "DE", "GR", "HU", "IE", "IT", "LV", "LT", "LU",
+                             "MT", "NL", "PL", "PT", "RO", "SK", "SI", "ES", "SE"};
   for (const char* c : eu)
     if (cc == c) return true;
   return false;
 }
 
 int64_t now_ms() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
 }
 
 namespace {
@@ -114,7 +119,10 @@ void civil_from_ms(int64_t ms, int* y, int* m, int* d) {
 }  // namespace
 
 Expected<int64_t> parse_iso8601(const std::string& s) {
-  auto bad = [&] { return make_error("'" + s + "' is not an ISO-8601 time (e.g. 2026-12-01 or 2026-12-01T10:00:00Z)"); };
+  auto bad = [&] {
+    return make_error("'" + s +
+                      "' is not an ISO-8601 time (e.g. 2026-12-01 or 2026-12-01T10:00:00Z)");
+  };
   int y, mo, d, h = 0, mi = 0, se = 0, n = 0;
   if (std::sscanf(s.c_str(), "%4d-%2d-%2d%n", &y, &mo, &d, &n) != 3 || n != 10) return bad();
   size_t p = 10;
@@ -143,7 +151,8 @@ Expected<int64_t> parse_iso8601(const std::string& s) {
         ++p;
       } else if ((s[p] == '+' || s[p] == '-') && p + 6 == s.size()) {
         int oh, om;
-        if (std::sscanf(s.c_str() + p + 1, "%2d:%2d", &oh, &om) != 2 || oh > 23 || om > 59) return bad();
+        if (std::sscanf(s.c_str() + p + 1, "%2d:%2d", &oh, &om) != 2 || oh > 23 || om > 59)
+          return bad();
         off = (s[p] == '+' ? 1 : -1) * (oh * 60 + om) * 60000LL;
         p = s.size();
       } else {
@@ -152,11 +161,13 @@ Expected<int64_t> parse_iso8601(const std::string& s) {
     }
   }
   static const int mdays[] = {31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
-  if (y < 1970 || y > 9999 || mo < 1 || mo > 12 || d < 1 || d > mdays[mo - 1] || h > 23 || mi > 59 || se > 60)
+  if (y < 1970 || y > 9999 || mo < 1 || mo > 12 || d < 1 || d > mdays[mo - 1] || h > 23 ||
+      mi > 59 || se > 60)
     return bad();
   const bool leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
   if (mo == 2 && d == 29 && !leap) return bad();
-  return days_from_civil(y, unsigned(mo), unsigned(d)) * 86400000LL + h * 3600000LL + mi * 60000LL + se * 1000LL + frac - off;
+  return days_from_civil(y, unsigned(mo), unsigned(d)) * 86400000LL + h * 3600000LL + mi * 60000LL +
+         se * 1000LL + frac - off;
 }
 
 std::string format_iso8601(int64_t ms) {
@@ -164,8 +175,9 @@ std::string format_iso8601(int64_t ms) {
   civil_from_ms(ms, &y, &m, &d);
   const int64_t in_day = ((ms % 86400000) + 86400000) % 86400000;
   char buf[40];
-  std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", y, m, d, int(in_day / 3600000),
-                int(in_day / 60000 % 60), int(in_day / 1000 % 60), int(in_day % 1000));
+  std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", y, m, d,
+                int(in_day / 3600000), int(in_day / 60000 % 60), int(in_day / 1000 % 60),
+                int(in_day % 1000));
   return buf;
 }
 
@@ -186,12 +198,18 @@ Expected<int64_t> parse_duration_ms(const std::string& s) {
   const double v = std::strtod(s.c_str(), &end);
   const std::string u = end ? end : "";
   double mul = 0;
-  if (u == "ms") mul = 1;
-  else if (u == "s") mul = 1000;
-  else if (u == "m") mul = 60000;
-  else if (u == "h") mul = 3600000;
-  else if (u == "d") mul = 86400000;
-  if (mul == 0 || !(v >= 0) || v * mul > 1e15) return make_error("'" + s + "' is not a duration (e.g. 30s, 15m, 2h, 7d)");
+  if (u == "ms")
+    mul = 1;
+  else if (u == "s")
+    mul = 1000;
+  else if (u == "m")
+    mul = 60000;
+  else if (u == "h")
+    mul = 3600000;
+  else if (u == "d")
+    mul = 86400000;
+  if (mul == 0 || !(v >= 0) || v * mul > 1e15)
+    return make_error("'" + s + "' is not a duration (e.g. 30s, 15m, 2h, 7d)");
   return int64_t(v * mul);
 }
 

@@ -1,6 +1,6 @@
-#include <cstdlib>
-
 #include "hosting/ledger.h"
+
+#include <cstdlib>
 
 namespace corral {
 
@@ -16,13 +16,16 @@ Expected<std::unique_ptr<Ledger>> open_ledger(const std::string& dsn_in) {
     if (path.empty()) return make_error("--ledger: 'sqlite:' needs a path (sqlite:PATH)");
     return open_sqlite_ledger(path);
   }
-  if (dsn.rfind("postgresql://", 0) == 0 || dsn.rfind("postgres://", 0) == 0) return open_postgres_ledger(dsn);
+  if (dsn.rfind("postgresql://", 0) == 0 || dsn.rfind("postgres://", 0) == 0)
+    return open_postgres_ledger(dsn);
   return make_error("--ledger: '" + dsn + "' is not sqlite:PATH or postgresql://...");
 }
 
 Expected<std::unique_ptr<Ledger>> open_postgres_ledger(const std::string& conninfo) {
-  return make_error("--ledger " + conninfo.substr(0, conninfo.find('@') == std::string::npos ? conninfo.size() : 13) +
-                    "...: the PostgreSQL ledger is not built yet in this version; use sqlite:PATH");
+  return make_error(
+      "--ledger " +
+      conninfo.substr(0, conninfo.find('@') == std::string::npos ? conninfo.size() : 13) +
+      "...: the PostgreSQL ledger is not built yet in this version; use sqlite:PATH");
 }
 
 }  // namespace corral

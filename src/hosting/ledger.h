@@ -79,7 +79,8 @@ class Ledger {
   virtual Expected<std::vector<ApiKeyInfo>> list_keys(const std::string& tenant) = 0;
   virtual Status revoke_key(const std::string& key_id, int64_t now_ms) = 0;
   // The key with this hash and its tenant; nullopt when unknown.
-  virtual Expected<std::optional<std::pair<ApiKeyInfo, Tenant>>> find_key(const std::string& hash) = 0;
+  virtual Expected<std::optional<std::pair<ApiKeyInfo, Tenant>>> find_key(
+      const std::string& hash) = 0;
   // Checks the tenant's limits and writes the open row, in one transaction.
   virtual Expected<AdmitResult> admit(const Admission& a, int64_t month_start_ms) = 0;
   virtual Status checkpoint(const std::string& request_id, int64_t completion_tokens) = 0;

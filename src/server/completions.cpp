@@ -3,8 +3,10 @@
 // SSE chunks while the scheduler releases text.
 #include <httplib.h>
 
+#include <algorithm>
 #include <random>
 
+#include "hosting/keys.h"
 #include "server/http_server.h"
 
 namespace corral {
@@ -91,6 +93,58 @@ json usage_json(const std::vector<Choice>& chs, int64_t n) {
               {"prompt_tokens_details", {{"cached_tokens", cached}}}};
 }
 
+// The request's ledger row: admitted before generation, checkpointed every 64 tokens, settled
+// once (before the last byte of the answer, or when the client is gone).
+struct Meter {
+  std::shared_ptr<Ledger> ledger;  // null: not metered
+  UsageRecord rec;
+  std::mutex mu;
+  bool settled = false;
+  int64_t checkpointed = 0;
+
+  static int64_t generated(const std::vector<Choice>& chs) {
+    int64_t g = 0;
+    for (auto& c : chs) g += c.h->generated.load();
+    return g;
+  }
+  void checkpoint(const std::vector<Choice>& chs) {
+    if (!ledger) return;
+    const int64_t g = generated(chs);
+    std::lock_guard<std::mutex> lk(mu);
+    if (settled || g < checkpointed + 64) return;
+    checkpointed = g;
+    (void)ledger->checkpoint(rec.request_id, g);
+  }
+  Status settle(const std::vector<Choice>& chs, int64_t n, const std::string& status) {
+    if (!ledger) return Status::ok();
+    std::lock_guard<std::mutex> lk(mu);
+    if (settled) return Status::ok();
+    settled = true;
+    rec.prompt_tokens = rec.cached_tokens = 0;
+    for (size_t i = 0; i < chs.size(); i += size_t(n))
+      rec.prompt_tokens += chs[i].h->prompt_tokens, rec.cached_tokens += chs[i].h->cached_tokens;
+    rec.completion_tokens = generated(chs);
+    rec.ended_ms = now_ms();
+    rec.status = status;
+    rec.finish_reason = chs.empty()                    ? ""
+                        : chs[0].h->finish == "length" ? "length"
+                        : status == "completed"        ? "stop"
+                                                       : status;
+    return ledger->settle(rec);
+  }
+};
+
+void set_ratelimit_headers(httplib::Response& res, const AdmitResult& r) {
+  if (r.limit_requests >= 0) {
+    res.set_header("x-ratelimit-limit-requests", std::to_string(r.limit_requests));
+    res.set_header("x-ratelimit-remaining-requests", std::to_string(r.remaining_requests));
+  }
+  if (r.limit_tokens >= 0) {
+    res.set_header("x-ratelimit-limit-tokens", std::to_string(r.limit_tokens));
+    res.set_header("x-ratelimit-remaining-tokens", std::to_string(r.remaining_tokens));
+  }
+}
+
 }  // namespace
 
 void HttpServer::handle_generate(const httplib::Request& req, httplib::Response& res, bool chat) {
@@ -163,6 +217,51 @@ void HttpServer::handle_generate(const httplib::Request& req, httplib::Response&
                            "invalid_request_error", pparam, "context_length_exceeded"});
   }
 
+  const std::string id = random_id(chat ? "chatcmpl-" : "cmpl-");
+  // Metering: the tenant's limits are checked and the open row written before anything runs.
+  auto meter = std::make_shared<Meter>();
+  const AuthCtx auth = current_auth();
+  if (auth.metered) {
+    if (!auth.models.empty() &&
+        std::find(auth.models.begin(), auth.models.end(), model_id) == auth.models.end())
+      return fail(ApiError{403, "This API key may not use the model '" + model_id + "'.",
+                           "permission_error", "model", "model_not_allowed"});
+    Admission ad;
+    ad.request_id = id, ad.tenant = auth.tenant, ad.key_id = auth.key_id, ad.model = model_id;
+    ad.instance = o_.instance;
+    ad.started_ms = now_ms();
+    for (auto& p : prompts) {
+      const int64_t room = e.ctx_size - int64_t(p.size());
+      ad.prompt_tokens += int64_t(p.size());
+      ad.reserved_tokens +=
+          int64_t(p.size()) + g.n * (g.max_tokens ? std::min(*g.max_tokens, room) : room);
+    }
+    auto r = o_.ledger->admit(ad, month_start_ms(ad.started_ms));
+    if (!r.is_ok())
+      return fail(ApiError{503, "The ledger is unavailable: " + r.message(), "service_unavailable",
+                           "", "ledger_unavailable"});
+    set_ratelimit_headers(res, *r);
+    if (!r->ok) {
+      ApiError err{429, r->message,
+                   r->code == "insufficient_quota" ? "insufficient_quota" : "rate_limit_exceeded",
+                   "", r->code};
+      reply_error(res, err);
+      res.set_header("Retry-After", std::to_string(r->retry_after_s));
+      metrics_.count(route, 429);
+      log_request(req, 429,
+                  "refused tenant=" + auth.tenant + " reason=" + r->code + ": " + r->message);
+      return;
+    }
+    meter->ledger = o_.ledger;
+    meter->rec.request_id = id, meter->rec.tenant = auth.tenant, meter->rec.key_id = auth.key_id;
+    meter->rec.model = model_id, meter->rec.instance = o_.instance,
+    meter->rec.started_ms = ad.started_ms;
+  }
+  auto fail_metered = [&](const std::vector<Choice>& chs, const ApiError& err) {
+    (void)meter->settle(chs, g.n, "error");
+    fail(err);
+  };
+
   // One sequence per (prompt, choice).
   std::vector<Choice> choices;
   const uint64_t seed = g.seed ? uint64_t(*g.seed) : std::random_device{}() * 0x9E3779B97F4A7C15ull;
@@ -187,15 +286,15 @@ void HttpServer::handle_generate(const httplib::Request& req, httplib::Response&
       auto h = m->sched->submit(std::move(sr));
       if (!h) {
         for (auto& ch : choices) ch.h->cancel = true;
-        return fail(ApiError{429,
-                             "The server is busy: " + std::to_string(m->sched->active()) +
-                                 " requests are queued or running (--max-queue). Retry shortly.",
-                             "rate_limit_exceeded", "", "queue_full"});
+        return fail_metered(
+            choices, ApiError{429,
+                              "The server is busy: " + std::to_string(m->sched->active()) +
+                                  " requests are queued or running (--max-queue). Retry shortly.",
+                              "rate_limit_exceeded", "", "queue_full"});
       }
       choices.push_back({h, pi});
     }
 
-  const std::string id = random_id(chat ? "chatcmpl-" : "cmpl-");
   const int64_t created = int64_t(std::time(nullptr));
   auto usage_of = [n = g.n](const std::vector<Choice>& chs) { return usage_json(chs, n); };
   auto finish_reason = [](const SeqHandle& h) { return h.finish == "length" ? "length" : "stop"; };
@@ -218,14 +317,22 @@ void HttpServer::handle_generate(const httplib::Request& req, httplib::Response&
 
   if (!g.stream) {
     for (auto& ch : choices) {
-      std::unique_lock<std::mutex> lk(ch.h->mu);
-      ch.h->cv.wait(lk, [&] { return ch.h->done; });
+      for (;;) {
+        {
+          std::unique_lock<std::mutex> lk(ch.h->mu);
+          if (ch.h->cv.wait_for(lk, std::chrono::milliseconds(250), [&] { return ch.h->done; }))
+            break;
+        }
+        meter->checkpoint(choices);
+      }
     }
     for (auto& ch : choices)
       if (ch.h->finish == "error" || ch.h->finish == "cancelled")
-        return fail(ApiError{
-            500, "Generation failed: " + (ch.h->error.empty() ? ch.h->finish : ch.h->error),
-            "server_error", "", "internal_error"});
+        return fail_metered(
+            choices,
+            ApiError{500,
+                     "Generation failed: " + (ch.h->error.empty() ? ch.h->finish : ch.h->error),
+                     "server_error", "", "internal_error"});
     json arr = json::array();
     for (size_t i = 0; i < choices.size(); ++i) {
       Choice& ch = choices[i];
@@ -258,6 +365,10 @@ void HttpServer::handle_generate(const httplib::Request& req, httplib::Response&
     json out = {{"id", id},           {"object", chat ? "chat.completion" : "text_completion"},
                 {"created", created}, {"model", model_id},
                 {"choices", arr},     {"usage", usage_of(choices)}};
+    // The record is committed before the client gets a byte of the answer.
+    if (Status st = meter->settle(choices, g.n, "completed"); !st.is_ok())
+      return fail(ApiError{503, "The ledger is unavailable: " + st.message(), "service_unavailable",
+                           "", "ledger_unavailable"});
     res.set_content(dump(out), "application/json");
     metrics_.count(route, 200);
     log_request(req, 200, summary("json"));
@@ -273,7 +384,7 @@ void HttpServer::handle_generate(const httplib::Request& req, httplib::Response&
   res.set_chunked_content_provider(
       "text/event-stream",
       [this, state, g, chat, id, created, model_id, tok, prompt_texts, usage_of, finish_reason,
-       observe](size_t, httplib::DataSink& sink) mutable {
+       observe, meter](size_t, httplib::DataSink& sink) mutable {
         auto send = [&](const json& j) {
           const std::string s = "data: " + dump(j) + "\n\n";
           return sink.write(s.data(), s.size());
@@ -339,6 +450,7 @@ void HttpServer::handle_generate(const httplib::Request& req, httplib::Response&
           ch.finished = true;
         }
         if (!all_done) {
+          meter->checkpoint(chs);
           // Wait for the first unfinished choice to release something (bounded, so the others
           // and a vanished client are looked at again).
           for (auto& ch : chs)
@@ -351,6 +463,14 @@ void HttpServer::handle_generate(const httplib::Request& req, httplib::Response&
               break;
             }
           return true;
+        }
+        bool failed = false;
+        for (auto& ch : chs) failed |= ch.h->finish == "error";
+        if (Status st = meter->settle(chs, g.n, failed ? "error" : "completed"); !st.is_ok()) {
+          send(ApiError{503, "The ledger is unavailable: " + st.message(), "service_unavailable",
+                        "", "ledger_unavailable"}
+                   .body());
+          return false;  // no [DONE]: the answer is not complete without its record
         }
         if (g.include_usage) {
           json u = {{"id", id},
@@ -366,7 +486,8 @@ void HttpServer::handle_generate(const httplib::Request& req, httplib::Response&
         sink.done();
         return true;
       },
-      [this, state, req_path = req.path, req_method = req.method, model_id](bool ok) {
+      [this, state, req_path = req.path, req_method = req.method, model_id, meter,
+       n = g.n](bool ok) {
         // Client gone (or finished): anything still running is cancelled and its blocks freed.
         int64_t gen = 0;
         std::string fin;
@@ -374,6 +495,14 @@ void HttpServer::handle_generate(const httplib::Request& req, httplib::Response&
           if (!ch.h->done) ch.h->cancel = true;
           gen += ch.h->completion_tokens;
           fin = ch.h->cancel ? "cancelled" : ch.h->finish;
+        }
+        // The client went away: billed for what was generated until then.
+        if (!ok) {
+          for (auto& ch : *state) {
+            std::unique_lock<std::mutex> lk(ch.h->mu);
+            ch.h->cv.wait_for(lk, std::chrono::seconds(5), [&] { return ch.h->done; });
+          }
+          (void)meter->settle(*state, n, "cancelled");
         }
         httplib::Request r;
         r.method = req_method;

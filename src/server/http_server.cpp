@@ -7,6 +7,9 @@
 #include <ctime>
 #include <thread>
 
+#include "hosting/hosting_json.h"
+#include "hosting/keys.h"
+
 namespace corral {
 
 using json = nlohmann::json;
@@ -82,16 +85,55 @@ void HttpServer::reply_error(httplib::Response& res, const ApiError& e) {
                   "application/json");
 }
 
-bool HttpServer::authorized(const httplib::Request& req) const {
-  if (o_.api_keys.empty()) return true;
+thread_local AuthCtx t_auth;
+AuthCtx& current_auth() {
+  return t_auth;
+}
+
+std::optional<ApiError> HttpServer::authenticate(const httplib::Request& req, AuthCtx* out) {
+  *out = AuthCtx{};
+  const bool admin_route = req.path.rfind("/admin/", 0) == 0;
+  if (!admin_route && o_.api_keys.empty() && !o_.ledger) return std::nullopt;  // open server
+  auto unauthorized = [](const std::string& msg) {
+    return ApiError{401, msg, "invalid_request_error", "", "invalid_api_key"};
+  };
   const std::string h = req.get_header_value("Authorization");
-  if (h.size() < 7 || strncasecmp(h.c_str(), "Bearer ", 7) != 0) return false;
+  if (h.size() < 7 || strncasecmp(h.c_str(), "Bearer ", 7) != 0)
+    return unauthorized("Missing API key: send 'Authorization: Bearer KEY'.");
   std::string key = h.substr(7);
   while (!key.empty() && key.front() == ' ') key.erase(key.begin());
   while (!key.empty() && key.back() == ' ') key.pop_back();
-  bool ok = false;
-  for (auto& k : o_.api_keys) ok |= same_secret(key, k);
-  return ok;
+  if (key.empty() || key.size() > 512) return unauthorized("Invalid API key.");
+  if (admin_route) {
+    if (!o_.admin_key.empty() && same_secret(key, o_.admin_key)) {
+      out->admin = true;
+      return std::nullopt;
+    }
+  } else {
+    bool ok = false;
+    for (auto& k : o_.api_keys) ok |= same_secret(key, k);
+    if (ok) return std::nullopt;
+  }
+  if (!o_.ledger) return unauthorized("Invalid API key.");
+  auto found = o_.ledger->find_key(sha256_hex(key));
+  if (!found.is_ok())
+    return ApiError{503, "The ledger is unavailable: " + found.message(), "service_unavailable", "",
+                    "ledger_unavailable"};
+  if (!found->has_value()) return unauthorized("Invalid API key.");
+  const auto& [k, t] = **found;
+  if (k.revoked_ms) return unauthorized("This API key has been revoked.");
+  if (k.expires_ms && k.expires_ms <= now_ms()) return unauthorized("This API key has expired.");
+  if (admin_route)
+    return ApiError{403, "The admin API needs the admin key; tenant keys are not allowed.",
+                    "permission_error", "", "admin_only"};
+  if (t.suspended)
+    return ApiError{403, "The tenant '" + t.name + "' is suspended.", "permission_error", "",
+                    "tenant_suspended"};
+  out->metered = true;
+  out->tenant = t.name;
+  out->key_id = k.key_id;
+  out->models = k.models;
+  return std::nullopt;
 }
 
 ServedModel* HttpServer::find_model(const std::string& id) {
@@ -134,16 +176,19 @@ void HttpServer::routes() {
     listen_fd_ = fd;
   });
   s.set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
+    t_auth = AuthCtx{};
     if (req.path == "/health") return httplib::Server::HandlerResponse::Unhandled;
-    if (!authorized(req)) {
-      ApiError e{401, "Missing or invalid API key: send 'Authorization: Bearer KEY'.",
-                 "invalid_request_error", "", "invalid_api_key"};
-      reply_error(res, e);
-      res.set_header("WWW-Authenticate", "Bearer");
+    if (auto e = authenticate(req, &t_auth)) {
+      reply_error(res, *e);
+      if (e->status == 401) res.set_header("WWW-Authenticate", "Bearer");
+      metrics_.count(req.path, e->status);
+      log_request(req, e->status,
+                  "refused: " + e->code + (o_.ledger ? " (" + e->message + ")" : ""));
       return httplib::Server::HandlerResponse::Handled;
     }
     if (!ready_) {
-      reply_error(res, ApiError{503, "The models are still loading; retry shortly.", "service_unavailable", "", "loading"});
+      reply_error(res, ApiError{503, "The models are still loading; retry shortly.",
+                                "service_unavailable", "", "loading"});
       return httplib::Server::HandlerResponse::Handled;
     }
     if (stopping_ && req.method == "POST") {
@@ -156,7 +201,10 @@ void HttpServer::routes() {
   // Everything >= 400 without a body of its own (unknown route, oversize body, bad request
   // line) still gets an OpenAI error object.
   s.set_error_handler([this](const httplib::Request& req, httplib::Response& res) {
+    // Handlers log their own errors; this logs what httplib itself refused (no body yet).
     if (res.body.empty()) {
+      metrics_.count(res.status == 404 ? "unknown" : req.path, res.status);
+      log_request(req, res.status, "");
       ApiError e;
       e.status = res.status;
       e.type = status_type(res.status);
@@ -174,8 +222,6 @@ void HttpServer::routes() {
       }
       reply_error(res, e);
     }
-    metrics_.count(res.status == 404 ? "unknown" : req.path, res.status);
-    log_request(req, res.status, "");
   });
   s.set_exception_handler(
       [this](const httplib::Request& req, httplib::Response& res, std::exception_ptr ep) {
@@ -212,6 +258,9 @@ void HttpServer::routes() {
   s.Post("/detokenize", [this](const httplib::Request& req, httplib::Response& res) {
     handle_tokenize(req, res, true);
   });
+  s.Get("/v1/usage",
+        [this](const httplib::Request& req, httplib::Response& res) { handle_usage(req, res); });
+  admin_routes();
   s.Get("/metrics", [this](const httplib::Request& req, httplib::Response& res) {
     res.set_content(render_metrics(), "text/plain; version=0.0.4");
     metrics_.count("/metrics", 200);

@@ -9,6 +9,7 @@
 
 #include "core/logger.h"
 #include "engine/scheduler.h"
+#include "hosting/ledger.h"
 #include "server/metrics.h"
 #include "server/openai.h"
 
@@ -38,8 +39,21 @@ struct ServerOptions {
   bool log_json = false;
   int read_timeout_s = 30;
   int idle_timeout_s = 30;
-  int drain_seconds = 10;  // on SIGINT/SIGTERM: how long running requests may finish
+  int drain_seconds = 10;          // on SIGINT/SIGTERM: how long running requests may finish
+  std::shared_ptr<Ledger> ledger;  // null: no tenants, nothing metered
+  std::string instance;            // this server's name in the ledger
+  std::string admin_key;           // empty: no admin API
 };
+
+// Who a request is from, as the pre-routing check found it (one per connection thread).
+struct AuthCtx {
+  bool metered = false, admin = false;
+  std::string tenant, key_id;
+  std::vector<std::string> models;  // empty: any
+};
+
+// The caller of the request being handled on this thread (set before routing).
+AuthCtx& current_auth();
 
 class HttpServer {
  public:
@@ -55,6 +69,7 @@ class HttpServer {
   void add_model(std::unique_ptr<ServedModel> m) { models_.push_back(std::move(m)); }
   const std::vector<std::unique_ptr<ServedModel>>& models() const { return models_; }
   void set_ready(bool r) { ready_ = r; }
+  void set_instance(const std::string& name) { o_.instance = name; }
   void stop_now();  // stops listening at once (start-up failed)
 
   // Used by the request handlers.
@@ -63,11 +78,13 @@ class HttpServer {
  private:
   void routes();
   void log_request(const httplib::Request& req, int status, const std::string& extra);
-  bool authorized(const httplib::Request& req) const;
   ServedModel* find_model(const std::string& id);
   void handle_generate(const httplib::Request& req, httplib::Response& res, bool chat);
   void handle_models(const httplib::Request& req, httplib::Response& res);
   void handle_tokenize(const httplib::Request& req, httplib::Response& res, bool detok);
+  void handle_usage(const httplib::Request& req, httplib::Response& res);
+  void admin_routes();
+  std::optional<ApiError> authenticate(const httplib::Request& req, AuthCtx* out);
   std::string render_metrics();
   void reply_error(httplib::Response& res, const ApiError& e);
 

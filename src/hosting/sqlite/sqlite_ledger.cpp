@@ -79,7 +79,8 @@ class Stmt {
   bool is_null(int c) const { return sqlite3_column_type(s_, c) == SQLITE_NULL; }
   std::string str(int c) const {
     const auto* p = sqlite3_column_text(s_, c);
-    return p ? std::string(reinterpret_cast<const char*>(p), size_t(sqlite3_column_bytes(s_, c))) : "";
+    return p ? std::string(reinterpret_cast<const char*>(p), size_t(sqlite3_column_bytes(s_, c)))
+             : "";
   }
 
  private:
@@ -110,7 +111,8 @@ class SqliteLedger : public Ledger {
   ~SqliteLedger() override { sqlite3_close(db_); }
 
   Status init() {
-    for (const char* p : {"PRAGMA journal_mode=WAL", "PRAGMA synchronous=FULL", "PRAGMA foreign_keys=ON"})
+    for (const char* p :
+         {"PRAGMA journal_mode=WAL", "PRAGMA synchronous=FULL", "PRAGMA foreign_keys=ON"})
       if (Status st = exec(p); !st.is_ok()) return st;
     sqlite3_busy_timeout(db_, 10000);
     std::lock_guard<std::mutex> lk(mu_);
@@ -164,11 +166,13 @@ class SqliteLedger : public Ledger {
     auto t = get_tenant_locked(name);
     if (!t.is_ok()) return fail(make_error(t.message()));
     if (!t->has_value()) return fail(make_error("no tenant named '" + name + "'"));
-    Stmt s(db_, R"(UPDATE tenants SET rpm = ?, tpm = ?, max_concurrent = ?, monthly_tokens = ?, mau = ?,
+    Stmt s(db_,
+           R"(UPDATE tenants SET rpm = ?, tpm = ?, max_concurrent = ?, monthly_tokens = ?, mau = ?,
       country = ?, suspended = ? WHERE name = ?)");
     const Tenant& c = **t;
     s.bind(1, p.rpm.value_or(c.limits.rpm)).bind(2, p.tpm.value_or(c.limits.tpm));
-    s.bind(3, p.max_concurrent.value_or(c.limits.max_concurrent)).bind(4, p.monthly_tokens.value_or(c.limits.monthly_tokens));
+    s.bind(3, p.max_concurrent.value_or(c.limits.max_concurrent))
+        .bind(4, p.monthly_tokens.value_or(c.limits.monthly_tokens));
     s.bind(5, p.mau.value_or(c.mau)).bind(6, p.country.value_or(c.country));
     s.bind(7, int64_t(p.suspended.value_or(c.suspended))).bind(8, name);
     if (Status st = done(s.step(), "update tenant"); !st.is_ok()) return fail(st);
@@ -177,16 +181,26 @@ class SqliteLedger : public Ledger {
 
   Status create_key(const ApiKeyInfo& k, const std::string& hash) override {
     std::lock_guard<std::mutex> lk(mu_);
-    Stmt s(db_, "INSERT INTO api_keys (key_id, tenant, hash, models, expires_ms, created_ms) VALUES (?, ?, ?, ?, ?, ?)");
-    s.bind(1, k.key_id).bind(2, k.tenant).bind(3, hash).bind(4, join(k.models)).bind(5, k.expires_ms).bind(6, k.created_ms);
+    Stmt s(db_,
+           "INSERT INTO api_keys (key_id, tenant, hash, models, expires_ms, created_ms) VALUES (?, "
+           "?, ?, ?, ?, ?)");
+    s.bind(1, k.key_id)
+        .bind(2, k.tenant)
+        .bind(3, hash)
+        .bind(4, join(k.models))
+        .bind(5, k.expires_ms)
+        .bind(6, k.created_ms);
     const int rc = s.step();
-    if (rc == SQLITE_CONSTRAINT) return make_error("cannot create the key (unknown tenant '" + k.tenant + "'?)");
+    if (rc == SQLITE_CONSTRAINT)
+      return make_error("cannot create the key (unknown tenant '" + k.tenant + "'?)");
     return done(rc, "create key");
   }
 
   Expected<std::vector<ApiKeyInfo>> list_keys(const std::string& tenant) override {
     std::lock_guard<std::mutex> lk(mu_);
-    Stmt s(db_, "SELECT key_id, tenant, models, expires_ms, revoked_ms, created_ms FROM api_keys WHERE ?1 = '' OR tenant = ?1 ORDER BY tenant, created_ms");
+    Stmt s(db_,
+           "SELECT key_id, tenant, models, expires_ms, revoked_ms, created_ms FROM api_keys WHERE "
+           "?1 = '' OR tenant = ?1 ORDER BY tenant, created_ms");
     s.bind(1, tenant);
     std::vector<ApiKeyInfo> out;
     int rc;
@@ -208,9 +222,11 @@ class SqliteLedger : public Ledger {
     return Status::ok();
   }
 
-  Expected<std::optional<std::pair<ApiKeyInfo, Tenant>>> find_key(const std::string& hash) override {
+  Expected<std::optional<std::pair<ApiKeyInfo, Tenant>>> find_key(
+      const std::string& hash) override {
     std::lock_guard<std::mutex> lk(mu_);
-    Stmt s(db_, R"(SELECT k.key_id, k.tenant, k.models, k.expires_ms, k.revoked_ms, k.created_ms, k.hash,
+    Stmt s(db_,
+           R"(SELECT k.key_id, k.tenant, k.models, k.expires_ms, k.revoked_ms, k.created_ms, k.hash,
       t.name, t.mau, t.country, t.suspended, t.rpm, t.tpm, t.max_concurrent, t.monthly_tokens, t.created_ms
       FROM api_keys k JOIN tenants t ON t.name = k.tenant WHERE k.hash = ?)");
     s.bind(1, hash);
@@ -238,7 +254,8 @@ class SqliteLedger : public Ledger {
 
   Status checkpoint(const std::string& id, int64_t completion) override {
     std::lock_guard<std::mutex> lk(mu_);
-    Stmt s(db_, "UPDATE requests SET completion_tokens = ? WHERE request_id = ? AND status = 'open'");
+    Stmt s(db_,
+           "UPDATE requests SET completion_tokens = ? WHERE request_id = ? AND status = 'open'");
     s.bind(1, completion).bind(2, id);
     return done(s.step(), "checkpoint");
   }
@@ -247,14 +264,20 @@ class SqliteLedger : public Ledger {
     std::lock_guard<std::mutex> lk(mu_);
     Stmt s(db_, R"(UPDATE requests SET prompt_tokens = ?, cached_tokens = ?, completion_tokens = ?,
       ended_ms = ?, finish_reason = ?, status = ? WHERE request_id = ? AND status = 'open')");
-    s.bind(1, r.prompt_tokens).bind(2, r.cached_tokens).bind(3, r.completion_tokens).bind(4, r.ended_ms);
+    s.bind(1, r.prompt_tokens)
+        .bind(2, r.cached_tokens)
+        .bind(3, r.completion_tokens)
+        .bind(4, r.ended_ms);
     s.bind(5, r.finish_reason).bind(6, r.status).bind(7, r.request_id);
     return done(s.step(), "settle request " + r.request_id);
   }
 
-  Expected<int64_t> interrupt_open(const std::string& instance, int64_t before, int64_t now) override {
+  Expected<int64_t> interrupt_open(const std::string& instance, int64_t before,
+                                   int64_t now) override {
     std::lock_guard<std::mutex> lk(mu_);
-    Stmt s(db_, R"(UPDATE requests SET status = 'interrupted', ended_ms = ?, finish_reason = 'interrupted'
+    Stmt s(
+        db_,
+        R"(UPDATE requests SET status = 'interrupted', ended_ms = ?, finish_reason = 'interrupted'
       WHERE status = 'open' AND (?2 = '' OR instance = ?2) AND started_ms < ?3)");
     s.bind(1, now).bind(2, instance).bind(3, before);
     CORRAL_RETURN_IF_ERROR(done(s.step(), "close open requests"));
@@ -272,9 +295,11 @@ class SqliteLedger : public Ledger {
     int rc;
     while ((rc = s.step()) == SQLITE_ROW) {
       UsageRecord u;
-      u.request_id = s.str(0), u.tenant = s.str(1), u.key_id = s.str(2), u.model = s.str(3), u.instance = s.str(4);
+      u.request_id = s.str(0), u.tenant = s.str(1), u.key_id = s.str(2), u.model = s.str(3),
+      u.instance = s.str(4);
       u.prompt_tokens = s.i64(5), u.cached_tokens = s.i64(6), u.completion_tokens = s.i64(7);
-      u.started_ms = s.i64(8), u.ended_ms = s.i64(9), u.finish_reason = s.str(10), u.status = s.str(11);
+      u.started_ms = s.i64(8), u.ended_ms = s.i64(9), u.finish_reason = s.str(10),
+      u.status = s.str(11);
       if (!s.is_null(12)) u.price_version = s.i64(12);
       out.push_back(u);
     }
@@ -285,17 +310,23 @@ class SqliteLedger : public Ledger {
   Expected<std::vector<std::string>> verify() override {
     std::lock_guard<std::mutex> lk(mu_);
     std::vector<std::string> v;
-    Stmt open(db_, "SELECT request_id, instance FROM requests WHERE status = 'open' ORDER BY started_ms");
+    Stmt open(
+        db_, "SELECT request_id, instance FROM requests WHERE status = 'open' ORDER BY started_ms");
     while (open.step() == SQLITE_ROW)
       v.push_back("request " + open.str(0) + " of instance " + open.str(1) + " is still open");
     Stmt bad(db_, R"(SELECT request_id FROM requests WHERE status != 'open' AND (ended_ms IS NULL OR
       ended_ms < started_ms OR prompt_tokens < 0 OR completion_tokens < 0 OR cached_tokens < 0 OR
       cached_tokens > prompt_tokens))");
-    while (bad.step() == SQLITE_ROW) v.push_back("request " + bad.str(0) + " has inconsistent counts or times");
-    Stmt orphan(db_, "SELECT r.request_id FROM requests r LEFT JOIN tenants t ON t.name = r.tenant WHERE t.name IS NULL");
-    while (orphan.step() == SQLITE_ROW) v.push_back("request " + orphan.str(0) + " names no known tenant");
+    while (bad.step() == SQLITE_ROW)
+      v.push_back("request " + bad.str(0) + " has inconsistent counts or times");
+    Stmt orphan(db_,
+                "SELECT r.request_id FROM requests r LEFT JOIN tenants t ON t.name = r.tenant "
+                "WHERE t.name IS NULL");
+    while (orphan.step() == SQLITE_ROW)
+      v.push_back("request " + orphan.str(0) + " names no known tenant");
     Stmt ic(db_, "PRAGMA integrity_check");
-    if (ic.step() == SQLITE_ROW && ic.str(0) != "ok") v.push_back("sqlite integrity_check: " + ic.str(0));
+    if (ic.step() == SQLITE_ROW && ic.str(0) != "ok")
+      v.push_back("sqlite integrity_check: " + ic.str(0));
     return v;
   }
 
@@ -309,13 +340,16 @@ class SqliteLedger : public Ledger {
     }
     return Status::ok();
   }
-  std::string err(const std::string& what) { return path_ + ": " + what + ": " + sqlite3_errmsg(db_); }
+  std::string err(const std::string& what) {
+    return path_ + ": " + what + ": " + sqlite3_errmsg(db_);
+  }
   Status done(int rc, const std::string& what) {
     return rc == SQLITE_DONE || rc == SQLITE_ROW ? Status::ok() : Status(make_error(err(what)));
   }
 
   Status migrate() {
-    CORRAL_RETURN_IF_ERROR(exec("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)"));
+    CORRAL_RETURN_IF_ERROR(
+        exec("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)"));
     int64_t have = 0;
     {
       Stmt s(db_, "SELECT COALESCE(MAX(version), 0) FROM schema_version");
@@ -324,7 +358,8 @@ class SqliteLedger : public Ledger {
     const int64_t known = int64_t(sizeof kMigrations / sizeof kMigrations[0]);
     if (have > known)
       return make_error(path_ + ": the ledger has schema version " + std::to_string(have) +
-                        ", newer than this corral knows (" + std::to_string(known) + "); upgrade corral");
+                        ", newer than this corral knows (" + std::to_string(known) +
+                        "); upgrade corral");
     for (int64_t v = have; v < known; ++v) {
       CORRAL_RETURN_IF_ERROR(exec(kMigrations[v]));
       Stmt s(db_, "INSERT INTO schema_version (version) VALUES (?)");
@@ -349,7 +384,9 @@ class SqliteLedger : public Ledger {
   }
 
   Expected<std::optional<Tenant>> get_tenant_locked(const std::string& name) {
-    Stmt s(db_, "SELECT name, mau, country, suspended, rpm, tpm, max_concurrent, monthly_tokens, created_ms FROM tenants WHERE name = ?");
+    Stmt s(db_,
+           "SELECT name, mau, country, suspended, rpm, tpm, max_concurrent, monthly_tokens, "
+           "created_ms FROM tenants WHERE name = ?");
     s.bind(1, name);
     const int rc = s.step();
     if (rc == SQLITE_DONE) return std::optional<Tenant>();
@@ -362,7 +399,8 @@ class SqliteLedger : public Ledger {
     if (!t) return make_error("admit: no tenant '" + a.tenant + "'");
     const TenantLimits& L = t->limits;
     // Tokens a request counts for: its reservation while open, its real use once closed.
-    const char* used = "CASE WHEN status = 'open' THEN reserved_tokens ELSE prompt_tokens + completion_tokens END";
+    const char* used =
+        "CASE WHEN status = 'open' THEN reserved_tokens ELSE prompt_tokens + completion_tokens END";
     auto scalar = [&](const std::string& sql, int64_t since) -> int64_t {
       Stmt s(db_, sql.c_str());
       s.bind(1, a.tenant).bind(2, since);
@@ -370,12 +408,23 @@ class SqliteLedger : public Ledger {
     };
     AdmitResult r;
     const int64_t minute = a.started_ms - 60000;
-    const int64_t req_min = scalar("SELECT COUNT(*) FROM requests WHERE tenant = ? AND started_ms > ?", minute);
-    const int64_t tok_min = scalar(std::string("SELECT COALESCE(SUM(") + used + "), 0) FROM requests WHERE tenant = ? AND started_ms > ? AND status != 'error'", minute);
-    const int64_t open = scalar("SELECT COUNT(*) FROM requests WHERE tenant = ? AND status = 'open' AND ? >= 0", 0);
-    const int64_t month = scalar(std::string("SELECT COALESCE(SUM(") + used + "), 0) FROM requests WHERE tenant = ? AND started_ms >= ? AND status != 'error'", month_start);
-    if (L.rpm > 0) r.limit_requests = L.rpm, r.remaining_requests = std::max<int64_t>(0, L.rpm - req_min - 1);
-    if (L.tpm > 0) r.limit_tokens = L.tpm, r.remaining_tokens = std::max<int64_t>(0, L.tpm - tok_min - a.reserved_tokens);
+    const int64_t req_min =
+        scalar("SELECT COUNT(*) FROM requests WHERE tenant = ? AND started_ms > ?", minute);
+    const int64_t tok_min =
+        scalar(std::string("SELECT COALESCE(SUM(") + used +
+                   "), 0) FROM requests WHERE tenant = ? AND started_ms > ? AND status != 'error'",
+               minute);
+    const int64_t open =
+        scalar("SELECT COUNT(*) FROM requests WHERE tenant = ? AND status = 'open' AND ? >= 0", 0);
+    const int64_t month =
+        scalar(std::string("SELECT COALESCE(SUM(") + used +
+                   "), 0) FROM requests WHERE tenant = ? AND started_ms >= ? AND status != 'error'",
+               month_start);
+    if (L.rpm > 0)
+      r.limit_requests = L.rpm, r.remaining_requests = std::max<int64_t>(0, L.rpm - req_min - 1);
+    if (L.tpm > 0)
+      r.limit_tokens = L.tpm,
+      r.remaining_tokens = std::max<int64_t>(0, L.tpm - tok_min - a.reserved_tokens);
     auto refuse = [&](const char* code, const std::string& msg, int64_t retry) {
       r.ok = false;
       r.code = code;
@@ -386,21 +435,38 @@ class SqliteLedger : public Ledger {
       return r;
     };
     if (L.rpm > 0 && req_min + 1 > L.rpm)
-      return refuse("rate_limit_exceeded", "Rate limit reached: " + std::to_string(L.rpm) + " requests per minute.", 60);
+      return refuse("rate_limit_exceeded",
+                    "Rate limit reached: " + std::to_string(L.rpm) + " requests per minute.", 60);
     if (L.max_concurrent > 0 && open + 1 > L.max_concurrent)
-      return refuse("rate_limit_exceeded", "Too many concurrent requests: the limit is " + std::to_string(L.max_concurrent) + ".", 1);
+      return refuse(
+          "rate_limit_exceeded",
+          "Too many concurrent requests: the limit is " + std::to_string(L.max_concurrent) + ".",
+          1);
     if (L.tpm > 0 && tok_min + a.reserved_tokens > L.tpm)
-      return refuse("rate_limit_exceeded", "Rate limit reached: " + std::to_string(L.tpm) + " tokens per minute; this request reserves " +
-                    std::to_string(a.reserved_tokens) + " and " + std::to_string(tok_min) + " are in use.", 60);
+      return refuse("rate_limit_exceeded",
+                    "Rate limit reached: " + std::to_string(L.tpm) +
+                        " tokens per minute; this request reserves " +
+                        std::to_string(a.reserved_tokens) + " and " + std::to_string(tok_min) +
+                        " are in use.",
+                    60);
     if (L.monthly_tokens > 0 && month + a.reserved_tokens > L.monthly_tokens)
-      return refuse("insufficient_quota", "Monthly token quota exceeded: " + std::to_string(month) + " of " +
-                    std::to_string(L.monthly_tokens) + " used or reserved; this request reserves " + std::to_string(a.reserved_tokens) + ".", 3600);
+      return refuse("insufficient_quota",
+                    "Monthly token quota exceeded: " + std::to_string(month) + " of " +
+                        std::to_string(L.monthly_tokens) +
+                        " used or reserved; this request reserves " +
+                        std::to_string(a.reserved_tokens) + ".",
+                    3600);
     Stmt s(db_, R"(INSERT INTO requests (request_id, tenant, key_id, model, instance, prompt_tokens,
       reserved_tokens, started_ms, status) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'open'))");
-    s.bind(1, a.request_id).bind(2, a.tenant).bind(3, a.key_id).bind(4, a.model).bind(5, a.instance);
+    s.bind(1, a.request_id)
+        .bind(2, a.tenant)
+        .bind(3, a.key_id)
+        .bind(4, a.model)
+        .bind(5, a.instance);
     s.bind(6, a.prompt_tokens).bind(7, a.reserved_tokens).bind(8, a.started_ms);
     const int rc = s.step();
-    if (rc == SQLITE_CONSTRAINT) return make_error("admit: request id " + a.request_id + " exists already");
+    if (rc == SQLITE_CONSTRAINT)
+      return make_error("admit: request id " + a.request_id + " exists already");
     CORRAL_RETURN_IF_ERROR(done(rc, "admit"));
     r.ok = true;
     return r;
@@ -415,7 +481,9 @@ class SqliteLedger : public Ledger {
 
 Expected<std::unique_ptr<Ledger>> open_sqlite_ledger(const std::string& path) {
   sqlite3* db = nullptr;
-  if (sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX, nullptr) != SQLITE_OK) {
+  if (sqlite3_open_v2(path.c_str(), &db,
+                      SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX,
+                      nullptr) != SQLITE_OK) {
     std::string m = db ? sqlite3_errmsg(db) : "out of memory";
     sqlite3_close(db);
     return make_error(path + ": cannot open the ledger: " + m);

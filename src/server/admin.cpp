@@ -1,0 +1,258 @@
+// The host's admin API (admin key only) and a tenant's own usage (GET /v1/usage), in the same
+// JSON as the hosting commands print.
+#include <httplib.h>
+
+#include "hosting/hosting_json.h"
+#include "server/http_server.h"
+
+namespace corral {
+
+using json = nlohmann::json;
+
+namespace {
+
+std::string dump(const json& j) {
+  return j.dump(-1, ' ', false, json::error_handler_t::replace);
+}
+
+// ?from=&to= (ISO-8601); default: the current UTC month.
+std::optional<ApiError> period(const httplib::Request& req, int64_t* from, int64_t* to) {
+  const int64_t now = now_ms();
+  *from = month_start_ms(now);
+  *to = next_month_ms(now);
+  for (auto [k, dst] : {std::pair{"from", from}, std::pair{"to", to}}) {
+    if (!req.has_param(k)) continue;
+    auto v = parse_iso8601(req.get_param_value(k));
+    if (!v.is_ok())
+      return ApiError{400, std::string(k) + ": " + v.message(), "invalid_request_error", k,
+                      "invalid_value"};
+    *dst = *v;
+  }
+  return std::nullopt;
+}
+
+json usage_body(const std::vector<UsageRecord>& recs, int64_t from, int64_t to) {
+  json arr = json::array();
+  for (auto& r : recs) {
+    json j = usage_json(r);
+    j.erase("instance");
+    arr.push_back(j);
+  }
+  return {{"from", format_iso8601(from)},
+          {"to", format_iso8601(to)},
+          {"records", arr},
+          {"totals", usage_totals_json(recs)}};
+}
+
+}  // namespace
+
+void HttpServer::handle_usage(const httplib::Request& req, httplib::Response& res) {
+  const AuthCtx& a = current_auth();
+  if (!o_.ledger || !a.metered)
+    return reply_error(
+        res,
+        ApiError{403, "GET /v1/usage needs a tenant's API key (the server runs with --ledger).",
+                 "permission_error", "", "tenant_key_required"});
+  int64_t from, to;
+  if (auto e = period(req, &from, &to)) return reply_error(res, *e);
+  UsageQuery q;
+  q.tenant = a.tenant;  // never another tenant's
+  q.from_ms = from, q.to_ms = to;
+  auto recs = o_.ledger->usage(q);
+  if (!recs.is_ok())
+    return reply_error(
+        res, ApiError{503, recs.message(), "service_unavailable", "", "ledger_unavailable"});
+  json body = usage_body(*recs, from, to);
+  body["tenant"] = a.tenant;
+  res.set_content(dump(body), "application/json");
+}
+
+void HttpServer::admin_routes() {
+  httplib::Server& s = *svr_;
+  // Every admin route: the admin key was checked before routing; without a ledger there is
+  // nothing to administer.
+  auto guard = [this](httplib::Response& res) {
+    if (!current_auth().admin) {
+      reply_error(res, ApiError{403, "The admin API needs the admin key.", "permission_error", "",
+                                "admin_only"});
+      return false;
+    }
+    if (!o_.ledger) {
+      reply_error(res, ApiError{404, "No ledger: start corral serve with --ledger.",
+                                "invalid_request_error", "", "not_found"});
+      return false;
+    }
+    return true;
+  };
+  auto ledger_error = [this](httplib::Response& res, const std::string& msg) {
+    const bool missing =
+        msg.find("no tenant") != std::string::npos || msg.find("no key") != std::string::npos;
+    const bool exists = msg.find("already exists") != std::string::npos;
+    reply_error(res, ApiError{missing  ? 404
+                              : exists ? 409
+                                       : 400,
+                              msg, "invalid_request_error", "",
+                              missing  ? "not_found"
+                              : exists ? "conflict"
+                                       : "invalid_value"});
+  };
+  s.Get("/admin/v1/tenants", [=, this](const httplib::Request&, httplib::Response& res) {
+    if (!guard(res)) return;
+    auto ts = o_.ledger->list_tenants(month_start_ms(now_ms()));
+    if (!ts.is_ok()) return ledger_error(res, ts.message());
+    json arr = json::array();
+    for (auto& t : *ts) arr.push_back(tenant_json(t));
+    res.set_content(dump(arr), "application/json");
+  });
+  s.Post("/admin/v1/tenants", [=, this](const httplib::Request& req, httplib::Response& res) {
+    if (!guard(res)) return;
+    json b;
+    if (auto e = parse_json_body(req.body, &b)) return reply_error(res, *e);
+    if (!b.contains("name") || !b["name"].is_string())
+      return reply_error(res, ApiError{400, "'name' (a string) is required.",
+                                       "invalid_request_error", "name", "invalid_value"});
+    Tenant t;
+    t.name = b["name"];
+    if (Status st = validate_tenant_name(t.name); !st.is_ok())
+      return reply_error(
+          res, ApiError{400, st.message(), "invalid_request_error", "name", "invalid_value"});
+    if (b.contains("mau")) {
+      if (!b["mau"].is_number_integer() || b["mau"].get<int64_t>() < 0)
+        return reply_error(res, ApiError{400, "'mau' must be an integer >= 0.",
+                                         "invalid_request_error", "mau", "invalid_value"});
+      t.mau = b["mau"];
+    }
+    if (b.contains("country") && !b["country"].is_null()) {
+      auto cc = b["country"].is_string()
+                    ? normalize_country(b["country"].get<std::string>())
+                    : Expected<std::string>(make_error("country must be a string"));
+      if (!cc.is_ok())
+        return reply_error(
+            res, ApiError{400, cc.message(), "invalid_request_error", "country", "invalid_value"});
+      t.country = *cc;
+    }
+    t.created_ms = now_ms();
+    if (Status st = o_.ledger->create_tenant(t); !st.is_ok())
+      return ledger_error(res, st.message());
+    auto k = generate_api_key();
+    if (!k.is_ok()) return ledger_error(res, k.message());
+    ApiKeyInfo info{k->key_id, t.name, {}, 0, 0, now_ms()};
+    if (Status st = o_.ledger->create_key(info, k->hash); !st.is_ok())
+      return ledger_error(res, st.message());
+    res.status = 201;
+    res.set_content(dump({{"tenant", t.name}, {"key_id", k->key_id}, {"api_key", k->secret}}),
+                    "application/json");
+  });
+  s.Get(R"(/admin/v1/tenants/([^/]+))",
+        [=, this](const httplib::Request& req, httplib::Response& res) {
+          if (!guard(res)) return;
+          auto ts = o_.ledger->list_tenants(month_start_ms(now_ms()));
+          if (!ts.is_ok()) return ledger_error(res, ts.message());
+          for (auto& t : *ts)
+            if (t.name == req.matches[1].str())
+              return res.set_content(dump(tenant_json(t)), "application/json");
+          ledger_error(res, "no tenant named '" + req.matches[1].str() + "'");
+        });
+  s.Patch(R"(/admin/v1/tenants/([^/]+))", [=, this](const httplib::Request& req,
+                                                    httplib::Response& res) {
+    if (!guard(res)) return;
+    json b;
+    if (auto e = parse_json_body(req.body, &b)) return reply_error(res, *e);
+    TenantPatch p;
+    for (auto [k, dst] :
+         {std::pair{"rpm", &p.rpm}, std::pair{"tpm", &p.tpm},
+          std::pair{"max_concurrent", &p.max_concurrent},
+          std::pair{"monthly_tokens", &p.monthly_tokens}, std::pair{"mau", &p.mau}}) {
+      if (!b.contains(k)) continue;
+      if (b[k].is_null()) {
+        *dst = 0;
+        continue;
+      }
+      if (!b[k].is_number_integer() || b[k].get<int64_t>() < 0)
+        return reply_error(
+            res, ApiError{400, std::string("'") + k + "' must be an integer >= 0 or null.",
+                          "invalid_request_error", k, "invalid_value"});
+      *dst = b[k].get<int64_t>();
+    }
+    if (b.contains("suspended")) {
+      if (!b["suspended"].is_boolean())
+        return reply_error(res, ApiError{400, "'suspended' must be a boolean.",
+                                         "invalid_request_error", "suspended", "invalid_type"});
+      p.suspended = b["suspended"].get<bool>();
+    }
+    if (b.contains("country")) {
+      auto cc = b["country"].is_string()
+                    ? normalize_country(b["country"].get<std::string>())
+                    : Expected<std::string>(make_error("country must be a string"));
+      if (!cc.is_ok())
+        return reply_error(
+            res, ApiError{400, cc.message(), "invalid_request_error", "country", "invalid_value"});
+      p.country = *cc;
+    }
+    if (Status st = o_.ledger->update_tenant(req.matches[1].str(), p); !st.is_ok())
+      return ledger_error(res, st.message());
+    auto t = o_.ledger->get_tenant(req.matches[1].str());
+    if (!t.is_ok() || !t->has_value())
+      return ledger_error(res, "no tenant named '" + req.matches[1].str() + "'");
+    res.set_content(dump(tenant_json(**t)), "application/json");
+  });
+  s.Post(R"(/admin/v1/tenants/([^/]+)/keys)", [=, this](const httplib::Request& req,
+                                                        httplib::Response& res) {
+    if (!guard(res)) return;
+    json b = json::object();
+    if (!req.body.empty())
+      if (auto e = parse_json_body(req.body, &b)) return reply_error(res, *e);
+    auto t = o_.ledger->get_tenant(req.matches[1].str());
+    if (!t.is_ok()) return ledger_error(res, t.message());
+    if (!t->has_value()) return ledger_error(res, "no tenant named '" + req.matches[1].str() + "'");
+    ApiKeyInfo info;
+    if (b.contains("models")) {
+      if (!b["models"].is_array())
+        return reply_error(res, ApiError{400, "'models' must be a list of model ids.",
+                                         "invalid_request_error", "models", "invalid_type"});
+      for (auto& m : b["models"]) {
+        if (!m.is_string())
+          return reply_error(res, ApiError{400, "'models' must be a list of model ids.",
+                                           "invalid_request_error", "models", "invalid_type"});
+        info.models.push_back(m);
+      }
+    }
+    if (b.contains("expires") && !b["expires"].is_null()) {
+      auto e = b["expires"].is_string() ? parse_iso8601(b["expires"].get<std::string>())
+                                        : Expected<int64_t>(make_error("expires must be a string"));
+      if (!e.is_ok())
+        return reply_error(
+            res, ApiError{400, e.message(), "invalid_request_error", "expires", "invalid_value"});
+      info.expires_ms = *e;
+    }
+    auto k = generate_api_key();
+    if (!k.is_ok()) return ledger_error(res, k.message());
+    info.key_id = k->key_id, info.tenant = req.matches[1].str(), info.created_ms = now_ms();
+    if (Status st = o_.ledger->create_key(info, k->hash); !st.is_ok())
+      return ledger_error(res, st.message());
+    res.status = 201;
+    res.set_content(dump({{"tenant", info.tenant}, {"key_id", k->key_id}, {"api_key", k->secret}}),
+                    "application/json");
+  });
+  s.Delete(R"(/admin/v1/keys/([^/]+))",
+           [=, this](const httplib::Request& req, httplib::Response& res) {
+             if (!guard(res)) return;
+             if (Status st = o_.ledger->revoke_key(req.matches[1].str(), now_ms()); !st.is_ok())
+               return ledger_error(res, st.message());
+             res.set_content(dump({{"key_id", req.matches[1].str()}, {"revoked", true}}),
+                             "application/json");
+           });
+  s.Get("/admin/v1/usage", [=, this](const httplib::Request& req, httplib::Response& res) {
+    if (!guard(res)) return;
+    int64_t from, to;
+    if (auto e = period(req, &from, &to)) return reply_error(res, *e);
+    UsageQuery q;
+    q.tenant = req.has_param("tenant") ? req.get_param_value("tenant") : "";
+    q.from_ms = from, q.to_ms = to;
+    auto recs = o_.ledger->usage(q);
+    if (!recs.is_ok()) return ledger_error(res, recs.message());
+    res.set_content(dump(usage_body(*recs, from, to)), "application/json");
+  });
+}
+
+}  // namespace corral
