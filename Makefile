@@ -3,7 +3,7 @@ BUILD ?= build
 JOBS ?= $(shell nproc)
 DEB_PACKAGES := cmake g++ make pkg-config nlohmann-json3-dev libpcre2-dev libcli11-dev \
                 libgtest-dev libgmock-dev libbenchmark-dev clang libclang-rt-14-dev \
-                libcpp-httplib-dev libsqlite3-dev libssl-dev nodejs npm
+                libcpp-httplib-dev libsqlite3-dev libpq-dev libssl-dev postgresql nodejs npm
 SHARED ?= ../shared
 FIXTURES := $(SHARED)/fixtures
 DEFAULT_GGUF := $(BUILD)/models/aidreams260K.gguf

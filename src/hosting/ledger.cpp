@@ -21,11 +21,4 @@ Expected<std::unique_ptr<Ledger>> open_ledger(const std::string& dsn_in) {
   return make_error("--ledger: '" + dsn + "' is not sqlite:PATH or postgresql://...");
 }
 
-Expected<std::unique_ptr<Ledger>> open_postgres_ledger(const std::string& conninfo) {
-  return make_error(
-      "--ledger " +
-      conninfo.substr(0, conninfo.find('@') == std::string::npos ? conninfo.size() : 13) +
-      "...: the PostgreSQL ledger is not built yet in this version; use sqlite:PATH");
-}
-
 }  // namespace corral

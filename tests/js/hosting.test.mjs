@@ -1,29 +1,41 @@
 // Hosting against a real server and a SQLite ledger: hostile keys and names (zero unauthorised
 // successes, nothing metered for them), the admin API, quotas under 32 concurrent requests, and
 // kill -9 under 16 streaming clients, five times, with the ledger checked after each restart.
-import { test } from 'node:test';
+import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startServer, tinyModel, BIN } from './server.mjs';
+import { startPostgres } from './postgres.mjs';
 
 const ADMIN = 'admin-key-for-tests-0123456789';
 
-function ledgerDir() {
+let pg;
+before(async () => { pg = await startPostgres(); });
+after(async () => { if (pg && !pg.skip) await pg.stop(); });
+
+// A fresh ledger of the given kind, and an admin key file.
+function makeLedger(kind) {
   const dir = mkdtempSync(join(tmpdir(), 'corral-ledger-'));
   writeFileSync(join(dir, 'admin.key'), ADMIN + '\n', { mode: 0o600 });
-  return { dir, dsn: `sqlite:${join(dir, 'ledger.db')}`, admin: join(dir, 'admin.key') };
+  const dsn = kind === 'sqlite' ? `sqlite:${join(dir, 'ledger.db')}` : pg.database();
+  return { dir, dsn, admin: join(dir, 'admin.key') };
 }
+const kinds = ['sqlite', 'postgresql'];
+const skipFor = (kind) => (kind === 'postgresql' && (!pg || pg.skip) ? pg?.skip ?? 'PostgreSQL not started' : false);
+
 const corral = (dsn, ...args) => execFileSync(BIN, [...args, '--ledger', dsn], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
 const corralFail = (dsn, ...args) => spawnSync(BIN, [...args, '--ledger', dsn], { encoding: 'utf8' });
 const usageRecords = (dsn, ...args) => corral(dsn, 'usage', '--json', ...args).split('\n').filter(Boolean).map((l) => JSON.parse(l));
 const call = (url, key, body, path = '/v1/completions', headers = {}) =>
   fetch(url + path, { method: 'POST', headers: { 'Content-Type': 'application/json', ...(key !== null ? { Authorization: `Bearer ${key}` } : {}), ...headers }, body: JSON.stringify(body) });
 
-test('hostile keys, names and routes: zero unauthorised successes, nothing metered', async () => {
-  const L = ledgerDir();
+for (const kind of kinds)
+test(`${kind}: hostile keys, names and routes: zero unauthorised successes, nothing metered`, async (t) => {
+  if (skipFor(kind)) return t.skip(skipFor(kind));
+  const L = makeLedger(kind);
   const a = JSON.parse(corral(L.dsn, 'tenant', 'add', 'alpha', '--json'));
   const b = JSON.parse(corral(L.dsn, 'tenant', 'add', 'beta', '--json'));
   assert.match(a.api_key, /^sk-corral-[0-9A-Za-z]{43}$/);
@@ -106,10 +118,15 @@ test('hostile keys, names and routes: zero unauthorised successes, nothing meter
   corral(L.dsn, 'ledger', 'verify');
 });
 
-test('32 concurrent requests against a small monthly budget never bill past it', async () => {
-  const L = ledgerDir();
+for (const kind of kinds)
+for (const servers of kind === 'postgresql' ? [1, 2] : [1])
+test(`${kind}: 32 concurrent requests on ${servers} server(s) against a small monthly budget never bill past it`, async (tt) => {
+  if (skipFor(kind)) return tt.skip(skipFor(kind));
+  const L = makeLedger(kind);
   const t = JSON.parse(corral(L.dsn, 'tenant', 'add', 'small', '--json'));
-  const srv = await startServer(['-m', `tiny=${tinyModel('q4_0')}`, '--ledger', L.dsn]);
+  const srvs = [];
+  for (let i = 0; i < servers; ++i) srvs.push(await startServer(['-m', `tiny=${tinyModel('q4_0')}`, '--ledger', L.dsn]));
+  const srv = srvs[0];
   try {
     // Each request: prompt of a few tokens + 20 out, so a reservation is about 25 tokens.
     const probe = await (await call(srv.url, t.api_key, { prompt: 'count with me', max_tokens: 20, ignore_eos: true })).json();
@@ -117,7 +134,7 @@ test('32 concurrent requests against a small monthly budget never bill past it',
     const used0 = probe.usage.total_tokens;
     const budget = used0 + per * 3 + Math.floor(per / 2);
     corral(L.dsn, 'tenant', 'set', 'small', '--monthly-tokens', String(budget));
-    const rs = await Promise.all([...Array(32).keys()].map(() => call(srv.url, t.api_key, { prompt: 'count with me', max_tokens: 20, ignore_eos: true })));
+    const rs = await Promise.all([...Array(32).keys()].map((i) => call(srvs[i % servers].url, t.api_key, { prompt: 'count with me', max_tokens: 20, ignore_eos: true })));
     const ok = rs.filter((r) => r.status === 200).length;
     const refused = rs.filter((r) => r.status === 429);
     assert.equal(ok + refused.length, 32);
@@ -132,12 +149,14 @@ test('32 concurrent requests against a small monthly budget never bill past it',
     const list = JSON.parse(corral(L.dsn, 'tenant', 'list', '--json'));
     assert.equal(list[0].prompt_tokens + list[0].completion_tokens, billed);
   } finally {
-    assert.equal((await srv.stop()).code, 0);
+    for (const x of srvs) assert.equal((await x.stop()).code, 0);
   }
 });
 
-test('kill -9 under 16 streaming clients, five times: every answer received in full has exactly one matching record', async () => {
-  const L = ledgerDir();
+for (const kind of kinds)
+test(`${kind}: kill -9 under 16 streaming clients, five times: every answer received in full has exactly one matching record`, async (tt) => {
+  if (skipFor(kind)) return tt.skip(skipFor(kind));
+  const L = makeLedger(kind);
   const t = JSON.parse(corral(L.dsn, 'tenant', 'add', 'loadco', '--json'));
   const received = new Map();  // request id -> usage of answers received in full
   for (let round = 0; round < 5; ++round) {

@@ -1,0 +1,476 @@
+// The shared ledger: PostgreSQL through libpq, for several `corral serve` processes that must
+// behave as one service. Admission locks the tenant's row (SELECT ... FOR UPDATE), so the counts
+// it checks cannot change under it on another server; every statement is parameterized.
+#include <libpq-fe.h>
+
+#include <mutex>
+
+#include "hosting/keys.h"
+#include "hosting/ledger.h"
+
+namespace corral {
+
+namespace {
+
+const char* kPgMigrations[] = {
+    R"sql(
+CREATE TABLE tenants (
+  name TEXT PRIMARY KEY,
+  mau BIGINT NOT NULL DEFAULT 0,
+  country TEXT NOT NULL DEFAULT '',
+  suspended INTEGER NOT NULL DEFAULT 0,
+  rpm BIGINT NOT NULL DEFAULT 0,
+  tpm BIGINT NOT NULL DEFAULT 0,
+  max_concurrent BIGINT NOT NULL DEFAULT 0,
+  monthly_tokens BIGINT NOT NULL DEFAULT 0,
+  created_ms BIGINT NOT NULL
+);
+CREATE TABLE api_keys (
+  key_id TEXT PRIMARY KEY,
+  tenant TEXT NOT NULL REFERENCES tenants(name),
+  hash TEXT NOT NULL UNIQUE,
+  models TEXT NOT NULL DEFAULT '',
+  expires_ms BIGINT NOT NULL DEFAULT 0,
+  revoked_ms BIGINT NOT NULL DEFAULT 0,
+  created_ms BIGINT NOT NULL
+);
+CREATE TABLE requests (
+  request_id TEXT PRIMARY KEY,
+  tenant TEXT NOT NULL,
+  key_id TEXT NOT NULL,
+  model TEXT NOT NULL,
+  instance TEXT NOT NULL,
+  prompt_tokens BIGINT NOT NULL,
+  cached_tokens BIGINT NOT NULL DEFAULT 0,
+  completion_tokens BIGINT NOT NULL DEFAULT 0,
+  reserved_tokens BIGINT NOT NULL,
+  started_ms BIGINT NOT NULL,
+  ended_ms BIGINT,
+  finish_reason TEXT,
+  status TEXT NOT NULL CHECK (status IN ('open', 'completed', 'cancelled', 'error', 'interrupted')),
+  price_version BIGINT
+);
+CREATE INDEX requests_tenant_started ON requests(tenant, started_ms);
+CREATE INDEX requests_open ON requests(status, instance);
+)sql",
+};
+
+// One result, freed on scope exit.
+class Res {
+ public:
+  explicit Res(PGresult* r) : r_(r) {}
+  ~Res() { PQclear(r_); }
+  Res(const Res&) = delete;
+  ExecStatusType status() const { return PQresultStatus(r_); }
+  bool ok() const { return status() == PGRES_COMMAND_OK || status() == PGRES_TUPLES_OK; }
+  int rows() const { return PQntuples(r_); }
+  std::string str(int row, int c) const { return PQgetvalue(r_, row, c); }
+  bool is_null(int row, int c) const { return PQgetisnull(r_, row, c) != 0; }
+  int64_t i64(int row, int c) const {
+    return is_null(row, c) ? 0 : std::stoll(PQgetvalue(r_, row, c));
+  }
+  std::string error() const { return PQresultErrorMessage(r_); }
+  std::string sqlstate() const {
+    const char* s = PQresultErrorField(r_, PG_DIAG_SQLSTATE);
+    return s ? s : "";
+  }
+  int64_t affected() const {
+    const char* n = PQcmdTuples(r_);
+    return n && *n ? std::stoll(n) : 0;
+  }
+
+ private:
+  PGresult* r_;
+};
+
+std::string join(const std::vector<std::string>& v) {
+  std::string s;
+  for (auto& x : v) s += (s.empty() ? "" : ",") + x;
+  return s;
+}
+std::vector<std::string> split(const std::string& s) {
+  std::vector<std::string> v;
+  size_t p = 0;
+  while (p < s.size()) {
+    size_t e = s.find(',', p);
+    if (e == std::string::npos) e = s.size();
+    if (e > p) v.push_back(s.substr(p, e - p));
+    p = e + 1;
+  }
+  return v;
+}
+
+class PgLedger : public Ledger {
+ public:
+  PgLedger(PGconn* c, std::string where) : c_(c), where_(std::move(where)) {}
+  ~PgLedger() override { PQfinish(c_); }
+
+  Status init() {
+    std::lock_guard<std::mutex> lk(mu_);
+    CORRAL_RETURN_IF_ERROR(cmd("BEGIN"));
+    Status st = migrate();
+    CORRAL_RETURN_IF_ERROR(cmd(st.is_ok() ? "COMMIT" : "ROLLBACK"));
+    return st;
+  }
+
+  Status create_tenant(const Tenant& t) override {
+    std::lock_guard<std::mutex> lk(mu_);
+    Res r = q("INSERT INTO tenants (name, mau, country, created_ms) VALUES ($1, $2, $3, $4)",
+              {t.name, std::to_string(t.mau), t.country, std::to_string(t.created_ms)});
+    if (r.sqlstate() == "23505") return make_error("tenant '" + t.name + "' already exists");
+    return check(r, "add tenant");
+  }
+
+  Expected<std::vector<Tenant>> list_tenants(int64_t month_start) override {
+    std::lock_guard<std::mutex> lk(mu_);
+    Res r = q(
+        R"(SELECT t.name, t.mau, t.country, t.suspended, t.rpm, t.tpm, t.max_concurrent, t.monthly_tokens,
+      t.created_ms,
+      COALESCE((SELECT SUM(prompt_tokens) FROM requests r WHERE r.tenant = t.name AND r.started_ms >= $1 AND r.status != 'error'), 0),
+      COALESCE((SELECT SUM(completion_tokens) FROM requests r WHERE r.tenant = t.name AND r.started_ms >= $1 AND r.status != 'error'), 0)
+      FROM tenants t ORDER BY t.name)",
+        {std::to_string(month_start)});
+    CORRAL_RETURN_IF_ERROR(check(r, "list tenants"));
+    std::vector<Tenant> out;
+    for (int i = 0; i < r.rows(); ++i) {
+      Tenant t = tenant_row(r, i);
+      t.month_prompt_tokens = r.i64(i, 9);
+      t.month_completion_tokens = r.i64(i, 10);
+      out.push_back(t);
+    }
+    return out;
+  }
+
+  Expected<std::optional<Tenant>> get_tenant(const std::string& name) override {
+    std::lock_guard<std::mutex> lk(mu_);
+    return get_tenant_locked(name, false);
+  }
+
+  Status update_tenant(const std::string& name, const TenantPatch& p) override {
+    std::lock_guard<std::mutex> lk(mu_);
+    CORRAL_RETURN_IF_ERROR(cmd("BEGIN"));
+    auto fail = [&](Status st) {
+      (void)cmd("ROLLBACK");
+      return st;
+    };
+    auto t = get_tenant_locked(name, true);
+    if (!t.is_ok()) return fail(make_error(t.message()));
+    if (!t->has_value()) return fail(make_error("no tenant named '" + name + "'"));
+    const Tenant& c = **t;
+    Res r = q(
+        "UPDATE tenants SET rpm = $1, tpm = $2, max_concurrent = $3, monthly_tokens = $4, mau = "
+        "$5, country = $6, suspended = $7 WHERE name = $8",
+        {std::to_string(p.rpm.value_or(c.limits.rpm)), std::to_string(p.tpm.value_or(c.limits.tpm)),
+         std::to_string(p.max_concurrent.value_or(c.limits.max_concurrent)),
+         std::to_string(p.monthly_tokens.value_or(c.limits.monthly_tokens)),
+         std::to_string(p.mau.value_or(c.mau)), p.country.value_or(c.country),
+         std::to_string(int(p.suspended.value_or(c.suspended))), name});
+    if (Status st = check(r, "update tenant"); !st.is_ok()) return fail(st);
+    return cmd("COMMIT");
+  }
+
+  Status create_key(const ApiKeyInfo& k, const std::string& hash) override {
+    std::lock_guard<std::mutex> lk(mu_);
+    Res r =
+        q("INSERT INTO api_keys (key_id, tenant, hash, models, expires_ms, created_ms) VALUES ($1, "
+          "$2, $3, $4, $5, $6)",
+          {k.key_id, k.tenant, hash, join(k.models), std::to_string(k.expires_ms),
+           std::to_string(k.created_ms)});
+    if (r.sqlstate().rfind("23", 0) == 0)
+      return make_error("cannot create the key (unknown tenant '" + k.tenant + "'?)");
+    return check(r, "create key");
+  }
+
+  Expected<std::vector<ApiKeyInfo>> list_keys(const std::string& tenant) override {
+    std::lock_guard<std::mutex> lk(mu_);
+    Res r =
+        q("SELECT key_id, tenant, models, expires_ms, revoked_ms, created_ms FROM api_keys WHERE "
+          "$1 = '' OR tenant = $1 ORDER BY tenant, created_ms",
+          {tenant});
+    CORRAL_RETURN_IF_ERROR(check(r, "list keys"));
+    std::vector<ApiKeyInfo> out;
+    for (int i = 0; i < r.rows(); ++i) out.push_back(key_row(r, i, 0));
+    return out;
+  }
+
+  Status revoke_key(const std::string& key_id, int64_t now) override {
+    std::lock_guard<std::mutex> lk(mu_);
+    Res r = q("UPDATE api_keys SET revoked_ms = $1 WHERE key_id = $2 AND revoked_ms = 0",
+              {std::to_string(now), key_id});
+    CORRAL_RETURN_IF_ERROR(check(r, "revoke key"));
+    if (r.affected() == 0) {
+      Res e = q("SELECT 1 FROM api_keys WHERE key_id = $1", {key_id});
+      if (e.rows() == 0) return make_error("no key with id '" + key_id + "'");
+    }
+    return Status::ok();
+  }
+
+  Expected<std::optional<std::pair<ApiKeyInfo, Tenant>>> find_key(
+      const std::string& hash) override {
+    std::lock_guard<std::mutex> lk(mu_);
+    Res r =
+        q(R"(SELECT k.key_id, k.tenant, k.models, k.expires_ms, k.revoked_ms, k.created_ms, k.hash,
+      t.name, t.mau, t.country, t.suspended, t.rpm, t.tpm, t.max_concurrent, t.monthly_tokens, t.created_ms
+      FROM api_keys k JOIN tenants t ON t.name = k.tenant WHERE k.hash = $1)",
+          {hash});
+    CORRAL_RETURN_IF_ERROR(check(r, "find key"));
+    if (r.rows() == 0 || !constant_time_equal(r.str(0, 6), hash))
+      return std::optional<std::pair<ApiKeyInfo, Tenant>>();
+    Tenant t;
+    t.name = r.str(0, 7), t.mau = r.i64(0, 8), t.country = r.str(0, 9),
+    t.suspended = r.i64(0, 10) != 0;
+    t.limits = {r.i64(0, 11), r.i64(0, 12), r.i64(0, 13), r.i64(0, 14)};
+    t.created_ms = r.i64(0, 15);
+    return std::optional<std::pair<ApiKeyInfo, Tenant>>(std::make_pair(key_row(r, 0, 0), t));
+  }
+
+  Expected<AdmitResult> admit(const Admission& a, int64_t month_start) override {
+    std::lock_guard<std::mutex> lk(mu_);
+    CORRAL_RETURN_IF_ERROR(cmd("BEGIN"));
+    auto r = admit_locked(a, month_start);
+    (void)cmd(r.is_ok() && r->ok ? "COMMIT" : "ROLLBACK");
+    return r;
+  }
+
+  Status checkpoint(const std::string& id, int64_t completion) override {
+    std::lock_guard<std::mutex> lk(mu_);
+    return check(
+        q("UPDATE requests SET completion_tokens = $1 WHERE request_id = $2 AND status = 'open'",
+          {std::to_string(completion), id}),
+        "checkpoint");
+  }
+
+  Status settle(const UsageRecord& u) override {
+    std::lock_guard<std::mutex> lk(mu_);
+    return check(
+        q(R"(UPDATE requests SET prompt_tokens = $1, cached_tokens = $2, completion_tokens = $3, ended_ms = $4,
+      finish_reason = $5, status = $6 WHERE request_id = $7 AND status = 'open')",
+          {std::to_string(u.prompt_tokens), std::to_string(u.cached_tokens),
+           std::to_string(u.completion_tokens), std::to_string(u.ended_ms), u.finish_reason,
+           u.status, u.request_id}),
+        "settle request " + u.request_id);
+  }
+
+  Expected<int64_t> interrupt_open(const std::string& instance, int64_t before,
+                                   int64_t now) override {
+    std::lock_guard<std::mutex> lk(mu_);
+    Res r = q(
+        R"(UPDATE requests SET status = 'interrupted', ended_ms = $1, finish_reason = 'interrupted'
+      WHERE status = 'open' AND ($2 = '' OR instance = $2) AND started_ms < $3)",
+        {std::to_string(now), instance, std::to_string(before)});
+    CORRAL_RETURN_IF_ERROR(check(r, "close open requests"));
+    return r.affected();
+  }
+
+  Expected<std::vector<UsageRecord>> usage(const UsageQuery& uq) override {
+    std::lock_guard<std::mutex> lk(mu_);
+    Res r = q(
+        R"(SELECT request_id, tenant, key_id, model, instance, prompt_tokens, cached_tokens, completion_tokens,
+      started_ms, COALESCE(ended_ms, 0), COALESCE(finish_reason, ''), status, price_version
+      FROM requests WHERE ($1 = '' OR tenant = $1) AND started_ms >= $2 AND started_ms < $3 ORDER BY started_ms, request_id)",
+        {uq.tenant, std::to_string(uq.from_ms), std::to_string(uq.to_ms)});
+    CORRAL_RETURN_IF_ERROR(check(r, "read usage"));
+    std::vector<UsageRecord> out;
+    for (int i = 0; i < r.rows(); ++i) {
+      UsageRecord u;
+      u.request_id = r.str(i, 0), u.tenant = r.str(i, 1), u.key_id = r.str(i, 2),
+      u.model = r.str(i, 3), u.instance = r.str(i, 4);
+      u.prompt_tokens = r.i64(i, 5), u.cached_tokens = r.i64(i, 6),
+      u.completion_tokens = r.i64(i, 7);
+      u.started_ms = r.i64(i, 8), u.ended_ms = r.i64(i, 9), u.finish_reason = r.str(i, 10),
+      u.status = r.str(i, 11);
+      if (!r.is_null(i, 12)) u.price_version = r.i64(i, 12);
+      out.push_back(u);
+    }
+    return out;
+  }
+
+  Expected<std::vector<std::string>> verify() override {
+    std::lock_guard<std::mutex> lk(mu_);
+    std::vector<std::string> v;
+    Res open = q(
+        "SELECT request_id, instance FROM requests WHERE status = 'open' ORDER BY started_ms", {});
+    CORRAL_RETURN_IF_ERROR(check(open, "verify"));
+    for (int i = 0; i < open.rows(); ++i)
+      v.push_back("request " + open.str(i, 0) + " of instance " + open.str(i, 1) +
+                  " is still open");
+    Res bad = q(
+        R"(SELECT request_id FROM requests WHERE status != 'open' AND (ended_ms IS NULL OR ended_ms < started_ms
+      OR prompt_tokens < 0 OR completion_tokens < 0 OR cached_tokens < 0 OR cached_tokens > prompt_tokens))",
+        {});
+    for (int i = 0; i < bad.rows(); ++i)
+      v.push_back("request " + bad.str(i, 0) + " has inconsistent counts or times");
+    Res orphan =
+        q("SELECT r.request_id FROM requests r LEFT JOIN tenants t ON t.name = r.tenant WHERE "
+          "t.name IS NULL",
+          {});
+    for (int i = 0; i < orphan.rows(); ++i)
+      v.push_back("request " + orphan.str(i, 0) + " names no known tenant");
+    return v;
+  }
+
+ private:
+  // Parameterized statement (text parameters; the server converts them to the column types).
+  Res q(const char* sql, const std::vector<std::string>& params) {
+    std::vector<const char*> p;
+    for (auto& s : params) p.push_back(s.c_str());
+    PGresult* r = PQexecParams(c_, sql, int(p.size()), nullptr, p.data(), nullptr, nullptr, 0);
+    if (PQstatus(c_) == CONNECTION_BAD) {  // the server restarted: one reconnect, then retry
+      PQclear(r);
+      PQreset(c_);
+      r = PQexecParams(c_, sql, int(p.size()), nullptr, p.data(), nullptr, nullptr, 0);
+    }
+    return Res(r);
+  }
+  Status cmd(const char* sql) { return check(q(sql, {}), sql); }
+  Status check(const Res& r, const std::string& what) {
+    if (r.ok()) return Status::ok();
+    std::string e = r.error();
+    while (!e.empty() && e.back() == '\n') e.pop_back();
+    return make_error(where_ + ": " + what + ": " + (e.empty() ? PQerrorMessage(c_) : e));
+  }
+
+  Status migrate() {
+    // One migrating server at a time (the others wait here, then see the new version).
+    CORRAL_RETURN_IF_ERROR(cmd("SELECT pg_advisory_xact_lock(7336547261)"));
+    CORRAL_RETURN_IF_ERROR(
+        cmd("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)"));
+    Res r = q("SELECT COALESCE(MAX(version), 0) FROM schema_version", {});
+    CORRAL_RETURN_IF_ERROR(check(r, "read schema version"));
+    const int64_t have = r.i64(0, 0),
+                  known = int64_t(sizeof kPgMigrations / sizeof kPgMigrations[0]);
+    if (have > known)
+      return make_error(where_ + ": the ledger has schema version " + std::to_string(have) +
+                        ", newer than this corral knows (" + std::to_string(known) +
+                        "); upgrade corral");
+    for (int64_t v = have; v < known; ++v) {
+      CORRAL_RETURN_IF_ERROR(
+          check(Res(PQexec(c_, kPgMigrations[v])), "migration " + std::to_string(v + 1)));
+      CORRAL_RETURN_IF_ERROR(
+          check(q("INSERT INTO schema_version (version) VALUES ($1)", {std::to_string(v + 1)}),
+                "record schema version"));
+    }
+    return Status::ok();
+  }
+
+  static Tenant tenant_row(const Res& r, int i) {
+    Tenant t;
+    t.name = r.str(i, 0), t.mau = r.i64(i, 1), t.country = r.str(i, 2),
+    t.suspended = r.i64(i, 3) != 0;
+    t.limits = {r.i64(i, 4), r.i64(i, 5), r.i64(i, 6), r.i64(i, 7)};
+    t.created_ms = r.i64(i, 8);
+    return t;
+  }
+  static ApiKeyInfo key_row(const Res& r, int i, int c) {
+    ApiKeyInfo k;
+    k.key_id = r.str(i, c), k.tenant = r.str(i, c + 1), k.models = split(r.str(i, c + 2));
+    k.expires_ms = r.i64(i, c + 3), k.revoked_ms = r.i64(i, c + 4), k.created_ms = r.i64(i, c + 5);
+    return k;
+  }
+
+  Expected<std::optional<Tenant>> get_tenant_locked(const std::string& name, bool for_update) {
+    Res r = q(for_update ? "SELECT name, mau, country, suspended, rpm, tpm, max_concurrent, "
+                           "monthly_tokens, created_ms FROM tenants WHERE name = $1 FOR UPDATE"
+                         : "SELECT name, mau, country, suspended, rpm, tpm, max_concurrent, "
+                           "monthly_tokens, created_ms FROM tenants WHERE name = $1",
+              {name});
+    CORRAL_RETURN_IF_ERROR(check(r, "read tenant"));
+    if (r.rows() == 0) return std::optional<Tenant>();
+    return std::optional<Tenant>(tenant_row(r, 0));
+  }
+
+  Expected<AdmitResult> admit_locked(const Admission& a, int64_t month_start) {
+    // The tenant's row lock orders admissions of one tenant across every server.
+    CORRAL_ASSIGN_OR_RETURN(auto t, get_tenant_locked(a.tenant, true));
+    if (!t) return make_error("admit: no tenant '" + a.tenant + "'");
+    const TenantLimits& L = t->limits;
+    const std::string minute = std::to_string(a.started_ms - 60000);
+    Res c = q(R"(SELECT
+      COUNT(*) FILTER (WHERE started_ms > $2),
+      COALESCE(SUM(CASE WHEN status = 'open' THEN reserved_tokens ELSE prompt_tokens + completion_tokens END)
+               FILTER (WHERE started_ms > $2 AND status != 'error'), 0),
+      COUNT(*) FILTER (WHERE status = 'open'),
+      COALESCE(SUM(CASE WHEN status = 'open' THEN reserved_tokens ELSE prompt_tokens + completion_tokens END)
+               FILTER (WHERE started_ms >= $3 AND status != 'error'), 0)
+      FROM requests WHERE tenant = $1)",
+              {a.tenant, minute, std::to_string(month_start)});
+    CORRAL_RETURN_IF_ERROR(check(c, "admit"));
+    const int64_t req_min = c.i64(0, 0), tok_min = c.i64(0, 1), open = c.i64(0, 2),
+                  month = c.i64(0, 3);
+    AdmitResult r;
+    if (L.rpm > 0)
+      r.limit_requests = L.rpm, r.remaining_requests = std::max<int64_t>(0, L.rpm - req_min - 1);
+    if (L.tpm > 0)
+      r.limit_tokens = L.tpm,
+      r.remaining_tokens = std::max<int64_t>(0, L.tpm - tok_min - a.reserved_tokens);
+    auto refuse = [&](const char* code, const std::string& msg, int64_t retry) {
+      r.ok = false, r.code = code, r.message = msg, r.retry_after_s = retry;
+      if (r.remaining_requests >= 0) r.remaining_requests = std::max<int64_t>(0, L.rpm - req_min);
+      if (r.remaining_tokens >= 0) r.remaining_tokens = std::max<int64_t>(0, L.tpm - tok_min);
+      return r;
+    };
+    if (L.rpm > 0 && req_min + 1 > L.rpm)
+      return refuse("rate_limit_exceeded",
+                    "Rate limit reached: " + std::to_string(L.rpm) + " requests per minute.", 60);
+    if (L.max_concurrent > 0 && open + 1 > L.max_concurrent)
+      return refuse(
+          "rate_limit_exceeded",
+          "Too many concurrent requests: the limit is " + std::to_string(L.max_concurrent) + ".",
+          1);
+    if (L.tpm > 0 && tok_min + a.reserved_tokens > L.tpm)
+      return refuse("rate_limit_exceeded",
+                    "Rate limit reached: " + std::to_string(L.tpm) +
+                        " tokens per minute; this request reserves " +
+                        std::to_string(a.reserved_tokens) + " and " + std::to_string(tok_min) +
+                        " are in use.",
+                    60);
+    if (L.monthly_tokens > 0 && month + a.reserved_tokens > L.monthly_tokens)
+      return refuse("insufficient_quota",
+                    "Monthly token quota exceeded: " + std::to_string(month) + " of " +
+                        std::to_string(L.monthly_tokens) +
+                        " used or reserved; this request reserves " +
+                        std::to_string(a.reserved_tokens) + ".",
+                    3600);
+    Res ins = q(
+        R"(INSERT INTO requests (request_id, tenant, key_id, model, instance, prompt_tokens, reserved_tokens,
+      started_ms, status) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'open'))",
+        {a.request_id, a.tenant, a.key_id, a.model, a.instance, std::to_string(a.prompt_tokens),
+         std::to_string(a.reserved_tokens), std::to_string(a.started_ms)});
+    if (ins.sqlstate() == "23505")
+      return make_error("admit: request id " + a.request_id + " exists already");
+    CORRAL_RETURN_IF_ERROR(check(ins, "admit"));
+    r.ok = true;
+    return r;
+  }
+
+  PGconn* c_;
+  std::string where_;
+  std::mutex mu_;
+};
+
+}  // namespace
+
+Expected<std::unique_ptr<Ledger>> open_postgres_ledger(const std::string& conninfo) {
+  // The DSN without its password, for messages.
+  std::string where = conninfo;
+  const size_t at = where.find('@'), scheme = where.find("://");
+  if (at != std::string::npos && scheme != std::string::npos && at > scheme) {
+    const size_t colon = where.find(':', scheme + 3);
+    if (colon != std::string::npos && colon < at)
+      where = where.substr(0, colon) + ":***" + where.substr(at);
+  }
+  PGconn* c = PQconnectdb(conninfo.c_str());
+  if (PQstatus(c) != CONNECTION_OK) {
+    std::string e = PQerrorMessage(c);
+    while (!e.empty() && e.back() == '\n') e.pop_back();
+    PQfinish(c);
+    return make_error(where + ": cannot connect to the ledger: " + e);
+  }
+  PQsetNoticeProcessor(
+      c, [](void*, const char*) {}, nullptr);  // "relation exists, skipping"
+  auto l = std::make_unique<PgLedger>(c, where);
+  CORRAL_RETURN_IF_ERROR(l->init());
+  return std::unique_ptr<Ledger>(std::move(l));
+}
+
+}  // namespace corral
