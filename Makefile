@@ -3,7 +3,7 @@ BUILD ?= build
 JOBS ?= $(shell nproc)
 DEB_PACKAGES := cmake g++ make pkg-config nlohmann-json3-dev libpcre2-dev libcli11-dev \
                 libgtest-dev libgmock-dev libbenchmark-dev clang libclang-rt-14-dev \
-                libcpp-httplib-dev libsqlite3-dev libpq-dev libssl-dev postgresql nodejs npm
+                libcpp-httplib-dev libsqlite3-dev libpq-dev libssl-dev postgresql
 SHARED ?= ../shared
 FIXTURES := $(SHARED)/fixtures
 DEFAULT_GGUF := $(BUILD)/models/aidreams260K.gguf
@@ -14,6 +14,7 @@ deps:
 	@missing=""; for p in $(DEB_PACKAGES); do \
 	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
 	done; \
+	command -v node >/dev/null && command -v npm >/dev/null || missing="$$missing nodejs npm"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing:$$missing"; \
 	  SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
