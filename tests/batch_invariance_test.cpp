@@ -144,14 +144,50 @@ void check_invariance(Engine& e, uint32_t seed_base) {
   }
 }
 
-TEST(BatchInvariance, F32) { check_invariance(*open_model(test::fixture("hf/llama31_gqa_f32")), 1); }
-TEST(BatchInvariance, BF16) { check_invariance(*open_model(test::fixture("hf/llama32_tied_bf16")), 2); }
-TEST(BatchInvariance, Llama4MoeF32) { check_invariance(*open_model(test::fixture("hf/llama4_moe_f32")), 3); }
-TEST(BatchInvariance, F16) { check_invariance(*open_model(synth("tiny", DType::F16)), 4); }
-TEST(BatchInvariance, Q8_0) { check_invariance(*open_model(synth("tiny", DType::Q8_0)), 5); }
-TEST(BatchInvariance, Q4_0) { check_invariance(*open_model(synth("tiny", DType::Q4_0)), 6); }
-TEST(BatchInvariance, Q4_K) { check_invariance(*open_model(synth("tiny", DType::Q4_K)), 7); }
-TEST(BatchInvariance, Q6_K) { check_invariance(*open_model(synth("tiny", DType::Q6_K)), 8); }
-TEST(BatchInvariance, Llama4MoeQ4_0) { check_invariance(*open_model(synth("tiny-llama4", DType::Q4_0)), 9); }
+TEST(BatchInvariance, F32) {
+  auto e = open_model(test::fixture("hf/llama31_gqa_f32"));
+  ASSERT_TRUE(e);
+  check_invariance(*e, 1);
+}
+TEST(BatchInvariance, BF16) {
+  auto e = open_model(test::fixture("hf/llama32_tied_bf16"));
+  ASSERT_TRUE(e);
+  check_invariance(*e, 2);
+}
+TEST(BatchInvariance, Llama4MoeF32) {
+  auto e = open_model(test::fixture("hf/llama4_moe_f32"));
+  ASSERT_TRUE(e);
+  check_invariance(*e, 3);
+}
+TEST(BatchInvariance, F16) {
+  auto e = open_model(synth("tiny", DType::F16));
+  ASSERT_TRUE(e);
+  check_invariance(*e, 4);
+}
+TEST(BatchInvariance, Q8_0) {
+  auto e = open_model(synth("tiny", DType::Q8_0));
+  ASSERT_TRUE(e);
+  check_invariance(*e, 5);
+}
+TEST(BatchInvariance, Q4_0) {
+  auto e = open_model(synth("tiny", DType::Q4_0));
+  ASSERT_TRUE(e);
+  check_invariance(*e, 6);
+}
+TEST(BatchInvariance, Q4_K) {
+  auto e = open_model(synth("tiny", DType::Q4_K));
+  ASSERT_TRUE(e);
+  check_invariance(*e, 7);
+}
+TEST(BatchInvariance, Q6_K) {
+  auto e = open_model(synth("tiny", DType::Q6_K));
+  ASSERT_TRUE(e);
+  check_invariance(*e, 8);
+}
+TEST(BatchInvariance, Llama4MoeQ4_0) {
+  auto e = open_model(synth("tiny-llama4", DType::Q4_0));
+  ASSERT_TRUE(e);
+  check_invariance(*e, 9);
+}
 
 }  // namespace
