@@ -1,8 +1,65 @@
 #include "hosting/ledger.h"
 
+#include <algorithm>
 #include <cstdlib>
 
 namespace corral {
+
+AdmitResult decide_admission(const TenantLimits& L, const TenantUse& u, int64_t reserved) {
+  AdmitResult r;
+  if (L.rpm > 0)
+    r.limit_requests = L.rpm,
+    r.remaining_requests = std::max<int64_t>(0, L.rpm - u.requests_minute - 1);
+  if (L.tpm > 0)
+    r.limit_tokens = L.tpm,
+    r.remaining_tokens = std::max<int64_t>(0, L.tpm - u.tokens_minute - reserved);
+  auto refuse = [&](const char* code, const std::string& msg, int64_t retry) {
+    r.ok = false, r.code = code, r.message = msg, r.retry_after_s = retry;
+    if (r.remaining_requests >= 0)
+      r.remaining_requests = std::max<int64_t>(0, L.rpm - u.requests_minute);
+    if (r.remaining_tokens >= 0) r.remaining_tokens = std::max<int64_t>(0, L.tpm - u.tokens_minute);
+    return r;
+  };
+  if (L.rpm > 0 && u.requests_minute + 1 > L.rpm)
+    return refuse("rate_limit_exceeded",
+                  "Rate limit reached: " + std::to_string(L.rpm) + " requests per minute.", 60);
+  if (L.max_concurrent > 0 && u.open + 1 > L.max_concurrent)
+    return refuse(
+        "rate_limit_exceeded",
+        "Too many concurrent requests: the limit is " + std::to_string(L.max_concurrent) + ".", 1);
+  if (L.tpm > 0 && u.tokens_minute + reserved > L.tpm)
+    return refuse("rate_limit_exceeded",
+                  "Rate limit reached: " + std::to_string(L.tpm) +
+                      " tokens per minute; this request reserves " + std::to_string(reserved) +
+                      " and " + std::to_string(u.tokens_minute) + " are in use.",
+                  60);
+  if (L.monthly_tokens > 0 && u.tokens_month + reserved > L.monthly_tokens)
+    return refuse("insufficient_quota",
+                  "Monthly token quota exceeded: " + std::to_string(u.tokens_month) + " of " +
+                      std::to_string(L.monthly_tokens) +
+                      " used or reserved; this request reserves " + std::to_string(reserved) + ".",
+                  3600);
+  r.ok = true;
+  return r;
+}
+
+std::string join_models(const std::vector<std::string>& v) {
+  std::string s;
+  for (auto& x : v) s += (s.empty() ? "" : ",") + x;
+  return s;
+}
+
+std::vector<std::string> split_models(const std::string& s) {
+  std::vector<std::string> v;
+  size_t p = 0;
+  while (p < s.size()) {
+    size_t e = s.find(',', p);
+    if (e == std::string::npos) e = s.size();
+    if (e > p) v.push_back(s.substr(p, e - p));
+    p = e + 1;
+  }
+  return v;
+}
 
 std::string default_ledger_dsn() {
   const char* e = std::getenv("CORRAL_LEDGER");

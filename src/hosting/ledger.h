@@ -68,6 +68,18 @@ struct UsageQuery {
   int64_t from_ms = 0, to_ms = INT64_MAX;
 };
 
+// What a tenant has in use when a request arrives (from the records, inside the admitting
+// transaction): requests and tokens started in the last minute, open requests, tokens this month.
+struct TenantUse {
+  int64_t requests_minute = 0, tokens_minute = 0, open = 0, tokens_month = 0;
+};
+// The admission decision both stores share: ok, or the first limit the reservation would pass.
+AdmitResult decide_admission(const TenantLimits& L, const TenantUse& u, int64_t reserved_tokens);
+
+// Key model lists as stored ("a,b").
+std::string join_models(const std::vector<std::string>& v);
+std::vector<std::string> split_models(const std::string& s);
+
 class Ledger {
  public:
   virtual ~Ledger() = default;

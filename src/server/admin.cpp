@@ -31,6 +31,16 @@ std::optional<ApiError> period(const httplib::Request& req, int64_t* from, int64
   return std::nullopt;
 }
 
+// "country": a two-letter code (upper-cased), as the CLI's --country.
+std::optional<ApiError> country_field(const json& v, std::string* out) {
+  auto cc = v.is_string() ? normalize_country(v.get<std::string>())
+                          : Expected<std::string>(make_error("'country' must be a string"));
+  if (!cc.is_ok())
+    return ApiError{400, cc.message(), "invalid_request_error", "country", "invalid_value"};
+  *out = *cc;
+  return std::nullopt;
+}
+
 json usage_body(const std::vector<UsageRecord>& recs, int64_t from, int64_t to) {
   json arr = json::array();
   for (auto& r : recs) {
@@ -122,15 +132,8 @@ void HttpServer::admin_routes() {
                                          "invalid_request_error", "mau", "invalid_value"});
       t.mau = b["mau"];
     }
-    if (b.contains("country") && !b["country"].is_null()) {
-      auto cc = b["country"].is_string()
-                    ? normalize_country(b["country"].get<std::string>())
-                    : Expected<std::string>(make_error("country must be a string"));
-      if (!cc.is_ok())
-        return reply_error(
-            res, ApiError{400, cc.message(), "invalid_request_error", "country", "invalid_value"});
-      t.country = *cc;
-    }
+    if (b.contains("country") && !b["country"].is_null())
+      if (auto e = country_field(b["country"], &t.country)) return reply_error(res, *e);
     t.created_ms = now_ms();
     if (Status st = o_.ledger->create_tenant(t); !st.is_ok())
       return ledger_error(res, st.message());
@@ -181,13 +184,9 @@ void HttpServer::admin_routes() {
       p.suspended = b["suspended"].get<bool>();
     }
     if (b.contains("country")) {
-      auto cc = b["country"].is_string()
-                    ? normalize_country(b["country"].get<std::string>())
-                    : Expected<std::string>(make_error("country must be a string"));
-      if (!cc.is_ok())
-        return reply_error(
-            res, ApiError{400, cc.message(), "invalid_request_error", "country", "invalid_value"});
-      p.country = *cc;
+      std::string cc;
+      if (auto e = country_field(b["country"], &cc)) return reply_error(res, *e);
+      p.country = cc;
     }
     if (Status st = o_.ledger->update_tenant(req.matches[1].str(), p); !st.is_ok())
       return ledger_error(res, st.message());

@@ -83,23 +83,6 @@ class Res {
   PGresult* r_;
 };
 
-std::string join(const std::vector<std::string>& v) {
-  std::string s;
-  for (auto& x : v) s += (s.empty() ? "" : ",") + x;
-  return s;
-}
-std::vector<std::string> split(const std::string& s) {
-  std::vector<std::string> v;
-  size_t p = 0;
-  while (p < s.size()) {
-    size_t e = s.find(',', p);
-    if (e == std::string::npos) e = s.size();
-    if (e > p) v.push_back(s.substr(p, e - p));
-    p = e + 1;
-  }
-  return v;
-}
-
 class PgLedger : public Ledger {
  public:
   PgLedger(PGconn* c, std::string where) : c_(c), where_(std::move(where)) {}
@@ -174,7 +157,7 @@ class PgLedger : public Ledger {
     Res r =
         q("INSERT INTO api_keys (key_id, tenant, hash, models, expires_ms, created_ms) VALUES ($1, "
           "$2, $3, $4, $5, $6)",
-          {k.key_id, k.tenant, hash, join(k.models), std::to_string(k.expires_ms),
+          {k.key_id, k.tenant, hash, join_models(k.models), std::to_string(k.expires_ms),
            std::to_string(k.created_ms)});
     if (r.sqlstate().rfind("23", 0) == 0)
       return make_error("cannot create the key (unknown tenant '" + k.tenant + "'?)");
@@ -363,7 +346,7 @@ class PgLedger : public Ledger {
   }
   static ApiKeyInfo key_row(const Res& r, int i, int c) {
     ApiKeyInfo k;
-    k.key_id = r.str(i, c), k.tenant = r.str(i, c + 1), k.models = split(r.str(i, c + 2));
+    k.key_id = r.str(i, c), k.tenant = r.str(i, c + 1), k.models = split_models(r.str(i, c + 2));
     k.expires_ms = r.i64(i, c + 3), k.revoked_ms = r.i64(i, c + 4), k.created_ms = r.i64(i, c + 5);
     return k;
   }
@@ -383,7 +366,6 @@ class PgLedger : public Ledger {
     // The tenant's row lock orders admissions of one tenant across every server.
     CORRAL_ASSIGN_OR_RETURN(auto t, get_tenant_locked(a.tenant, true));
     if (!t) return make_error("admit: no tenant '" + a.tenant + "'");
-    const TenantLimits& L = t->limits;
     const std::string minute = std::to_string(a.started_ms - 60000);
     Res c = q(R"(SELECT
       COUNT(*) FILTER (WHERE started_ms > $2),
@@ -395,42 +377,11 @@ class PgLedger : public Ledger {
       FROM requests WHERE tenant = $1)",
               {a.tenant, minute, std::to_string(month_start)});
     CORRAL_RETURN_IF_ERROR(check(c, "admit"));
-    const int64_t req_min = c.i64(0, 0), tok_min = c.i64(0, 1), open = c.i64(0, 2),
-                  month = c.i64(0, 3);
-    AdmitResult r;
-    if (L.rpm > 0)
-      r.limit_requests = L.rpm, r.remaining_requests = std::max<int64_t>(0, L.rpm - req_min - 1);
-    if (L.tpm > 0)
-      r.limit_tokens = L.tpm,
-      r.remaining_tokens = std::max<int64_t>(0, L.tpm - tok_min - a.reserved_tokens);
-    auto refuse = [&](const char* code, const std::string& msg, int64_t retry) {
-      r.ok = false, r.code = code, r.message = msg, r.retry_after_s = retry;
-      if (r.remaining_requests >= 0) r.remaining_requests = std::max<int64_t>(0, L.rpm - req_min);
-      if (r.remaining_tokens >= 0) r.remaining_tokens = std::max<int64_t>(0, L.tpm - tok_min);
-      return r;
-    };
-    if (L.rpm > 0 && req_min + 1 > L.rpm)
-      return refuse("rate_limit_exceeded",
-                    "Rate limit reached: " + std::to_string(L.rpm) + " requests per minute.", 60);
-    if (L.max_concurrent > 0 && open + 1 > L.max_concurrent)
-      return refuse(
-          "rate_limit_exceeded",
-          "Too many concurrent requests: the limit is " + std::to_string(L.max_concurrent) + ".",
-          1);
-    if (L.tpm > 0 && tok_min + a.reserved_tokens > L.tpm)
-      return refuse("rate_limit_exceeded",
-                    "Rate limit reached: " + std::to_string(L.tpm) +
-                        " tokens per minute; this request reserves " +
-                        std::to_string(a.reserved_tokens) + " and " + std::to_string(tok_min) +
-                        " are in use.",
-                    60);
-    if (L.monthly_tokens > 0 && month + a.reserved_tokens > L.monthly_tokens)
-      return refuse("insufficient_quota",
-                    "Monthly token quota exceeded: " + std::to_string(month) + " of " +
-                        std::to_string(L.monthly_tokens) +
-                        " used or reserved; this request reserves " +
-                        std::to_string(a.reserved_tokens) + ".",
-                    3600);
+    TenantUse u;
+    u.requests_minute = c.i64(0, 0), u.tokens_minute = c.i64(0, 1), u.open = c.i64(0, 2),
+    u.tokens_month = c.i64(0, 3);
+    AdmitResult r = decide_admission(t->limits, u, a.reserved_tokens);
+    if (!r.ok) return r;
     Res ins = q(
         R"(INSERT INTO requests (request_id, tenant, key_id, model, instance, prompt_tokens, reserved_tokens,
       started_ms, status) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'open'))",
@@ -439,7 +390,6 @@ class PgLedger : public Ledger {
     if (ins.sqlstate() == "23505")
       return make_error("admit: request id " + a.request_id + " exists already");
     CORRAL_RETURN_IF_ERROR(check(ins, "admit"));
-    r.ok = true;
     return r;
   }
 

@@ -88,23 +88,6 @@ class Stmt {
   int rc_;
 };
 
-std::string join(const std::vector<std::string>& v) {
-  std::string s;
-  for (auto& x : v) s += (s.empty() ? "" : ",") + x;
-  return s;
-}
-std::vector<std::string> split(const std::string& s) {
-  std::vector<std::string> v;
-  size_t p = 0;
-  while (p < s.size()) {
-    size_t e = s.find(',', p);
-    if (e == std::string::npos) e = s.size();
-    if (e > p) v.push_back(s.substr(p, e - p));
-    p = e + 1;
-  }
-  return v;
-}
-
 class SqliteLedger : public Ledger {
  public:
   SqliteLedger(sqlite3* db, std::string path) : db_(db), path_(std::move(path)) {}
@@ -187,7 +170,7 @@ class SqliteLedger : public Ledger {
     s.bind(1, k.key_id)
         .bind(2, k.tenant)
         .bind(3, hash)
-        .bind(4, join(k.models))
+        .bind(4, join_models(k.models))
         .bind(5, k.expires_ms)
         .bind(6, k.created_ms);
     const int rc = s.step();
@@ -378,7 +361,7 @@ class SqliteLedger : public Ledger {
   }
   static ApiKeyInfo key_row(const Stmt& s, int c) {
     ApiKeyInfo k;
-    k.key_id = s.str(c), k.tenant = s.str(c + 1), k.models = split(s.str(c + 2));
+    k.key_id = s.str(c), k.tenant = s.str(c + 1), k.models = split_models(s.str(c + 2));
     k.expires_ms = s.i64(c + 3), k.revoked_ms = s.i64(c + 4), k.created_ms = s.i64(c + 5);
     return k;
   }
@@ -397,7 +380,6 @@ class SqliteLedger : public Ledger {
   Expected<AdmitResult> admit_locked(const Admission& a, int64_t month_start) {
     CORRAL_ASSIGN_OR_RETURN(auto t, get_tenant_locked(a.tenant));
     if (!t) return make_error("admit: no tenant '" + a.tenant + "'");
-    const TenantLimits& L = t->limits;
     // Tokens a request counts for: its reservation while open, its real use once closed.
     const char* used =
         "CASE WHEN status = 'open' THEN reserved_tokens ELSE prompt_tokens + completion_tokens END";
@@ -406,56 +388,22 @@ class SqliteLedger : public Ledger {
       s.bind(1, a.tenant).bind(2, since);
       return s.step() == SQLITE_ROW ? s.i64(0) : 0;
     };
-    AdmitResult r;
     const int64_t minute = a.started_ms - 60000;
-    const int64_t req_min =
+    TenantUse u;
+    u.requests_minute =
         scalar("SELECT COUNT(*) FROM requests WHERE tenant = ? AND started_ms > ?", minute);
-    const int64_t tok_min =
+    u.tokens_minute =
         scalar(std::string("SELECT COALESCE(SUM(") + used +
                    "), 0) FROM requests WHERE tenant = ? AND started_ms > ? AND status != 'error'",
                minute);
-    const int64_t open =
+    u.open =
         scalar("SELECT COUNT(*) FROM requests WHERE tenant = ? AND status = 'open' AND ? >= 0", 0);
-    const int64_t month =
+    u.tokens_month =
         scalar(std::string("SELECT COALESCE(SUM(") + used +
                    "), 0) FROM requests WHERE tenant = ? AND started_ms >= ? AND status != 'error'",
                month_start);
-    if (L.rpm > 0)
-      r.limit_requests = L.rpm, r.remaining_requests = std::max<int64_t>(0, L.rpm - req_min - 1);
-    if (L.tpm > 0)
-      r.limit_tokens = L.tpm,
-      r.remaining_tokens = std::max<int64_t>(0, L.tpm - tok_min - a.reserved_tokens);
-    auto refuse = [&](const char* code, const std::string& msg, int64_t retry) {
-      r.ok = false;
-      r.code = code;
-      r.message = msg;
-      r.retry_after_s = retry;
-      if (r.remaining_requests >= 0) r.remaining_requests = std::max<int64_t>(0, L.rpm - req_min);
-      if (r.remaining_tokens >= 0) r.remaining_tokens = std::max<int64_t>(0, L.tpm - tok_min);
-      return r;
-    };
-    if (L.rpm > 0 && req_min + 1 > L.rpm)
-      return refuse("rate_limit_exceeded",
-                    "Rate limit reached: " + std::to_string(L.rpm) + " requests per minute.", 60);
-    if (L.max_concurrent > 0 && open + 1 > L.max_concurrent)
-      return refuse(
-          "rate_limit_exceeded",
-          "Too many concurrent requests: the limit is " + std::to_string(L.max_concurrent) + ".",
-          1);
-    if (L.tpm > 0 && tok_min + a.reserved_tokens > L.tpm)
-      return refuse("rate_limit_exceeded",
-                    "Rate limit reached: " + std::to_string(L.tpm) +
-                        " tokens per minute; this request reserves " +
-                        std::to_string(a.reserved_tokens) + " and " + std::to_string(tok_min) +
-                        " are in use.",
-                    60);
-    if (L.monthly_tokens > 0 && month + a.reserved_tokens > L.monthly_tokens)
-      return refuse("insufficient_quota",
-                    "Monthly token quota exceeded: " + std::to_string(month) + " of " +
-                        std::to_string(L.monthly_tokens) +
-                        " used or reserved; this request reserves " +
-                        std::to_string(a.reserved_tokens) + ".",
-                    3600);
+    AdmitResult r = decide_admission(t->limits, u, a.reserved_tokens);
+    if (!r.ok) return r;
     Stmt s(db_, R"(INSERT INTO requests (request_id, tenant, key_id, model, instance, prompt_tokens,
       reserved_tokens, started_ms, status) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'open'))");
     s.bind(1, a.request_id)
@@ -468,7 +416,6 @@ class SqliteLedger : public Ledger {
     if (rc == SQLITE_CONSTRAINT)
       return make_error("admit: request id " + a.request_id + " exists already");
     CORRAL_RETURN_IF_ERROR(done(rc, "admit"));
-    r.ok = true;
     return r;
   }
 
