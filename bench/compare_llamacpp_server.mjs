@@ -2,6 +2,7 @@
 // /health, runs `corral bench-serve --json` against it, stops it by PID; engines alternate.
 import { spawn, execFileSync } from "node:child_process";
 import net from "node:net";
+import { tmpdir } from "node:os";
 
 const args = process.argv.slice(2);
 const model = args[0];
@@ -25,7 +26,7 @@ async function run(engine) {
   const ctx = P * (PT + MT + 32);
   const argv = engine === "llama-server"
     ? [llamaServer, ["-m", model, "-t", String(T), "-tb", String(T), "-np", String(P), "-c", String(ctx), "--port", String(port), "--host", "127.0.0.1", "-cb"]]
-    : [corral, ["serve", "-m", model, "-t", String(T), "--parallel", String(P), "--port", String(port), "--ctx-size", String(PT + MT + 32)]];
+    : [corral, ["serve", "--ledger", `sqlite:${tmpdir()}/corral-bench-${process.pid}-${port}.db`, "-m", model, "-t", String(T), "--parallel", String(P), "--port", String(port), "--ctx-size", String(PT + MT + 32)]];
   const proc = spawn(argv[0], argv[1], { stdio: "ignore" });
   try {
     await up(url);

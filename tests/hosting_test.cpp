@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 #include <sqlite3.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <set>
 
@@ -87,6 +88,33 @@ TEST(Ledger, MonthlyQuotaCountsReservationsThenRealUse) {
   EXPECT_EQ((*recs)[1].status, "interrupted");
   EXPECT_EQ((*recs)[1].completion_tokens, 64);  // the last checkpoint
   EXPECT_TRUE(l->verify()->empty());
+}
+
+TEST(Ledger, CliReconcileClosesOldOpenRows) {
+  const std::string path = test::tmp_path("reconcile.db");
+  for (const char* x : {"", "-wal", "-shm"}) std::remove((path + x).c_str());
+  {
+    auto l = open_ledger("sqlite:" + path);
+    ASSERT_TRUE(l.is_ok());
+    Tenant t;
+    t.name = "t", t.created_ms = 1;
+    ASSERT_TRUE((*l)->create_tenant(t).is_ok());
+    ASSERT_TRUE((*l)->admit(adm("gone", 5, 50, now_ms() - 7200000), 0)->ok);  // 2 h ago
+    ASSERT_TRUE((*l)->admit(adm("fresh", 5, 50, now_ms()), 0)->ok);
+  }
+  const std::string dsn = " --ledger sqlite:" + path;
+  auto v = test::run_corral("ledger verify" + dsn);
+  EXPECT_EQ(v.status, 1);
+  EXPECT_NE(v.out.find("request gone of instance i1 is still open"), std::string::npos) << v.out;
+  auto r = test::run_corral("ledger reconcile --older-than 1h" + dsn);
+  EXPECT_EQ(r.status, 0) << r.err;
+  EXPECT_NE(r.out.find("1 open request(s)"), std::string::npos) << r.out;
+  EXPECT_EQ(test::run_corral("ledger reconcile --older-than 0s" + dsn).status, 0);
+  EXPECT_EQ(test::run_corral("ledger verify" + dsn).status, 0);
+  auto u = test::run_corral("usage --json" + dsn);
+  EXPECT_EQ(std::count(u.out.begin(), u.out.end(), '\n'), 2);
+  EXPECT_NE(u.out.find("\"status\":\"interrupted\""), std::string::npos);
+  EXPECT_EQ(test::run_corral("ledger reconcile --older-than soon" + dsn).status, 1);
 }
 
 TEST(Ledger, RateLimitsAndConcurrency) {

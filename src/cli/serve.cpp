@@ -134,10 +134,10 @@ Status serve(ServeArgs& a) {
   for (auto& k : so.api_keys)
     if (k.empty()) return make_error("--api-key: an empty key is not allowed");
   Logger log;
-  // Tenants and metering only with a ledger: --ledger, else $CORRAL_LEDGER.
-  if (a.ledger.empty() && std::getenv("CORRAL_LEDGER") && *std::getenv("CORRAL_LEDGER"))
-    a.ledger = default_ledger_dsn();
-  if (!a.ledger.empty()) {
+  // The ledger: --ledger, else $CORRAL_LEDGER, else sqlite:corral-ledger.db. Until it has a
+  // tenant (and without --api-key) the server is open; from then on keys are required.
+  if (a.ledger.empty()) a.ledger = default_ledger_dsn();
+  {
     CORRAL_ASSIGN_OR_RETURN(auto l, open_ledger(a.ledger));
     so.ledger = std::move(l);
   }
@@ -194,8 +194,13 @@ Status serve(ServeArgs& a) {
     log.info(buf);
     server.add_model(std::move(m));
   }
-  if (so.api_keys.empty() && !so.ledger)
-    log.info("warning: no API key given: the server is open to anyone who can reach it");
+  if (so.api_keys.empty()) {
+    auto any = so.ledger->has_tenants();
+    if (any.is_ok() && !*any)
+      log.info(
+          "warning: no API key given and no tenant in the ledger: the server is open to anyone who "
+          "can reach it (until a tenant is added)");
+  }
   if (pipe(g_signal_pipe) != 0) return fail(make_error("serve: pipe() failed"));
   struct sigaction sa {};
   sa.sa_handler = on_signal;
@@ -240,8 +245,8 @@ Action add_serve(CLI::App& app) {
       "--timeout", a->timeout,
       "seconds a connection may stall mid-request or idle between requests (default 30)");
   sub->add_option("--ledger", a->ledger,
-                  "tenants, keys and metering in this ledger: sqlite:PATH or postgresql://... "
-                  "(default $CORRAL_LEDGER; none: no tenants)");
+                  "tenants, keys and metering: sqlite:PATH or postgresql://... (default "
+                  "$CORRAL_LEDGER, else sqlite:corral-ledger.db)");
   sub->add_option("--instance", a->instance,
                   "this server's name in the ledger (default HOST:PORT)");
   sub->add_option("--admin-key-file", a->admin_key_file, "file with the admin key for /admin/v1/*");

@@ -86,6 +86,7 @@ class Ledger {
   virtual Status create_tenant(const Tenant& t) = 0;
   virtual Expected<std::vector<Tenant>> list_tenants(int64_t month_start_ms) = 0;
   virtual Expected<std::optional<Tenant>> get_tenant(const std::string& name) = 0;
+  virtual Expected<bool> has_tenants() = 0;
   virtual Status update_tenant(const std::string& name, const TenantPatch& p) = 0;
   virtual Status create_key(const ApiKeyInfo& k, const std::string& hash) = 0;
   virtual Expected<std::vector<ApiKeyInfo>> list_keys(const std::string& tenant) = 0;

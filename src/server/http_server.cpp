@@ -90,10 +90,23 @@ AuthCtx& current_auth() {
   return t_auth;
 }
 
+bool HttpServer::ledger_has_tenants() {
+  std::lock_guard<std::mutex> lk(tenants_mu_);
+  const double now = steady_seconds();
+  if (tenants_checked_ < 0 || now - tenants_checked_ > 1.0) {
+    auto h = o_.ledger->has_tenants();
+    tenants_ = !h.is_ok() || *h;  // a ledger error keeps keys required
+    tenants_checked_ = now;
+  }
+  return tenants_;
+}
+
 std::optional<ApiError> HttpServer::authenticate(const httplib::Request& req, AuthCtx* out) {
   *out = AuthCtx{};
   const bool admin_route = req.path.rfind("/admin/", 0) == 0;
-  if (!admin_route && o_.api_keys.empty() && !o_.ledger) return std::nullopt;  // open server
+  // Open server: no static key, and no ledger or one without tenants yet.
+  if (!admin_route && o_.api_keys.empty() && (!o_.ledger || !ledger_has_tenants()))
+    return std::nullopt;
   auto unauthorized = [](const std::string& msg) {
     return ApiError{401, msg, "invalid_request_error", "", "invalid_api_key"};
   };

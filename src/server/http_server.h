@@ -96,6 +96,11 @@ class HttpServer {
   std::atomic<bool> ready_{false}, stopping_{false};
   std::atomic<int64_t> streams_{0};
   int listen_fd_ = -1;
+  // Whether the ledger has tenants (keys are then required), re-read at most once a second.
+  bool ledger_has_tenants();
+  std::mutex tenants_mu_;
+  double tenants_checked_ = -1;
+  bool tenants_ = false;
 };
 
 }  // namespace corral

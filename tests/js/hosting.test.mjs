@@ -199,3 +199,20 @@ test(`${kind}: kill -9 under 16 streaming clients, five times: every answer rece
   assert.ok(recs.every((r) => r.status !== 'open'));
   corral(L.dsn, 'ledger', 'verify');
 });
+
+test('sqlite: open while the ledger has no tenant, keys required from the first tenant on', async () => {
+  const L = makeLedger('sqlite');
+  const srv = await startServer(['-m', `tiny=${tinyModel('q4_0')}`, '--ledger', L.dsn]);
+  try {
+    const body = { model: 'tiny', prompt: 'hi', max_tokens: 2 };
+    assert.equal((await call(srv.url, null, body)).status, 200, 'open: no tenant yet');
+    assert.ok(srv.lines.some((l) => /open to anyone/.test(l)));
+    const t = JSON.parse(corral(L.dsn, 'tenant', 'add', 'first', '--json'));
+    await new Promise((r) => setTimeout(r, 1300));
+    assert.equal((await call(srv.url, null, body)).status, 401, 'a key is needed once a tenant exists');
+    assert.equal((await call(srv.url, t.api_key, body)).status, 200);
+    assert.equal(usageRecords(L.dsn).length, 1, 'only the tenant request is metered');
+  } finally {
+    assert.equal((await srv.stop()).code, 0);
+  }
+});

@@ -20,7 +20,9 @@ export function tinyModel(type = 'q4_0', shape = 'tiny') {
 }
 
 export async function startServer(args, { env } = {}) {
-  const proc = spawn(BIN, ['serve', '--port', '0', ...args], { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, ...env } });
+  // Without --ledger a server would open ./corral-ledger.db: give each one its own, empty one.
+  const ledger = args.includes('--ledger') ? [] : ['--ledger', `sqlite:${join(mkdtempSync(join(tmpdir(), 'corral-srv-')), 'ledger.db')}`];
+  const proc = spawn(BIN, ['serve', '--port', '0', ...ledger, ...args], { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, ...env } });
   const lines = [];
   let buf = '';
   const port = await new Promise((resolve, reject) => {

@@ -129,6 +129,13 @@ class PgLedger : public Ledger {
     return get_tenant_locked(name, false);
   }
 
+  Expected<bool> has_tenants() override {
+    std::lock_guard<std::mutex> lk(mu_);
+    Res r = q("SELECT EXISTS (SELECT 1 FROM tenants)", {});
+    CORRAL_RETURN_IF_ERROR(check(r, "count tenants"));
+    return r.str(0, 0) == "t";
+  }
+
   Status update_tenant(const std::string& name, const TenantPatch& p) override {
     std::lock_guard<std::mutex> lk(mu_);
     CORRAL_RETURN_IF_ERROR(cmd("BEGIN"));

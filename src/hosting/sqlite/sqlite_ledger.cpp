@@ -139,6 +139,13 @@ class SqliteLedger : public Ledger {
     return get_tenant_locked(name);
   }
 
+  Expected<bool> has_tenants() override {
+    std::lock_guard<std::mutex> lk(mu_);
+    Stmt s(db_, "SELECT EXISTS (SELECT 1 FROM tenants)");
+    if (s.step() != SQLITE_ROW) return make_error(err("count tenants"));
+    return s.i64(0) != 0;
+  }
+
   Status update_tenant(const std::string& name, const TenantPatch& p) override {
     std::lock_guard<std::mutex> lk(mu_);
     CORRAL_RETURN_IF_ERROR(exec("BEGIN IMMEDIATE"));
