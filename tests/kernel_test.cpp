@@ -104,6 +104,35 @@ TEST(Kernels, DotMatchesReferenceOnEveryIsa) {
   }
 }
 
+// Batch invariance: a 4-row dot gives each row bitwise what the 1-row dot gives.
+TEST(Kernels, FourRowDotEqualsOneRowDotBitwise) {
+  std::mt19937 rng(11);
+  std::normal_distribution<float> nd(0.f, 1.f);
+  int checked = 0;
+  for (const KernelTable* k : tables())
+    for (uint32_t type = 0; type < 32; ++type) {
+      if (!k->dot4[type]) continue;
+      for (int64_t n : {16, 48, 2048, 37}) {
+        std::vector<float> wf(static_cast<size_t>(n)), x(static_cast<size_t>(4 * n));
+        for (auto& v : wf) v = nd(rng);
+        for (auto& v : x) v = nd(rng);
+        std::vector<uint8_t> w(row_bytes(DType(type), n) + 64);
+        ASSERT_EQ(DType(type), DType::F16);  // the only type with a 4-row dot today
+        for (int64_t i = 0; i < n; ++i) reinterpret_cast<uint16_t*>(w.data())[i] = f32_to_fp16(wf[size_t(i)]);
+        float out[4];
+        k->dot4[type](n, w.data(), x.data(), size_t(n) * 4, out);
+        for (int t = 0; t < 4; ++t) {
+          const float one = k->dot[type](n, w.data(), x.data() + t * n);
+          EXPECT_EQ(std::memcmp(&one, &out[t], 4), 0) << k->isa << " n=" << n << " row " << t;
+        }
+        ++checked;
+      }
+    }
+  if (kernels_avx2()) {
+    EXPECT_GT(checked, 0);
+  }
+}
+
 TEST(Kernels, OddLengthFloatRows) {
   for (int64_t n : {1, 7, 33, 100}) {
     const auto w = randn(n, 3), x = randn(n, 4);

@@ -274,6 +274,7 @@ void matmul(Context& ctx, const TensorView& w, const float* x, int64_t n_tok, fl
   const int64_t n_in = w.ne[0], n_out = w.ne[1];
   const DType at = act_type(w.type);
   const DotFn dot = k.dot[uint32_t(w.type)];
+  const Dot4Fn dot4 = k.dot4[uint32_t(w.type)];
   const size_t w_row = w.row_size();
   const uint8_t* wd = static_cast<const uint8_t*>(w.data);
   // Activations in the type the weight kernel consumes.
@@ -298,8 +299,14 @@ void matmul(Context& ctx, const TensorView& w, const float* x, int64_t n_tok, fl
       const int64_t t1 = std::min(n_tok, t0 + tok_block);
       for (int64_t r = r0; r < r1; ++r) {
         const uint8_t* wr = wd + size_t(r) * w_row;
-        for (int64_t t = t0; t < t1; ++t)
-          y[t * n_out + r] = dot(n_in, wr, act + size_t(t) * act_row);
+        int64_t t = t0;
+        float o4[4];
+        if (dot4)
+          for (; t + 4 <= t1; t += 4) {
+            dot4(n_in, wr, act + size_t(t) * act_row, act_row, o4);
+            for (int j = 0; j < 4; ++j) y[(t + j) * n_out + r] = o4[j];
+          }
+        for (; t < t1; ++t) y[t * n_out + r] = dot(n_in, wr, act + size_t(t) * act_row);
       }
     }
   });

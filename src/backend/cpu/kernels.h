@@ -11,6 +11,9 @@
 namespace corral {
 
 using DotFn = float (*)(int64_t n, const void* w, const void* x);
+// One weight row against 4 activation rows (ldx bytes apart): out[t] is bitwise what DotFn
+// gives for row t alone (batch invariance), with the weight converted once for all four.
+using Dot4Fn = void (*)(int64_t n, const void* w, const void* x, size_t ldx, float* out4);
 using QuantizeActFn = void (*)(const float* x, void* dst, int64_t n);
 
 // GEMM micro-kernel: c[MR][NR] (+)= w[MR][k] * xp[k][NR] over k in [0, kc).
@@ -72,6 +75,7 @@ struct KernelTable {
   int gemm_mr, gemm_nr;
   AxpyFn axpy_f32, axpy_f16;
   DotFn dot[32];  // indexed by DType id; nullptr = unsupported
+  Dot4Fn dot4[32];  // nullptr: call dot once per row
   QuantizeActFn quantize_q8_0;
   QuantizeActFn quantize_q8_k;
 };
