@@ -1,5 +1,7 @@
 #include "server/openai.h"
 
+#include <cmath>
+
 namespace corral {
 
 using json = nlohmann::json;
@@ -73,12 +75,14 @@ std::optional<ApiError> get_int(const json& b, const char* k, int64_t lo, int64_
                                 std::optional<int64_t>* out) {
   auto it = b.find(k);
   if (it == b.end() || it->is_null()) return std::nullopt;
-  const bool integral =
-      it->is_number_integer() ||
-      (it->is_number_float() && it->get<double>() == double(int64_t(it->get<double>())));
-  if (!it->is_number() || !integral) return wrong_type(k, *it, "an integer");
-  if (it->is_number_unsigned() && it->get<uint64_t>() > uint64_t(INT64_MAX))
-    return bad(k, "'" + std::string(k) + "' is too large.");
+  if (!it->is_number()) return wrong_type(k, *it, "an integer");
+  // Integers beyond 64 bits arrive as doubles: range-check before any conversion (casting an
+  // out-of-range double to int64 is undefined; found by openai_request_fuzz).
+  const bool too_large = (it->is_number_unsigned() && it->get<uint64_t>() > uint64_t(INT64_MAX)) ||
+                         (it->is_number_float() && !(std::fabs(it->get<double>()) < 9.2e18));
+  if (too_large) return bad(k, "'" + std::string(k) + "' is too large.");
+  if (it->is_number_float() && it->get<double>() != std::floor(it->get<double>()))
+    return wrong_type(k, *it, "an integer");
   const int64_t v = it->is_number_float() ? int64_t(it->get<double>()) : it->get<int64_t>();
   if (v < lo || v > hi)
     return bad(k, "'" + std::string(k) + "' must be between " + std::to_string(lo) + " and " +
