@@ -35,7 +35,7 @@ Status tenant_add(TenantArgs& a) {
   t.created_ms = now_ms();
   CORRAL_ASSIGN_OR_RETURN(auto l, open_ledger(a.ledger));
   CORRAL_RETURN_IF_ERROR(l->create_tenant(t));
-  CORRAL_ASSIGN_OR_RETURN(NewKey k, make_key(*l, t.name, {}, 0));
+  CORRAL_ASSIGN_OR_RETURN(NewKey k, create_api_key(*l, t.name, {}, 0));
   if (a.json) {
     std::printf("%s\n",
                 nlohmann::json{{"tenant", t.name}, {"key_id", k.key_id}, {"api_key", k.secret}}
@@ -116,7 +116,7 @@ Status key_create(TenantArgs& a) {
   CORRAL_ASSIGN_OR_RETURN(auto l, open_ledger(a.ledger));
   CORRAL_ASSIGN_OR_RETURN(auto t, l->get_tenant(a.name));
   if (!t) return make_error("no tenant named '" + a.name + "'");
-  CORRAL_ASSIGN_OR_RETURN(NewKey k, make_key(*l, a.name, models, expires));
+  CORRAL_ASSIGN_OR_RETURN(NewKey k, create_api_key(*l, a.name, models, expires));
   if (a.json)
     std::printf("%s\n",
                 nlohmann::json{{"tenant", a.name}, {"key_id", k.key_id}, {"api_key", k.secret}}

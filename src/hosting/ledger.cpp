@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cstdlib>
 
+#include "hosting/keys.h"
+
 namespace corral {
 
 AdmitResult decide_admission(const TenantLimits& L, const TenantUse& u, int64_t reserved) {
@@ -59,6 +61,19 @@ std::vector<std::string> split_models(const std::string& s) {
     p = e + 1;
   }
   return v;
+}
+
+Expected<NewKey> create_api_key(Ledger& l, const std::string& tenant,
+                                const std::vector<std::string>& models, int64_t expires_ms) {
+  CORRAL_ASSIGN_OR_RETURN(NewKey k, generate_api_key());
+  ApiKeyInfo info;
+  info.key_id = k.key_id;
+  info.tenant = tenant;
+  info.models = models;
+  info.expires_ms = expires_ms;
+  info.created_ms = now_ms();
+  CORRAL_RETURN_IF_ERROR(l.create_key(info, k.hash));
+  return k;
 }
 
 std::string default_ledger_dsn() {

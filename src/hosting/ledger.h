@@ -113,6 +113,11 @@ class Ledger {
 Expected<std::unique_ptr<Ledger>> open_ledger(const std::string& dsn);
 std::string default_ledger_dsn();
 
+struct NewKey;
+// A new key for an existing tenant, stored hashed; the secret is in the result only.
+Expected<NewKey> create_api_key(Ledger& l, const std::string& tenant,
+                                const std::vector<std::string>& models, int64_t expires_ms);
+
 Expected<std::unique_ptr<Ledger>> open_sqlite_ledger(const std::string& path);
 Expected<std::unique_ptr<Ledger>> open_postgres_ledger(const std::string& conninfo);
 

@@ -11,10 +11,6 @@ using json = nlohmann::json;
 
 namespace {
 
-std::string dump(const json& j) {
-  return j.dump(-1, ' ', false, json::error_handler_t::replace);
-}
-
 // ?from=&to= (ISO-8601); default: the current UTC month.
 std::optional<ApiError> period(const httplib::Request& req, int64_t* from, int64_t* to) {
   const int64_t now = now_ms();
@@ -137,11 +133,8 @@ void HttpServer::admin_routes() {
     t.created_ms = now_ms();
     if (Status st = o_.ledger->create_tenant(t); !st.is_ok())
       return ledger_error(res, st.message());
-    auto k = generate_api_key();
+    auto k = create_api_key(*o_.ledger, t.name, {}, 0);
     if (!k.is_ok()) return ledger_error(res, k.message());
-    ApiKeyInfo info{k->key_id, t.name, {}, 0, 0, now_ms()};
-    if (Status st = o_.ledger->create_key(info, k->hash); !st.is_ok())
-      return ledger_error(res, st.message());
     res.status = 201;
     res.set_content(dump({{"tenant", t.name}, {"key_id", k->key_id}, {"api_key", k->secret}}),
                     "application/json");
@@ -224,14 +217,12 @@ void HttpServer::admin_routes() {
             res, ApiError{400, e.message(), "invalid_request_error", "expires", "invalid_value"});
       info.expires_ms = *e;
     }
-    auto k = generate_api_key();
+    auto k = create_api_key(*o_.ledger, req.matches[1].str(), info.models, info.expires_ms);
     if (!k.is_ok()) return ledger_error(res, k.message());
-    info.key_id = k->key_id, info.tenant = req.matches[1].str(), info.created_ms = now_ms();
-    if (Status st = o_.ledger->create_key(info, k->hash); !st.is_ok())
-      return ledger_error(res, st.message());
     res.status = 201;
-    res.set_content(dump({{"tenant", info.tenant}, {"key_id", k->key_id}, {"api_key", k->secret}}),
-                    "application/json");
+    res.set_content(
+        dump({{"tenant", req.matches[1].str()}, {"key_id", k->key_id}, {"api_key", k->secret}}),
+        "application/json");
   });
   s.Delete(R"(/admin/v1/keys/([^/]+))",
            [=, this](const httplib::Request& req, httplib::Response& res) {

@@ -40,15 +40,6 @@ class ThreadPerConnection : public httplib::TaskQueue {
   std::condition_variable cv_;
 };
 
-// Constant-time comparison (no early exit on the first differing byte).
-bool same_secret(const std::string& a, const std::string& b) {
-  unsigned char d = a.size() == b.size() ? 0 : 1;
-  const size_t n = std::max(a.size(), b.size());
-  for (size_t i = 0; i < n; ++i)
-    d |= (unsigned char)((i < a.size() ? a[i] : 0) ^ (i < b.size() ? b[i] : 0));
-  return d == 0;
-}
-
 std::string status_type(int status) {
   switch (status) {
     case 401:
@@ -81,8 +72,7 @@ HttpServer::~HttpServer() = default;
 void HttpServer::reply_error(httplib::Response& res, const ApiError& e) {
   res.status = e.status;
   if (e.status == 429 || e.status == 503) res.set_header("Retry-After", "1");
-  res.set_content(e.body().dump(-1, ' ', false, json::error_handler_t::replace),
-                  "application/json");
+  res.set_content(dump(e.body()), "application/json");
 }
 
 thread_local AuthCtx t_auth;
@@ -118,13 +108,13 @@ std::optional<ApiError> HttpServer::authenticate(const httplib::Request& req, Au
   while (!key.empty() && key.back() == ' ') key.pop_back();
   if (key.empty() || key.size() > 512) return unauthorized("Invalid API key.");
   if (admin_route) {
-    if (!o_.admin_key.empty() && same_secret(key, o_.admin_key)) {
+    if (!o_.admin_key.empty() && constant_time_equal(key, o_.admin_key)) {
       out->admin = true;
       return std::nullopt;
     }
   } else {
     bool ok = false;
-    for (auto& k : o_.api_keys) ok |= same_secret(key, k);
+    for (auto& k : o_.api_keys) ok |= constant_time_equal(key, k);
     if (ok) return std::nullopt;
   }
   if (!o_.ledger) return unauthorized("Invalid API key.");
@@ -167,7 +157,7 @@ void HttpServer::log_request(const httplib::Request& req, int status, const std:
               {"status", status},
               {"remote", req.remote_addr}};
     if (!extra.empty()) j["detail"] = extra;
-    log_.info(j.dump(-1, ' ', false, json::error_handler_t::replace));
+    log_.info(dump(j));
   } else {
     log_.info(std::string(ts) + " " + req.method + " " + req.path + " " + std::to_string(status) +
               (extra.empty() ? "" : " " + extra));
@@ -295,15 +285,12 @@ void HttpServer::handle_models(const httplib::Request& req, httplib::Response& r
       reply_error(res, ApiError{404, "The model '" + req.matches[1].str() + "' does not exist.",
                                 "invalid_request_error", "model", "model_not_found"});
     } else {
-      res.set_content(entry(*m).dump(-1, ' ', false, json::error_handler_t::replace),
-                      "application/json");
+      res.set_content(dump(entry(*m)), "application/json");
     }
   } else {
     json data = json::array();
     for (auto& m : models_) data.push_back(entry(*m));
-    res.set_content(json{{"object", "list"}, {"data", data}}.dump(-1, ' ', false,
-                                                                  json::error_handler_t::replace),
-                    "application/json");
+    res.set_content(dump(json{{"object", "list"}, {"data", data}}), "application/json");
   }
   metrics_.count("/v1/models", res.status);
 }
@@ -368,7 +355,7 @@ void HttpServer::handle_tokenize(const httplib::Request& req, httplib::Response&
     auto ids = tok.encode(b[key].get<std::string>(), eo);
     out = {{"tokens", ids}, {"count", ids.size()}, {"max_model_len", m->engine->ctx_size}};
   }
-  res.set_content(out.dump(-1, ' ', false, json::error_handler_t::replace), "application/json");
+  res.set_content(dump(out), "application/json");
   metrics_.count(route, 200);
   log_request(req, 200, "");
 }

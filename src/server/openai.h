@@ -12,6 +12,12 @@
 
 namespace corral {
 
+// JSON text for a response or log line; invalid UTF-8 in model output becomes U+FFFD instead
+// of throwing.
+inline std::string dump(const nlohmann::json& j) {
+  return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
 struct ApiError {
   int status = 400;
   std::string message;
