@@ -27,6 +27,10 @@ Action add_tenant(CLI::App& app);
 Action add_key(CLI::App& app);
 Action add_usage(CLI::App& app);
 Action add_ledger(CLI::App& app);
+Action add_price(CLI::App& app);
+Action add_share(CLI::App& app);
+Action add_statement(CLI::App& app);
+Action add_license(CLI::App& app);
 
 // "1,2,3" -> ids; error names the bad item.
 Expected<std::vector<int32_t>> parse_id_list(const std::string& s, const std::string& flag);

@@ -4,6 +4,7 @@
 #include "core/logger.h"
 #include "format/convert.h"
 #include "format/gguf.h"
+#include "hosting/license.h"
 
 namespace corral::cli {
 
@@ -20,13 +21,23 @@ Expected<DType> parse_type(const std::string& s, const std::vector<DType>& allow
 }
 
 Status convert(const std::string& in, const std::string& out, const std::string& type,
-               const std::string& tokenizer, bool quantize_mode) {
+               const std::string& tokenizer, bool quantize_mode, const std::string& license) {
   Logger log;
   LoadOptions lo;
   lo.tokenizer_path = tokenizer;
   if (in == out) return make_error(out + ": output would overwrite the input");
   CORRAL_ASSIGN_OR_RETURN(LoadedModel m, load_model(in, lo));
   if (quantize_mode && m.format != "gguf") return make_error(in + ": quantize takes a GGUF file");
+  // The license: --license, else what the model says (an HF folder's README front matter).
+  std::string fam = license;
+  if (fam.empty() && !m.meta.get_str("general.license")) fam = license_family_of(hf_folder_license(in));
+  if (!fam.empty()) {
+    const LicenseTerms* lt = find_license(fam);
+    if (!lt) return make_error("--license: unknown family '" + fam + "'");
+    m.meta.set("general.license", GgufValue::of_str(lt->family));
+    m.meta.set("general.license.name", GgufValue::of_str(lt->name));
+    m.meta.set("general.license.link", GgufValue::of_str(lt->link));
+  }
   ConvertOptions co;
   co.log = &log;
   if (!type.empty()) {
@@ -50,13 +61,15 @@ Status convert(const std::string& in, const std::string& out, const std::string&
 
 Action add_convert(CLI::App& app) {
   auto* sub = app.add_subcommand("convert", "Convert an HF folder, llama2.c .bin or GGUF to GGUF");
-  struct Args { std::string in, out, type, tok; };
+  struct Args { std::string in, out, type, tok, license; };
   auto a = std::make_shared<Args>();
+  sub->add_option("--license", a->license,
+                  "license family to record (llama2, llama3, llama3.1, llama3.2, llama3.3, llama4)");
   sub->add_option("INPUT", a->in, "HF folder, llama2.c .bin or GGUF")->required();
   sub->add_option("OUTPUT", a->out, "output .gguf")->required();
   sub->add_option("--type", a->type, "f32|f16|bf16|q8_0|q4_0|q4_k|q6_k (default: keep)");
   sub->add_option("--tokenizer", a->tok, "tokenizer file or folder to embed");
-  return [=] { return convert(a->in, a->out, a->type, a->tok, false); };
+  return [=] { return convert(a->in, a->out, a->type, a->tok, false, a->license); };
 }
 
 Action add_quantize(CLI::App& app) {
@@ -66,7 +79,7 @@ Action add_quantize(CLI::App& app) {
   sub->add_option("IN", a->in, "input .gguf")->required();
   sub->add_option("OUT", a->out, "output .gguf")->required();
   sub->add_option("TYPE", a->type, "Q8_0 Q4_0 Q4_1 Q5_0 Q5_1 Q4_K Q5_K Q6_K")->required();
-  return [=] { return convert(a->in, a->out, a->type, "", true); };
+  return [=] { return convert(a->in, a->out, a->type, "", true, ""); };
 }
 
 }  // namespace corral::cli

@@ -4,6 +4,7 @@
 
 #include "cli/commands.h"
 #include "format/model_file.h"
+#include "hosting/license.h"
 
 namespace corral::cli {
 
@@ -45,7 +46,12 @@ Status run_info(const std::string& path, bool as_json, const std::string& tokeni
   std::string tok_kind = tok_model == "llama" ? "SentencePiece BPE"
                          : tok_model == "gpt2" ? "byte-level BPE"
                                                : tok_model;
-  const std::string license = m.meta.get_str("general.license").value_or("");
+  std::string license = m.meta.get_str("general.license").value_or("");
+  if (license.empty()) license = hf_folder_license(path);
+  const ModelLicense ml =
+      model_license(license, m.meta.get_str("general.license.name").value_or(""),
+                    m.meta.get_str("general.license.link").value_or(""), arch);
+  const LicenseTerms* lt = find_license(ml.family);
 
   if (as_json) {
     nlohmann::json j;
@@ -73,6 +79,12 @@ Status run_info(const std::string& path, bool as_json, const std::string& tokeni
     for (auto& [t, e] : by_type) bt[t] = {{"tensors", e.first}, {"bytes", e.second}};
     j["bytes_by_type"] = bt;
     j["license"] = license.empty() ? nlohmann::json(nullptr) : nlohmann::json(license);
+    j["license_family"] = ml.family.empty() ? nlohmann::json(nullptr) : nlohmann::json(ml.family);
+    j["license_name"] = ml.name.empty() ? nlohmann::json(nullptr) : nlohmann::json(ml.name);
+    j["license_link"] = ml.link.empty() ? nlohmann::json(nullptr) : nlohmann::json(ml.link);
+    j["attribution"] = lt && !lt->attribution.empty() ? nlohmann::json(lt->attribution)
+                                                       : nlohmann::json(nullptr);
+    j["multimodal"] = ml.multimodal;
     std::printf("%s\n", j.dump(2).c_str());
     return Status::ok();
   }
@@ -82,6 +94,11 @@ Status run_info(const std::string& path, bool as_json, const std::string& tokeni
   std::printf("architecture:  %s\n", arch.empty() ? "(none)" : arch.c_str());
   if (auto n = m.meta.get_str("general.name")) std::printf("name:          %s\n", n->c_str());
   std::printf("license:       %s\n", license.empty() ? "(none)" : license.c_str());
+  if (lt) {
+    std::printf("  family       %s%s\n", ml.family.c_str(), ml.multimodal ? " (multimodal)" : "");
+    std::printf("  name         %s\n  link         %s\n", ml.name.c_str(), ml.link.c_str());
+    if (!lt->attribution.empty()) std::printf("  attribution  %s\n", lt->attribution.c_str());
+  }
   std::printf("hyperparameters:\n");
   for (auto& [k, v] : m.meta.kv) {
     if (k.rfind("tokenizer.", 0) == 0 || k.rfind("general.", 0) == 0) continue;

@@ -51,6 +51,10 @@ int main(int argc, char** argv) {
   actions["key"] = add_key(app);
   actions["usage"] = add_usage(app);
   actions["ledger"] = add_ledger(app);
+  actions["price"] = add_price(app);
+  actions["share"] = add_share(app);
+  actions["statement"] = add_statement(app);
+  actions["license"] = add_license(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {

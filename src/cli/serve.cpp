@@ -10,6 +10,7 @@
 #include "cli/commands.h"
 #include "engine/generator.h"
 #include "hosting/keys.h"
+#include "hosting/license.h"
 #include "hosting/ledger.h"
 #include "server/http_server.h"
 
@@ -31,6 +32,7 @@ struct ServeArgs {
   std::string log_format = "text";
   std::string chat_template;
   std::string ledger, instance, admin_key_file;
+  std::vector<std::string> licenses;  // FAMILY (every model) or ID=FAMILY
 };
 
 int g_signal_pipe[2] = {-1, -1};
@@ -91,7 +93,22 @@ Expected<std::unique_ptr<ServedModel>> load(const ServeArgs& a, const std::strin
   if (id.empty()) id = md.get_str("general.name").value_or("");
   if (id.empty()) id = stem(m->path);
   m->id = id;
-  m->license = md.get_str("general.license").value_or("");
+  // The license: --license ID=FAMILY or FAMILY, else the file's general.license (or an HF
+  // folder's README front matter).
+  std::string declared;
+  for (const auto& l : a.licenses) {
+    const size_t e = l.find('=');
+    if (e == std::string::npos) declared = l;
+    else if (l.substr(0, e) == id) declared = l.substr(e + 1);
+  }
+  if (!declared.empty() && !find_license(declared))
+    return make_error("--license: unknown family '" + declared + "'");
+  m->license = !declared.empty() ? declared : md.get_str("general.license").value_or("");
+  if (m->license.empty()) m->license = hf_folder_license(m->path);
+  m->lic = model_license(m->license, declared.empty() ? md.get_str("general.license.name").value_or("") : "",
+                         declared.empty() ? md.get_str("general.license.link").value_or("") : "",
+                         md.arch());
+  if (const LicenseTerms* t = find_license(m->lic.family)) m->attribution = t->attribution;
   if (m->engine->tok) {
     CORRAL_ASSIGN_OR_RETURN(m->chat_template,
                             choose_chat_template(m->engine->tok->vocab(), a.chat_template));
@@ -192,6 +209,11 @@ Status serve(ServeArgs& a) {
         (long long)m->engine->ctx_size, (long long)m->engine->kv->total_blocks(),
         (long long)m->engine->kv->block_size(), kv_mib, m->engine->ctx->pool->size());
     log.info(buf);
+    if (!m->lic.family.empty())
+      log.info("model " + m->id + ": license " + m->lic.family + " (" + m->lic.name + ")" +
+               (m->lic.multimodal ? ", multimodal" : "") +
+               (m->attribution.empty() ? "" : ", attribution \"" + m->attribution + "\""));
+    if (auto w = naming_warning(m->lic, m->id)) log.info("warning: model " + m->id + ": " + *w);
     server.add_model(std::move(m));
   }
   if (so.api_keys.empty()) {
@@ -250,6 +272,9 @@ Action add_serve(CLI::App& app) {
   sub->add_option("--instance", a->instance,
                   "this server's name in the ledger (default HOST:PORT)");
   sub->add_option("--admin-key-file", a->admin_key_file, "file with the admin key for /admin/v1/*");
+  sub->add_option("--license", a->licenses,
+                  "license family of the models (FAMILY, or ID=FAMILY for one; default: the "
+                  "file's general.license)");
   sub->add_option("--chat-template", a->chat_template,
                   "llama2, llama3 or llama4 (default: the model's)");
   return [a] { return serve(*a); };

@@ -1,5 +1,6 @@
 // corral synth --shape NAME --type T [--tokenizer PATH] [--layers N] [--seed S] OUT.gguf
 #include "cli/commands.h"
+#include "hosting/license.h"
 #include "model/synth.h"
 
 namespace corral::cli {
@@ -18,6 +19,8 @@ Action add_synth(CLI::App& app) {
   sub->add_option("--layers", a->o.layers, "keep only the first N layers");
   sub->add_option("--seed", a->o.seed, "random seed");
   sub->add_option("-t,--threads", a->threads, "threads");
+  sub->add_option("--license", a->o.license,
+                  "license family to record (llama2, llama3, llama3.1, llama3.2, llama3.3, llama4)");
   sub->add_option("OUT", a->o.out, "output .gguf")->required();
   return [a]() -> Status {
     auto t = type_from_name(a->type);
@@ -25,6 +28,11 @@ Action add_synth(CLI::App& app) {
                 *t == DType::Q6_K || *t == DType::BF16 || *t == DType::F32))
       return make_error("--type: '" + a->type + "' (choose f16, q8_0, q4_0, q4_k, q6_k)");
     a->o.type = *t;
+    if (!a->o.license.empty()) {
+      const LicenseTerms* lt = find_license(a->o.license);
+      if (!lt) return make_error("--license: unknown family '" + a->o.license + "'");
+      a->o.license_name = lt->name, a->o.license_link = lt->link;
+    }
     Context ctx(a->threads > 0 ? a->threads : default_thread_count());
     return synth_model(a->o, ctx);
   };

@@ -43,6 +43,7 @@ struct ApiKeyInfo {
 
 struct Admission {
   std::string request_id, tenant, key_id, model, instance;
+  std::string family = "none";  // the served model's license family
   int64_t prompt_tokens = 0, reserved_tokens = 0;  // reserved: prompt + max_tokens
   int64_t started_ms = 0;
 };
@@ -60,12 +61,52 @@ struct UsageRecord {
   int64_t prompt_tokens = 0, cached_tokens = 0, completion_tokens = 0;
   int64_t started_ms = 0, ended_ms = 0;
   std::string finish_reason, status;  // status: open, completed, cancelled, error, interrupted
-  std::optional<int64_t> price_version;
+  std::optional<int64_t> price_version;  // the price in force at its start (none: unpriced)
+  std::string family = "none";            // the model's license family when it was served
+  std::optional<int64_t> billed_from_ms;  // the closed statement period that billed it
 };
 
 struct UsageQuery {
   std::string tenant;  // empty: all
   int64_t from_ms = 0, to_ms = INT64_MAX;
+  bool unbilled_only = false;             // only records no closed statement has billed
+  std::optional<int64_t> billed_from_ms;  // only records billed by the period starting here
+};
+
+// Prices are micro-units of the currency per million tokens (an exact integer, never a float).
+struct PriceVersion {
+  int64_t version = 0;
+  std::string model, currency = "USD";
+  int64_t input_micros = 0, cached_micros = 0, output_micros = 0;
+  int64_t from_ms = 0, created_ms = 0;
+};
+
+// The licensor's share of a license family's revenue, in basis points (1/100 of a percent).
+struct ShareVersion {
+  int64_t version = 0;
+  std::string family;
+  int64_t basis_points = 0;
+  int64_t from_ms = 0, created_ms = 0;
+};
+
+// A licence the licensor granted a tenant (lifts the MAU clause for the family).
+struct LicenseGrant {
+  std::string tenant, family, ref;
+  int64_t created_ms = 0;
+};
+
+// Grants and refusals, for the licensor's statement.
+struct LicenseEvent {
+  int64_t ms = 0;
+  std::string kind;  // grant, refusal
+  std::string tenant, model, family, code, detail;
+};
+
+// A closed statement period: its canonical body (signed JSON) and digest, never changed again.
+struct ClosedStatement {
+  int64_t from_ms = 0, to_ms = 0;
+  std::string digest, body;
+  int64_t closed_ms = 0;
 };
 
 // What a tenant has in use when a request arrives (from the records, inside the admitting
@@ -106,6 +147,25 @@ class Ledger {
   virtual Expected<std::vector<UsageRecord>> usage(const UsageQuery& q) = 0;
   // Invariant violations, one line each (empty: the ledger is sound).
   virtual Expected<std::vector<std::string>> verify() = 0;
+
+  // A new price version (returns its number). Unbilled records of the model that started at or
+  // after its start are re-priced with the version now in force at their start, in the same
+  // transaction, so every record always carries the version in force when it started.
+  virtual Expected<int64_t> add_price(const PriceVersion& p) = 0;
+  virtual Expected<std::vector<PriceVersion>> list_prices() = 0;
+  virtual Expected<int64_t> add_share(const ShareVersion& s) = 0;
+  virtual Expected<std::vector<ShareVersion>> list_shares() = 0;
+  // Records the grant and its license event in one transaction.
+  virtual Status add_grant(const LicenseGrant& g) = 0;
+  virtual Expected<std::vector<LicenseGrant>> list_grants(const std::string& tenant) = 0;
+  virtual Status add_license_event(const LicenseEvent& e) = 0;
+  virtual Expected<std::vector<LicenseEvent>> license_events(int64_t from_ms, int64_t to_ms) = 0;
+  virtual Expected<std::vector<ClosedStatement>> closed_statements() = 0;
+  // Stores the closed period and marks exactly `request_ids` billed by it, in one transaction;
+  // fails (changing nothing) when a closed period overlaps it or a record was billed or changed
+  // meanwhile.
+  virtual Status close_statement(const ClosedStatement& s,
+                                 const std::vector<std::string>& request_ids) = 0;
 };
 
 // "sqlite:PATH" or "postgresql://..."; empty: $CORRAL_LEDGER, else sqlite:corral-ledger.db.
@@ -121,6 +181,6 @@ Expected<NewKey> create_api_key(Ledger& l, const std::string& tenant,
 Expected<std::unique_ptr<Ledger>> open_sqlite_ledger(const std::string& path);
 Expected<std::unique_ptr<Ledger>> open_postgres_ledger(const std::string& conninfo);
 
-constexpr int kLedgerSchemaVersion = 1;
+constexpr int kLedgerSchemaVersion = 2;
 
 }  // namespace corral

@@ -84,6 +84,9 @@ Status synth_model(const SynthOptions& o, Context& ctx) {
   meta.set("general.name",
            GgufValue::of_str("synth-" + o.shape +
                              (o.layers ? "-" + std::to_string(n_layer) + "l" : "")));
+  if (!o.license.empty()) meta.set("general.license", GgufValue::of_str(o.license));
+  if (!o.license_name.empty()) meta.set("general.license.name", GgufValue::of_str(o.license_name));
+  if (!o.license_link.empty()) meta.set("general.license.link", GgufValue::of_str(o.license_link));
   meta.set("general.file_type", GgufValue::of_u32(file_type_for(o.type)));
   if (type_traits(o.type)->quantized)
     meta.set("general.quantization_version", GgufValue::of_u32(2));

@@ -17,6 +17,8 @@ struct SynthOptions {
   int64_t layers = 0;     // 0 = the shape's own count
   uint64_t seed = 1;
   std::string out;
+  // general.license, general.license.name, general.license.link (empty: not written)
+  std::string license, license_name, license_link;
 };
 
 Status synth_model(const SynthOptions& o, Context& ctx);

@@ -160,6 +160,27 @@ void HttpServer::handle_generate(const httplib::Request& req, httplib::Response&
     return fail(ApiError{404, "The model '" + g.model + "' does not exist.",
                          "invalid_request_error", "model", "model_not_found"});
   const std::string model_id = g.model.empty() ? m->id : g.model;
+  if (!m->lic.family.empty()) res.set_header("X-Model-License", m->lic.family);
+  // The license terms, for a tenant's request: the MAU clause (until a grant) and the EU
+  // exclusion from multimodal models. Refusals are recorded for the licensor's statement.
+  if (const AuthCtx& au = current_auth(); au.metered && !m->lic.family.empty()) {
+    LicenseGateInput in;
+    in.tenant_mau = au.mau, in.tenant_country = au.country;
+    const LicenseTerms* t = find_license(m->lic.family);
+    if (t && t->mau_limit > 0 && au.mau > t->mau_limit) {
+      auto gs = o_.ledger->list_grants(au.tenant);
+      if (!gs.is_ok())
+        return fail(ApiError{503, "The ledger is unavailable: " + gs.message(),
+                             "service_unavailable", "", "ledger_unavailable"});
+      for (auto& gr : *gs) in.has_grant |= gr.family == m->lic.family;
+    }
+    if (auto refusal = license_gate(m->lic, in)) {
+      (void)o_.ledger->add_license_event({now_ms(), "refusal", au.tenant, model_id,
+                                          m->lic.family, refusal->code, refusal->message});
+      metrics_.license_refusals++;
+      return fail(ApiError{403, refusal->message, "permission_error", "model", refusal->code});
+    }
+  }
   Engine& e = *m->engine;
   const Tokenizer* tok = e.tok.get();
   const int64_t V = e.model->hp.n_vocab;
@@ -225,6 +246,7 @@ void HttpServer::handle_generate(const httplib::Request& req, httplib::Response&
     Admission ad;
     ad.request_id = id, ad.tenant = auth.tenant, ad.key_id = auth.key_id, ad.model = model_id;
     ad.instance = o_.instance;
+    ad.family = m->lic.family.empty() ? "none" : m->lic.family;
     ad.started_ms = now_ms();
     for (auto& p : prompts) {
       const int64_t room = e.ctx_size - int64_t(p.size());
@@ -250,6 +272,7 @@ void HttpServer::handle_generate(const httplib::Request& req, httplib::Response&
     }
     meter->ledger = o_.ledger;
     meter->rec.request_id = id, meter->rec.tenant = auth.tenant, meter->rec.key_id = auth.key_id;
+    meter->rec.family = ad.family;
     meter->rec.model = model_id, meter->rec.instance = o_.instance,
     meter->rec.started_ms = ad.started_ms;
   }

@@ -134,6 +134,8 @@ std::optional<ApiError> HttpServer::authenticate(const httplib::Request& req, Au
                     "tenant_suspended"};
   out->metered = true;
   out->tenant = t.name;
+  out->mau = t.mau;
+  out->country = t.country;
   out->key_id = k.key_id;
   out->models = k.models;
   return std::nullopt;
@@ -277,7 +279,12 @@ void HttpServer::handle_models(const httplib::Request& req, httplib::Response& r
                 {"created", 0},
                 {"owned_by", "corral"},
                 {"max_model_len", m.engine->ctx_size},
-                {"license", m.license.empty() ? json(nullptr) : json(m.license)}};
+                {"license", m.license.empty() ? json(nullptr) : json(m.license)},
+                {"family", m.lic.family.empty() ? json(nullptr) : json(m.lic.family)},
+                {"license_name", m.lic.name.empty() ? json(nullptr) : json(m.lic.name)},
+                {"license_link", m.lic.link.empty() ? json(nullptr) : json(m.lic.link)},
+                {"attribution", m.attribution.empty() ? json(nullptr) : json(m.attribution)},
+                {"multimodal", m.lic.multimodal}};
   };
   if (req.matches.size() > 1) {
     ServedModel* m = find_model(req.matches[1]);
@@ -362,6 +369,9 @@ void HttpServer::handle_tokenize(const httplib::Request& req, httplib::Response&
 
 std::string HttpServer::render_metrics() {
   std::string s;
+  s += "# HELP corral_license_refusals_total Requests refused by the models' license terms.\n"
+       "# TYPE corral_license_refusals_total counter\ncorral_license_refusals_total " +
+       std::to_string(metrics_.license_refusals.load()) + "\n";
   s += "# HELP corral_requests_total Requests by route and status.\n# TYPE corral_requests_total "
        "counter\n";
   {

@@ -10,6 +10,7 @@
 #include "core/logger.h"
 #include "engine/scheduler.h"
 #include "hosting/ledger.h"
+#include "hosting/license.h"
 #include "server/metrics.h"
 #include "server/openai.h"
 
@@ -24,7 +25,9 @@ namespace corral {
 struct ServedModel {
   std::string id;
   std::string path;
-  std::string license;  // general.license, or empty
+  std::string license;      // general.license (or --license), or empty
+  ModelLicense lic;         // its Llama license family, if any
+  std::string attribution;  // what the license asks to display ("Built with Llama")
   std::unique_ptr<Engine> engine;
   std::unique_ptr<Scheduler> sched;
   ChatTemplate chat_template = ChatTemplate::kLlama3;
@@ -49,6 +52,8 @@ struct ServerOptions {
 struct AuthCtx {
   bool metered = false, admin = false;
   std::string tenant, key_id;
+  int64_t mau = 0;
+  std::string country;
   std::vector<std::string> models;  // empty: any
 };
 

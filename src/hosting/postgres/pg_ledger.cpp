@@ -53,6 +53,55 @@ CREATE TABLE requests (
 CREATE INDEX requests_tenant_started ON requests(tenant, started_ms);
 CREATE INDEX requests_open ON requests(status, instance);
 )sql",
+    R"sql(
+CREATE TABLE prices (
+  version BIGSERIAL PRIMARY KEY,
+  model TEXT NOT NULL,
+  currency TEXT NOT NULL,
+  input_micros BIGINT NOT NULL CHECK (input_micros >= 0),
+  cached_micros BIGINT NOT NULL CHECK (cached_micros >= 0),
+  output_micros BIGINT NOT NULL CHECK (output_micros >= 0),
+  from_ms BIGINT NOT NULL,
+  created_ms BIGINT NOT NULL
+);
+CREATE INDEX prices_model ON prices(model, from_ms);
+CREATE TABLE shares (
+  version BIGSERIAL PRIMARY KEY,
+  family TEXT NOT NULL,
+  basis_points BIGINT NOT NULL CHECK (basis_points BETWEEN 0 AND 10000),
+  from_ms BIGINT NOT NULL,
+  created_ms BIGINT NOT NULL
+);
+CREATE TABLE license_grants (
+  id BIGSERIAL PRIMARY KEY,
+  tenant TEXT NOT NULL REFERENCES tenants(name),
+  family TEXT NOT NULL,
+  ref TEXT NOT NULL,
+  created_ms BIGINT NOT NULL
+);
+CREATE TABLE license_events (
+  id BIGSERIAL PRIMARY KEY,
+  ms BIGINT NOT NULL,
+  kind TEXT NOT NULL,
+  tenant TEXT NOT NULL,
+  model TEXT NOT NULL,
+  family TEXT NOT NULL,
+  code TEXT NOT NULL,
+  detail TEXT NOT NULL
+);
+CREATE INDEX license_events_ms ON license_events(ms);
+CREATE TABLE statements (
+  from_ms BIGINT NOT NULL,
+  to_ms BIGINT NOT NULL,
+  digest TEXT NOT NULL,
+  body TEXT NOT NULL,
+  closed_ms BIGINT NOT NULL,
+  PRIMARY KEY (from_ms, to_ms)
+);
+ALTER TABLE requests ADD COLUMN family TEXT NOT NULL DEFAULT 'none';
+ALTER TABLE requests ADD COLUMN billed_from_ms BIGINT;
+CREATE INDEX requests_billed ON requests(billed_from_ms);
+)sql",
 };
 
 // One result, freed on scope exit.
@@ -256,9 +305,13 @@ class PgLedger : public Ledger {
     std::lock_guard<std::mutex> lk(mu_);
     Res r = q(
         R"(SELECT request_id, tenant, key_id, model, instance, prompt_tokens, cached_tokens, completion_tokens,
-      started_ms, COALESCE(ended_ms, 0), COALESCE(finish_reason, ''), status, price_version
-      FROM requests WHERE ($1 = '' OR tenant = $1) AND started_ms >= $2 AND started_ms < $3 ORDER BY started_ms, request_id)",
-        {uq.tenant, std::to_string(uq.from_ms), std::to_string(uq.to_ms)});
+      started_ms, COALESCE(ended_ms, 0), COALESCE(finish_reason, ''), status, price_version, family,
+      billed_from_ms
+      FROM requests WHERE ($1 = '' OR tenant = $1) AND started_ms >= $2 AND started_ms < $3
+      AND ($4 = 0 OR billed_from_ms IS NULL) AND ($5 = -1 OR billed_from_ms = $5)
+      ORDER BY started_ms, request_id)",
+        {uq.tenant, std::to_string(uq.from_ms), std::to_string(uq.to_ms),
+         std::to_string(int(uq.unbilled_only)), std::to_string(uq.billed_from_ms.value_or(-1))});
     CORRAL_RETURN_IF_ERROR(check(r, "read usage"));
     std::vector<UsageRecord> out;
     for (int i = 0; i < r.rows(); ++i) {
@@ -270,6 +323,8 @@ class PgLedger : public Ledger {
       u.started_ms = r.i64(i, 8), u.ended_ms = r.i64(i, 9), u.finish_reason = r.str(i, 10),
       u.status = r.str(i, 11);
       if (!r.is_null(i, 12)) u.price_version = r.i64(i, 12);
+      u.family = r.str(i, 13);
+      if (!r.is_null(i, 14)) u.billed_from_ms = r.i64(i, 14);
       out.push_back(u);
     }
     return out;
@@ -299,7 +354,165 @@ class PgLedger : public Ledger {
     return v;
   }
 
+  Expected<int64_t> add_price(const PriceVersion& p) override {
+    std::lock_guard<std::mutex> lk(mu_);
+    CORRAL_RETURN_IF_ERROR(cmd("BEGIN"));
+    auto r = [&]() -> Expected<int64_t> {
+      // One price writer at a time, so the re-pricing below sees every version.
+      CORRAL_RETURN_IF_ERROR(cmd("LOCK TABLE prices IN EXCLUSIVE MODE"));
+      Res ins = q(R"(INSERT INTO prices (model, currency, input_micros, cached_micros, output_micros,
+        from_ms, created_ms) VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING version)",
+                  {p.model, p.currency, std::to_string(p.input_micros),
+                   std::to_string(p.cached_micros), std::to_string(p.output_micros),
+                   std::to_string(p.from_ms), std::to_string(p.created_ms)});
+      CORRAL_RETURN_IF_ERROR(check(ins, "add price"));
+      Res u = q(R"(UPDATE requests SET price_version = (SELECT p.version FROM prices p
+        WHERE p.model = requests.model AND p.from_ms <= requests.started_ms
+        ORDER BY p.from_ms DESC, p.version DESC LIMIT 1)
+        WHERE model = $1 AND started_ms >= $2 AND billed_from_ms IS NULL)",
+                {p.model, std::to_string(p.from_ms)});
+      CORRAL_RETURN_IF_ERROR(check(u, "re-price records"));
+      return ins.i64(0, 0);
+    }();
+    (void)cmd(r.is_ok() ? "COMMIT" : "ROLLBACK");
+    return r;
+  }
+
+  Expected<std::vector<PriceVersion>> list_prices() override {
+    std::lock_guard<std::mutex> lk(mu_);
+    Res r = q(R"(SELECT version, model, currency, input_micros, cached_micros, output_micros, from_ms,
+      created_ms FROM prices ORDER BY model, from_ms, version)",
+              {});
+    CORRAL_RETURN_IF_ERROR(check(r, "list prices"));
+    std::vector<PriceVersion> out;
+    for (int i = 0; i < r.rows(); ++i)
+      out.push_back({r.i64(i, 0), r.str(i, 1), r.str(i, 2), r.i64(i, 3), r.i64(i, 4), r.i64(i, 5),
+                     r.i64(i, 6), r.i64(i, 7)});
+    return out;
+  }
+
+  Expected<int64_t> add_share(const ShareVersion& v) override {
+    std::lock_guard<std::mutex> lk(mu_);
+    Res r = q(
+        "INSERT INTO shares (family, basis_points, from_ms, created_ms) VALUES ($1, $2, $3, $4) "
+        "RETURNING version",
+        {v.family, std::to_string(v.basis_points), std::to_string(v.from_ms),
+         std::to_string(v.created_ms)});
+    CORRAL_RETURN_IF_ERROR(check(r, "add share"));
+    return r.i64(0, 0);
+  }
+
+  Expected<std::vector<ShareVersion>> list_shares() override {
+    std::lock_guard<std::mutex> lk(mu_);
+    Res r = q(
+        "SELECT version, family, basis_points, from_ms, created_ms FROM shares ORDER BY family, "
+        "from_ms, version",
+        {});
+    CORRAL_RETURN_IF_ERROR(check(r, "list shares"));
+    std::vector<ShareVersion> out;
+    for (int i = 0; i < r.rows(); ++i)
+      out.push_back({r.i64(i, 0), r.str(i, 1), r.i64(i, 2), r.i64(i, 3), r.i64(i, 4)});
+    return out;
+  }
+
+  Status add_grant(const LicenseGrant& g) override {
+    std::lock_guard<std::mutex> lk(mu_);
+    CORRAL_RETURN_IF_ERROR(cmd("BEGIN"));
+    Status st = [&]() -> Status {
+      Res r = q("INSERT INTO license_grants (tenant, family, ref, created_ms) VALUES ($1, $2, $3, $4)",
+                {g.tenant, g.family, g.ref, std::to_string(g.created_ms)});
+      if (r.sqlstate().rfind("23", 0) == 0) return make_error("no tenant named '" + g.tenant + "'");
+      CORRAL_RETURN_IF_ERROR(check(r, "add grant"));
+      return insert_event({g.created_ms, "grant", g.tenant, "", g.family, "granted", g.ref});
+    }();
+    (void)cmd(st.is_ok() ? "COMMIT" : "ROLLBACK");
+    return st;
+  }
+
+  Expected<std::vector<LicenseGrant>> list_grants(const std::string& tenant) override {
+    std::lock_guard<std::mutex> lk(mu_);
+    Res r = q(
+        "SELECT tenant, family, ref, created_ms FROM license_grants WHERE $1 = '' OR tenant = $1 "
+        "ORDER BY tenant, family, created_ms",
+        {tenant});
+    CORRAL_RETURN_IF_ERROR(check(r, "list grants"));
+    std::vector<LicenseGrant> out;
+    for (int i = 0; i < r.rows(); ++i)
+      out.push_back({r.str(i, 0), r.str(i, 1), r.str(i, 2), r.i64(i, 3)});
+    return out;
+  }
+
+  Status add_license_event(const LicenseEvent& e) override {
+    std::lock_guard<std::mutex> lk(mu_);
+    return insert_event(e);
+  }
+
+  Expected<std::vector<LicenseEvent>> license_events(int64_t from, int64_t to) override {
+    std::lock_guard<std::mutex> lk(mu_);
+    Res r = q(
+        "SELECT ms, kind, tenant, model, family, code, detail FROM license_events WHERE ms >= $1 "
+        "AND ms < $2 ORDER BY ms, id",
+        {std::to_string(from), std::to_string(to)});
+    CORRAL_RETURN_IF_ERROR(check(r, "read license events"));
+    std::vector<LicenseEvent> out;
+    for (int i = 0; i < r.rows(); ++i)
+      out.push_back({r.i64(i, 0), r.str(i, 1), r.str(i, 2), r.str(i, 3), r.str(i, 4), r.str(i, 5),
+                     r.str(i, 6)});
+    return out;
+  }
+
+  Expected<std::vector<ClosedStatement>> closed_statements() override {
+    std::lock_guard<std::mutex> lk(mu_);
+    Res r = q("SELECT from_ms, to_ms, digest, body, closed_ms FROM statements ORDER BY from_ms", {});
+    CORRAL_RETURN_IF_ERROR(check(r, "read closed statements"));
+    std::vector<ClosedStatement> out;
+    for (int i = 0; i < r.rows(); ++i)
+      out.push_back({r.i64(i, 0), r.i64(i, 1), r.str(i, 2), r.str(i, 3), r.i64(i, 4)});
+    return out;
+  }
+
+  Status close_statement(const ClosedStatement& c, const std::vector<std::string>& ids) override {
+    std::lock_guard<std::mutex> lk(mu_);
+    CORRAL_RETURN_IF_ERROR(cmd("BEGIN"));
+    Status st = [&]() -> Status {
+      // One closer at a time across servers (the overlap check must see the others).
+      CORRAL_RETURN_IF_ERROR(cmd("LOCK TABLE statements IN EXCLUSIVE MODE"));
+      Res o = q("SELECT from_ms, to_ms FROM statements WHERE from_ms < $1 AND to_ms > $2",
+                {std::to_string(c.to_ms), std::to_string(c.from_ms)});
+      CORRAL_RETURN_IF_ERROR(check(o, "read closed statements"));
+      if (o.rows() > 0)
+        return make_error("the period overlaps the closed period " + format_iso8601(o.i64(0, 0)) +
+                          " .. " + format_iso8601(o.i64(0, 1)));
+      CORRAL_RETURN_IF_ERROR(
+          check(q("INSERT INTO statements (from_ms, to_ms, digest, body, closed_ms) VALUES ($1, "
+                  "$2, $3, $4, $5)",
+                  {std::to_string(c.from_ms), std::to_string(c.to_ms), c.digest, c.body,
+                   std::to_string(c.closed_ms)}),
+                "store the closed statement"));
+      for (const auto& id : ids) {
+        Res u = q(
+            "UPDATE requests SET billed_from_ms = $1 WHERE request_id = $2 AND billed_from_ms IS "
+            "NULL AND status NOT IN ('open', 'error')",
+            {std::to_string(c.from_ms), id});
+        CORRAL_RETURN_IF_ERROR(check(u, "bill request " + id));
+        if (u.affected() != 1)
+          return make_error("request " + id +
+                            " was billed or changed while the statement was computed; close again");
+      }
+      return Status::ok();
+    }();
+    (void)cmd(st.is_ok() ? "COMMIT" : "ROLLBACK");
+    return st;
+  }
+
  private:
+  Status insert_event(const LicenseEvent& e) {
+    return check(q("INSERT INTO license_events (ms, kind, tenant, model, family, code, detail) "
+                   "VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                   {std::to_string(e.ms), e.kind, e.tenant, e.model, e.family, e.code, e.detail}),
+                 "record license event");
+  }
+
   // Parameterized statement (text parameters; the server converts them to the column types).
   Res q(const char* sql, const std::vector<std::string>& params) {
     std::vector<const char*> p;
@@ -391,9 +604,10 @@ class PgLedger : public Ledger {
     if (!r.ok) return r;
     Res ins = q(
         R"(INSERT INTO requests (request_id, tenant, key_id, model, instance, prompt_tokens, reserved_tokens,
-      started_ms, status) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'open'))",
+      started_ms, status, family, price_version) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'open', $9,
+      (SELECT version FROM prices WHERE model = $4 AND from_ms <= $8 ORDER BY from_ms DESC, version DESC LIMIT 1)))",
         {a.request_id, a.tenant, a.key_id, a.model, a.instance, std::to_string(a.prompt_tokens),
-         std::to_string(a.reserved_tokens), std::to_string(a.started_ms)});
+         std::to_string(a.reserved_tokens), std::to_string(a.started_ms), a.family});
     if (ins.sqlstate() == "23505")
       return make_error("admit: request id " + a.request_id + " exists already");
     CORRAL_RETURN_IF_ERROR(check(ins, "admit"));

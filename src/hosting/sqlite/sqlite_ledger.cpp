@@ -55,6 +55,56 @@ CREATE TABLE requests (
 CREATE INDEX requests_tenant_started ON requests(tenant, started_ms);
 CREATE INDEX requests_open ON requests(status, instance);
 )sql",
+    // 2: prices, licensor shares, licence grants and events, closed statements.
+    R"sql(
+CREATE TABLE prices (
+  version INTEGER PRIMARY KEY AUTOINCREMENT,
+  model TEXT NOT NULL,
+  currency TEXT NOT NULL,
+  input_micros INTEGER NOT NULL CHECK (input_micros >= 0),
+  cached_micros INTEGER NOT NULL CHECK (cached_micros >= 0),
+  output_micros INTEGER NOT NULL CHECK (output_micros >= 0),
+  from_ms INTEGER NOT NULL,
+  created_ms INTEGER NOT NULL
+);
+CREATE INDEX prices_model ON prices(model, from_ms);
+CREATE TABLE shares (
+  version INTEGER PRIMARY KEY AUTOINCREMENT,
+  family TEXT NOT NULL,
+  basis_points INTEGER NOT NULL CHECK (basis_points BETWEEN 0 AND 10000),
+  from_ms INTEGER NOT NULL,
+  created_ms INTEGER NOT NULL
+);
+CREATE TABLE license_grants (
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  tenant TEXT NOT NULL REFERENCES tenants(name),
+  family TEXT NOT NULL,
+  ref TEXT NOT NULL,
+  created_ms INTEGER NOT NULL
+);
+CREATE TABLE license_events (
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  ms INTEGER NOT NULL,
+  kind TEXT NOT NULL,
+  tenant TEXT NOT NULL,
+  model TEXT NOT NULL,
+  family TEXT NOT NULL,
+  code TEXT NOT NULL,
+  detail TEXT NOT NULL
+);
+CREATE INDEX license_events_ms ON license_events(ms);
+CREATE TABLE statements (
+  from_ms INTEGER NOT NULL,
+  to_ms INTEGER NOT NULL,
+  digest TEXT NOT NULL,
+  body TEXT NOT NULL,
+  closed_ms INTEGER NOT NULL,
+  PRIMARY KEY (from_ms, to_ms)
+);
+ALTER TABLE requests ADD COLUMN family TEXT NOT NULL DEFAULT 'none';
+ALTER TABLE requests ADD COLUMN billed_from_ms INTEGER;
+CREATE INDEX requests_billed ON requests(billed_from_ms);
+)sql",
 };
 
 class Stmt {
@@ -277,10 +327,13 @@ class SqliteLedger : public Ledger {
   Expected<std::vector<UsageRecord>> usage(const UsageQuery& q) override {
     std::lock_guard<std::mutex> lk(mu_);
     Stmt s(db_, R"(SELECT request_id, tenant, key_id, model, instance, prompt_tokens, cached_tokens,
-      completion_tokens, started_ms, COALESCE(ended_ms, 0), COALESCE(finish_reason, ''), status, price_version
+      completion_tokens, started_ms, COALESCE(ended_ms, 0), COALESCE(finish_reason, ''), status, price_version,
+      family, billed_from_ms
       FROM requests WHERE (?1 = '' OR tenant = ?1) AND started_ms >= ?2 AND started_ms < ?3
+      AND (?4 = 0 OR billed_from_ms IS NULL) AND (?5 = -1 OR billed_from_ms = ?5)
       ORDER BY started_ms, request_id)");
-    s.bind(1, q.tenant).bind(2, q.from_ms).bind(3, q.to_ms);
+    s.bind(1, q.tenant).bind(2, q.from_ms).bind(3, q.to_ms).bind(4, int64_t(q.unbilled_only));
+    s.bind(5, q.billed_from_ms.value_or(-1));
     std::vector<UsageRecord> out;
     int rc;
     while ((rc = s.step()) == SQLITE_ROW) {
@@ -291,6 +344,8 @@ class SqliteLedger : public Ledger {
       u.started_ms = s.i64(8), u.ended_ms = s.i64(9), u.finish_reason = s.str(10),
       u.status = s.str(11);
       if (!s.is_null(12)) u.price_version = s.i64(12);
+      u.family = s.str(13);
+      if (!s.is_null(14)) u.billed_from_ms = s.i64(14);
       out.push_back(u);
     }
     CORRAL_RETURN_IF_ERROR(done(rc, "read usage"));
@@ -320,7 +375,162 @@ class SqliteLedger : public Ledger {
     return v;
   }
 
+  Expected<int64_t> add_price(const PriceVersion& p) override {
+    std::lock_guard<std::mutex> lk(mu_);
+    CORRAL_RETURN_IF_ERROR(exec("BEGIN IMMEDIATE"));
+    auto r = [&]() -> Expected<int64_t> {
+      Stmt s(db_, R"(INSERT INTO prices (model, currency, input_micros, cached_micros, output_micros,
+        from_ms, created_ms) VALUES (?, ?, ?, ?, ?, ?, ?))");
+      s.bind(1, p.model).bind(2, p.currency).bind(3, p.input_micros).bind(4, p.cached_micros);
+      s.bind(5, p.output_micros).bind(6, p.from_ms).bind(7, p.created_ms);
+      CORRAL_RETURN_IF_ERROR(done(s.step(), "add price"));
+      const int64_t v = sqlite3_last_insert_rowid(db_);
+      Stmt u(db_, R"(UPDATE requests SET price_version = (SELECT p.version FROM prices p
+        WHERE p.model = requests.model AND p.from_ms <= requests.started_ms
+        ORDER BY p.from_ms DESC, p.version DESC LIMIT 1)
+        WHERE model = ? AND started_ms >= ? AND billed_from_ms IS NULL)");
+      u.bind(1, p.model).bind(2, p.from_ms);
+      CORRAL_RETURN_IF_ERROR(done(u.step(), "re-price records"));
+      return v;
+    }();
+    exec(r.is_ok() ? "COMMIT" : "ROLLBACK");
+    return r;
+  }
+
+  Expected<std::vector<PriceVersion>> list_prices() override {
+    std::lock_guard<std::mutex> lk(mu_);
+    Stmt s(db_, R"(SELECT version, model, currency, input_micros, cached_micros, output_micros,
+      from_ms, created_ms FROM prices ORDER BY model, from_ms, version)");
+    std::vector<PriceVersion> out;
+    int rc;
+    while ((rc = s.step()) == SQLITE_ROW)
+      out.push_back({s.i64(0), s.str(1), s.str(2), s.i64(3), s.i64(4), s.i64(5), s.i64(6),
+                     s.i64(7)});
+    CORRAL_RETURN_IF_ERROR(done(rc, "list prices"));
+    return out;
+  }
+
+  Expected<int64_t> add_share(const ShareVersion& v) override {
+    std::lock_guard<std::mutex> lk(mu_);
+    Stmt s(db_,
+           "INSERT INTO shares (family, basis_points, from_ms, created_ms) VALUES (?, ?, ?, ?)");
+    s.bind(1, v.family).bind(2, v.basis_points).bind(3, v.from_ms).bind(4, v.created_ms);
+    CORRAL_RETURN_IF_ERROR(done(s.step(), "add share"));
+    return int64_t(sqlite3_last_insert_rowid(db_));
+  }
+
+  Expected<std::vector<ShareVersion>> list_shares() override {
+    std::lock_guard<std::mutex> lk(mu_);
+    Stmt s(db_,
+           "SELECT version, family, basis_points, from_ms, created_ms FROM shares ORDER BY family, "
+           "from_ms, version");
+    std::vector<ShareVersion> out;
+    int rc;
+    while ((rc = s.step()) == SQLITE_ROW)
+      out.push_back({s.i64(0), s.str(1), s.i64(2), s.i64(3), s.i64(4)});
+    CORRAL_RETURN_IF_ERROR(done(rc, "list shares"));
+    return out;
+  }
+
+  Status add_grant(const LicenseGrant& g) override {
+    std::lock_guard<std::mutex> lk(mu_);
+    CORRAL_RETURN_IF_ERROR(exec("BEGIN IMMEDIATE"));
+    Status st = [&]() -> Status {
+      Stmt s(db_,
+             "INSERT INTO license_grants (tenant, family, ref, created_ms) VALUES (?, ?, ?, ?)");
+      s.bind(1, g.tenant).bind(2, g.family).bind(3, g.ref).bind(4, g.created_ms);
+      const int rc = s.step();
+      if (rc == SQLITE_CONSTRAINT) return make_error("no tenant named '" + g.tenant + "'");
+      CORRAL_RETURN_IF_ERROR(done(rc, "add grant"));
+      return insert_event({g.created_ms, "grant", g.tenant, "", g.family, "granted", g.ref});
+    }();
+    exec(st.is_ok() ? "COMMIT" : "ROLLBACK");
+    return st;
+  }
+
+  Expected<std::vector<LicenseGrant>> list_grants(const std::string& tenant) override {
+    std::lock_guard<std::mutex> lk(mu_);
+    Stmt s(db_,
+           "SELECT tenant, family, ref, created_ms FROM license_grants WHERE ?1 = '' OR tenant = "
+           "?1 ORDER BY tenant, family, created_ms");
+    s.bind(1, tenant);
+    std::vector<LicenseGrant> out;
+    int rc;
+    while ((rc = s.step()) == SQLITE_ROW) out.push_back({s.str(0), s.str(1), s.str(2), s.i64(3)});
+    CORRAL_RETURN_IF_ERROR(done(rc, "list grants"));
+    return out;
+  }
+
+  Status add_license_event(const LicenseEvent& e) override {
+    std::lock_guard<std::mutex> lk(mu_);
+    return insert_event(e);
+  }
+
+  Expected<std::vector<LicenseEvent>> license_events(int64_t from, int64_t to) override {
+    std::lock_guard<std::mutex> lk(mu_);
+    Stmt s(db_,
+           "SELECT ms, kind, tenant, model, family, code, detail FROM license_events WHERE ms >= ? "
+           "AND ms < ? ORDER BY ms, id");
+    s.bind(1, from).bind(2, to);
+    std::vector<LicenseEvent> out;
+    int rc;
+    while ((rc = s.step()) == SQLITE_ROW)
+      out.push_back({s.i64(0), s.str(1), s.str(2), s.str(3), s.str(4), s.str(5), s.str(6)});
+    CORRAL_RETURN_IF_ERROR(done(rc, "read license events"));
+    return out;
+  }
+
+  Expected<std::vector<ClosedStatement>> closed_statements() override {
+    std::lock_guard<std::mutex> lk(mu_);
+    Stmt s(db_, "SELECT from_ms, to_ms, digest, body, closed_ms FROM statements ORDER BY from_ms");
+    std::vector<ClosedStatement> out;
+    int rc;
+    while ((rc = s.step()) == SQLITE_ROW)
+      out.push_back({s.i64(0), s.i64(1), s.str(2), s.str(3), s.i64(4)});
+    CORRAL_RETURN_IF_ERROR(done(rc, "read closed statements"));
+    return out;
+  }
+
+  Status close_statement(const ClosedStatement& c, const std::vector<std::string>& ids) override {
+    std::lock_guard<std::mutex> lk(mu_);
+    CORRAL_RETURN_IF_ERROR(exec("BEGIN IMMEDIATE"));
+    Status st = [&]() -> Status {
+      Stmt o(db_, "SELECT from_ms, to_ms FROM statements WHERE from_ms < ? AND to_ms > ?");
+      o.bind(1, c.to_ms).bind(2, c.from_ms);
+      if (o.step() == SQLITE_ROW)
+        return make_error("the period overlaps the closed period " + format_iso8601(o.i64(0)) +
+                          " .. " + format_iso8601(o.i64(1)));
+      Stmt s(db_,
+             "INSERT INTO statements (from_ms, to_ms, digest, body, closed_ms) VALUES (?, ?, ?, ?, "
+             "?)");
+      s.bind(1, c.from_ms).bind(2, c.to_ms).bind(3, c.digest).bind(4, c.body).bind(5, c.closed_ms);
+      CORRAL_RETURN_IF_ERROR(done(s.step(), "store the closed statement"));
+      for (const auto& id : ids) {
+        Stmt u(db_,
+               "UPDATE requests SET billed_from_ms = ? WHERE request_id = ? AND billed_from_ms IS "
+               "NULL AND status NOT IN ('open', 'error')");
+        u.bind(1, c.from_ms).bind(2, id);
+        CORRAL_RETURN_IF_ERROR(done(u.step(), "bill request " + id));
+        if (sqlite3_changes(db_) != 1)
+          return make_error("request " + id +
+                            " was billed or changed while the statement was computed; close again");
+      }
+      return Status::ok();
+    }();
+    exec(st.is_ok() ? "COMMIT" : "ROLLBACK");
+    return st;
+  }
+
  private:
+  Status insert_event(const LicenseEvent& e) {
+    Stmt s(db_,
+           "INSERT INTO license_events (ms, kind, tenant, model, family, code, detail) VALUES (?, "
+           "?, ?, ?, ?, ?, ?)");
+    s.bind(1, e.ms).bind(2, e.kind).bind(3, e.tenant).bind(4, e.model).bind(5, e.family);
+    s.bind(6, e.code).bind(7, e.detail);
+    return done(s.step(), "record license event");
+  }
+
   Status exec(const char* sql) {
     char* e = nullptr;
     if (sqlite3_exec(db_, sql, nullptr, nullptr, &e) != SQLITE_OK) {
@@ -411,14 +621,18 @@ class SqliteLedger : public Ledger {
                month_start);
     AdmitResult r = decide_admission(t->limits, u, a.reserved_tokens);
     if (!r.ok) return r;
+    // The price in force at the start is read in the admitting transaction, so a price set a
+    // moment ago (by any process) applies from the next request on.
     Stmt s(db_, R"(INSERT INTO requests (request_id, tenant, key_id, model, instance, prompt_tokens,
-      reserved_tokens, started_ms, status) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'open'))");
+      reserved_tokens, started_ms, status, family, price_version) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8,
+      'open', ?9, (SELECT version FROM prices WHERE model = ?4 AND from_ms <= ?8
+                   ORDER BY from_ms DESC, version DESC LIMIT 1)))");
     s.bind(1, a.request_id)
         .bind(2, a.tenant)
         .bind(3, a.key_id)
         .bind(4, a.model)
         .bind(5, a.instance);
-    s.bind(6, a.prompt_tokens).bind(7, a.reserved_tokens).bind(8, a.started_ms);
+    s.bind(6, a.prompt_tokens).bind(7, a.reserved_tokens).bind(8, a.started_ms).bind(9, a.family);
     const int rc = s.step();
     if (rc == SQLITE_CONSTRAINT)
       return make_error("admit: request id " + a.request_id + " exists already");
