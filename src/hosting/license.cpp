@@ -85,7 +85,9 @@ std::string license_family_of(const std::string& text) {
         break;
       }
   }
-  if (best.empty() && s.find("ai.meta.com/llama/license") != std::string::npos) best = "llama2";
+  std::string lower;
+  for (unsigned char c : text) lower += char(std::tolower(c));
+  if (best.empty() && lower.find("ai.meta.com/llama/license") != std::string::npos) best = "llama2";
   return best;
 }
 
