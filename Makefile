@@ -32,9 +32,10 @@ $(DEFAULT_GGUF): | build
 	@mkdir -p $(dir $@)
 	$(BUILD)/corral convert $(FIXTURES)/llama2c/aidreams260K.bin $@ --tokenizer $(FIXTURES)/llama2c/tok512.bin
 
+# Serves the default model with a demo tenant: prints the chat URL, the usage page and a curl
+# command; Ctrl-C stops it (scripts/demo.sh).
 run: build $(DEFAULT_GGUF)
-	$(BUILD)/corral info $(DEFAULT_GGUF)
-	$(BUILD)/corral run -m $(DEFAULT_GGUF) -p "Once upon a time" -n 100 --temp 0
+	@scripts/demo.sh $(BUILD)/corral $(DEFAULT_GGUF) $(BUILD)
 
 test: build
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS) --timeout 600

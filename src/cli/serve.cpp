@@ -11,6 +11,7 @@
 #include "engine/generator.h"
 #include "hosting/keys.h"
 #include "hosting/license.h"
+#include "hosting/statement.h"
 #include "hosting/ledger.h"
 #include "server/http_server.h"
 
@@ -33,6 +34,7 @@ struct ServeArgs {
   std::string chat_template;
   std::string ledger, instance, admin_key_file;
   std::vector<std::string> licenses;  // FAMILY (every model) or ID=FAMILY
+  std::string host_name;
 };
 
 int g_signal_pipe[2] = {-1, -1};
@@ -135,6 +137,7 @@ Status serve(ServeArgs& a) {
   so.host = a.host;
   so.port = a.port;
   so.log_json = a.log_format == "json";
+  so.host_name = a.host_name.empty() ? default_host_name() : a.host_name;
   if (a.timeout < 1) return make_error("--timeout: must be at least 1 second");
   so.read_timeout_s = so.idle_timeout_s = a.timeout;
   CORRAL_ASSIGN_OR_RETURN(so.max_body, parse_size(a.max_body, "--max-body"));
@@ -275,6 +278,8 @@ Action add_serve(CLI::App& app) {
   sub->add_option("--license", a->licenses,
                   "license family of the models (FAMILY, or ID=FAMILY for one; default: the "
                   "file's general.license)");
+  sub->add_option("--host-name", a->host_name,
+                  "the host named on statements (default $CORRAL_HOST_NAME, else the machine's)");
   sub->add_option("--chat-template", a->chat_template,
                   "llama2, llama3 or llama4 (default: the model's)");
   return [a] { return serve(*a); };

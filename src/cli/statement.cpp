@@ -22,11 +22,7 @@ struct StatementArgs {
 };
 
 std::string host_name(const std::string& flag) {
-  if (!flag.empty()) return flag;
-  if (const char* e = std::getenv("CORRAL_HOST_NAME"); e && *e) return e;
-  char buf[256] = {0};
-  if (gethostname(buf, sizeof buf - 1) == 0 && buf[0]) return buf;
-  return "corral";
+  return flag.empty() ? default_host_name() : flag;
 }
 
 std::string default_key_path() {
@@ -79,12 +75,10 @@ Status generate(StatementArgs& a) {
   if (a.format == "json") return write_out(a.out, j.dump(2) + "\n");
   if (a.format == "csv")
     return write_out(a.out, a.licensor ? licensor_csv(j) : statement_csv(j));
-  std::string path = a.out;
-  if (path.empty() || path == "-") {
-    if (isatty(STDOUT_FILENO)) return make_error("--format pdf: give -o FILE.pdf");
-    path = "/dev/stdout";
-  }
-  return write_statement_pdf(j, path, a.licensor ? &events : nullptr);
+  if ((a.out.empty() || a.out == "-") && isatty(STDOUT_FILENO))
+    return make_error("--format pdf: give -o FILE.pdf (or redirect standard output)");
+  CORRAL_ASSIGN_OR_RETURN(std::string pdf, statement_pdf(j, a.licensor ? &events : nullptr));
+  return write_out(a.out, pdf);
 }
 
 Status close(StatementArgs& a) {

@@ -5,6 +5,8 @@
 #include <set>
 #include <tuple>
 
+#include <unistd.h>
+
 #include "hosting/keys.h"
 
 namespace corral {
@@ -320,6 +322,13 @@ Expected<StatementResult> compute_statement(Ledger& l, int64_t from_ms, int64_t 
   out.json = statement_json(out.st);
   out.closed = exact != nullptr;
   return out;
+}
+
+std::string default_host_name() {
+  if (const char* e = std::getenv("CORRAL_HOST_NAME"); e && *e) return e;
+  char buf[256] = {0};
+  if (gethostname(buf, sizeof buf - 1) == 0 && buf[0]) return buf;
+  return "corral";
 }
 
 std::string format_micros(int64_t micros) {

@@ -78,6 +78,9 @@ struct StatementResult {
 Expected<StatementResult> compute_statement(Ledger& l, int64_t from_ms, int64_t to_ms,
                                             const std::string& tenant, const std::string& host);
 
+// The host named on statements: $CORRAL_HOST_NAME, else the machine's name.
+std::string default_host_name();
+
 // "12.345678" for 12345678 micro-units.
 std::string format_micros(int64_t micros);
 // A decimal amount with at most `decimals` places ("0.10", "2.5") as an integer scaled by
@@ -86,7 +89,7 @@ Expected<int64_t> parse_decimal_scaled(const std::string& s, int decimals, const
 
 // PDF (cairo): the period, the host, a table per family, a bar chart of tokens and revenue per
 // model, totals and the digest. `licensor` adds the license events.
-Status write_statement_pdf(const nlohmann::json& statement, const std::string& path,
-                           const std::vector<LicenseEvent>* events);
+Expected<std::string> statement_pdf(const nlohmann::json& statement,
+                                    const std::vector<LicenseEvent>* events);
 
 }  // namespace corral

@@ -64,13 +64,18 @@ std::string str(const json& j, const char* k) {
 
 }  // namespace
 
-Status write_statement_pdf(const json& st, const std::string& path,
-                           const std::vector<LicenseEvent>* events) {
+Expected<std::string> statement_pdf(const json& st, const std::vector<LicenseEvent>* events) {
   Pdf p;
-  p.surface = cairo_pdf_surface_create(path.c_str(), kW, kH);
+  std::string out;
+  p.surface = cairo_pdf_surface_create_for_stream(
+      [](void* closure, const unsigned char* data, unsigned int n) {
+        static_cast<std::string*>(closure)->append(reinterpret_cast<const char*>(data), n);
+        return CAIRO_STATUS_SUCCESS;
+      },
+      &out, kW, kH);
   if (cairo_surface_status(p.surface) != CAIRO_STATUS_SUCCESS) {
     cairo_surface_destroy(p.surface);
-    return make_error(path + ": cannot write the PDF");
+    return make_error("cannot start the PDF");
   }
   p.cr = cairo_create(p.surface);
   cairo_t* cr = p.cr;
@@ -258,8 +263,8 @@ Status write_statement_pdf(const json& st, const std::string& path,
   const cairo_status_t s = cairo_surface_status(p.surface);
   cairo_surface_destroy(p.surface);
   if (s != CAIRO_STATUS_SUCCESS)
-    return make_error(path + ": writing the PDF failed: " + cairo_status_to_string(s));
-  return Status::ok();
+    return make_error(std::string("drawing the PDF failed: ") + cairo_status_to_string(s));
+  return out;
 }
 
 }  // namespace corral

@@ -2,7 +2,10 @@
 // JSON as the hosting commands print.
 #include <httplib.h>
 
+#include <map>
+
 #include "hosting/hosting_json.h"
+#include "hosting/statement.h"
 #include "server/http_server.h"
 
 namespace corral {
@@ -50,6 +53,49 @@ json usage_body(const std::vector<UsageRecord>& recs, int64_t from, int64_t to) 
           {"totals", usage_totals_json(recs)}};
 }
 
+// A tenant's period per day and per model, priced with the statement arithmetic: one statement
+// per day for the days, the whole period as one statement for the models and the total.
+Expected<json> usage_summary(Ledger& l, const std::vector<UsageRecord>& recs, int64_t from,
+                             int64_t to) {
+  CORRAL_ASSIGN_OR_RETURN(auto prices, l.list_prices());
+  CORRAL_ASSIGN_OR_RETURN(auto shares, l.list_shares());
+  auto add = [](json& t, const StatementLine& ln) {
+    for (auto [k, v] : {std::pair{"requests", ln.t.requests},
+                        std::pair{"prompt_tokens", ln.t.uncached + ln.t.cached},
+                        std::pair{"cached_tokens", ln.t.cached},
+                        std::pair{"completion_tokens", ln.t.completion},
+                        std::pair{"amount_micros", ln.t.amount}})
+      t[k] = t.value(k, int64_t(0)) + v;
+  };
+  auto zero = [] {
+    return json{{"requests", 0},          {"prompt_tokens", 0}, {"cached_tokens", 0},
+                {"completion_tokens", 0}, {"amount_micros", 0}};
+  };
+  CORRAL_ASSIGN_OR_RETURN(Statement whole, build_statement(from, to, recs, prices, shares, {}));
+  std::map<std::string, json> models;
+  int64_t spend = 0;
+  for (auto& ln : whole.lines) {
+    json& m = models[ln.model];
+    if (m.is_null()) m = zero(), m["model"] = ln.model;
+    add(m, ln);
+    spend += ln.t.amount;
+  }
+  json by_model = json::array();
+  for (auto& [k, m] : models) by_model.push_back(m);
+  json by_day = json::array();
+  const int64_t day = 86400000, end = std::min(to, now_ms() + 1);  // days up to today
+  for (int64_t d = from - ((from % day) + day) % day; d < end; d += day) {
+    CORRAL_ASSIGN_OR_RETURN(Statement st, build_statement(std::max(d, from), std::min(d + day, to),
+                                                          recs, prices, shares, {}));
+    json j = zero();
+    j["day"] = format_iso8601(d).substr(0, 10);
+    for (auto& ln : st.lines) add(j, ln);
+    by_day.push_back(j);
+  }
+  return json{{"currency", whole.currency}, {"spend_micros", spend}, {"by_model", by_model},
+              {"by_day", by_day}};
+}
+
 }  // namespace
 
 void HttpServer::handle_usage(const httplib::Request& req, httplib::Response& res) {
@@ -70,6 +116,22 @@ void HttpServer::handle_usage(const httplib::Request& req, httplib::Response& re
         res, ApiError{503, recs.message(), "service_unavailable", "", "ledger_unavailable"});
   json body = usage_body(*recs, from, to);
   body["tenant"] = a.tenant;
+  auto summary = usage_summary(*o_.ledger, *recs, from, to);
+  auto t = o_.ledger->get_tenant(a.tenant);
+  if (!summary.is_ok() || !t.is_ok() || !t->has_value())
+    return reply_error(res, ApiError{503, !summary.is_ok() ? summary.message() : "ledger error",
+                                     "service_unavailable", "", "ledger_unavailable"});
+  body.update(*summary);
+  const TenantLimits& L = (**t).limits;
+  body["limits"] = {{"rpm", limit_json(L.rpm)},
+                    {"tpm", limit_json(L.tpm)},
+                    {"max_concurrent", limit_json(L.max_concurrent)},
+                    {"monthly_tokens", limit_json(L.monthly_tokens)}};
+  int64_t month = 0;
+  const int64_t ms = month_start_ms(now_ms());
+  for (auto& r : *recs)
+    if (r.started_ms >= ms && r.status != "error") month += r.prompt_tokens + r.completion_tokens;
+  body["month_tokens"] = month;
   res.set_content(dump(body), "application/json");
 }
 
@@ -232,6 +294,48 @@ void HttpServer::admin_routes() {
              res.set_content(dump({{"key_id", req.matches[1].str()}, {"revoked", true}}),
                              "application/json");
            });
+  s.Get(R"(/admin/v1/tenants/([^/]+)/keys)",
+        [=, this](const httplib::Request& req, httplib::Response& res) {
+          if (!guard(res)) return;
+          auto ks = o_.ledger->list_keys(req.matches[1].str());
+          if (!ks.is_ok()) return ledger_error(res, ks.message());
+          json arr = json::array();
+          for (auto& k : *ks) arr.push_back(key_json(k));
+          res.set_content(dump(arr), "application/json");
+        });
+  // The statement of a period, as `corral statement` gives it: ?from=&to=[&tenant=]
+  // [&format=json|csv|pdf][&licensor=1].
+  s.Get("/admin/v1/statement", [=, this](const httplib::Request& req, httplib::Response& res) {
+    if (!guard(res)) return;
+    int64_t from, to;
+    if (auto e = period(req, &from, &to)) return reply_error(res, *e);
+    const std::string format = req.has_param("format") ? req.get_param_value("format") : "json";
+    if (format != "json" && format != "csv" && format != "pdf")
+      return reply_error(res, ApiError{400, "'format' must be json, csv or pdf.",
+                                       "invalid_request_error", "format", "invalid_value"});
+    const std::string tenant = req.has_param("tenant") ? req.get_param_value("tenant") : "";
+    const bool licensor = req.has_param("licensor") && req.get_param_value("licensor") != "0";
+    auto r = compute_statement(*o_.ledger, from, to, tenant, o_.host_name);
+    if (!r.is_ok())
+      return reply_error(res, ApiError{400, r.message(), "invalid_request_error", "", "statement"});
+    json j = r->json;
+    std::vector<LicenseEvent> events;
+    if (licensor) {
+      auto ev = o_.ledger->license_events(from, to);
+      if (!ev.is_ok()) return ledger_error(res, ev.message());
+      events = *ev;
+      j = licensor_json(r->json, events);
+    }
+    const std::string base = "statement-" + format_iso8601(from).substr(0, 10) + "-" +
+                             format_iso8601(to).substr(0, 10);
+    if (format == "json") return res.set_content(j.dump(2) + "\n", "application/json");
+    res.set_header("Content-Disposition", "attachment; filename=\"" + base + "." + format + "\"");
+    if (format == "csv")
+      return res.set_content(licensor ? licensor_csv(j) : statement_csv(j), "text/csv");
+    auto pdf = statement_pdf(j, licensor ? &events : nullptr);
+    if (!pdf.is_ok()) return ledger_error(res, pdf.message());
+    res.set_content(*pdf, "application/pdf");
+  });
   s.Get("/admin/v1/usage", [=, this](const httplib::Request& req, httplib::Response& res) {
     if (!guard(res)) return;
     int64_t from, to;

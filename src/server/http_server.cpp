@@ -182,7 +182,8 @@ void HttpServer::routes() {
   });
   s.set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
     t_auth = AuthCtx{};
-    if (req.path == "/health") return httplib::Server::HandlerResponse::Unhandled;
+    if (req.path == "/health" || (req.method == "GET" && is_page_path(req.path)))
+      return httplib::Server::HandlerResponse::Unhandled;
     if (auto e = authenticate(req, &t_auth)) {
       reply_error(res, *e);
       if (e->status == 401) res.set_header("WWW-Authenticate", "Bearer");
@@ -266,6 +267,7 @@ void HttpServer::routes() {
   s.Get("/v1/usage",
         [this](const httplib::Request& req, httplib::Response& res) { handle_usage(req, res); });
   admin_routes();
+  page_routes();
   s.Get("/metrics", [this](const httplib::Request& req, httplib::Response& res) {
     res.set_content(render_metrics(), "text/plain; version=0.0.4");
     metrics_.count("/metrics", 200);
@@ -343,6 +345,19 @@ void HttpServer::handle_tokenize(const httplib::Request& req, httplib::Response&
     std::string text;
     for (int32_t id : v) text += tok.token_bytes(id, true);
     out = {{"prompt", text}, {"content", text}};
+  } else if (b.contains("messages")) {
+    // A chat as /v1/chat/completions would render it (template and generation prompt): lets a
+    // client see whether a conversation still fits before sending it.
+    json chat_body = {{"messages", b["messages"]}};
+    GenRequest g;
+    if (auto e = parse_gen_request(chat_body, true, &g)) return fail(*e);
+    const Vocab& v = tok.vocab();
+    EncodeOptions eo;
+    eo.parse_special = true;
+    auto ids = tok.encode(
+        chat_render(m->chat_template, g.messages, true, v.bos >= 0 ? v.tokens[size_t(v.bos)] : ""),
+        eo);
+    out = {{"tokens", ids}, {"count", ids.size()}, {"max_model_len", m->engine->ctx_size}};
   } else {
     const char* key = b.contains("prompt") ? "prompt" : "content";
     if (!b.contains(key) || !b[key].is_string())

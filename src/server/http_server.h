@@ -46,6 +46,7 @@ struct ServerOptions {
   std::shared_ptr<Ledger> ledger;  // null: no tenants, nothing metered
   std::string instance;            // this server's name in the ledger
   std::string admin_key;           // empty: no admin API
+  std::string host_name = "corral";  // the host named on statements
 };
 
 // Who a request is from, as the pre-routing check found it (one per connection thread).
@@ -59,6 +60,8 @@ struct AuthCtx {
 
 // The caller of the request being handled on this thread (set before routing).
 AuthCtx& current_auth();
+// The web pages and their assets (no key needed; their API calls carry one).
+bool is_page_path(const std::string& path);
 
 class HttpServer {
  public:
@@ -89,6 +92,7 @@ class HttpServer {
   void handle_tokenize(const httplib::Request& req, httplib::Response& res, bool detok);
   void handle_usage(const httplib::Request& req, httplib::Response& res);
   void admin_routes();
+  void page_routes();
   std::optional<ApiError> authenticate(const httplib::Request& req, AuthCtx* out);
   std::string render_metrics();
   void reply_error(httplib::Response& res, const ApiError& e);

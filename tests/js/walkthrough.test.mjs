@@ -1,0 +1,42 @@
+// The README's "Host a Llama in five minutes": its shell block, run as written (only the port is
+// swapped for a free one), with `corral` the built binary and the openai package of tests/js.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, symlinkSync, mkdirSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { BIN } from './server.mjs';
+
+const here = dirname(new URL(import.meta.url).pathname);
+const README = resolve(here, '../../README.md');
+
+test('README walk-through runs as written', () => {
+  const md = readFileSync(README, 'utf8');
+  const block = md.split('<!-- walkthrough:start -->')[1]?.split('<!-- walkthrough:end -->')[0];
+  assert.ok(block, 'the README has the walk-through block');
+  let script = block.replace(/^\s*```sh\n/, '').replace(/```\s*$/, '');
+  const port = String(21000 + Math.floor(Math.random() * 20000));
+  script = script.replaceAll('8090', port);
+  const dir = mkdtempSync(join(tmpdir(), 'corral-walk-'));
+  mkdirSync(join(dir, 'bin'));
+  symlinkSync(resolve(BIN), join(dir, 'bin', 'corral'));
+  symlinkSync(join(here, 'node_modules'), join(dir, 'node_modules'));
+  // On failure the server must not outlive the test: the trap kills what is still running.
+  const r = spawnSync('bash', ['-c', `set -euo pipefail\ntrap 'kill $(jobs -p) 2>/dev/null || true' EXIT\n${script}\nwait`], {
+    cwd: dir, encoding: 'utf8', timeout: 240000,
+    env: { ...process.env, PATH: `${join(dir, 'bin')}:${process.env.PATH}`, CORRAL_LEDGER: '' },
+  });
+  assert.equal(r.status === 0 || r.status === 143 ? 0 : r.status, 0, `exit ${r.status}\n${r.stdout}\n${r.stderr}`);
+  const out = r.stdout;
+  assert.match(out, /"object":"chat\.completion"/, out);
+  assert.match(out, /Llama-3\.1-demo \{/, 'the openai client got an answer');
+  const overall = out.split('\n').find((l) => l.startsWith('overall_total,'));
+  assert.ok(overall, out);
+  const f = overall.split(',');
+  assert.equal(Number(f[7]), 2, 'two requests billed');
+  assert.ok(Number(f[11]) > 0, 'a non-zero amount');
+  assert.equal(f[14], 'USD');
+  assert.ok(existsSync(join(dir, 'statement.pdf')));
+  assert.equal(spawnSync('curl', ['-sf', `http://127.0.0.1:${port}/health`]).status !== 0, true, 'the server is stopped');
+});
