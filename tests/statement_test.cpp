@@ -4,11 +4,13 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <fstream>
 
 #include "hosting/keys.h"
 #include "hosting/license.h"
 #include "hosting/signing.h"
 #include "hosting/statement.h"
+#include "test_util.h"
 
 namespace corral {
 namespace {
@@ -308,6 +310,51 @@ TEST(Ledger, PricesAreStampedAtAdmissionAndWhenAVersionStartsEarlier) {
   EXPECT_FALSE((*l)->close_statement({2000, 4000, "d", "{}", 1}, {}).is_ok());
   EXPECT_FALSE((*l)->close_statement({2500, 4000, "d", "{}", 1}, {"a"}).is_ok());
   std::filesystem::remove(path);
+}
+
+}  // namespace
+}  // namespace corral
+
+namespace corral {
+namespace {
+
+TEST(License, HfFolderAndConvert) {
+  namespace fs = std::filesystem;
+  using test::run_corral;
+  using test::tmp_path;
+  const fs::path d = fs::temp_directory_path() / ("corral-hf-lic-" + std::to_string(::getpid()));
+  fs::create_directories(d);
+  {
+    std::ofstream(d / "README.md") << "---\nlanguage: en\nlicense: llama3.2\ntags: [x]\n---\n# Model\n";
+  }
+  EXPECT_EQ(hf_folder_license(d.string()), "llama3.2");
+  fs::remove(d / "README.md");
+  { std::ofstream(d / "config.json") << R"({"license": "Llama 3.3 Community License"})"; }
+  EXPECT_EQ(license_family_of(hf_folder_license(d.string())), "llama3.3");
+  { std::ofstream(d / "README.md") << "# No front matter\nlicense: llama2\n"; }
+  EXPECT_EQ(license_family_of(hf_folder_license(d.string())), "llama3.3");  // config.json's
+  fs::remove_all(d);
+
+  // synth --license writes it; convert --license rewrites it; info shows both.
+  const std::string a = tmp_path("lic-a.gguf"), b = tmp_path("lic-b.gguf");
+  ASSERT_EQ(run_corral("synth --shape tiny --type q8_0 --layers 1 --license llama4 " + a).status, 0);
+  auto info = run_corral("info --json " + a);
+  auto j = nlohmann::json::parse(info.out);
+  EXPECT_EQ(j["license_family"], "llama4");
+  EXPECT_EQ(j["general"]["license.link"], "https://www.llama.com/llama4/license/");
+  EXPECT_EQ(j["attribution"], "Built with Llama");
+  EXPECT_EQ(j["multimodal"], true);  // every model of the llama4 family
+  ASSERT_EQ(run_corral("convert " + a + " " + b + " --license llama3.3").status, 0);
+  j = nlohmann::json::parse(run_corral("info --json " + b).out);
+  EXPECT_EQ(j["license_family"], "llama3.3");
+  EXPECT_EQ(j["license_name"], "Llama 3.3 Community License Agreement");
+  EXPECT_NE(run_corral("convert " + a + " " + b + " --license llama9").status, 0);
+  auto chk = run_corral("license check " + b + " --id my-model");
+  EXPECT_NE(chk.err.find("warning: the served id 'my-model' does not begin with \"Llama\""),
+            std::string::npos)
+      << chk.err;
+  std::filesystem::remove(a);
+  std::filesystem::remove(b);
 }
 
 }  // namespace
