@@ -8,6 +8,9 @@ DEB_PACKAGES := cmake g++ make pkg-config nlohmann-json3-dev libpcre2-dev libcli
 SHARED ?= ../shared
 FIXTURES := $(SHARED)/fixtures
 DEFAULT_GGUF := $(BUILD)/models/aidreams260K.gguf
+# A second demo model, slower and with long answers (to try the stop button): the Llama 3 shape
+# with random weights and Meta's Llama 3 tokenizer, so it carries the Llama 3 license.
+DEMO_GGUF := $(BUILD)/models/Llama-3-tiny-random.gguf
 
 .PHONY: deps configure build run test clean bench
 
@@ -34,8 +37,12 @@ $(DEFAULT_GGUF): | build
 
 # Serves the default model with a demo tenant: prints the chat URL, the usage page and a curl
 # command; Ctrl-C stops it (scripts/demo.sh).
-run: build $(DEFAULT_GGUF)
-	@scripts/demo.sh $(BUILD)/corral $(DEFAULT_GGUF) $(BUILD)
+$(DEMO_GGUF): | build
+	@mkdir -p $(dir $@)
+	$(BUILD)/corral synth --shape tiny --type q8_0 --seed 1 --license llama3 $@
+
+run: build $(DEFAULT_GGUF) $(DEMO_GGUF)
+	@scripts/demo.sh $(BUILD)/corral $(BUILD) $(DEFAULT_GGUF) $(DEMO_GGUF)
 
 test: build
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS) --timeout 600

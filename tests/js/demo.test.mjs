@@ -12,8 +12,8 @@ import { BIN } from './server.mjs';
 const SCRIPT = resolve(new URL('../../scripts/demo.sh', import.meta.url).pathname);
 const FIXTURES = process.env.CORRAL_FIXTURES ?? resolve(new URL('../../../shared/fixtures', import.meta.url).pathname);
 
-function startDemo(model, dir, port) {
-  const proc = spawn(SCRIPT, [BIN, model, dir], { env: { ...process.env, DEMO_PORT: String(port) }, stdio: ['ignore', 'pipe', 'pipe'] });
+function startDemo(models, dir, port) {
+  const proc = spawn(SCRIPT, [BIN, dir, ...models], { env: { ...process.env, DEMO_PORT: String(port) }, stdio: ['ignore', 'pipe', 'pipe'] });
   const out = [], err = [];
   proc.stderr.on('data', (d) => err.push(d.toString()));
   const exited = new Promise((r) => proc.on('exit', (code, sig) => r({ code, sig })));
@@ -34,8 +34,10 @@ test('make run: demo tenant, three lines, the printed curl works, Ctrl-C stops i
   const dir = mkdtempSync(join(tmpdir(), 'corral-demo-'));
   const model = join(dir, 'aidreams260K.gguf');
   execFileSync(BIN, ['convert', join(FIXTURES, 'llama2c/aidreams260K.bin'), model, '--tokenizer', join(FIXTURES, 'llama2c/tok512.bin')], { stdio: 'ignore' });
+  const tiny = join(dir, 'Llama-3-tiny-random.gguf');
+  execFileSync(BIN, ['synth', '--shape', 'tiny', '--type', 'q8_0', '--seed', '1', '--license', 'llama3', tiny], { stdio: 'ignore' });
   const port = 20000 + Math.floor(Math.random() * 20000);
-  const d = startDemo(model, dir, port);
+  const d = startDemo([model, tiny], dir, port);
   let key;
   try {
     const [chat, dash, curl] = await d.lines;
@@ -54,8 +56,12 @@ test('make run: demo tenant, three lines, the printed curl works, Ctrl-C stops i
     assert.equal(answer.object, 'chat.completion');
     assert.ok(answer.choices[0].message.content.length > 0);
     assert.ok(answer.usage.completion_tokens > 0);
-    // The key is required (the demo ledger has a tenant).
+    // The key is required (the demo ledger has a tenant); both models are served, the second
+    // with its Llama 3 attribution.
     assert.equal((await fetch(url + 'v1/models')).status, 401);
+    const models = await (await fetch(url + 'v1/models', { headers: { Authorization: `Bearer ${key}` } })).json();
+    assert.deepEqual(models.data.map((m) => m.id), ['aidreams260K', 'Llama-3-tiny-random']);
+    assert.equal(models.data[1].attribution, 'Built with Meta Llama 3');
   } finally {
     d.proc.kill('SIGINT');
   }
@@ -64,7 +70,7 @@ test('make run: demo tenant, three lines, the printed curl works, Ctrl-C stops i
   assert.match(d.err.join(''), /stopped/);
   await assert.rejects(fetch(`http://127.0.0.1:${port}/health`), 'nothing listens any more');
   // Second run: same ledger and key; the usage is still there.
-  const d2 = startDemo(model, dir, port);
+  const d2 = startDemo([model, tiny], dir, port);
   try {
     await d2.lines;
     assert.equal(readFileSync(join(dir, 'demo-key.txt'), 'utf8').trim(), key);
