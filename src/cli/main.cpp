@@ -70,7 +70,12 @@ int main(int argc, char** argv) {
     return 1;
   }
   for (auto* sub : app.get_subcommands()) {
-    corral::Status st = actions[sub->get_name()]();
+    corral::Status st = corral::Status::ok();
+    try {
+      st = actions[sub->get_name()]();
+    } catch (const std::exception& e) {  // a bug or an input no check caught: still an error line
+      st = corral::make_error(sub->get_name() + ": unexpected failure: " + e.what());
+    }
     if (!st.is_ok()) {
       std::fflush(stdout);
       std::fprintf(stderr, "error: %s\n", st.message().c_str());

@@ -156,13 +156,15 @@ Status verify(StatementArgs& a) {
     return make_error(a.file + ": the digest matches, but the statement is not signed (only a "
                                "closed statement is)");
   const auto& s = j["signature"];
-  if (s.value("algorithm", "") != "ed25519")
-    return make_error(a.file + ": unknown signature algorithm '" + s.value("algorithm", "") + "'");
-  CORRAL_ASSIGN_OR_RETURN(bool ok, verify_hex(key, digest, s.value("value", "")));
+  auto field = [&](const char* k) {
+    return s.contains(k) && s[k].is_string() ? s[k].get<std::string>() : std::string();
+  };
+  if (field("algorithm") != "ed25519")
+    return make_error(a.file + ": unknown signature algorithm '" + field("algorithm") + "'");
+  CORRAL_ASSIGN_OR_RETURN(bool ok, verify_hex(key, digest, field("value")));
   if (!ok)
     return make_error(a.file + ": the signature does not verify with public key " + key +
-                      (s.value("public_key", "") != key ? " (the statement names another key)"
-                                                        : ""));
+                      (field("public_key") != key ? " (the statement names another key)" : ""));
   std::printf("statement verify: ok: digest %s, Ed25519 signature valid for public key %s\n",
               digest.c_str(), key.c_str());
   return Status::ok();
