@@ -6,6 +6,7 @@
 
 #include <cstdio>
 #include <fstream>
+#include <iostream>
 #include <sstream>
 
 #include "cli/hosting_flags.h"
@@ -19,6 +20,7 @@ namespace {
 struct StatementArgs {
   std::string ledger, from, to, tenant, format = "json", out, host, key, file, public_key;
   bool licensor = false, force = false;
+  bool public_to_stdout = true;  // keygen prints the public key (not when close makes the key)
 };
 
 std::string host_name(const std::string& flag) {
@@ -57,6 +59,8 @@ Status write_out(const std::string& path, const std::string& data) {
   return Status::ok();
 }
 
+Status keygen(StatementArgs& a);
+
 Status generate(StatementArgs& a) {
   int64_t from, to;
   CORRAL_RETURN_IF_ERROR(period(a, &from, &to));
@@ -86,9 +90,20 @@ Status close(StatementArgs& a) {
   CORRAL_RETURN_IF_ERROR(period(a, &from, &to));
   const int64_t now = now_ms();
   if (to > now)
-    return make_error("--to " + format_iso8601(to) +
-                      " is in the future: requests may still start in the period");
-  CORRAL_ASSIGN_OR_RETURN(SigningKey key, read_signing_key(a.key.empty() ? default_key_path() : a.key));
+    std::fprintf(stderr,
+                 "warning: the period has not ended (--to %s): requests that start in it from now "
+                 "on are carried into the next period as adjustments\n",
+                 format_iso8601(to).c_str());
+  // The host's key: --key, else the default path, made there on first use (and said so).
+  const std::string key_path = a.key.empty() ? default_key_path() : a.key;
+  if (a.key.empty() && access(key_path.c_str(), F_OK) != 0) {
+    StatementArgs kg;
+    kg.out = key_path;
+    kg.public_to_stdout = false;
+    std::fprintf(stderr, "no statement key at %s yet: making one\n", key_path.c_str());
+    CORRAL_RETURN_IF_ERROR(keygen(kg));
+  }
+  CORRAL_ASSIGN_OR_RETURN(SigningKey key, read_signing_key(key_path));
   CORRAL_ASSIGN_OR_RETURN(auto l, open_ledger(a.ledger));
   CORRAL_ASSIGN_OR_RETURN(auto r, compute_statement(*l, from, to, "", host_name(a.host)));
   if (r.closed)
@@ -131,17 +146,21 @@ Status keygen(StatementArgs& a) {
   ::close(fd);
   if (!ok) return make_error(path + ": write failed");
   CORRAL_RETURN_IF_ERROR(write_out(pub, k.public_hex + "\n"));
-  std::printf("%s\n", k.public_hex.c_str());
+  if (a.public_to_stdout) std::printf("%s\n", k.public_hex.c_str());
   std::fprintf(stderr, "secret key: %s (mode 0600, keep it)\npublic key: %s (give it to the licensor)\n",
                path.c_str(), pub.c_str());
   return Status::ok();
 }
 
 Status verify(StatementArgs& a) {
-  std::ifstream f(a.file);
-  if (!f) return make_error(a.file + ": cannot read");
   std::stringstream ss;
-  ss << f.rdbuf();
+  if (a.file == "-") {
+    ss << std::cin.rdbuf();
+  } else {
+    std::ifstream f(a.file);
+    if (!f) return make_error(a.file + ": cannot read");
+    ss << f.rdbuf();
+  }
   auto j = nlohmann::json::parse(ss.str(), nullptr, false);
   if (j.is_discarded() || !j.is_object()) return make_error(a.file + ": not a JSON statement");
   if (!j.contains("digest") || !j["digest"].is_string())
@@ -200,7 +219,7 @@ Action add_statement(CLI::App& app) {
                                         "public key goes beside it as .pub)");
   kg->add_flag("--force", a->force, "overwrite an existing key");
   auto* vf = sub->add_subcommand("verify", "Check a statement's digest and signature");
-  vf->add_option("FILE", a->file, "the statement, JSON")->required();
+  vf->add_option("FILE", a->file, "the statement, JSON (- for standard input)")->required();
   vf->add_option("--public-key", a->public_key, "the host's public key (hex, or its .pub file)")
       ->required();
   return [a, cl, kg, vf] {

@@ -244,7 +244,6 @@ test(`${kind}: license gate, statement recomputed from usage, CSV/PDF, close, si
     assert.match(spawnSync(BIN, ['statement', 'verify', file, '--public-key', other2], { encoding: 'utf8' }).stderr, /does not verify/);
     assert.match(runFail(dsn, 'statement', 'close', '--from', from, '--to', closeTo, '--key', keyFile).stderr, /closed already/);
     assert.match(runFail(dsn, 'statement', 'close', '--from', new Date(T0 + 1).toISOString(), '--to', closeTo, '--key', keyFile).stderr, /overlaps/);
-    assert.match(runFail(dsn, 'statement', 'close', '--from', closeTo, '--to', '2099-01-01', '--key', keyFile).stderr, /in the future/);
 
     // The next period carries the late record as an adjustment line.
     await sleep(50);
@@ -260,6 +259,13 @@ test(`${kind}: license gate, statement recomputed from usage, CSV/PDF, close, si
     const billed = run(dsn, 'usage', '--json').split('\n').filter(Boolean).map((l) => JSON.parse(l)).find((r) => r.request_id === late.request_id);
     assert.equal(billed.billed_from, new Date(Date.parse(closeTo)).toISOString());
     assert.equal(run(dsn, 'statement', '--from', from, '--to', closeTo), closed, 'the first closed period never changes');
+    // A period that has not ended can be closed too (later requests become adjustments), and
+    // without --key the default key is made on first use.
+    const fut = spawnSync(BIN, ['statement', 'close', '--from', nextTo, '--to', '2099-01-01', '--ledger', dsn], { cwd: d, encoding: 'utf8' });
+    assert.equal(fut.status, 0, fut.stderr);
+    assert.match(fut.stderr, /has not ended/);
+    assert.match(fut.stderr, /making one/);
+    assert.match(execFileSync(BIN, ['statement', 'verify', '-', '--public-key', join(d, 'corral-statement.pub')], { input: fut.stdout, encoding: 'utf8' }), /ok/);
     assert.match(run(dsn, 'ledger', 'verify'), /ok/);
   } finally {
     await srv.stop();
