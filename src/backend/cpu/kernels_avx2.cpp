@@ -107,6 +107,35 @@ float dot_bf16(int64_t n, const void* w, const void* x) {
   return s;
 }
 
+// dot_bf16 for four activation rows: the same two accumulators per row, the same order.
+void dot4_bf16(int64_t n, const void* w, const void* x, size_t ldx, float* out) {
+  auto* a = static_cast<const uint16_t*>(w);
+  const float* b[4];
+  for (int t = 0; t < 4; ++t)
+    b[t] = reinterpret_cast<const float*>(static_cast<const uint8_t*>(x) + t * ldx);
+  __m256 s00 = _mm256_setzero_ps(), s01 = s00, s10 = s00, s11 = s00, s20 = s00, s21 = s00,
+         s30 = s00, s31 = s00;
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    if ((i & 31) == 0) _mm_prefetch(reinterpret_cast<const char*>(a + i) + 3072, _MM_HINT_T0);
+    const __m256 w0 = bf16x8(a + i), w1 = bf16x8(a + i + 8);
+    s00 = _mm256_fmadd_ps(w0, _mm256_loadu_ps(b[0] + i), s00);
+    s01 = _mm256_fmadd_ps(w1, _mm256_loadu_ps(b[0] + i + 8), s01);
+    s10 = _mm256_fmadd_ps(w0, _mm256_loadu_ps(b[1] + i), s10);
+    s11 = _mm256_fmadd_ps(w1, _mm256_loadu_ps(b[1] + i + 8), s11);
+    s20 = _mm256_fmadd_ps(w0, _mm256_loadu_ps(b[2] + i), s20);
+    s21 = _mm256_fmadd_ps(w1, _mm256_loadu_ps(b[2] + i + 8), s21);
+    s30 = _mm256_fmadd_ps(w0, _mm256_loadu_ps(b[3] + i), s30);
+    s31 = _mm256_fmadd_ps(w1, _mm256_loadu_ps(b[3] + i + 8), s31);
+  }
+  out[0] = hsum(_mm256_add_ps(s00, s01));
+  out[1] = hsum(_mm256_add_ps(s10, s11));
+  out[2] = hsum(_mm256_add_ps(s20, s21));
+  out[3] = hsum(_mm256_add_ps(s30, s31));
+  for (int t = 0; t < 4; ++t)
+    for (int64_t k = i; k < n; ++k) out[t] += bf16_to_f32(a[k]) * b[t][k];
+}
+
 // 32 signed int8 products summed in pairs of four -> 8 floats.
 inline __m256 mul_sum_i8(__m256i x, __m256i y) {
   const __m256i ax = _mm256_sign_epi8(x, x);
@@ -446,6 +475,7 @@ KernelTable make() {
   t.dot[uint32_t(DType::F32)] = dot_f32;
   t.dot[uint32_t(DType::F16)] = dot_f16;
   t.dot4[uint32_t(DType::F16)] = dot4_f16;
+  t.dot4[uint32_t(DType::BF16)] = dot4_bf16;
   t.dot[uint32_t(DType::BF16)] = dot_bf16;
   t.dot[uint32_t(DType::Q8_0)] = dot_q8_0;
   t.dot[uint32_t(DType::Q4_0)] = dot_q4_0;

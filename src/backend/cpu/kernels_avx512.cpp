@@ -259,6 +259,7 @@ KernelTable make() {
   t.dot[uint32_t(DType::F16)] = dot_f16;
   t.dot4[uint32_t(DType::F16)] = nullptr;  // the AVX2 one would not match this dot_f16
   t.dot[uint32_t(DType::BF16)] = dot_bf16;
+  t.dot4[uint32_t(DType::BF16)] = nullptr;  // nor this dot_bf16
   t.dot[uint32_t(DType::Q8_0)] = dot_q8_0;
   t.dot[uint32_t(DType::Q4_0)] = dot_q4_0;
   t.gemm_micro = gemm_micro;
