@@ -2,6 +2,7 @@
 // price change inside the period, statuses, adjustments), decimal parsing, the license terms and
 // gate, and the ledger's price stamping.
 #include <gtest/gtest.h>
+#include <sqlite3.h>
 
 #include <filesystem>
 #include <fstream>
@@ -355,6 +356,56 @@ TEST(License, HfFolderAndConvert) {
       << chk.err;
   std::filesystem::remove(a);
   std::filesystem::remove(b);
+}
+
+}  // namespace
+}  // namespace corral
+
+namespace corral {
+namespace {
+
+// A ledger written by the previous schema (v1: no prices, no families) opens, migrates to v2
+// and keeps its records: family "none", no price version, billable at 0.
+TEST(Ledger, MigratesAVersion1Ledger) {
+  const std::string path = test::tmp_path("v1-ledger.db");
+  std::filesystem::remove(path);
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
+  const char* v1 = R"sql(
+CREATE TABLE tenants (name TEXT PRIMARY KEY, mau INTEGER NOT NULL DEFAULT 0, country TEXT NOT NULL DEFAULT '',
+  suspended INTEGER NOT NULL DEFAULT 0, rpm INTEGER NOT NULL DEFAULT 0, tpm INTEGER NOT NULL DEFAULT 0,
+  max_concurrent INTEGER NOT NULL DEFAULT 0, monthly_tokens INTEGER NOT NULL DEFAULT 0, created_ms INTEGER NOT NULL);
+CREATE TABLE api_keys (key_id TEXT PRIMARY KEY, tenant TEXT NOT NULL REFERENCES tenants(name), hash TEXT NOT NULL UNIQUE,
+  models TEXT NOT NULL DEFAULT '', expires_ms INTEGER NOT NULL DEFAULT 0, revoked_ms INTEGER NOT NULL DEFAULT 0,
+  created_ms INTEGER NOT NULL);
+CREATE TABLE requests (request_id TEXT PRIMARY KEY, tenant TEXT NOT NULL, key_id TEXT NOT NULL, model TEXT NOT NULL,
+  instance TEXT NOT NULL, prompt_tokens INTEGER NOT NULL, cached_tokens INTEGER NOT NULL DEFAULT 0,
+  completion_tokens INTEGER NOT NULL DEFAULT 0, reserved_tokens INTEGER NOT NULL, started_ms INTEGER NOT NULL,
+  ended_ms INTEGER, finish_reason TEXT,
+  status TEXT NOT NULL CHECK (status IN ('open', 'completed', 'cancelled', 'error', 'interrupted')),
+  price_version INTEGER);
+CREATE TABLE schema_version (version INTEGER NOT NULL);
+INSERT INTO schema_version VALUES (1);
+INSERT INTO tenants (name, created_ms) VALUES ('old', 1);
+INSERT INTO requests (request_id, tenant, key_id, model, instance, prompt_tokens, completion_tokens,
+  reserved_tokens, started_ms, ended_ms, status) VALUES ('r1', 'old', 'k', 'm', 'i', 10, 5, 20, 1000, 2000, 'completed');
+)sql";
+  ASSERT_EQ(sqlite3_exec(db, v1, nullptr, nullptr, nullptr), SQLITE_OK);
+  sqlite3_close(db);
+  auto l = open_sqlite_ledger(path);
+  ASSERT_TRUE(l.is_ok()) << l.message();
+  auto recs = (*l)->usage({});
+  ASSERT_TRUE(recs.is_ok()) << recs.message();
+  ASSERT_EQ(recs->size(), 1u);
+  EXPECT_EQ((*recs)[0].family, "none");
+  EXPECT_FALSE((*recs)[0].price_version.has_value());
+  EXPECT_FALSE((*recs)[0].billed_from_ms.has_value());
+  auto st = compute_statement(**l, 0, 10000, "", "h");
+  ASSERT_TRUE(st.is_ok()) << st.message();
+  EXPECT_EQ(st->json["totals"]["overall"]["requests"], 1);
+  EXPECT_EQ(st->json["totals"]["overall"]["amount_micros"], 0);
+  EXPECT_TRUE((*l)->list_prices().is_ok());
+  std::filesystem::remove(path);
 }
 
 }  // namespace
