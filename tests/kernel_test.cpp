@@ -117,7 +117,8 @@ TEST(Kernels, FourRowDotEqualsOneRowDotBitwise) {
         for (auto& v : wf) v = nd(rng);
         for (auto& v : x) v = nd(rng);
         std::vector<uint8_t> w(row_bytes(DType(type), n) + 64);
-        ASSERT_TRUE(DType(type) == DType::F16 || DType(type) == DType::BF16);  // the 4-row dots today
+        ASSERT_TRUE(DType(type) == DType::F16 ||
+                    DType(type) == DType::BF16);  // the 4-row dots today
         for (int64_t i = 0; i < n; ++i)
           reinterpret_cast<uint16_t*>(w.data())[i] =
               DType(type) == DType::F16 ? f32_to_fp16(wf[size_t(i)]) : f32_to_bf16(wf[size_t(i)]);

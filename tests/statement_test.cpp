@@ -1,6 +1,8 @@
 // Statement arithmetic against values computed by hand here (half-way rounding, zero prices, a
 // price change inside the period, statuses, adjustments), decimal parsing, the license terms and
 // gate, and the ledger's price stamping.
+#include "hosting/statement.h"
+
 #include <gtest/gtest.h>
 #include <sqlite3.h>
 
@@ -10,7 +12,6 @@
 #include "hosting/keys.h"
 #include "hosting/license.h"
 #include "hosting/signing.h"
-#include "hosting/statement.h"
 #include "test_util.h"
 
 namespace corral {
@@ -104,7 +105,7 @@ TEST(Statement, LinesAndTotalsByHand) {
   const auto& l2 = st->lines[1];  // t1 a v2
   EXPECT_EQ(*l2.price_version, 2);
   EXPECT_EQ(l2.t.amount, 501);
-  EXPECT_EQ(l2.t.share, 63);  // 501 * 0.125 = 62.625 -> 63
+  EXPECT_EQ(l2.t.share, 63);      // 501 * 0.125 = 62.625 -> 63
   const auto& l3 = st->lines[2];  // t2 b (llama4, 25%)
   EXPECT_EQ(l3.model, "b");
   EXPECT_EQ(l3.t.amount, 2);  // 1.5 -> 2
@@ -128,8 +129,9 @@ TEST(Statement, LinesAndTotalsByHand) {
 TEST(Statement, ShareChangeInsidePeriodSplitsTheLine) {
   std::vector<PriceVersion> prices = {price(1, "a", 1000000, 1000000, 0)};
   std::vector<ShareVersion> shares = {{1, "llama3.1", 1000, 0, 0}, {2, "llama3.1", 2000, 100, 0}};
-  auto st = build_statement(0, 1000, {rec("t", "a", 10, 1, 10, 0, 0), rec("t", "a", 200, 1, 10, 0, 0)},
-                            prices, shares, {});
+  auto st =
+      build_statement(0, 1000, {rec("t", "a", 10, 1, 10, 0, 0), rec("t", "a", 200, 1, 10, 0, 0)},
+                      prices, shares, {});
   ASSERT_TRUE(st.is_ok());
   ASSERT_EQ(st->lines.size(), 2u);
   EXPECT_EQ(st->lines[0].basis_points, 1000);
@@ -141,11 +143,12 @@ TEST(Statement, ShareChangeInsidePeriodSplitsTheLine) {
 TEST(Statement, LateRecordsOfClosedPeriodsAreAdjustments) {
   std::vector<PriceVersion> prices = {price(1, "a", 1000000, 1000000, 1000000)};
   std::vector<ClosedStatement> closed = {{0, 100, "d", "{}", 0}};
-  auto st = build_statement(100, 200,
-                            {rec("t", "a", 50, 1, 3, 0, 4, "interrupted"),  // closed period: carried
-                             rec("t", "a", 150, 1, 1, 0, 1),                // this period
-                             rec("t", "a", 250, 1, 1, 0, 1)},               // later: not here
-                            prices, {}, closed);
+  auto st =
+      build_statement(100, 200,
+                      {rec("t", "a", 50, 1, 3, 0, 4, "interrupted"),  // closed period: carried
+                       rec("t", "a", 150, 1, 1, 0, 1),                // this period
+                       rec("t", "a", 250, 1, 1, 0, 1)},               // later: not here
+                      prices, {}, closed);
   ASSERT_TRUE(st.is_ok());
   ASSERT_EQ(st->lines.size(), 2u);
   EXPECT_FALSE(st->lines[0].adjustment);
@@ -169,11 +172,15 @@ TEST(Statement, MixedCurrenciesAreRefused) {
 
 TEST(Statement, DigestIsSha256OfSortedCompactJson) {
   // Written out by hand: keys sorted, no whitespace, digest and signature left out.
-  nlohmann::json j = {{"to", "b"}, {"from", "a"}, {"lines", nlohmann::json::array({{{"z", 1}, {"a", 2}}})},
-                      {"digest", "x"}, {"signature", {{"value", "y"}}}};
+  nlohmann::json j = {{"to", "b"},
+                      {"from", "a"},
+                      {"lines", nlohmann::json::array({{{"z", 1}, {"a", 2}}})},
+                      {"digest", "x"},
+                      {"signature", {{"value", "y"}}}};
   EXPECT_EQ(canonical_json(j), R"({"from":"a","lines":[{"a":2,"z":1}],"to":"b"})");
   // sha256 of that string, computed with `printf %s '...' | sha256sum`.
-  EXPECT_EQ(statement_digest(j), "5be8354e334eb1603c7fe2bffc817f3de26fd6444647fe21611762c815f79882");
+  EXPECT_EQ(statement_digest(j),
+            "5be8354e334eb1603c7fe2bffc817f3de26fd6444647fe21611762c815f79882");
 }
 
 TEST(Statement, SignAndVerify) {
@@ -193,9 +200,10 @@ TEST(License, TermsMatchTheLicenseTexts) {
   EXPECT_EQ(l2->effective, "2023-07-18");
   EXPECT_TRUE(l2->attribution.empty());
   EXPECT_TRUE(l2->name_prefix.empty());
-  EXPECT_EQ(l2->notice,
-            "Llama 2 is licensed under the LLAMA 2 Community License, Copyright (c) Meta Platforms, "
-            "Inc. All Rights Reserved.");
+  EXPECT_EQ(
+      l2->notice,
+      "Llama 2 is licensed under the LLAMA 2 Community License, Copyright (c) Meta Platforms, "
+      "Inc. All Rights Reserved.");
   EXPECT_FALSE(l2->outputs_may_improve_other_llms);
   EXPECT_EQ(find_license("llama3")->attribution, "Built with Meta Llama 3");
   EXPECT_EQ(find_license("llama3")->name_prefix, "Llama 3");
@@ -230,7 +238,8 @@ TEST(License, FamilyFromMetadataStrings) {
   EXPECT_FALSE(model_license("llama3.2", "", "", "llama").multimodal);
   EXPECT_TRUE(model_license("llama3.2", "", "", "mllama").multimodal);
   EXPECT_FALSE(model_license("llama3.1", "", "", "mllama").multimodal);
-  EXPECT_EQ(model_license("llama3.1", "", "", "llama").link, "https://www.llama.com/llama3_1/license/");
+  EXPECT_EQ(model_license("llama3.1", "", "", "llama").link,
+            "https://www.llama.com/llama3_1/license/");
 }
 
 TEST(License, Gate) {
@@ -247,7 +256,7 @@ TEST(License, Gate) {
   EXPECT_EQ(code(l31, 10, "DE", false), "ok");  // text-only: no EU clause
   EXPECT_EQ(code(l4, 10, "DE", false), "license_restricted");
   EXPECT_EQ(code(l4, 10, "FR", true), "license_restricted");  // a grant lifts the MAU clause only
-  EXPECT_EQ(code(l4, 10, "CH", false), "ok");                  // Switzerland is not in the EU
+  EXPECT_EQ(code(l4, 10, "CH", false), "ok");                 // Switzerland is not in the EU
   EXPECT_EQ(code(l4, 10, "", false), "ok");
   EXPECT_EQ(code(l4, 800000000, "DE", false), "license_required");
   EXPECT_EQ(code(none, 800000000, "DE", false), "ok");
@@ -326,7 +335,8 @@ TEST(License, HfFolderAndConvert) {
   const fs::path d = fs::temp_directory_path() / ("corral-hf-lic-" + std::to_string(::getpid()));
   fs::create_directories(d);
   {
-    std::ofstream(d / "README.md") << "---\nlanguage: en\nlicense: llama3.2\ntags: [x]\n---\n# Model\n";
+    std::ofstream(d / "README.md")
+        << "---\nlanguage: en\nlicense: llama3.2\ntags: [x]\n---\n# Model\n";
   }
   EXPECT_EQ(hf_folder_license(d.string()), "llama3.2");
   fs::remove(d / "README.md");
@@ -338,7 +348,8 @@ TEST(License, HfFolderAndConvert) {
 
   // synth --license writes it; convert --license rewrites it; info shows both.
   const std::string a = tmp_path("lic-a.gguf"), b = tmp_path("lic-b.gguf");
-  ASSERT_EQ(run_corral("synth --shape tiny --type q8_0 --layers 1 --license llama4 " + a).status, 0);
+  ASSERT_EQ(run_corral("synth --shape tiny --type q8_0 --layers 1 --license llama4 " + a).status,
+            0);
   auto info = run_corral("info --json " + a);
   auto j = nlohmann::json::parse(info.out);
   EXPECT_EQ(j["license_family"], "llama4");

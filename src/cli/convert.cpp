@@ -1,8 +1,9 @@
 // corral convert INPUT OUTPUT.gguf [--type T] [--tokenizer PATH]
 // corral quantize IN.gguf OUT.gguf TYPE
+#include "format/convert.h"
+
 #include "cli/commands.h"
 #include "core/logger.h"
-#include "format/convert.h"
 #include "format/gguf.h"
 #include "hosting/license.h"
 
@@ -30,7 +31,8 @@ Status convert(const std::string& in, const std::string& out, const std::string&
   if (quantize_mode && m.format != "gguf") return make_error(in + ": quantize takes a GGUF file");
   // The license: --license, else what the model says (an HF folder's README front matter).
   std::string fam = license;
-  if (fam.empty() && !m.meta.get_str("general.license")) fam = license_family_of(hf_folder_license(in));
+  if (fam.empty() && !m.meta.get_str("general.license"))
+    fam = license_family_of(hf_folder_license(in));
   if (!fam.empty()) {
     const LicenseTerms* lt = find_license(fam);
     if (!lt) return make_error("--license: unknown family '" + fam + "'");
@@ -42,13 +44,11 @@ Status convert(const std::string& in, const std::string& out, const std::string&
   co.log = &log;
   if (!type.empty()) {
     const std::vector<DType> allowed =
-        quantize_mode ? std::vector<DType>{DType::Q8_0, DType::Q4_0, DType::Q4_1,
-                                                      DType::Q5_0, DType::Q5_1, DType::Q4_K,
-                                                      DType::Q5_K, DType::Q6_K, DType::F16,
-                                                      DType::BF16, DType::F32}
-                       : std::vector<DType>{DType::F32, DType::F16, DType::BF16,
-                                                      DType::Q8_0, DType::Q4_0, DType::Q4_K,
-                                                      DType::Q6_K};
+        quantize_mode ? std::vector<DType>{DType::Q8_0, DType::Q4_0, DType::Q4_1, DType::Q5_0,
+                                           DType::Q5_1, DType::Q4_K, DType::Q5_K, DType::Q6_K,
+                                           DType::F16,  DType::BF16, DType::F32}
+                      : std::vector<DType>{DType::F32,  DType::F16,  DType::BF16, DType::Q8_0,
+                                           DType::Q4_0, DType::Q4_K, DType::Q6_K};
     CORRAL_ASSIGN_OR_RETURN(DType t, parse_type(type, allowed));
     co.type = t;
   }
@@ -61,10 +61,13 @@ Status convert(const std::string& in, const std::string& out, const std::string&
 
 Action add_convert(CLI::App& app) {
   auto* sub = app.add_subcommand("convert", "Convert an HF folder, llama2.c .bin or GGUF to GGUF");
-  struct Args { std::string in, out, type, tok, license; };
+  struct Args {
+    std::string in, out, type, tok, license;
+  };
   auto a = std::make_shared<Args>();
-  sub->add_option("--license", a->license,
-                  "license family to record (llama2, llama3, llama3.1, llama3.2, llama3.3, llama4)");
+  sub->add_option(
+      "--license", a->license,
+      "license family to record (llama2, llama3, llama3.1, llama3.2, llama3.3, llama4)");
   sub->add_option("INPUT", a->in, "HF folder, llama2.c .bin or GGUF")->required();
   sub->add_option("OUTPUT", a->out, "output .gguf")->required();
   sub->add_option("--type", a->type, "f32|f16|bf16|q8_0|q4_0|q4_k|q6_k (default: keep)");
@@ -74,7 +77,9 @@ Action add_convert(CLI::App& app) {
 
 Action add_quantize(CLI::App& app) {
   auto* sub = app.add_subcommand("quantize", "Re-encode a GGUF's weights");
-  struct Args { std::string in, out, type; };
+  struct Args {
+    std::string in, out, type;
+  };
   auto a = std::make_shared<Args>();
   sub->add_option("IN", a->in, "input .gguf")->required();
   sub->add_option("OUT", a->out, "output .gguf")->required();

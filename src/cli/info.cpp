@@ -12,15 +12,20 @@ namespace {
 
 nlohmann::json to_json(const GgufValue& v) {
   switch (v.type) {
-    case GgufType::STRING: return v.str;
-    case GgufType::BOOL: return v.u != 0;
-    case GgufType::F32: case GgufType::F64: return v.f;
+    case GgufType::STRING:
+      return v.str;
+    case GgufType::BOOL:
+      return v.u != 0;
+    case GgufType::F32:
+    case GgufType::F64:
+      return v.f;
     case GgufType::ARRAY: {
       nlohmann::json a = nlohmann::json::array();
       for (auto& x : v.arr) a.push_back(to_json(x));
       return a;
     }
-    default: return v.as_int();
+    default:
+      return v.as_int();
   }
 }
 
@@ -43,7 +48,7 @@ Status run_info(const std::string& path, bool as_json, const std::string& tokeni
   const std::string tok_pre = m.meta.get_str("tokenizer.ggml.pre").value_or("");
   auto* toks = m.meta.get_arr("tokenizer.ggml.tokens");
   const int64_t tok_n = toks ? int64_t(toks->size()) : 0;
-  std::string tok_kind = tok_model == "llama" ? "SentencePiece BPE"
+  std::string tok_kind = tok_model == "llama"  ? "SentencePiece BPE"
                          : tok_model == "gpt2" ? "byte-level BPE"
                                                : tok_model;
   std::string license = m.meta.get_str("general.license").value_or("");
@@ -62,13 +67,17 @@ Status run_info(const std::string& path, bool as_json, const std::string& tokeni
     nlohmann::json hp = nlohmann::json::object(), general = nlohmann::json::object();
     for (auto& [k, v] : m.meta.kv) {
       if (k.rfind("tokenizer.", 0) == 0) continue;
-      if (k.rfind("general.", 0) == 0) general[k.substr(8)] = to_json(v);
-      else if (!arch.empty() && k.rfind(arch + ".", 0) == 0) hp[k.substr(arch.size() + 1)] = to_json(v);
-      else hp[k] = to_json(v);
+      if (k.rfind("general.", 0) == 0)
+        general[k.substr(8)] = to_json(v);
+      else if (!arch.empty() && k.rfind(arch + ".", 0) == 0)
+        hp[k.substr(arch.size() + 1)] = to_json(v);
+      else
+        hp[k] = to_json(v);
     }
     j["general"] = general;
     j["hyperparameters"] = hp;
-    j["tokenizer"] = {{"model", tok_model}, {"kind", tok_kind}, {"pre", tok_pre}, {"vocab_size", tok_n}};
+    j["tokenizer"] = {
+        {"model", tok_model}, {"kind", tok_kind}, {"pre", tok_pre}, {"vocab_size", tok_n}};
     if (auto v = m.meta.get_str("tokenizer.chat_template")) j["tokenizer"]["chat_template"] = *v;
     for (const char* k : {"bos_token_id", "eos_token_id", "eot_token_id", "unknown_token_id"})
       if (auto v = m.meta.get_int(std::string("tokenizer.ggml.") + k)) j["tokenizer"][k] = *v;
@@ -82,8 +91,8 @@ Status run_info(const std::string& path, bool as_json, const std::string& tokeni
     j["license_family"] = ml.family.empty() ? nlohmann::json(nullptr) : nlohmann::json(ml.family);
     j["license_name"] = ml.name.empty() ? nlohmann::json(nullptr) : nlohmann::json(ml.name);
     j["license_link"] = ml.link.empty() ? nlohmann::json(nullptr) : nlohmann::json(ml.link);
-    j["attribution"] = lt && !lt->attribution.empty() ? nlohmann::json(lt->attribution)
-                                                       : nlohmann::json(nullptr);
+    j["attribution"] =
+        lt && !lt->attribution.empty() ? nlohmann::json(lt->attribution) : nlohmann::json(nullptr);
     j["multimodal"] = ml.multimodal;
     std::printf("%s\n", j.dump(2).c_str());
     return Status::ok();

@@ -1,10 +1,11 @@
 // corral license grant|list|check|terms: licences the licensor granted tenants, the naming rule
 // for a served id, and the license terms Corral ships (data/licenses.json).
+#include "hosting/license.h"
+
 #include <cstdio>
 
 #include "cli/hosting_flags.h"
 #include "format/model_file.h"
-#include "hosting/license.h"
 
 namespace corral::cli {
 
@@ -61,10 +62,9 @@ Status check(LicenseArgs& a) {
   std::string lic = a.license;
   if (lic.empty()) lic = m.meta.get_str("general.license").value_or("");
   if (lic.empty()) lic = hf_folder_license(a.model);
-  const ModelLicense ml =
-      model_license(lic, a.license.empty() ? m.meta.get_str("general.license.name").value_or("") : "",
-                    a.license.empty() ? m.meta.get_str("general.license.link").value_or("") : "",
-                    m.meta.arch());
+  const ModelLicense ml = model_license(
+      lic, a.license.empty() ? m.meta.get_str("general.license.name").value_or("") : "",
+      a.license.empty() ? m.meta.get_str("general.license.link").value_or("") : "", m.meta.arch());
   if (ml.family.empty()) {
     std::printf("%s: no Llama license recorded (general.license: %s); no naming rule applies\n",
                 a.model.c_str(), lic.empty() ? "(none)" : lic.c_str());
@@ -102,14 +102,15 @@ Status terms(LicenseArgs& a) {
     return Status::ok();
   }
   for (auto& t : license_terms())
-    std::printf("%-9s %s (effective %s)\n  MAU clause: > %lld needs a licence from Meta\n  "
-                "attribution: %s\n  derivative names begin with: %s\n  outputs may improve other "
-                "LLMs: %s\n  EU excluded from multimodal models: %s\n  notice: %s\n",
-                t.family.c_str(), t.name.c_str(), t.effective.c_str(), (long long)t.mau_limit,
-                t.attribution.empty() ? "(none)" : t.attribution.c_str(),
-                t.name_prefix.empty() ? "(no rule)" : t.name_prefix.c_str(),
-                t.outputs_may_improve_other_llms ? "yes" : "no",
-                t.eu_multimodal_excluded ? "yes" : "no", t.notice.c_str());
+    std::printf(
+        "%-9s %s (effective %s)\n  MAU clause: > %lld needs a licence from Meta\n  "
+        "attribution: %s\n  derivative names begin with: %s\n  outputs may improve other "
+        "LLMs: %s\n  EU excluded from multimodal models: %s\n  notice: %s\n",
+        t.family.c_str(), t.name.c_str(), t.effective.c_str(), (long long)t.mau_limit,
+        t.attribution.empty() ? "(none)" : t.attribution.c_str(),
+        t.name_prefix.empty() ? "(no rule)" : t.name_prefix.c_str(),
+        t.outputs_may_improve_other_llms ? "yes" : "no", t.eu_multimodal_excluded ? "yes" : "no",
+        t.notice.c_str());
   return Status::ok();
 }
 

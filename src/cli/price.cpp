@@ -38,18 +38,20 @@ Status price_set(PriceArgs& a) {
   }
   std::string cur;
   for (char c : a.currency) cur += char(std::toupper((unsigned char)c));
-  if (cur.size() != 3 || !std::all_of(cur.begin(), cur.end(), [](char c) { return c >= 'A' && c <= 'Z'; }))
+  if (cur.size() != 3 ||
+      !std::all_of(cur.begin(), cur.end(), [](char c) { return c >= 'A' && c <= 'Z'; }))
     return make_error("--currency: '" + a.currency + "' is not a three-letter ISO 4217 code");
   p.currency = cur;
   CORRAL_ASSIGN_OR_RETURN(p.from_ms, from_or_now(a.from));
   p.created_ms = now_ms();
   CORRAL_ASSIGN_OR_RETURN(auto l, open_ledger(a.ledger));
   CORRAL_ASSIGN_OR_RETURN(int64_t v, l->add_price(p));
-  std::printf("price version %lld for %s from %s: input %s, cached %s, output %s %s per million "
-              "tokens\n",
-              (long long)v, p.model.c_str(), format_iso8601(p.from_ms).c_str(),
-              format_micros(p.input_micros).c_str(), format_micros(p.cached_micros).c_str(),
-              format_micros(p.output_micros).c_str(), p.currency.c_str());
+  std::printf(
+      "price version %lld for %s from %s: input %s, cached %s, output %s %s per million "
+      "tokens\n",
+      (long long)v, p.model.c_str(), format_iso8601(p.from_ms).c_str(),
+      format_micros(p.input_micros).c_str(), format_micros(p.cached_micros).c_str(),
+      format_micros(p.output_micros).c_str(), p.currency.c_str());
   return Status::ok();
 }
 
@@ -133,8 +135,7 @@ Action add_price(CLI::App& app) {
   auto action = std::make_shared<Action>();
   auto* set = sub->add_subcommand("set", "A new price version for a served model id");
   set->add_option("MODEL_ID", a->model, "the model id as served")->required();
-  set->add_option("--input", a->input, "per million uncached prompt tokens, e.g. 0.10")
-      ->required();
+  set->add_option("--input", a->input, "per million uncached prompt tokens, e.g. 0.10")->required();
   set->add_option("--output", a->output, "per million completion tokens")->required();
   set->add_option("--cached", a->cached, "per million cached prompt tokens (default: --input)");
   set->add_option("--currency", a->currency, "ISO 4217 code (default USD)");

@@ -10,9 +10,9 @@
 #include "cli/commands.h"
 #include "engine/generator.h"
 #include "hosting/keys.h"
+#include "hosting/ledger.h"
 #include "hosting/license.h"
 #include "hosting/statement.h"
-#include "hosting/ledger.h"
 #include "server/http_server.h"
 
 namespace corral::cli {
@@ -100,16 +100,18 @@ Expected<std::unique_ptr<ServedModel>> load(const ServeArgs& a, const std::strin
   std::string declared;
   for (const auto& l : a.licenses) {
     const size_t e = l.find('=');
-    if (e == std::string::npos) declared = l;
-    else if (l.substr(0, e) == id) declared = l.substr(e + 1);
+    if (e == std::string::npos)
+      declared = l;
+    else if (l.substr(0, e) == id)
+      declared = l.substr(e + 1);
   }
   if (!declared.empty() && !find_license(declared))
     return make_error("--license: unknown family '" + declared + "'");
   m->license = !declared.empty() ? declared : md.get_str("general.license").value_or("");
   if (m->license.empty()) m->license = hf_folder_license(m->path);
-  m->lic = model_license(m->license, declared.empty() ? md.get_str("general.license.name").value_or("") : "",
-                         declared.empty() ? md.get_str("general.license.link").value_or("") : "",
-                         md.arch());
+  m->lic = model_license(
+      m->license, declared.empty() ? md.get_str("general.license.name").value_or("") : "",
+      declared.empty() ? md.get_str("general.license.link").value_or("") : "", md.arch());
   if (const LicenseTerms* t = find_license(m->lic.family)) m->attribution = t->attribution;
   if (m->engine->tok) {
     CORRAL_ASSIGN_OR_RETURN(m->chat_template,

@@ -1,5 +1,7 @@
 // corral statement [close|keygen|verify]: revenue-share statements from the ledger (JSON, CSV,
 // PDF), closing a period (stored digest, Ed25519 signature) and checking a signed statement.
+#include "hosting/statement.h"
+
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -11,7 +13,6 @@
 
 #include "cli/hosting_flags.h"
 #include "hosting/signing.h"
-#include "hosting/statement.h"
 
 namespace corral::cli {
 
@@ -77,8 +78,7 @@ Status generate(StatementArgs& a) {
     j = licensor_json(r.json, events);
   }
   if (a.format == "json") return write_out(a.out, j.dump(2) + "\n");
-  if (a.format == "csv")
-    return write_out(a.out, a.licensor ? licensor_csv(j) : statement_csv(j));
+  if (a.format == "csv") return write_out(a.out, a.licensor ? licensor_csv(j) : statement_csv(j));
   if ((a.out.empty() || a.out == "-") && isatty(STDOUT_FILENO))
     return make_error("--format pdf: give -o FILE.pdf (or redirect standard output)");
   CORRAL_ASSIGN_OR_RETURN(std::string pdf, statement_pdf(j, a.licensor ? &events : nullptr));
@@ -137,9 +137,10 @@ Status keygen(StatementArgs& a) {
   CORRAL_ASSIGN_OR_RETURN(SigningKey k, generate_signing_key());
   const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | (a.force ? 0 : O_EXCL), 0600);
   if (fd < 0)
-    return make_error(path + (errno == EEXIST ? ": exists already (a statement key is never "
-                                                "overwritten without --force)"
-                                              : ": cannot create: " + std::string(strerror(errno))));
+    return make_error(path + (errno == EEXIST
+                                  ? ": exists already (a statement key is never "
+                                    "overwritten without --force)"
+                                  : ": cannot create: " + std::string(strerror(errno))));
   fchmod(fd, 0600);
   const std::string line = k.secret_hex + "\n";
   const bool ok = ::write(fd, line.data(), line.size()) == ssize_t(line.size()) && fsync(fd) == 0;
@@ -147,7 +148,8 @@ Status keygen(StatementArgs& a) {
   if (!ok) return make_error(path + ": write failed");
   CORRAL_RETURN_IF_ERROR(write_out(pub, k.public_hex + "\n"));
   if (a.public_to_stdout) std::printf("%s\n", k.public_hex.c_str());
-  std::fprintf(stderr, "secret key: %s (mode 0600, keep it)\npublic key: %s (give it to the licensor)\n",
+  std::fprintf(stderr,
+               "secret key: %s (mode 0600, keep it)\npublic key: %s (give it to the licensor)\n",
                path.c_str(), pub.c_str());
   return Status::ok();
 }
@@ -172,8 +174,9 @@ Status verify(StatementArgs& a) {
     return make_error(a.file + ": digest mismatch: the statement's content hashes to " + digest +
                       ", but it says " + j["digest"].get<std::string>() + " (it was changed)");
   if (!j.contains("signature") || !j["signature"].is_object())
-    return make_error(a.file + ": the digest matches, but the statement is not signed (only a "
-                               "closed statement is)");
+    return make_error(a.file +
+                      ": the digest matches, but the statement is not signed (only a "
+                      "closed statement is)");
   const auto& s = j["signature"];
   auto field = [&](const char* k) {
     return s.contains(k) && s[k].is_string() ? s[k].get<std::string>() : std::string();
@@ -203,20 +206,23 @@ Action add_statement(CLI::App& app) {
   sub->add_option("-o,--output", a->out, "write here (default: standard output)");
   sub->add_flag("--licensor", a->licensor,
                 "the licensor's view: per family across tenants, and the license events");
-  sub->add_option("--host", a->host, "host name on the statement (default $CORRAL_HOST_NAME, else "
-                                     "the machine's name)");
+  sub->add_option("--host", a->host,
+                  "host name on the statement (default $CORRAL_HOST_NAME, else "
+                  "the machine's name)");
   add_ledger_flag(sub, a->ledger);
   auto* cl = sub->add_subcommand("close", "Close a period: store its digest and sign it");
   cl->add_option("--from", a->from, "period start, inclusive (ISO-8601)")->required();
   cl->add_option("--to", a->to, "period end, exclusive (ISO-8601)")->required();
-  cl->add_option("--key", a->key, "the signing key (default $CORRAL_STATEMENT_KEY, else "
-                                  "corral-statement.key)");
+  cl->add_option("--key", a->key,
+                 "the signing key (default $CORRAL_STATEMENT_KEY, else "
+                 "corral-statement.key)");
   cl->add_option("--host", a->host, "host name on the statement");
   cl->add_option("-o,--output", a->out, "write the signed statement here (default: stdout)");
   add_ledger_flag(cl, a->ledger);
   auto* kg = sub->add_subcommand("keygen", "Make the host's Ed25519 statement key pair");
-  kg->add_option("-o,--output", a->out, "secret key file (default corral-statement.key; the "
-                                        "public key goes beside it as .pub)");
+  kg->add_option("-o,--output", a->out,
+                 "secret key file (default corral-statement.key; the "
+                 "public key goes beside it as .pub)");
   kg->add_flag("--force", a->force, "overwrite an existing key");
   auto* vf = sub->add_subcommand("verify", "Check a statement's digest and signature");
   vf->add_option("FILE", a->file, "the statement, JSON (- for standard input)")->required();

@@ -1,26 +1,33 @@
 // corral synth --shape NAME --type T [--tokenizer PATH] [--layers N] [--seed S] OUT.gguf
+#include "model/synth.h"
+
 #include "cli/commands.h"
 #include "hosting/license.h"
-#include "model/synth.h"
 
 namespace corral::cli {
 
 Action add_synth(CLI::App& app) {
-  auto* sub = app.add_subcommand("synth", "Write a random-weight model in a real shape (for benchmarks)");
+  auto* sub =
+      app.add_subcommand("synth", "Write a random-weight model in a real shape (for benchmarks)");
   struct Args {
     SynthOptions o;
     std::string type = "f16";
     int threads = 0;
   };
   auto a = std::make_shared<Args>();
-  sub->add_option("--shape", a->o.shape, "llama3.2-1b, llama3.2-3b, llama3.1-8b, llama2-7b, llama4-scout, tiny, tiny-llama4")->required();
+  sub->add_option(
+         "--shape", a->o.shape,
+         "llama3.2-1b, llama3.2-3b, llama3.1-8b, llama2-7b, llama4-scout, tiny, tiny-llama4")
+      ->required();
   sub->add_option("--type", a->type, "f16|q8_0|q4_0|q4_k|q6_k (default f16)");
-  sub->add_option("--tokenizer", a->o.tokenizer, "tokenizer to embed (default: the family's fixture)");
+  sub->add_option("--tokenizer", a->o.tokenizer,
+                  "tokenizer to embed (default: the family's fixture)");
   sub->add_option("--layers", a->o.layers, "keep only the first N layers");
   sub->add_option("--seed", a->o.seed, "random seed");
   sub->add_option("-t,--threads", a->threads, "threads");
-  sub->add_option("--license", a->o.license,
-                  "license family to record (llama2, llama3, llama3.1, llama3.2, llama3.3, llama4)");
+  sub->add_option(
+      "--license", a->o.license,
+      "license family to record (llama2, llama3, llama3.1, llama3.2, llama3.3, llama4)");
   sub->add_option("OUT", a->o.out, "output .gguf")->required();
   return [a]() -> Status {
     auto t = type_from_name(a->type);

@@ -52,8 +52,8 @@ inline nlohmann::json usage_json(const UsageRecord& u) {
           {"price_version",
            u.price_version ? nlohmann::json(*u.price_version) : nlohmann::json(nullptr)},
           {"family", u.family},
-          {"billed_from",
-           u.billed_from_ms ? nlohmann::json(format_iso8601(*u.billed_from_ms)) : nlohmann::json(nullptr)},
+          {"billed_from", u.billed_from_ms ? nlohmann::json(format_iso8601(*u.billed_from_ms))
+                                           : nlohmann::json(nullptr)},
           {"instance", u.instance}};
 }
 

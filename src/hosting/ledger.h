@@ -43,7 +43,7 @@ struct ApiKeyInfo {
 
 struct Admission {
   std::string request_id, tenant, key_id, model, instance;
-  std::string family = "none";  // the served model's license family
+  std::string family = "none";                     // the served model's license family
   int64_t prompt_tokens = 0, reserved_tokens = 0;  // reserved: prompt + max_tokens
   int64_t started_ms = 0;
 };
@@ -60,8 +60,8 @@ struct UsageRecord {
   std::string request_id, tenant, key_id, model, instance;
   int64_t prompt_tokens = 0, cached_tokens = 0, completion_tokens = 0;
   int64_t started_ms = 0, ended_ms = 0;
-  std::string finish_reason, status;  // status: open, completed, cancelled, error, interrupted
-  std::optional<int64_t> price_version;  // the price in force at its start (none: unpriced)
+  std::string finish_reason, status;      // status: open, completed, cancelled, error, interrupted
+  std::optional<int64_t> price_version;   // the price in force at its start (none: unpriced)
   std::string family = "none";            // the model's license family when it was served
   std::optional<int64_t> billed_from_ms;  // the closed statement period that billed it
 };

@@ -29,9 +29,8 @@ std::vector<LicenseTerms> load_terms() {
     t.name = str(e, "name"), t.link = str(e, "link"), t.effective = str(e, "effective");
     t.notice = str(e, "notice"), t.attribution = str(e, "attribution");
     t.name_prefix = str(e, "name_prefix"), t.multimodal = str(e, "multimodal");
-    t.mau_limit = e["mau_limit"]["value"].is_number_integer()
-                      ? e["mau_limit"]["value"].get<int64_t>()
-                      : 0;
+    t.mau_limit =
+        e["mau_limit"]["value"].is_number_integer() ? e["mau_limit"]["value"].get<int64_t>() : 0;
     t.outputs_may_improve_other_llms = e["outputs_may_improve_other_llms"]["value"] == true;
     t.eu_multimodal_excluded = e["eu_multimodal_excluded"]["value"] == true;
     out.push_back(t);
@@ -43,8 +42,10 @@ std::vector<LicenseTerms> load_terms() {
 std::string squash(const std::string& s) {
   std::string o;
   for (unsigned char c : s) {
-    if (std::isalnum(c)) o += char(std::tolower(c));
-    else if (c == '.' || c == '_') o += '.';
+    if (std::isalnum(c))
+      o += char(std::tolower(c));
+    else if (c == '.' || c == '_')
+      o += '.';
   }
   return o;
 }
@@ -152,17 +153,21 @@ std::optional<LicenseRefusal> license_gate(const ModelLicense& m, const LicenseG
   if (t->mau_limit > 0 && in.tenant_mau > t->mau_limit && !in.has_grant)
     return LicenseRefusal{
         "license_required",
-        "This model is licensed under the " + t->name + ", whose section 2 requires a licence "
-            "from Meta for licensees with more than " + std::to_string(t->mau_limit) +
-            " monthly active users; this tenant declares " + std::to_string(in.tenant_mau) +
+        "This model is licensed under the " + t->name +
+            ", whose section 2 requires a licence "
+            "from Meta for licensees with more than " +
+            std::to_string(t->mau_limit) + " monthly active users; this tenant declares " +
+            std::to_string(in.tenant_mau) +
             ". The host records such a licence with 'corral license grant TENANT " + t->family +
             " --ref TEXT'."};
   if (t->eu_multimodal_excluded && m.multimodal && is_eu_country(in.tenant_country))
     return LicenseRefusal{
         "license_restricted",
-        "This model is a multimodal model of the " + t->name + ", whose Acceptable Use Policy "
+        "This model is a multimodal model of the " + t->name +
+            ", whose Acceptable Use Policy "
             "grants no rights to individuals domiciled in, or companies with a principal place of "
-            "business in, the European Union; this tenant's country is " + in.tenant_country + "."};
+            "business in, the European Union; this tenant's country is " +
+            in.tenant_country + "."};
   return std::nullopt;
 }
 
@@ -170,9 +175,11 @@ std::optional<std::string> naming_warning(const ModelLicense& m, const std::stri
   const LicenseTerms* t = find_license(m.family);
   if (!t || t->name_prefix.empty()) return std::nullopt;
   if (alnum_lower(served_id).rfind(alnum_lower(t->name_prefix), 0) == 0) return std::nullopt;
-  return "the served id '" + served_id + "' does not begin with \"" + t->name_prefix +
-         "\": the " + t->name + " (section 1.b.i) asks that a model created, trained or "
-         "fine-tuned from " + t->family + " and made available include \"" + t->name_prefix +
+  return "the served id '" + served_id + "' does not begin with \"" + t->name_prefix + "\": the " +
+         t->name +
+         " (section 1.b.i) asks that a model created, trained or "
+         "fine-tuned from " +
+         t->family + " and made available include \"" + t->name_prefix +
          "\" at the beginning of its name";
 }
 

@@ -30,7 +30,7 @@ std::string license_family_of(const std::string& text);
 
 // What a served model's license is, as detected or declared.
 struct ModelLicense {
-  std::string family;  // empty: no known Llama license
+  std::string family;      // empty: no known Llama license
   std::string name, link;  // from the model's metadata, else the terms'
   bool multimodal = false;
 };

@@ -46,8 +46,10 @@ Expected<SigningKey> generate_signing_key() {
 Expected<SigningKey> read_signing_key(const std::string& path) {
   CORRAL_RETURN_IF_ERROR(init());
   std::ifstream f(path);
-  if (!f) return make_error(path + ": cannot read the statement signing key (make one with "
-                                   "'corral statement keygen')");
+  if (!f)
+    return make_error(path +
+                      ": cannot read the statement signing key (make one with "
+                      "'corral statement keygen')");
   std::string hex;
   f >> hex;
   auto sk = from_hex(hex, crypto_sign_SECRETKEYBYTES, path + ": the secret key");

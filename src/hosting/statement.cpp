@@ -1,11 +1,11 @@
 #include "hosting/statement.h"
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <map>
 #include <set>
 #include <tuple>
-
-#include <unistd.h>
 
 #include "hosting/keys.h"
 
@@ -45,7 +45,9 @@ const V* in_force(const std::vector<V>& vs, int64_t t, Match match) {
   return best;
 }
 
-json opt(const std::optional<int64_t>& v) { return v ? json(*v) : json(nullptr); }
+json opt(const std::optional<int64_t>& v) {
+  return v ? json(*v) : json(nullptr);
+}
 
 }  // namespace
 
@@ -54,7 +56,8 @@ Expected<Statement> build_statement(int64_t from_ms, int64_t to_ms,
                                     const std::vector<PriceVersion>& prices,
                                     const std::vector<ShareVersion>& shares,
                                     const std::vector<ClosedStatement>& closed) {
-  if (to_ms <= from_ms) return make_error("the statement period is empty (--to must be after --from)");
+  if (to_ms <= from_ms)
+    return make_error("the statement period is empty (--to must be after --from)");
   Statement st;
   st.from_ms = from_ms, st.to_ms = to_ms;
   std::map<int64_t, const PriceVersion*> price_of;
@@ -90,11 +93,10 @@ Expected<Statement> build_statement(int64_t from_ms, int64_t to_ms,
     } else {
       unpriced.insert(r.model);
     }
-    const ShareVersion* sh = r.family == "none" ? nullptr
-                                                : in_force(shares, r.started_ms,
-                                                           [&](const ShareVersion& v) {
-                                                             return v.family == r.family;
-                                                           });
+    const ShareVersion* sh =
+        r.family == "none" ? nullptr : in_force(shares, r.started_ms, [&](const ShareVersion& v) {
+          return v.family == r.family;
+        });
     const Key k{r.tenant, r.model, p ? p->version : -1, sh ? sh->version : -1, adjustment};
     Acc& a = acc[k];
     StatementLine& l = a.line;
@@ -131,15 +133,19 @@ Expected<Statement> build_statement(int64_t from_ms, int64_t to_ms,
     st.lines.push_back(l);
   }
   for (auto& m : unpriced)
-    st.warnings.push_back("model '" + m + "' had no price in force for some requests; they are "
+    st.warnings.push_back("model '" + m +
+                          "' had no price in force for some requests; they are "
                           "billed at 0 (set one with 'corral price set')");
   return st;
 }
 
 json totals_json(const StatementTotals& t) {
-  return {{"requests", t.requests},       {"uncached_prompt_tokens", t.uncached},
-          {"cached_prompt_tokens", t.cached}, {"completion_tokens", t.completion},
-          {"amount_micros", t.amount},    {"share_micros", t.share},
+  return {{"requests", t.requests},
+          {"uncached_prompt_tokens", t.uncached},
+          {"cached_prompt_tokens", t.cached},
+          {"completion_tokens", t.completion},
+          {"amount_micros", t.amount},
+          {"share_micros", t.share},
           {"net_micros", t.net}};
 }
 
@@ -177,7 +183,9 @@ std::string canonical_json(const json& j) {
   return c.dump();  // nlohmann's objects are std::map: keys sorted; no indent: no whitespace
 }
 
-std::string statement_digest(const json& j) { return sha256_hex(canonical_json(j)); }
+std::string statement_digest(const json& j) {
+  return sha256_hex(canonical_json(j));
+}
 
 namespace {
 std::string csv_cell(const std::string& s) {
@@ -207,15 +215,16 @@ std::string statement_csv(const json& j) {
   for (const auto& l : j["lines"])
     o += "line," + csv_cell(jstr(l, "tenant")) + "," + csv_cell(jstr(l, "model")) + "," +
          (l["price_version"].is_null() ? "" : std::to_string(l["price_version"].get<int64_t>())) +
-         "," + csv_cell(jstr(l, "family")) + "," + std::to_string(l["basis_points"].get<int64_t>()) +
-         "," + (l.value("adjustment", false) ? "true" : "false") + "," + csv_totals(l, cur) + "\n";
+         "," + csv_cell(jstr(l, "family")) + "," +
+         std::to_string(l["basis_points"].get<int64_t>()) + "," +
+         (l.value("adjustment", false) ? "true" : "false") + "," + csv_totals(l, cur) + "\n";
   for (auto& [k, t] : j["totals"]["by_tenant"].items())
     o += "tenant_total," + csv_cell(k) + ",,,,,," + csv_totals(t, cur) + "\n";
   for (auto& [k, t] : j["totals"]["by_family"].items())
     o += "family_total,,,," + csv_cell(k) + ",,," + csv_totals(t, cur) + "\n";
   o += "overall_total,,,,,,," + csv_totals(j["totals"]["overall"], cur) + "\n";
-  o += "# period " + jstr(j, "from") + " .. " + jstr(j, "to") + ", digest sha256:" +
-       jstr(j, "digest") + "\n";
+  o += "# period " + jstr(j, "from") + " .. " + jstr(j, "to") +
+       ", digest sha256:" + jstr(j, "digest") + "\n";
   return o;
 }
 
@@ -244,8 +253,12 @@ json licensor_json(const json& st, const std::vector<LicenseEvent>& events) {
   json ev = json::array(), refusals = json::object();
   int64_t grants = 0;
   for (const auto& e : events) {
-    ev.push_back({{"at", format_iso8601(e.ms)}, {"kind", e.kind}, {"tenant", e.tenant},
-                  {"model", e.model}, {"family", e.family}, {"code", e.code},
+    ev.push_back({{"at", format_iso8601(e.ms)},
+                  {"kind", e.kind},
+                  {"tenant", e.tenant},
+                  {"model", e.model},
+                  {"family", e.family},
+                  {"code", e.code},
                   {"detail", e.detail}});
     if (e.kind == "refusal") {
       json& r = refusals[e.family.empty() ? "none" : e.family];
@@ -255,16 +268,11 @@ json licensor_json(const json& st, const std::vector<LicenseEvent>& events) {
       ++grants;
     }
   }
-  json j = {{"view", "licensor"},
-            {"from", st["from"]},
-            {"to", st["to"]},
-            {"currency", st["currency"]},
-            {"host", st["host"]},
-            {"statement_digest", st["digest"]},
-            {"families", families},
-            {"overall", totals_json(overall)},
-            {"license_events", ev},
-            {"refusals", refusals},
+  json j = {{"view", "licensor"},   {"from", st["from"]},
+            {"to", st["to"]},       {"currency", st["currency"]},
+            {"host", st["host"]},   {"statement_digest", st["digest"]},
+            {"families", families}, {"overall", totals_json(overall)},
+            {"license_events", ev}, {"refusals", refusals},
             {"grants", grants}};
   j["digest"] = statement_digest(j);
   return j;
@@ -342,9 +350,7 @@ std::string format_micros(int64_t micros) {
 
 Expected<int64_t> parse_decimal_scaled(const std::string& s, int decimals,
                                        const std::string& what) {
-  auto bad = [&](const std::string& why) {
-    return make_error(what + ": '" + s + "' " + why);
-  };
+  auto bad = [&](const std::string& why) { return make_error(what + ": '" + s + "' " + why); };
   if (s.empty()) return bad("is empty");
   const size_t dot = s.find('.');
   const std::string ip = s.substr(0, dot), fp = dot == std::string::npos ? "" : s.substr(dot + 1);

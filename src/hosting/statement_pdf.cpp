@@ -91,8 +91,8 @@ Expected<std::string> statement_pdf(const json& st, const std::vector<LicenseEve
   p.font(9.5);
   p.text(kMargin, "Host: " + str(st, "host"));
   p.y += 13;
-  p.text(kMargin, "Period: " + str(st, "from") + " (inclusive) to " + str(st, "to") +
-                      " (exclusive)");
+  p.text(kMargin,
+         "Period: " + str(st, "from") + " (inclusive) to " + str(st, "to") + " (exclusive)");
   p.y += 13;
   p.text(kMargin, "Currency: " + cur + "; amounts in " + cur + " (exact micro-units in the JSON)");
   if (st.contains("tenant")) {
@@ -118,7 +118,8 @@ Expected<std::string> statement_pdf(const json& st, const std::vector<LicenseEve
     p.text(kMargin, "Family " + fam);
     p.y += 15;
     p.font(7.5, true);
-    const char* heads[] = {"Tenant", "Model", "Ver.", "Requests", "Prompt", "Cached", "Compl.", "Amount"};
+    const char* heads[] = {"Tenant", "Model",  "Ver.",   "Requests",
+                           "Prompt", "Cached", "Compl.", "Amount"};
     for (int c = 0; c < 8; ++c) p.text(cols[c], heads[c], c >= 2);
     p.line(kMargin, kW - kMargin);
     p.y += 12;
@@ -184,7 +185,8 @@ Expected<std::string> statement_pdf(const json& st, const std::vector<LicenseEve
     p.text(kMargin, "Tokens and revenue per model");
     p.y += 16;
     int64_t max_tok = 1, max_amt = 1;
-    for (auto& [m, v] : per_model) max_tok = std::max(max_tok, v.first), max_amt = std::max(max_amt, v.second);
+    for (auto& [m, v] : per_model)
+      max_tok = std::max(max_tok, v.first), max_amt = std::max(max_amt, v.second);
     const double x0 = 190, width = kW - kMargin - x0 - 90;
     for (auto& [m, v] : per_model) {
       p.font(8);
@@ -193,7 +195,8 @@ Expected<std::string> statement_pdf(const json& st, const std::vector<LicenseEve
       cairo_rectangle(cr, x0, p.y - 8, std::max(1.0, width * double(v.first) / double(max_tok)), 8);
       cairo_fill(cr);
       cairo_set_source_rgb(cr, 0.85, 0.5, 0.15);
-      cairo_rectangle(cr, x0, p.y + 1, std::max(1.0, width * double(v.second) / double(max_amt)), 8);
+      cairo_rectangle(cr, x0, p.y + 1, std::max(1.0, width * double(v.second) / double(max_amt)),
+                      8);
       cairo_fill(cr);
       cairo_set_source_rgb(cr, 0, 0, 0);
       p.font(7);

@@ -11,7 +11,7 @@
 namespace corral {
 
 struct SynthOptions {
-  std::string shape;      // llama3.2-1b, llama3.2-3b, llama3.1-8b, llama2-7b, llama4-scout
+  std::string shape;  // llama3.2-1b, llama3.2-3b, llama3.1-8b, llama2-7b, llama4-scout
   DType type = DType::F16;
   std::string tokenizer;  // default: the shape's family tokenizer from ../shared/fixtures
   int64_t layers = 0;     // 0 = the shape's own count

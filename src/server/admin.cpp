@@ -60,16 +60,19 @@ Expected<json> usage_summary(Ledger& l, const std::vector<UsageRecord>& recs, in
   CORRAL_ASSIGN_OR_RETURN(auto prices, l.list_prices());
   CORRAL_ASSIGN_OR_RETURN(auto shares, l.list_shares());
   auto add = [](json& t, const StatementLine& ln) {
-    for (auto [k, v] : {std::pair{"requests", ln.t.requests},
-                        std::pair{"prompt_tokens", ln.t.uncached + ln.t.cached},
-                        std::pair{"cached_tokens", ln.t.cached},
-                        std::pair{"completion_tokens", ln.t.completion},
-                        std::pair{"amount_micros", ln.t.amount}})
+    for (auto [k, v] :
+         {std::pair{"requests", ln.t.requests},
+          std::pair{"prompt_tokens", ln.t.uncached + ln.t.cached},
+          std::pair{"cached_tokens", ln.t.cached}, std::pair{"completion_tokens", ln.t.completion},
+          std::pair{"amount_micros", ln.t.amount}})
       t[k] = t.value(k, int64_t(0)) + v;
   };
   auto zero = [] {
-    return json{{"requests", 0},          {"prompt_tokens", 0}, {"cached_tokens", 0},
-                {"completion_tokens", 0}, {"amount_micros", 0}};
+    return json{{"requests", 0},
+                {"prompt_tokens", 0},
+                {"cached_tokens", 0},
+                {"completion_tokens", 0},
+                {"amount_micros", 0}};
   };
   CORRAL_ASSIGN_OR_RETURN(Statement whole, build_statement(from, to, recs, prices, shares, {}));
   std::map<std::string, json> models;
@@ -92,7 +95,9 @@ Expected<json> usage_summary(Ledger& l, const std::vector<UsageRecord>& recs, in
     for (auto& ln : st.lines) add(j, ln);
     by_day.push_back(j);
   }
-  return json{{"currency", whole.currency}, {"spend_micros", spend}, {"by_model", by_model},
+  return json{{"currency", whole.currency},
+              {"spend_micros", spend},
+              {"by_model", by_model},
               {"by_day", by_day}};
 }
 
@@ -326,8 +331,8 @@ void HttpServer::admin_routes() {
       events = *ev;
       j = licensor_json(r->json, events);
     }
-    const std::string base = "statement-" + format_iso8601(from).substr(0, 10) + "-" +
-                             format_iso8601(to).substr(0, 10);
+    const std::string base =
+        "statement-" + format_iso8601(from).substr(0, 10) + "-" + format_iso8601(to).substr(0, 10);
     if (format == "json") return res.set_content(j.dump(2) + "\n", "application/json");
     res.set_header("Content-Disposition", "attachment; filename=\"" + base + "." + format + "\"");
     if (format == "csv")

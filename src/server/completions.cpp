@@ -175,8 +175,8 @@ void HttpServer::handle_generate(const httplib::Request& req, httplib::Response&
       for (auto& gr : *gs) in.has_grant |= gr.family == m->lic.family;
     }
     if (auto refusal = license_gate(m->lic, in)) {
-      (void)o_.ledger->add_license_event({now_ms(), "refusal", au.tenant, model_id,
-                                          m->lic.family, refusal->code, refusal->message});
+      (void)o_.ledger->add_license_event({now_ms(), "refusal", au.tenant, model_id, m->lic.family,
+                                          refusal->code, refusal->message});
       metrics_.license_refusals++;
       return fail(ApiError{403, refusal->message, "permission_error", "model", refusal->code});
     }

@@ -286,7 +286,8 @@ void HttpServer::handle_models(const httplib::Request& req, httplib::Response& r
                 {"license_name", m.lic.name.empty() ? json(nullptr) : json(m.lic.name)},
                 {"license_link", m.lic.link.empty() ? json(nullptr) : json(m.lic.link)},
                 {"attribution", m.attribution.empty() ? json(nullptr) : json(m.attribution)},
-                {"license_notice", [&] {
+                {"license_notice",
+                 [&] {
                    const LicenseTerms* t = find_license(m.lic.family);
                    return t ? json(t->notice) : json(nullptr);
                  }()},

@@ -42,10 +42,10 @@ struct ServerOptions {
   bool log_json = false;
   int read_timeout_s = 30;
   int idle_timeout_s = 30;
-  int drain_seconds = 10;          // on SIGINT/SIGTERM: how long running requests may finish
-  std::shared_ptr<Ledger> ledger;  // null: no tenants, nothing metered
-  std::string instance;            // this server's name in the ledger
-  std::string admin_key;           // empty: no admin API
+  int drain_seconds = 10;            // on SIGINT/SIGTERM: how long running requests may finish
+  std::shared_ptr<Ledger> ledger;    // null: no tenants, nothing metered
+  std::string instance;              // this server's name in the ledger
+  std::string admin_key;             // empty: no admin API
   std::string host_name = "corral";  // the host named on statements
 };
 

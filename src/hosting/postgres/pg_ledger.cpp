@@ -360,11 +360,12 @@ class PgLedger : public Ledger {
     auto r = [&]() -> Expected<int64_t> {
       // One price writer at a time, so the re-pricing below sees every version.
       CORRAL_RETURN_IF_ERROR(cmd("LOCK TABLE prices IN EXCLUSIVE MODE"));
-      Res ins = q(R"(INSERT INTO prices (model, currency, input_micros, cached_micros, output_micros,
+      Res ins =
+          q(R"(INSERT INTO prices (model, currency, input_micros, cached_micros, output_micros,
         from_ms, created_ms) VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING version)",
-                  {p.model, p.currency, std::to_string(p.input_micros),
-                   std::to_string(p.cached_micros), std::to_string(p.output_micros),
-                   std::to_string(p.from_ms), std::to_string(p.created_ms)});
+            {p.model, p.currency, std::to_string(p.input_micros), std::to_string(p.cached_micros),
+             std::to_string(p.output_micros), std::to_string(p.from_ms),
+             std::to_string(p.created_ms)});
       CORRAL_RETURN_IF_ERROR(check(ins, "add price"));
       Res u = q(R"(UPDATE requests SET price_version = (SELECT p.version FROM prices p
         WHERE p.model = requests.model AND p.from_ms <= requests.started_ms
@@ -380,9 +381,10 @@ class PgLedger : public Ledger {
 
   Expected<std::vector<PriceVersion>> list_prices() override {
     std::lock_guard<std::mutex> lk(mu_);
-    Res r = q(R"(SELECT version, model, currency, input_micros, cached_micros, output_micros, from_ms,
+    Res r =
+        q(R"(SELECT version, model, currency, input_micros, cached_micros, output_micros, from_ms,
       created_ms FROM prices ORDER BY model, from_ms, version)",
-              {});
+          {});
     CORRAL_RETURN_IF_ERROR(check(r, "list prices"));
     std::vector<PriceVersion> out;
     for (int i = 0; i < r.rows(); ++i)
@@ -393,21 +395,21 @@ class PgLedger : public Ledger {
 
   Expected<int64_t> add_share(const ShareVersion& v) override {
     std::lock_guard<std::mutex> lk(mu_);
-    Res r = q(
-        "INSERT INTO shares (family, basis_points, from_ms, created_ms) VALUES ($1, $2, $3, $4) "
-        "RETURNING version",
-        {v.family, std::to_string(v.basis_points), std::to_string(v.from_ms),
-         std::to_string(v.created_ms)});
+    Res r =
+        q("INSERT INTO shares (family, basis_points, from_ms, created_ms) VALUES ($1, $2, $3, $4) "
+          "RETURNING version",
+          {v.family, std::to_string(v.basis_points), std::to_string(v.from_ms),
+           std::to_string(v.created_ms)});
     CORRAL_RETURN_IF_ERROR(check(r, "add share"));
     return r.i64(0, 0);
   }
 
   Expected<std::vector<ShareVersion>> list_shares() override {
     std::lock_guard<std::mutex> lk(mu_);
-    Res r = q(
-        "SELECT version, family, basis_points, from_ms, created_ms FROM shares ORDER BY family, "
-        "from_ms, version",
-        {});
+    Res r =
+        q("SELECT version, family, basis_points, from_ms, created_ms FROM shares ORDER BY family, "
+          "from_ms, version",
+          {});
     CORRAL_RETURN_IF_ERROR(check(r, "list shares"));
     std::vector<ShareVersion> out;
     for (int i = 0; i < r.rows(); ++i)
@@ -419,8 +421,9 @@ class PgLedger : public Ledger {
     std::lock_guard<std::mutex> lk(mu_);
     CORRAL_RETURN_IF_ERROR(cmd("BEGIN"));
     Status st = [&]() -> Status {
-      Res r = q("INSERT INTO license_grants (tenant, family, ref, created_ms) VALUES ($1, $2, $3, $4)",
-                {g.tenant, g.family, g.ref, std::to_string(g.created_ms)});
+      Res r =
+          q("INSERT INTO license_grants (tenant, family, ref, created_ms) VALUES ($1, $2, $3, $4)",
+            {g.tenant, g.family, g.ref, std::to_string(g.created_ms)});
       if (r.sqlstate().rfind("23", 0) == 0) return make_error("no tenant named '" + g.tenant + "'");
       CORRAL_RETURN_IF_ERROR(check(r, "add grant"));
       return insert_event({g.created_ms, "grant", g.tenant, "", g.family, "granted", g.ref});
@@ -431,10 +434,10 @@ class PgLedger : public Ledger {
 
   Expected<std::vector<LicenseGrant>> list_grants(const std::string& tenant) override {
     std::lock_guard<std::mutex> lk(mu_);
-    Res r = q(
-        "SELECT tenant, family, ref, created_ms FROM license_grants WHERE $1 = '' OR tenant = $1 "
-        "ORDER BY tenant, family, created_ms",
-        {tenant});
+    Res r =
+        q("SELECT tenant, family, ref, created_ms FROM license_grants WHERE $1 = '' OR tenant = $1 "
+          "ORDER BY tenant, family, created_ms",
+          {tenant});
     CORRAL_RETURN_IF_ERROR(check(r, "list grants"));
     std::vector<LicenseGrant> out;
     for (int i = 0; i < r.rows(); ++i)
@@ -449,10 +452,10 @@ class PgLedger : public Ledger {
 
   Expected<std::vector<LicenseEvent>> license_events(int64_t from, int64_t to) override {
     std::lock_guard<std::mutex> lk(mu_);
-    Res r = q(
-        "SELECT ms, kind, tenant, model, family, code, detail FROM license_events WHERE ms >= $1 "
-        "AND ms < $2 ORDER BY ms, id",
-        {std::to_string(from), std::to_string(to)});
+    Res r =
+        q("SELECT ms, kind, tenant, model, family, code, detail FROM license_events WHERE ms >= $1 "
+          "AND ms < $2 ORDER BY ms, id",
+          {std::to_string(from), std::to_string(to)});
     CORRAL_RETURN_IF_ERROR(check(r, "read license events"));
     std::vector<LicenseEvent> out;
     for (int i = 0; i < r.rows(); ++i)
@@ -463,7 +466,8 @@ class PgLedger : public Ledger {
 
   Expected<std::vector<ClosedStatement>> closed_statements() override {
     std::lock_guard<std::mutex> lk(mu_);
-    Res r = q("SELECT from_ms, to_ms, digest, body, closed_ms FROM statements ORDER BY from_ms", {});
+    Res r =
+        q("SELECT from_ms, to_ms, digest, body, closed_ms FROM statements ORDER BY from_ms", {});
     CORRAL_RETURN_IF_ERROR(check(r, "read closed statements"));
     std::vector<ClosedStatement> out;
     for (int i = 0; i < r.rows(); ++i)
@@ -490,10 +494,10 @@ class PgLedger : public Ledger {
                    std::to_string(c.closed_ms)}),
                 "store the closed statement"));
       for (const auto& id : ids) {
-        Res u = q(
-            "UPDATE requests SET billed_from_ms = $1 WHERE request_id = $2 AND billed_from_ms IS "
-            "NULL AND status NOT IN ('open', 'error')",
-            {std::to_string(c.from_ms), id});
+        Res u =
+            q("UPDATE requests SET billed_from_ms = $1 WHERE request_id = $2 AND billed_from_ms IS "
+              "NULL AND status NOT IN ('open', 'error')",
+              {std::to_string(c.from_ms), id});
         CORRAL_RETURN_IF_ERROR(check(u, "bill request " + id));
         if (u.affected() != 1)
           return make_error("request " + id +

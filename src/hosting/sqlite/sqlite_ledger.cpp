@@ -379,7 +379,8 @@ class SqliteLedger : public Ledger {
     std::lock_guard<std::mutex> lk(mu_);
     CORRAL_RETURN_IF_ERROR(exec("BEGIN IMMEDIATE"));
     auto r = [&]() -> Expected<int64_t> {
-      Stmt s(db_, R"(INSERT INTO prices (model, currency, input_micros, cached_micros, output_micros,
+      Stmt s(db_,
+             R"(INSERT INTO prices (model, currency, input_micros, cached_micros, output_micros,
         from_ms, created_ms) VALUES (?, ?, ?, ?, ?, ?, ?))");
       s.bind(1, p.model).bind(2, p.currency).bind(3, p.input_micros).bind(4, p.cached_micros);
       s.bind(5, p.output_micros).bind(6, p.from_ms).bind(7, p.created_ms);
@@ -404,8 +405,8 @@ class SqliteLedger : public Ledger {
     std::vector<PriceVersion> out;
     int rc;
     while ((rc = s.step()) == SQLITE_ROW)
-      out.push_back({s.i64(0), s.str(1), s.str(2), s.i64(3), s.i64(4), s.i64(5), s.i64(6),
-                     s.i64(7)});
+      out.push_back(
+          {s.i64(0), s.str(1), s.str(2), s.i64(3), s.i64(4), s.i64(5), s.i64(6), s.i64(7)});
     CORRAL_RETURN_IF_ERROR(done(rc, "list prices"));
     return out;
   }
