@@ -62,36 +62,6 @@ inline __m256 bf16x8(const uint16_t* p) {
       _mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i*)p)), 16));
 }
 
-// dot_f16 for four activation rows: the same two accumulators per row, the same order.
-void dot4_f16(int64_t n, const void* w, const void* x, size_t ldx, float* out) {
-  auto* a = static_cast<const uint16_t*>(w);
-  const float* b[4];
-  for (int t = 0; t < 4; ++t)
-    b[t] = reinterpret_cast<const float*>(static_cast<const uint8_t*>(x) + t * ldx);
-  __m256 s00 = _mm256_setzero_ps(), s01 = s00, s10 = s00, s11 = s00, s20 = s00, s21 = s00,
-         s30 = s00, s31 = s00;
-  int64_t i = 0;
-  for (; i + 16 <= n; i += 16) {
-    if ((i & 31) == 0) _mm_prefetch(reinterpret_cast<const char*>(a + i) + 3072, _MM_HINT_T0);
-    const __m256 w0 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i*)(a + i)));
-    const __m256 w1 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i*)(a + i + 8)));
-    s00 = _mm256_fmadd_ps(w0, _mm256_loadu_ps(b[0] + i), s00);
-    s01 = _mm256_fmadd_ps(w1, _mm256_loadu_ps(b[0] + i + 8), s01);
-    s10 = _mm256_fmadd_ps(w0, _mm256_loadu_ps(b[1] + i), s10);
-    s11 = _mm256_fmadd_ps(w1, _mm256_loadu_ps(b[1] + i + 8), s11);
-    s20 = _mm256_fmadd_ps(w0, _mm256_loadu_ps(b[2] + i), s20);
-    s21 = _mm256_fmadd_ps(w1, _mm256_loadu_ps(b[2] + i + 8), s21);
-    s30 = _mm256_fmadd_ps(w0, _mm256_loadu_ps(b[3] + i), s30);
-    s31 = _mm256_fmadd_ps(w1, _mm256_loadu_ps(b[3] + i + 8), s31);
-  }
-  out[0] = hsum(_mm256_add_ps(s00, s01));
-  out[1] = hsum(_mm256_add_ps(s10, s11));
-  out[2] = hsum(_mm256_add_ps(s20, s21));
-  out[3] = hsum(_mm256_add_ps(s30, s31));
-  for (int t = 0; t < 4; ++t)
-    for (int64_t k = i; k < n; ++k) out[t] += h2f(a[k]) * b[t][k];
-}
-
 float dot_bf16(int64_t n, const void* w, const void* x) {
   auto* a = static_cast<const uint16_t*>(w);
   auto* b = static_cast<const float*>(x);
@@ -107,8 +77,10 @@ float dot_bf16(int64_t n, const void* w, const void* x) {
   return s;
 }
 
-// dot_bf16 for four activation rows: the same two accumulators per row, the same order.
-void dot4_bf16(int64_t n, const void* w, const void* x, size_t ldx, float* out) {
+// dot_f16 / dot_bf16 for four activation rows: the same two accumulators per row, the same
+// order; Wide converts 8 weights to floats, Narrow one (exactly, as the one-row dot does).
+template <__m256 (*Wide)(const uint16_t*), float (*Narrow)(uint16_t)>
+void dot4_16bit(int64_t n, const void* w, const void* x, size_t ldx, float* out) {
   auto* a = static_cast<const uint16_t*>(w);
   const float* b[4];
   for (int t = 0; t < 4; ++t)
@@ -118,7 +90,7 @@ void dot4_bf16(int64_t n, const void* w, const void* x, size_t ldx, float* out) 
   int64_t i = 0;
   for (; i + 16 <= n; i += 16) {
     if ((i & 31) == 0) _mm_prefetch(reinterpret_cast<const char*>(a + i) + 3072, _MM_HINT_T0);
-    const __m256 w0 = bf16x8(a + i), w1 = bf16x8(a + i + 8);
+    const __m256 w0 = Wide(a + i), w1 = Wide(a + i + 8);
     s00 = _mm256_fmadd_ps(w0, _mm256_loadu_ps(b[0] + i), s00);
     s01 = _mm256_fmadd_ps(w1, _mm256_loadu_ps(b[0] + i + 8), s01);
     s10 = _mm256_fmadd_ps(w0, _mm256_loadu_ps(b[1] + i), s10);
@@ -133,7 +105,24 @@ void dot4_bf16(int64_t n, const void* w, const void* x, size_t ldx, float* out) 
   out[2] = hsum(_mm256_add_ps(s20, s21));
   out[3] = hsum(_mm256_add_ps(s30, s31));
   for (int t = 0; t < 4; ++t)
-    for (int64_t k = i; k < n; ++k) out[t] += bf16_to_f32(a[k]) * b[t][k];
+    for (int64_t k = i; k < n; ++k) out[t] += Narrow(a[k]) * b[t][k];
+}
+
+inline __m256 f16x8(const uint16_t* p) {
+  return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i*)p));
+}
+inline float f16_one(uint16_t h) {
+  return h2f(h);
+}
+inline float bf16_one(uint16_t h) {
+  return bf16_to_f32(h);
+}
+
+void dot4_f16(int64_t n, const void* w, const void* x, size_t ldx, float* out) {
+  dot4_16bit<f16x8, f16_one>(n, w, x, ldx, out);
+}
+void dot4_bf16(int64_t n, const void* w, const void* x, size_t ldx, float* out) {
+  dot4_16bit<bf16x8, bf16_one>(n, w, x, ldx, out);
 }
 
 // 32 signed int8 products summed in pairs of four -> 8 floats.
