@@ -232,6 +232,10 @@ test(`${kind}: license gate, statement recomputed from usage, CSV/PDF, close, si
     assert.equal(cj.digest, sha256(canonical(cj)));
     assert.equal(cj.signature.public_key, pub);
     assert.ok(!cj.lines.some((l) => l.adjustment));
+    // One tenant's part of the closed period: the records that period billed, those lines only.
+    const part = JSON.parse(run(dsn, 'statement', '--from', from, '--to', closeTo, '--tenant', 'small', '--host', 'Example Host'));
+    assert.deepEqual(part.lines, cj.lines.filter((l) => l.tenant === 'small'));
+    assert.deepEqual(part.totals.overall, cj.totals.by_tenant.small);
     const file = join(d, 'closed.json');
     writeFileSync(file, closed);
     assert.match(execFileSync(BIN, ['statement', 'verify', file, '--public-key', pub], { encoding: 'utf8' }), /ok/);

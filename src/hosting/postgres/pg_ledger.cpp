@@ -308,7 +308,7 @@ class PgLedger : public Ledger {
       started_ms, COALESCE(ended_ms, 0), COALESCE(finish_reason, ''), status, price_version, family,
       billed_from_ms
       FROM requests WHERE ($1 = '' OR tenant = $1) AND started_ms >= $2 AND started_ms < $3
-      AND ($4 = 0 OR billed_from_ms IS NULL) AND ($5 = -1 OR billed_from_ms = $5)
+      AND ($4::integer = 0 OR billed_from_ms IS NULL) AND ($5::bigint = -1 OR billed_from_ms = $5::bigint)
       ORDER BY started_ms, request_id)",
         {uq.tenant, std::to_string(uq.from_ms), std::to_string(uq.to_ms),
          std::to_string(int(uq.unbilled_only)), std::to_string(uq.billed_from_ms.value_or(-1))});
