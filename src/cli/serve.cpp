@@ -221,6 +221,15 @@ Status serve(ServeArgs& a) {
     if (auto w = naming_warning(m->lic, m->id)) log.info("warning: model " + m->id + ": " + *w);
     server.add_model(std::move(m));
   }
+  // --license ID=FAMILY must name a served model (a typo would leave the model unlicensed).
+  for (const auto& l : a.licenses) {
+    const size_t e = l.find('=');
+    if (e == std::string::npos) continue;
+    bool found = false;
+    for (auto& m : server.models()) found |= m->id == l.substr(0, e);
+    if (!found)
+      return fail(make_error("--license " + l + ": no model is served as '" + l.substr(0, e) + "'"));
+  }
   if (so.api_keys.empty()) {
     auto any = so.ledger->has_tenants();
     if (any.is_ok() && !*any)

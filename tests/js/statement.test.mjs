@@ -263,6 +263,12 @@ test(`${kind}: license gate, statement recomputed from usage, CSV/PDF, close, si
     const billed = run(dsn, 'usage', '--json').split('\n').filter(Boolean).map((l) => JSON.parse(l)).find((r) => r.request_id === late.request_id);
     assert.equal(billed.billed_from, new Date(Date.parse(closeTo)).toISOString());
     assert.equal(run(dsn, 'statement', '--from', from, '--to', closeTo), closed, 'the first closed period never changes');
+    // A price version starting in the past re-prices only unbilled records: the billed keep theirs.
+    const before4 = run(dsn, 'usage', '--json').split('\n').filter(Boolean).map((l) => JSON.parse(l)).filter((r) => r.model === 'Llama-4-t');
+    run(dsn, 'price', 'set', 'Llama-4-t', '--input', '9', '--output', '9', '--from', '2020-01-01');
+    const after4 = run(dsn, 'usage', '--json').split('\n').filter(Boolean).map((l) => JSON.parse(l)).filter((r) => r.model === 'Llama-4-t');
+    assert.ok(before4.length > 0 && before4.every((r) => r.billed_from !== null));
+    assert.deepEqual(after4.map((r) => r.price_version), before4.map((r) => r.price_version));
     // A period that has not ended can be closed too (later requests become adjustments), and
     // without --key the default key is made on first use.
     const fut = spawnSync(BIN, ['statement', 'close', '--from', nextTo, '--to', '2099-01-01', '--ledger', dsn], { cwd: d, encoding: 'utf8' });
