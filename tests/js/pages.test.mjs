@@ -157,6 +157,8 @@ test('chat: a conversation outgrows a 128-token context and keeps working', asyn
   await enterKey(page, key);
   await page.waitForSelector('#model option[value="Llama-tiny-small"]', { state: 'attached' });
   assert.match(await page.textContent('#model-info'), /context 128 tokens/);
+  const sent = [];
+  page.on('request', (r) => { if (r.url().endsWith('/v1/chat/completions')) sent.push(JSON.parse(r.postData()).messages); });
   for (let i = 0; i < 5; ++i) {
     await page.fill('#input', `Message number ${i}: the quick brown fox jumps over the lazy dog again and again.`);
     await page.click('#send');
@@ -167,6 +169,9 @@ test('chat: a conversation outgrows a 128-token context and keeps working', asyn
   assert.ok(await page.locator('#messages .msg.dropped').count() > 0, 'the oldest turns are shown as left out');
   const last = await page.textContent('#messages .msg.assistant:last-child .stats');
   assert.match(last, /completion tokens/, 'the latest answer still arrived: ' + last);
+  assert.equal(sent.length, 5);
+  assert.ok(sent.every((ms) => ms[0].role === 'user'), 'whole turns are left out: every request starts with a user message');
+  assert.ok(sent[4].length < 9, 'the last request left out old turns');
   // One message longer than the whole context is refused with a note, not a dead end.
   await page.fill('#input', 'word '.repeat(200));
   await page.click('#send');

@@ -77,11 +77,12 @@ async function fit(m) {
   const budget = ctx - Math.min(256, Math.floor(ctx / 4));
   let n = await promptTokens(m.id, requestMessages());
   let dropped = 0;
-  while (n !== null && n > budget && history.filter((h) => !h.dropped).length > 1) {
-    const oldest = history.find((h) => !h.dropped);
-    oldest.dropped = true;
-    oldest.node.classList.add('dropped');
-    ++dropped;
+  const drop = (h) => { h.dropped = true; h.node.classList.add('dropped'); ++dropped; };
+  const kept = () => history.filter((h) => !h.dropped);
+  while (n !== null && n > budget && kept().length > 1) {
+    drop(kept()[0]);
+    // Whole turns go: the conversation still starts with the user's message.
+    while (kept().length > 1 && kept()[0].role === 'assistant') drop(kept()[0]);
     n = await promptTokens(m.id, requestMessages());
   }
   if (dropped)
