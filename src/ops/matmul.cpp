@@ -9,6 +9,7 @@
 #include "backend/cpu/gemm_int8.h"
 #include "backend/cpu/kernels.h"
 #include "backend/cpu/repack.h"
+#include "core/fp16.h"
 #include "format/quant.h"
 
 namespace corral {
@@ -55,7 +56,13 @@ void matmul_gemm(Context& ctx, const TensorView& w, const float* x, int64_t T, f
       for (int64_t k0 = 0; k0 < K; k0 += KC) {
         const int64_t kc = std::min(KC, K - k0);
         const DequantFn deq = k.dequant[uint32_t(w.type)];
-        for (int64_t r = 0; r < nr; ++r) {
+        if (w.repacked) {  // F16/BF16 in 8-row groups, k-major (backend/cpu/repack.h)
+          const Unpack16Fn unpack = k.unpack16[uint32_t(w.type)];
+          for (int64_t r = 0; r < nr; r += 8)
+            unpack(reinterpret_cast<const uint16_t*>(wd) + (r0 + r) / 8 * K * 8 + k0 * 8, kc,
+                   wt + r * kc, kc);
+        }
+        for (int64_t r = 0; r < (w.repacked ? 0 : nr); ++r) {
           const uint8_t* src = wd + size_t(r0 + r) * rb + row_bytes(w.type, k0);
           if (deq)
             deq(src, wt + r * kc, kc);
@@ -133,12 +140,43 @@ size_t quantize_activations_q8k(Context& ctx, const float* x, int64_t K, int64_t
   return arow;
 }
 
+// Repacked F16/BF16: up to 8 tokens through gemv16 (4 groups per call for one token, so four
+// chains hide the multiply-add latency; 2 groups x up to 4 tokens otherwise), more through the
+// f32 GEMM. Both give every output the same k-ordered fused multiply-adds: batch-invariant.
+void matmul_16bit_repacked(Context& ctx, const TensorView& w, const float* x, int64_t T, float* y,
+                           MatmulScratch& s) {
+  constexpr int64_t kMaxGemvTokens = 8;
+  if (T > kMaxGemvTokens) return matmul_gemm(ctx, w, x, T, y, s);
+  const KernelTable& k = kernels_best();
+  const Gemv16Fn gemv = k.gemv16[uint32_t(w.type)];
+  const int64_t K = w.ne[0], N = w.ne[1], groups = N / 8;
+  const size_t gbytes = size_t(K) * 16;
+  const int ng = T == 1 ? 4 : 2;
+  const uint8_t* base = static_cast<const uint8_t*>(w.data);
+  ctx.pool->parallel_for((groups + ng - 1) / ng, [&](int64_t item) {
+    const int64_t g0 = item * ng;
+    const int cnt = int(std::min<int64_t>(ng, groups - g0));
+    float o[4 * 4 * 8];
+    for (int64_t t0 = 0; t0 < T; t0 += 4) {
+      const int nt = int(std::min<int64_t>(4, T - t0));
+      gemv(K, base + size_t(g0) * gbytes, gbytes, cnt, x + t0 * K, K, nt, o);
+      for (int t = 0; t < nt; ++t)
+        for (int g = 0; g < cnt; ++g)
+          for (int r = 0; r < 8; ++r) y[(t0 + t) * N + (g0 + g) * 8 + r] = o[(t * cnt + g) * 8 + r];
+    }
+  });
+}
+
 // Repacked Q4_0/Q8_0/Q4_K weights (one type and input width across targets): decode (one token
 // per kernel call) and prompts (8 rows x 4 tokens per call).
 void matmul_repacked(Context& ctx, std::initializer_list<MatmulTarget> targets, const float* x,
                      int64_t T, MatmulScratch& s) {
-  const KernelTable& k = kernels_best();
   const TensorView& w0 = *targets.begin()->w;
+  if (w0.type == DType::F16 || w0.type == DType::BF16) {
+    for (const MatmulTarget& t : targets) matmul_16bit_repacked(ctx, *t.w, x, T, t.y, s);
+    return;
+  }
+  const KernelTable& k = kernels_best();
   const int64_t K = w0.ne[0], nb = K / 32;
   const MatmulTarget* tg = targets.begin();
   // The 4-token kernels do per token exactly what the decode kernels do (batch invariance), so

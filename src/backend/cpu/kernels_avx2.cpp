@@ -125,6 +125,90 @@ void dot4_bf16(int64_t n, const void* w, const void* x, size_t ldx, float* out) 
   dot4_16bit<bf16x8, bf16_one>(n, w, x, ldx, out);
 }
 
+// gemv16 (see kernels.h): the group's 8 rows of column k are one 16-byte load.
+template <__m256 (*Wide)(const uint16_t*), int G, int NT>
+void gemv16_n(int64_t K, const uint8_t* groups, size_t gbytes, const float* x, int64_t ldx,
+              float* out) {
+  __m256 a[G][NT];
+  for (int g = 0; g < G; ++g)
+    for (int t = 0; t < NT; ++t) a[g][t] = _mm256_setzero_ps();
+  const uint16_t* w[G];
+  for (int g = 0; g < G; ++g) w[g] = reinterpret_cast<const uint16_t*>(groups + g * gbytes);
+  for (int64_t k = 0; k < K; ++k) {
+    if ((k & 7) == 0)
+      for (int g = 0; g < G; ++g)
+        _mm_prefetch(reinterpret_cast<const char*>(w[g] + k * 8) + 1024, _MM_HINT_T0);
+    __m256 xb[NT];
+    for (int t = 0; t < NT; ++t) xb[t] = _mm256_broadcast_ss(x + t * ldx + k);
+    for (int g = 0; g < G; ++g) {
+      const __m256 c = Wide(w[g] + k * 8);
+      for (int t = 0; t < NT; ++t) a[g][t] = _mm256_fmadd_ps(c, xb[t], a[g][t]);
+    }
+  }
+  for (int t = 0; t < NT; ++t)
+    for (int g = 0; g < G; ++g) _mm256_storeu_ps(out + (t * G + g) * 8, a[g][t]);
+}
+
+template <__m256 (*Wide)(const uint16_t*)>
+void gemv16(int64_t K, const uint8_t* groups, size_t gbytes, int ng, const float* x, int64_t ldx,
+            int nt, float* out) {
+  switch (ng * 8 + nt) {
+    case 4 * 8 + 1:
+      return gemv16_n<Wide, 4, 1>(K, groups, gbytes, x, ldx, out);
+    case 3 * 8 + 1:
+      return gemv16_n<Wide, 3, 1>(K, groups, gbytes, x, ldx, out);
+    case 2 * 8 + 1:
+      return gemv16_n<Wide, 2, 1>(K, groups, gbytes, x, ldx, out);
+    case 2 * 8 + 2:
+      return gemv16_n<Wide, 2, 2>(K, groups, gbytes, x, ldx, out);
+    case 2 * 8 + 3:
+      return gemv16_n<Wide, 2, 3>(K, groups, gbytes, x, ldx, out);
+    case 2 * 8 + 4:
+      return gemv16_n<Wide, 2, 4>(K, groups, gbytes, x, ldx, out);
+    case 1 * 8 + 2:
+      return gemv16_n<Wide, 1, 2>(K, groups, gbytes, x, ldx, out);
+    case 1 * 8 + 3:
+      return gemv16_n<Wide, 1, 3>(K, groups, gbytes, x, ldx, out);
+    case 1 * 8 + 4:
+      return gemv16_n<Wide, 1, 4>(K, groups, gbytes, x, ldx, out);
+    default:
+      return gemv16_n<Wide, 1, 1>(K, groups, gbytes, x, ldx, out);
+  }
+}
+
+// 8 x 8 transpose of rows r[i].
+inline void transpose8(__m256 r[8]) {
+  const __m256 t0 = _mm256_unpacklo_ps(r[0], r[1]), t1 = _mm256_unpackhi_ps(r[0], r[1]);
+  const __m256 t2 = _mm256_unpacklo_ps(r[2], r[3]), t3 = _mm256_unpackhi_ps(r[2], r[3]);
+  const __m256 t4 = _mm256_unpacklo_ps(r[4], r[5]), t5 = _mm256_unpackhi_ps(r[4], r[5]);
+  const __m256 t6 = _mm256_unpacklo_ps(r[6], r[7]), t7 = _mm256_unpackhi_ps(r[6], r[7]);
+  const __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xEE);
+  const __m256 u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xEE);
+  const __m256 u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xEE);
+  const __m256 u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xEE);
+  r[0] = _mm256_permute2f128_ps(u0, u4, 0x20);
+  r[1] = _mm256_permute2f128_ps(u1, u5, 0x20);
+  r[2] = _mm256_permute2f128_ps(u2, u6, 0x20);
+  r[3] = _mm256_permute2f128_ps(u3, u7, 0x20);
+  r[4] = _mm256_permute2f128_ps(u0, u4, 0x31);
+  r[5] = _mm256_permute2f128_ps(u1, u5, 0x31);
+  r[6] = _mm256_permute2f128_ps(u2, u6, 0x31);
+  r[7] = _mm256_permute2f128_ps(u3, u7, 0x31);
+}
+
+template <__m256 (*Wide)(const uint16_t*), float (*Narrow)(uint16_t)>
+void unpack16(const uint16_t* g, int64_t kc, float* out, int64_t ldo) {
+  int64_t k = 0;
+  for (; k + 8 <= kc; k += 8) {
+    __m256 c[8];
+    for (int i = 0; i < 8; ++i) c[i] = Wide(g + (k + i) * 8);  // column k + i
+    transpose8(c);                                             // row r, values k .. k + 7
+    for (int r = 0; r < 8; ++r) _mm256_storeu_ps(out + r * ldo + k, c[r]);
+  }
+  for (; k < kc; ++k)
+    for (int r = 0; r < 8; ++r) out[r * ldo + k] = Narrow(g[k * 8 + r]);
+}
+
 // 32 signed int8 products summed in pairs of four -> 8 floats.
 inline __m256 mul_sum_i8(__m256i x, __m256i y) {
   const __m256i ax = _mm256_sign_epi8(x, x);
@@ -465,6 +549,10 @@ KernelTable make() {
   t.dot[uint32_t(DType::F16)] = dot_f16;
   t.dot4[uint32_t(DType::F16)] = dot4_f16;
   t.dot4[uint32_t(DType::BF16)] = dot4_bf16;
+  t.gemv16[uint32_t(DType::F16)] = gemv16<f16x8>;
+  t.gemv16[uint32_t(DType::BF16)] = gemv16<bf16x8>;
+  t.unpack16[uint32_t(DType::F16)] = unpack16<f16x8, f16_one>;
+  t.unpack16[uint32_t(DType::BF16)] = unpack16<bf16x8, bf16_one>;
   t.dot[uint32_t(DType::BF16)] = dot_bf16;
   t.dot[uint32_t(DType::Q8_0)] = dot_q8_0;
   t.dot[uint32_t(DType::Q4_0)] = dot_q4_0;

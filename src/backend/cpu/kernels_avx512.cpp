@@ -260,6 +260,8 @@ KernelTable make() {
   t.dot4[uint32_t(DType::F16)] = nullptr;  // the AVX2 one would not match this dot_f16
   t.dot[uint32_t(DType::BF16)] = dot_bf16;
   t.dot4[uint32_t(DType::BF16)] = nullptr;  // nor this dot_bf16
+  // Nor (unchecked on an AVX-512 machine) its gemm_micro's arithmetic: no F16/BF16 repacking.
+  t.gemv16[uint32_t(DType::F16)] = t.gemv16[uint32_t(DType::BF16)] = nullptr;
   t.dot[uint32_t(DType::Q8_0)] = dot_q8_0;
   t.dot[uint32_t(DType::Q4_0)] = dot_q4_0;
   t.gemm_micro = gemm_micro;

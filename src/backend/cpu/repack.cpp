@@ -1,6 +1,7 @@
 #include "backend/cpu/repack.h"
 
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
 
 #include "backend/cpu/kernels.h"
@@ -16,11 +17,15 @@ bool repack_supported(const TensorView& w) {
   if (w.type == DType::Q8_0) return w.ne[0] % 32 == 0 && k.gemv_q8_0x8 && k.gemm_q8_0x8x4;
   if (w.type == DType::Q4_K)
     return w.ne[0] % QK_K == 0 && w.ne[2] == 1 && w.ne[3] == 1 && k.gemv_q4_kx8 && k.gemm_q4_kx8;
+  if (w.type == DType::F16 || w.type == DType::BF16)
+    return w.ne[2] == 1 && w.ne[3] == 1 && k.gemv16[uint32_t(w.type)] &&
+           k.unpack16[uint32_t(w.type)] && std::getenv("CORRAL_NO_REPACK_F16") == nullptr;
   return false;
 }
 
 size_t repacked_group_bytes(DType t, int64_t K) {
   if (t == DType::Q4_K) return size_t(K / QK_K) * kQ4KGroupBytes;
+  if (t == DType::F16 || t == DType::BF16) return size_t(K) * 16;
   return size_t(K / 32) * (t == DType::Q8_0 ? kQ8_0GroupBytes : kQ4_0GroupBytes);
 }
 
@@ -133,6 +138,22 @@ void repacked_q8_0_row(const uint8_t* data, int64_t K, int64_t r, uint8_t* out) 
   unpack_x8_row(data, K, r, out, 32);
 }
 
+void repack_16bit_x8(const TensorView& w, uint8_t* dst, ThreadPool* pool) {
+  const int64_t K = w.ne[0];
+  for_each_group(pool, w.rows() / 8, [&](int64_t g) {
+    auto* o = reinterpret_cast<uint16_t*>(dst + size_t(g) * size_t(K) * 16);
+    for (int i = 0; i < 8; ++i) {
+      const auto* in = reinterpret_cast<const uint16_t*>(w.row(g * 8 + i));
+      for (int64_t k = 0; k < K; ++k) o[k * 8 + i] = in[k];
+    }
+  });
+}
+
+void repacked_16bit_row(const uint8_t* data, int64_t K, int64_t r, uint16_t* out) {
+  const auto* in = reinterpret_cast<const uint16_t*>(data + size_t(r / 8) * size_t(K) * 16);
+  for (int64_t k = 0; k < K; ++k) out[k] = in[k * 8 + r % 8];
+}
+
 void repack_weight(const TensorView& w, uint8_t* dst, ThreadPool* pool,
                    const std::function<void(const TensorView&)>& after_slice) {
   size_t out = 0;
@@ -143,6 +164,8 @@ void repack_weight(const TensorView& w, uint8_t* dst, ThreadPool* pool,
     part.n_dims = 2;
     if (w.type == DType::Q4_K)
       repack_q4_k(part, dst + out, pool);
+    else if (w.type == DType::F16 || w.type == DType::BF16)
+      repack_16bit_x8(part, dst + out, pool);
     else if (w.type == DType::Q8_0)
       repack_q8_0x8(part, dst + out, pool);
     else
