@@ -142,10 +142,11 @@ void repack_16bit_x8(const TensorView& w, uint8_t* dst, ThreadPool* pool) {
   const int64_t K = w.ne[0];
   for_each_group(pool, w.rows() / 8, [&](int64_t g) {
     auto* o = reinterpret_cast<uint16_t*>(dst + size_t(g) * size_t(K) * 16);
-    for (int i = 0; i < 8; ++i) {
-      const auto* in = reinterpret_cast<const uint16_t*>(w.row(g * 8 + i));
-      for (int64_t k = 0; k < K; ++k) o[k * 8 + i] = in[k];
-    }
+    const uint16_t* in[8];
+    for (int i = 0; i < 8; ++i) in[i] = reinterpret_cast<const uint16_t*>(w.row(g * 8 + i));
+    // Written in order (eight read streams, one write stream).
+    for (int64_t k = 0; k < K; ++k, o += 8)
+      for (int i = 0; i < 8; ++i) o[i] = in[i][k];
   });
 }
 
