@@ -6,13 +6,7 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 out=$1
 command -v npm >/dev/null || { echo "web/build.sh: npm is missing (make deps installs it)" >&2; exit 1; }
-exec 9>"$here/.npm-install.lock"
-flock 9
-if [ ! -f "$here/node_modules/.corral-installed" ] || [ "$here/package-lock.json" -nt "$here/node_modules/.corral-installed" ]; then
-  (cd "$here" && npm ci --no-audit --no-fund --loglevel=error)
-  touch "$here/node_modules/.corral-installed"
-fi
-flock -u 9
+"$here/../scripts/npm-install.sh" "$here"
 mkdir -p "$out"
 cp "$here"/src/*.html "$here"/src/*.css "$here"/src/*.js "$out"/
 cp "$here/node_modules/markdown-it/dist/markdown-it.min.js" "$out/markdown-it.min.js"

@@ -9,6 +9,15 @@
 
 namespace corral::cli {
 
+// An ISO-8601 time flag; empty gives `fallback`. Errors name the flag.
+inline Expected<int64_t> time_flag(const std::string& flag, const std::string& value,
+                                   int64_t fallback) {
+  if (value.empty()) return fallback;
+  auto t = parse_iso8601(value);
+  if (!t.is_ok()) return make_error(flag + ": " + t.message());
+  return *t;
+}
+
 inline void add_ledger_flag(CLI::App* sub, std::string& dsn) {
   sub->add_option("--ledger", dsn,
                   "ledger DSN: sqlite:PATH or postgresql://... (default $CORRAL_LEDGER, else "

@@ -16,16 +16,11 @@ struct LicenseArgs {
   bool json = false;
 };
 
-std::string families() {
-  std::string s;
-  for (auto& t : license_terms()) s += (s.empty() ? "" : ", ") + t.family;
-  return s;
-}
-
 Status grant(LicenseArgs& a) {
   CORRAL_RETURN_IF_ERROR(validate_tenant_name(a.tenant));
   if (!find_license(a.family))
-    return make_error("unknown license family '" + a.family + "' (one of: " + families() + ")");
+    return make_error("unknown license family '" + a.family +
+                      "' (one of: " + license_family_names() + ")");
   if (a.ref.empty() || a.ref.size() > 1000)
     return make_error("--ref: the licensor's reference must be 1 to 1000 characters");
   CORRAL_ASSIGN_OR_RETURN(auto l, open_ledger(a.ledger));

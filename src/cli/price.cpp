@@ -15,13 +15,6 @@ struct PriceArgs {
   bool json = false;
 };
 
-Expected<int64_t> from_or_now(const std::string& from) {
-  if (from.empty()) return now_ms();
-  auto v = parse_iso8601(from);
-  if (!v.is_ok()) return make_error("--from: " + v.message());
-  return *v;
-}
-
 Status price_set(PriceArgs& a) {
   if (a.model.empty() || a.model.size() > 256)
     return make_error("MODEL_ID must be 1 to 256 characters");
@@ -42,7 +35,7 @@ Status price_set(PriceArgs& a) {
       !std::all_of(cur.begin(), cur.end(), [](char c) { return c >= 'A' && c <= 'Z'; }))
     return make_error("--currency: '" + a.currency + "' is not a three-letter ISO 4217 code");
   p.currency = cur;
-  CORRAL_ASSIGN_OR_RETURN(p.from_ms, from_or_now(a.from));
+  CORRAL_ASSIGN_OR_RETURN(p.from_ms, time_flag("--from", a.from, now_ms()));
   p.created_ms = now_ms();
   CORRAL_ASSIGN_OR_RETURN(auto l, open_ledger(a.ledger));
   CORRAL_ASSIGN_OR_RETURN(int64_t v, l->add_price(p));
@@ -82,20 +75,15 @@ Status price_list(PriceArgs& a) {
   return Status::ok();
 }
 
-std::string families() {
-  std::string s;
-  for (auto& t : license_terms()) s += (s.empty() ? "" : ", ") + t.family;
-  return s;
-}
-
 Status share_set(PriceArgs& a) {
   if (!find_license(a.family))
-    return make_error("unknown license family '" + a.family + "' (one of: " + families() + ")");
+    return make_error("unknown license family '" + a.family +
+                      "' (one of: " + license_family_names() + ")");
   ShareVersion v;
   v.family = a.family;
   CORRAL_ASSIGN_OR_RETURN(v.basis_points, parse_decimal_scaled(a.percent, 2, "--percent"));
   if (v.basis_points > 10000) return make_error("--percent: '" + a.percent + "' is over 100");
-  CORRAL_ASSIGN_OR_RETURN(v.from_ms, from_or_now(a.from));
+  CORRAL_ASSIGN_OR_RETURN(v.from_ms, time_flag("--from", a.from, now_ms()));
   v.created_ms = now_ms();
   CORRAL_ASSIGN_OR_RETURN(auto l, open_ledger(a.ledger));
   CORRAL_ASSIGN_OR_RETURN(int64_t n, l->add_share(v));

@@ -112,7 +112,6 @@ Expected<std::unique_ptr<ServedModel>> load(const ServeArgs& a, const std::strin
   m->lic = model_license(
       m->license, declared.empty() ? md.get_str("general.license.name").value_or("") : "",
       declared.empty() ? md.get_str("general.license.link").value_or("") : "", md.arch());
-  if (const LicenseTerms* t = find_license(m->lic.family)) m->attribution = t->attribution;
   if (m->engine->tok) {
     CORRAL_ASSIGN_OR_RETURN(m->chat_template,
                             choose_chat_template(m->engine->tok->vocab(), a.chat_template));
@@ -214,10 +213,10 @@ Status serve(ServeArgs& a) {
         (long long)m->engine->ctx_size, (long long)m->engine->kv->total_blocks(),
         (long long)m->engine->kv->block_size(), kv_mib, m->engine->ctx->pool->size());
     log.info(buf);
-    if (!m->lic.family.empty())
+    if (const LicenseTerms* t = find_license(m->lic.family))
       log.info("model " + m->id + ": license " + m->lic.family + " (" + m->lic.name + ")" +
                (m->lic.multimodal ? ", multimodal" : "") +
-               (m->attribution.empty() ? "" : ", attribution \"" + m->attribution + "\""));
+               (t->attribution.empty() ? "" : ", attribution \"" + t->attribution + "\""));
     if (auto w = naming_warning(m->lic, m->id)) log.info("warning: model " + m->id + ": " + *w);
     server.add_model(std::move(m));
   }
@@ -228,7 +227,8 @@ Status serve(ServeArgs& a) {
     bool found = false;
     for (auto& m : server.models()) found |= m->id == l.substr(0, e);
     if (!found)
-      return fail(make_error("--license " + l + ": no model is served as '" + l.substr(0, e) + "'"));
+      return fail(
+          make_error("--license " + l + ": no model is served as '" + l.substr(0, e) + "'"));
   }
   if (so.api_keys.empty()) {
     auto any = so.ledger->has_tenants();

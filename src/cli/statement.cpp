@@ -35,12 +35,9 @@ std::string default_key_path() {
 
 Status period(const StatementArgs& a, int64_t* from, int64_t* to) {
   if (a.from.empty() || a.to.empty()) return make_error("--from and --to are required (ISO-8601)");
-  auto f = parse_iso8601(a.from);
-  if (!f.is_ok()) return make_error("--from: " + f.message());
-  auto t = parse_iso8601(a.to);
-  if (!t.is_ok()) return make_error("--to: " + t.message());
-  if (*t <= *f) return make_error("--to must be after --from");
-  *from = *f, *to = *t;
+  CORRAL_ASSIGN_OR_RETURN(*from, time_flag("--from", a.from, 0));
+  CORRAL_ASSIGN_OR_RETURN(*to, time_flag("--to", a.to, 0));
+  if (*to <= *from) return make_error("--to must be after --from");
   return Status::ok();
 }
 

@@ -107,12 +107,7 @@ Status key_create(TenantArgs& a) {
     if (e > p) models.push_back(a.models.substr(p, e - p));
     p = e + 1;
   }
-  int64_t expires = 0;
-  if (!a.expires.empty()) {
-    auto e = parse_iso8601(a.expires);
-    if (!e.is_ok()) return make_error("--expires: " + e.message());
-    expires = *e;
-  }
+  CORRAL_ASSIGN_OR_RETURN(int64_t expires, time_flag("--expires", a.expires, 0));
   CORRAL_ASSIGN_OR_RETURN(auto l, open_ledger(a.ledger));
   CORRAL_ASSIGN_OR_RETURN(auto t, l->get_tenant(a.name));
   if (!t) return make_error("no tenant named '" + a.name + "'");

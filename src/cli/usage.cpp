@@ -18,16 +18,8 @@ Status usage(UsageArgs& a) {
   UsageQuery q;
   q.tenant = a.tenant;
   if (!a.tenant.empty()) CORRAL_RETURN_IF_ERROR(validate_tenant_name(a.tenant));
-  if (!a.from.empty()) {
-    auto v = parse_iso8601(a.from);
-    if (!v.is_ok()) return make_error("--from: " + v.message());
-    q.from_ms = *v;
-  }
-  if (!a.to.empty()) {
-    auto v = parse_iso8601(a.to);
-    if (!v.is_ok()) return make_error("--to: " + v.message());
-    q.to_ms = *v;
-  }
+  CORRAL_ASSIGN_OR_RETURN(q.from_ms, time_flag("--from", a.from, q.from_ms));
+  CORRAL_ASSIGN_OR_RETURN(q.to_ms, time_flag("--to", a.to, q.to_ms));
   CORRAL_ASSIGN_OR_RETURN(auto l, open_ledger(a.ledger));
   CORRAL_ASSIGN_OR_RETURN(auto recs, l->usage(q));
   if (a.json) {

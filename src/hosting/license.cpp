@@ -70,6 +70,12 @@ const LicenseTerms* find_license(const std::string& family) {
   return nullptr;
 }
 
+std::string license_family_names() {
+  std::string s;
+  for (const auto& t : license_terms()) s += (s.empty() ? "" : ", ") + t.family;
+  return s;
+}
+
 std::string license_family_of(const std::string& text) {
   const std::string s = squash(text);
   // "metallama3communitylicense", "llama3.1", "llama.com/llama3.1/license", "llama2": the version

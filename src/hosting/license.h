@@ -25,6 +25,8 @@ struct LicenseTerms {
 // Every license of data/licenses.json, in file order.
 const std::vector<LicenseTerms>& license_terms();
 const LicenseTerms* find_license(const std::string& family);
+// "llama2, llama3, ..." (for messages).
+std::string license_family_names();
 // "llama3.1", "Llama 3.1 Community License", "llama3_1", a license link...: the family, or empty.
 std::string license_family_of(const std::string& text);
 

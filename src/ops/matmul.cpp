@@ -61,13 +61,14 @@ void matmul_gemm(Context& ctx, const TensorView& w, const float* x, int64_t T, f
           for (int64_t r = 0; r < nr; r += 8)
             unpack(reinterpret_cast<const uint16_t*>(wd) + (r0 + r) / 8 * K * 8 + k0 * 8, kc,
                    wt + r * kc, kc);
-        }
-        for (int64_t r = 0; r < (w.repacked ? 0 : nr); ++r) {
-          const uint8_t* src = wd + size_t(r0 + r) * rb + row_bytes(w.type, k0);
-          if (deq)
-            deq(src, wt + r * kc, kc);
-          else
-            dequantize_row(w.type, src, wt + r * kc, kc);
+        } else {
+          for (int64_t r = 0; r < nr; ++r) {
+            const uint8_t* src = wd + size_t(r0 + r) * rb + row_bytes(w.type, k0);
+            if (deq)
+              deq(src, wt + r * kc, kc);
+            else
+              dequantize_row(w.type, src, wt + r * kc, kc);
+          }
         }
         for (int64_t r = nr; r < nr_pad; ++r) std::fill(wt + r * kc, wt + (r + 1) * kc, 0.f);
         for (int64_t r = 0; r < nr_pad; r += MR)

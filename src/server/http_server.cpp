@@ -276,6 +276,8 @@ void HttpServer::routes() {
 
 void HttpServer::handle_models(const httplib::Request& req, httplib::Response& res) {
   auto entry = [&](const ServedModel& m) {
+    const LicenseTerms* t = find_license(m.lic.family);  // the attribution and notice it asks for
+    const auto text = [](const std::string& s) { return s.empty() ? json(nullptr) : json(s); };
     return json{{"id", m.id},
                 {"object", "model"},
                 {"created", 0},
@@ -285,12 +287,8 @@ void HttpServer::handle_models(const httplib::Request& req, httplib::Response& r
                 {"family", m.lic.family.empty() ? json(nullptr) : json(m.lic.family)},
                 {"license_name", m.lic.name.empty() ? json(nullptr) : json(m.lic.name)},
                 {"license_link", m.lic.link.empty() ? json(nullptr) : json(m.lic.link)},
-                {"attribution", m.attribution.empty() ? json(nullptr) : json(m.attribution)},
-                {"license_notice",
-                 [&] {
-                   const LicenseTerms* t = find_license(m.lic.family);
-                   return t ? json(t->notice) : json(nullptr);
-                 }()},
+                {"attribution", t ? text(t->attribution) : json(nullptr)},
+                {"license_notice", t ? text(t->notice) : json(nullptr)},
                 {"multimodal", m.lic.multimodal}};
   };
   if (req.matches.size() > 1) {

@@ -25,9 +25,8 @@ namespace corral {
 struct ServedModel {
   std::string id;
   std::string path;
-  std::string license;      // general.license (or --license), or empty
-  ModelLicense lic;         // its Llama license family, if any
-  std::string attribution;  // what the license asks to display ("Built with Llama")
+  std::string license;  // general.license (or --license), or empty
+  ModelLicense lic;     // its Llama license family, if any
   std::unique_ptr<Engine> engine;
   std::unique_ptr<Scheduler> sched;
   ChatTemplate chat_template = ChatTemplate::kLlama3;

@@ -60,16 +60,12 @@ function expectedStatement(records, prices, shares, from, to) {
   return lines;
 }
 
-// Sorted keys, no whitespace; "digest" and "signature" left out.
-function canonical(v) {
-  if (Array.isArray(v)) return '[' + v.map(canonical).join(',') + ']';
+// Sorted keys, no whitespace; the top level's "digest" and "signature" left out.
+function canonical(v, top = true) {
+  if (Array.isArray(v)) return '[' + v.map((e) => canonical(e, false)).join(',') + ']';
   if (v && typeof v === 'object')
-    return '{' + Object.keys(v).filter((k) => k !== 'digest' && k !== 'signature').sort().map((k) => JSON.stringify(k) + ':' + canonicalInner(v[k])).join(',') + '}';
-  return JSON.stringify(v);
-}
-function canonicalInner(v) {
-  if (Array.isArray(v)) return '[' + v.map(canonicalInner).join(',') + ']';
-  if (v && typeof v === 'object') return '{' + Object.keys(v).sort().map((k) => JSON.stringify(k) + ':' + canonicalInner(v[k])).join(',') + '}';
+    return '{' + Object.keys(v).filter((k) => !top || (k !== 'digest' && k !== 'signature')).sort()
+      .map((k) => JSON.stringify(k) + ':' + canonical(v[k], false)).join(',') + '}';
   return JSON.stringify(v);
 }
 const sha256 = (s) => createHash('sha256').update(s).digest('hex');

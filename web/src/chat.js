@@ -2,7 +2,7 @@
 // answers with a stop button (aborting the request, so the server cancels it), per-answer token
 // counts, time to first token and tok/s, Markdown rendered from untrusted model output with raw
 // HTML disabled, and a conversation that outgrows the context by leaving out its oldest turns.
-import { $, el, keyStore, api, apiJson, ApiFailure } from './common.js';
+import { $, el, keyStore, keyForm, api, apiJson, ApiFailure } from './common.js';
 
 const md = window.markdownit({ html: false, linkify: false, breaks: true });
 md.disable(['image']);  // no request may leave the page's origin
@@ -183,14 +183,5 @@ $('#input').addEventListener('keydown', (ev) => {
 $('#stop').addEventListener('click', () => { if (ctl) ctl.abort(); });
 $('#clear').addEventListener('click', () => { if (ctl) ctl.abort(); history = []; $('#messages').replaceChildren(); status(''); });
 $('#model').addEventListener('change', showModel);
-$('#key-form').addEventListener('submit', (ev) => {
-  ev.preventDefault();
-  const k = $('#key').value.trim();
-  if (!k) return;
-  store.set(k);
-  $('#key').value = '';
-  $('#key-status').textContent = 'key set for this tab';
-  loadModels();
-});
-if (store.get()) $('#key-status').textContent = 'key set for this tab';
-loadModels();
+keyForm($('#key-form'), $('#key'), $('#key-status'), store, loadModels);
+if (!store.get()) loadModels();  // an open server lists its models without a key
