@@ -424,3 +424,70 @@ TEST(Kernels, Repacked16BitIsBatchInvariant) {
     }
   }
 }
+
+// The two-group kernels (AVX-512 VNNI) against the one-group AVX2 kernels, bitwise: a token's
+// output must not depend on whether its group was paired (batch invariance within a table).
+// Hostile levels included: Q8_0 weights of -128, which no quantizer writes but a file may hold.
+TEST(Kernels, RepackedPairsEqualOneGroupKernels) {
+  const KernelTable* wide = kernels_avx512();
+  const KernelTable* one = kernels_avx2();
+  if (!wide || !one || !wide->pair_q4_0[0]) GTEST_SKIP() << "no two-group kernels on this CPU";
+  std::mt19937 rng(31);
+  for (int64_t K : {32, 96, 2048}) {
+    const int64_t nb = K / 32;
+    const auto wf = randn(16 * K, 32 + uint32_t(K));
+    for (DType t : {DType::Q4_0, DType::Q8_0}) {
+      QuantWeights qw = quantize_weights(t, wf, K, 16);
+      if (t == DType::Q8_0)  // a few -128 levels
+        for (int i = 0; i < 8; ++i) {
+          auto* blk = reinterpret_cast<BlockQ8_0*>(qw.bytes.data()) + rng() % (16 * nb);
+          blk->qs[rng() % 32] = -128;
+        }
+      std::vector<uint8_t> packed(repacked_bytes(qw.view));
+      repack_weight(qw.view, packed.data());
+      const size_t gbytes = repacked_group_bytes(t, K);
+      const auto x = randn(4 * K, 40);
+      std::vector<int8_t> xq(size_t(4 * K));
+      std::vector<float> xd(size_t(4 * nb)), xs(size_t(4 * nb));
+      for (int tk = 0; tk < 4; ++tk)
+        one->quantize_s8_blocks(x.data() + tk * K, K, xq.data() + tk * K, xd.data() + tk * nb,
+                                xs.data() + tk * nb, 1);
+      for (int nt : {1, 4}) {
+        float got[64], want[64];
+        const RepackedPairFn pair = (t == DType::Q8_0 ? wide->pair_q8_0 : wide->pair_q4_0)[nt / 4];
+        pair(K, packed.data(), gbytes, xq.data(), K, xd.data(), xs.data(), nb, got);
+        for (int h = 0; h < 2; ++h) {
+          const uint8_t* g = packed.data() + h * gbytes;
+          if (t == DType::Q8_0 && nt == 4)
+            one->gemm_q8_0x8x4(K, g, xq.data(), K, xd.data(), nb, want + 32 * h);
+          else if (t == DType::Q8_0)
+            one->gemv_q8_0x8(K, g, xq.data(), xd.data(), want + 32 * h);
+          else if (nt == 4)
+            one->gemm_q4_0x8x4(K, g, xq.data(), K, xd.data(), xs.data(), nb, want + 32 * h);
+          else
+            one->gemv_q4_0x8(K, g, xq.data(), xd.data(), xs.data(), want + 32 * h);
+        }
+        for (int h = 0; h < 2; ++h)
+          for (int i = 0; i < nt * 8; ++i)
+            ASSERT_EQ(std::memcmp(&got[32 * h + i], &want[32 * h + i], 4), 0)
+                << type_name(t) << " K=" << K << " tokens=" << nt << " group " << h << " out " << i
+                << ": " << got[32 * h + i] << " vs " << want[32 * h + i];
+        // And near the product of the dequantized rows and activation levels, in double.
+        std::vector<float> row(static_cast<size_t>(K));
+        for (int r = 0; r < 16; ++r) {
+          dequantize_row(t, qw.view.row(r), row.data(), K);
+          for (int tk = 0; tk < nt; ++tk) {
+            double ref = 0, mag = 0;
+            for (int64_t i = 0; i < K; ++i) {
+              const double xv = double(xq[size_t(tk * K + i)]) * xd[size_t(tk * nb + i / 32)];
+              ref += double(row[size_t(i)]) * xv;
+              mag += std::fabs(double(row[size_t(i)]) * xv);
+            }
+            const float v = got[(r / 8) * 32 + tk * 8 + r % 8];
+            ASSERT_NEAR(v, ref, 1e-5 * mag + 1e-6) << type_name(t) << " K=" << K << " row " << r;
+          }
+        }
+      }
+    }
+  }
+}

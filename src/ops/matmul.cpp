@@ -87,11 +87,12 @@ void matmul_gemm(Context& ctx, const TensorView& w, const float* x, int64_t T, f
 
 // Walks the 8-row groups of one or more repacked weights (one output each) across the pool in
 // panels of 8 groups x 64-token blocks (a panel's weights stay in cache across its tokens).
-// tile(j, gi, t, out) fills out[tt * 8 + i] for target j's group gi and tokens t ..
-// t + per_call - 1; rows of padding tokens (t >= T) are dropped.
+// tile(j, gi, t, out, two) fills out[tt * 8 + i] for target j's group gi and tokens t ..
+// t + per_call - 1, and with two (only where pairs is set) out[32 + tt * 8 + i] for group gi + 1;
+// rows of padding tokens (t >= T) are dropped.
 template <class Tile>
 void for_each_repacked_tile(Context& ctx, std::initializer_list<MatmulTarget> targets, int64_t T,
-                            int64_t per_call, Tile&& tile) {
+                            int64_t per_call, bool pairs, Tile&& tile) {
   constexpr int64_t kPanel = 8, kTok = 64;  // kTok is a multiple of every per_call (1, 4)
   int64_t first[kMaxFusedTargets + 1] = {
       0};  // target j owns global groups [first[j], first[j + 1])
@@ -102,17 +103,21 @@ void for_each_repacked_tile(Context& ctx, std::initializer_list<MatmulTarget> ta
   const int64_t panels = (groups + kPanel - 1) / kPanel, tblocks = (Tp + kTok - 1) / kTok;
   ctx.pool->parallel_for(panels * tblocks, [&](int64_t item) {
     const int64_t p = item / tblocks, tb = item % tblocks;
-    float o[32];
+    float o[64];
     size_t j = 0;
-    for (int64_t g = p * kPanel; g < std::min(groups, (p + 1) * kPanel); ++g) {
+    const int64_t g_end = std::min(groups, (p + 1) * kPanel);
+    for (int64_t g = p * kPanel; g < g_end;) {
       while (g >= first[j + 1]) ++j;
       const int64_t gi = g - first[j], N = tg[j].w->ne[1];
+      const int n_g = pairs && g + 1 < g_end && g + 1 < first[j + 1] ? 2 : 1;
       float* y = tg[j].y;
       for (int64_t t = tb * kTok; t < std::min(Tp, (tb + 1) * kTok); t += per_call) {
-        tile(j, gi, t, o);
-        for (int64_t tt = 0; tt < per_call && t + tt < T; ++tt)
-          for (int i = 0; i < 8; ++i) y[(t + tt) * N + gi * 8 + i] = o[tt * 8 + i];
+        tile(j, gi, t, o, n_g == 2);
+        for (int h = 0; h < n_g; ++h)
+          for (int64_t tt = 0; tt < per_call && t + tt < T; ++tt)
+            for (int i = 0; i < 8; ++i) y[(t + tt) * N + (gi + h) * 8 + i] = o[h * 32 + tt * 8 + i];
       }
+      g += n_g;
     }
   });
 }
@@ -191,8 +196,8 @@ void matmul_repacked(Context& ctx, std::initializer_list<MatmulTarget> targets, 
   if (w0.type == DType::Q4_K) {
     const size_t arow = quantize_activations_q8k(ctx, x, K, T, Tp, s);
     const uint8_t* act = s.act.data();
-    for_each_repacked_tile(ctx, targets, T, per_call,
-                           [&](size_t j, int64_t gi, int64_t t, float* o) {
+    for_each_repacked_tile(ctx, targets, T, per_call, false,
+                           [&](size_t j, int64_t gi, int64_t t, float* o, bool) {
                              if (prompt)
                                k.gemm_q4_kx8(K, group(j, gi), act + size_t(t) * arow, arow, o);
                              else
@@ -203,22 +208,22 @@ void matmul_repacked(Context& ctx, std::initializer_list<MatmulTarget> targets, 
   quantize_activations(ctx, x, K, T, Tp, s);
   const int8_t* xq = s.xq.data();
   const float *xd = s.xd.data(), *xs = s.xs.data();
-  if (w0.type == DType::Q8_0) {
-    for_each_repacked_tile(ctx, targets, T, per_call,
-                           [&](size_t j, int64_t gi, int64_t t, float* o) {
-                             if (prompt)
-                               k.gemm_q8_0x8x4(K, group(j, gi), xq + t * K, K, xd + t * nb, nb, o);
-                             else
-                               k.gemv_q8_0x8(K, group(j, gi), xq + t * K, xd + t * nb, o);
-                           });
-    return;
-  }
-  for_each_repacked_tile(ctx, targets, T, per_call, [&](size_t j, int64_t gi, int64_t t, float* o) {
-    if (prompt)
-      k.gemm_q4_0x8x4(K, group(j, gi), xq + t * K, K, xd + t * nb, xs + t * nb, nb, o);
-    else
-      k.gemv_q4_0x8(K, group(j, gi), xq + t * K, xd + t * nb, xs + t * nb, o);
-  });
+  const bool q8 = w0.type == DType::Q8_0;
+  const RepackedPairFn pair = (q8 ? k.pair_q8_0 : k.pair_q4_0)[prompt ? 1 : 0];
+  for_each_repacked_tile(
+      ctx, targets, T, per_call, pair != nullptr,
+      [&](size_t j, int64_t gi, int64_t t, float* o, bool two) {
+        if (two)
+          pair(K, group(j, gi), gbytes, xq + t * K, K, xd + t * nb, xs + t * nb, nb, o);
+        else if (q8 && prompt)
+          k.gemm_q8_0x8x4(K, group(j, gi), xq + t * K, K, xd + t * nb, nb, o);
+        else if (q8)
+          k.gemv_q8_0x8(K, group(j, gi), xq + t * K, xd + t * nb, o);
+        else if (prompt)
+          k.gemm_q4_0x8x4(K, group(j, gi), xq + t * K, K, xd + t * nb, xs + t * nb, nb, o);
+        else
+          k.gemv_q4_0x8(K, group(j, gi), xq + t * K, xd + t * nb, xs + t * nb, o);
+      });
 }
 
 // Prompt-sized batches over Q8_0/Q4_0/Q4_K weights: integer GEMM. A 16-row panel is unpacked

@@ -64,6 +64,13 @@ using GemvRepacked8Fn = void (*)(int64_t K, const uint8_t* group, const int8_t* 
 using GemmRepacked8Fn = void (*)(int64_t K, const uint8_t* group, const int8_t* x, int64_t ldx,
                                  const float* xd, int64_t ldb, float* out32);
 
+// Two repacked Q4_0 (or Q8_0) groups at once, g and g + gbytes, against 1 or 4 tokens (token t:
+// xq + t * ldx levels, xd/xs + t * ldb; xs unused for Q8_0); out[t * 8 + r] for the first group,
+// out[32 + t * 8 + r] for the second. Bitwise what the one-group kernels give.
+using RepackedPairFn = void (*)(int64_t K, const uint8_t* g, size_t gbytes, const int8_t* xq,
+                                int64_t ldx, const float* xd, const float* xs, int64_t ldb,
+                                float* out64);
+
 // One activation row to s8 blocks of 32: levels q[K], and per block b its scale d[b * stride]
 // and scale * sum(levels) s[b * stride] (the repacked Q4_0/Q8_0 kernels' input).
 using QuantizeBlocksFn = void (*)(const float* x, int64_t K, int8_t* q, float* d, float* s,
@@ -74,6 +81,8 @@ struct KernelTable {
   QuantizeBlocksFn quantize_s8_blocks;
   GemvRepacked8Fn gemv_q8_0x8;
   GemmRepacked8Fn gemm_q8_0x8x4;
+  RepackedPairFn pair_q4_0[2];  // [0]: 1 token, [1]: 4 tokens; nullptr: one group per call
+  RepackedPairFn pair_q8_0[2];
   GemmRepackedFn gemm_q4_0x8x4;
   GemmRepackedKFn gemm_q4_kx8;
   GemvRepackedFn gemv_q4_0x8;
@@ -104,6 +113,7 @@ const KernelTable* kernels_avx512();
 // Defined in the per-ISA files; call only after the CPU check.
 const KernelTable* kernels_avx2_unchecked();
 const KernelTable* kernels_avx512_unchecked();
+void set_repacked_pair_kernels_avx512(KernelTable& t);
 // Best table for this CPU (or the one CORRAL_ISA names).
 const KernelTable& kernels_best();
 inline const char* kernels_isa_name() {

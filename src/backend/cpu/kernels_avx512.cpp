@@ -1,5 +1,6 @@
-// AVX-512 (F, BW, VL, VNNI) kernels: 512-bit float dots and GEMM micro-kernel, VNNI integer
-// dots for Q8_0/Q4_0. The K-quant dots come from the AVX2 table (the file is built with both).
+// AVX-512 (F, BW, VL, VNNI) kernels: the 512-bit F32 dot and GEMM micro-kernel, VNNI integer
+// dots for Q8_0/Q4_0 (the repacked ones are in gemm_repacked_avx512.cpp). The K-quant dots come
+// from the AVX2 table (the file is built with both).
 #include <immintrin.h>
 
 #include "backend/cpu/kernels.h"
@@ -31,37 +32,6 @@ float dot_f32(int64_t n, const void* w, const void* x) {
     s1 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, a + i), _mm512_maskz_loadu_ps(m, b + i), s1);
   }
   return _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(s0, s1), _mm512_add_ps(s2, s3)));
-}
-
-float dot_f16(int64_t n, const void* w, const void* x) {
-  auto* a = static_cast<const uint16_t*>(w);
-  auto* b = static_cast<const float*>(x);
-  __m512 s0 = _mm512_setzero_ps(), s1 = s0;
-  int64_t i = 0;
-  for (; i + 32 <= n; i += 32) {
-    s0 = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i*)(a + i))),
-                         _mm512_loadu_ps(b + i), s0);
-    s1 = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i*)(a + i + 16))),
-                         _mm512_loadu_ps(b + i + 16), s1);
-  }
-  float s = _mm512_reduce_add_ps(_mm512_add_ps(s0, s1));
-  for (; i < n; ++i) s += h2f(a[i]) * b[i];
-  return s;
-}
-
-float dot_bf16(int64_t n, const void* w, const void* x) {
-  auto* a = static_cast<const uint16_t*>(w);
-  auto* b = static_cast<const float*>(x);
-  __m512 s0 = _mm512_setzero_ps();
-  int64_t i = 0;
-  for (; i + 16 <= n; i += 16) {
-    const __m512 wv = _mm512_castsi512_ps(
-        _mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i*)(a + i))), 16));
-    s0 = _mm512_fmadd_ps(wv, _mm512_loadu_ps(b + i), s0);
-  }
-  float s = _mm512_reduce_add_ps(s0);
-  for (; i < n; ++i) s += bf16_to_f32(a[i]) * b[i];
-  return s;
 }
 
 inline __m512 pair_scale(float s0, float s1) {
@@ -256,18 +226,16 @@ KernelTable make() {
   KernelTable t = *kernels_avx2_unchecked();
   t.isa = "avx512";
   t.dot[uint32_t(DType::F32)] = dot_f32;
-  t.dot[uint32_t(DType::F16)] = dot_f16;
-  t.dot4[uint32_t(DType::F16)] = nullptr;  // the AVX2 one would not match this dot_f16
-  t.dot[uint32_t(DType::BF16)] = dot_bf16;
-  t.dot4[uint32_t(DType::BF16)] = nullptr;  // nor this dot_bf16
-  // Nor (unchecked on an AVX-512 machine) its gemm_micro's arithmetic: no F16/BF16 repacking.
-  t.gemv16[uint32_t(DType::F16)] = t.gemv16[uint32_t(DType::BF16)] = nullptr;
+  // F16/BF16 keep the AVX2 dots: their 4-row kernels and the repacked gemv16 are defined to
+  // match those, and gemv16's per-output chain of fused multiply-adds in k order is also what
+  // this table's gemm_micro computes (the test checks it), so repacking stays batch-invariant.
   t.dot[uint32_t(DType::Q8_0)] = dot_q8_0;
   t.dot[uint32_t(DType::Q4_0)] = dot_q4_0;
   t.gemm_micro = gemm_micro;
   t.gemm_mr = 8;
   t.gemm_nr = 48;
   t.axpy_f16 = axpy_f16;
+  set_repacked_pair_kernels_avx512(t);
   return t;
 }
 
