@@ -112,21 +112,35 @@ TEST(Kernels, FourRowDotEqualsOneRowDotBitwise) {
   for (const KernelTable* k : tables())
     for (uint32_t type = 0; type < 32; ++type) {
       if (!k->dot4[type]) continue;
-      for (int64_t n : {16, 48, 2048, 37}) {
+      const DType dt = DType(type);
+      const bool k_quant = dt == DType::Q6_K;
+      ASSERT_TRUE(dt == DType::F16 || dt == DType::BF16 || k_quant);  // the 4-row dots today
+      for (int64_t n :
+           k_quant ? std::vector<int64_t>{256, 2048} : std::vector<int64_t>{16, 48, 2048, 37}) {
         std::vector<float> wf(static_cast<size_t>(n)), x(static_cast<size_t>(4 * n));
         for (auto& v : wf) v = nd(rng);
         for (auto& v : x) v = nd(rng);
-        std::vector<uint8_t> w(row_bytes(DType(type), n) + 64);
-        ASSERT_TRUE(DType(type) == DType::F16 ||
-                    DType(type) == DType::BF16);  // the 4-row dots today
-        for (int64_t i = 0; i < n; ++i)
-          reinterpret_cast<uint16_t*>(w.data())[i] =
-              DType(type) == DType::F16 ? f32_to_fp16(wf[size_t(i)]) : f32_to_bf16(wf[size_t(i)]);
+        std::vector<uint8_t> w(row_bytes(dt, n) + 64);
+        // Activations as the kernel takes them: f32 rows, or Q8_K rows for the K-quants.
+        size_t ldx = size_t(n) * 4;
+        std::vector<uint8_t> act(ldx * 4);
+        std::memcpy(act.data(), x.data(), act.size());
+        if (k_quant) {
+          quantize_row(dt, wf.data(), w.data(), n);
+          ldx = row_bytes(DType::Q8_K, n);
+          act.assign(ldx * 4, 0);
+          for (int t = 0; t < 4; ++t) k->quantize_q8_k(x.data() + t * n, act.data() + t * ldx, n);
+        } else {
+          for (int64_t i = 0; i < n; ++i)
+            reinterpret_cast<uint16_t*>(w.data())[i] =
+                dt == DType::F16 ? f32_to_fp16(wf[size_t(i)]) : f32_to_bf16(wf[size_t(i)]);
+        }
         float out[4];
-        k->dot4[type](n, w.data(), x.data(), size_t(n) * 4, out);
+        k->dot4[type](n, w.data(), act.data(), ldx, out);
         for (int t = 0; t < 4; ++t) {
-          const float one = k->dot[type](n, w.data(), x.data() + t * n);
-          EXPECT_EQ(std::memcmp(&one, &out[t], 4), 0) << k->isa << " n=" << n << " row " << t;
+          const float one = k->dot[type](n, w.data(), act.data() + t * ldx);
+          EXPECT_EQ(std::memcmp(&one, &out[t], 4), 0)
+              << k->isa << " " << type_name(dt) << " n=" << n << " row " << t;
         }
         ++checked;
       }
