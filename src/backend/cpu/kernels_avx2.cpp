@@ -300,10 +300,18 @@ float dot_q4_k(int64_t n, const void* w, const void* x) {
   return hsum(acc) - mins_acc;
 }
 
+// Q6_K values are q - 32: the kernels multiply q and subtract 32 * scale_j * bsum_j (the
+// activation's 16-value sums) per int32 lane. dot_q6_k and dot4_q6_k both do exactly this, so
+// their lane sums, and then their floats, agree bitwise.
+inline __m256i q6_k_offset(const BlockQ6_K& w, const BlockQ8_K& x) {
+  const __m256i sc = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i*)w.scales));
+  return _mm256_slli_epi32(_mm256_madd_epi16(sc, _mm256_loadu_si256((const __m256i*)x.bsums)), 5);
+}
+
 float dot_q6_k(int64_t n, const void* w, const void* x) {
   auto* a = static_cast<const BlockQ6_K*>(w);
   auto* b = static_cast<const BlockQ8_K*>(x);
-  const __m256i m4 = _mm256_set1_epi8(0xF), m2 = _mm256_set1_epi8(3), m32 = _mm256_set1_epi8(32);
+  const __m256i m4 = _mm256_set1_epi8(0xF), m2 = _mm256_set1_epi8(3);
   __m256 acc = _mm256_setzero_ps();
   for (int64_t i = 0; i < n / QK_K; ++i) {
     for (int l = 0; l < 4; ++l)
@@ -328,12 +336,12 @@ float dot_q6_k(int64_t n, const void* w, const void* x) {
                              _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(bh, 6), m2), 4));
       for (int k = 0; k < 4; ++k) {
         const __m256i q8 = _mm256_loadu_si256((const __m256i*)(y + 32 * k));
-        __m256i p = _mm256_sub_epi16(_mm256_maddubs_epi16(q[k], q8), _mm256_maddubs_epi16(m32, q8));
         const __m256i s =
             _mm256_set_m128i(_mm_set1_epi16(sc[2 * k + 1]), _mm_set1_epi16(sc[2 * k]));
-        sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p, s));
+        sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(_mm256_maddubs_epi16(q[k], q8), s));
       }
     }
+    sumi = _mm256_sub_epi32(sumi, q6_k_offset(a[i], b[i]));
     acc = _mm256_fmadd_ps(_mm256_set1_ps(b[i].d * h2f(a[i].d)), _mm256_cvtepi32_ps(sumi), acc);
   }
   return hsum(acc);
@@ -347,7 +355,7 @@ void dot4_q6_k(int64_t n, const void* w, const void* x, size_t ldx, float* out) 
   const BlockQ8_K* b[4];
   for (int t = 0; t < 4; ++t)
     b[t] = reinterpret_cast<const BlockQ8_K*>(static_cast<const uint8_t*>(x) + size_t(t) * ldx);
-  const __m256i m4 = _mm256_set1_epi8(0xF), m2 = _mm256_set1_epi8(3), m32 = _mm256_set1_epi8(32);
+  const __m256i m4 = _mm256_set1_epi8(0xF), m2 = _mm256_set1_epi8(3);
   __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(),
                    _mm256_setzero_ps()};
   for (int64_t i = 0; i < n / QK_K; ++i) {
@@ -369,12 +377,11 @@ void dot4_q6_k(int64_t n, const void* w, const void* x, size_t ldx, float* out) 
             _mm256_set_m128i(_mm_set1_epi16(sc[2 * k + 1]), _mm_set1_epi16(sc[2 * k]));
         for (int t = 0; t < 4; ++t) {
           const __m256i q8 = _mm256_loadu_si256((const __m256i*)(b[t][i].qs + 128 * half + 32 * k));
-          const __m256i p =
-              _mm256_sub_epi16(_mm256_maddubs_epi16(q, q8), _mm256_maddubs_epi16(m32, q8));
-          sumi[t] = _mm256_add_epi32(sumi[t], _mm256_madd_epi16(p, s));
+          sumi[t] = _mm256_add_epi32(sumi[t], _mm256_madd_epi16(_mm256_maddubs_epi16(q, q8), s));
         }
       }
     }
+    for (int t = 0; t < 4; ++t) sumi[t] = _mm256_sub_epi32(sumi[t], q6_k_offset(a[i], b[t][i]));
     for (int t = 0; t < 4; ++t)
       acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(b[t][i].d * h2f(a[i].d)), _mm256_cvtepi32_ps(sumi[t]),
                                acc[t]);
