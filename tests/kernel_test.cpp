@@ -505,3 +505,29 @@ TEST(Kernels, RepackedPairsEqualOneGroupKernels) {
     }
   }
 }
+
+// The Q6_K dots are one template on both ISAs (madd + add, or VNNI's vpdpwssd): their integer
+// sums are exact, so the two tables' floats must be bitwise equal.
+TEST(Kernels, Q6KDotsEqualAcrossIsas) {
+  const KernelTable* a = kernels_avx2();
+  const KernelTable* b = kernels_avx512();
+  if (!a || !b) GTEST_SKIP() << "needs both AVX2 and AVX-512";
+  const int64_t n = 2048;
+  const auto wf = randn(n, 51), x = randn(4 * n, 52);
+  std::vector<uint8_t> w(row_bytes(DType::Q6_K, n));
+  quantize_row(DType::Q6_K, wf.data(), w.data(), n);
+  const size_t ldx = row_bytes(DType::Q8_K, n);
+  std::vector<uint8_t> act(ldx * 4);
+  for (int t = 0; t < 4; ++t) a->quantize_q8_k(x.data() + t * n, act.data() + t * ldx, n);
+  const uint32_t q6 = uint32_t(DType::Q6_K);
+  float oa[4], ob[4];
+  a->dot4[q6](n, w.data(), act.data(), ldx, oa);
+  b->dot4[q6](n, w.data(), act.data(), ldx, ob);
+  for (int t = 0; t < 4; ++t) {
+    const float da = a->dot[q6](n, w.data(), act.data() + t * ldx);
+    const float db = b->dot[q6](n, w.data(), act.data() + t * ldx);
+    EXPECT_EQ(std::memcmp(&da, &db, 4), 0) << "token " << t << ": " << da << " vs " << db;
+    EXPECT_EQ(std::memcmp(&oa[t], &ob[t], 4), 0) << "token " << t;
+    EXPECT_EQ(std::memcmp(&oa[t], &da, 4), 0) << "token " << t;
+  }
+}

@@ -4,6 +4,7 @@
 #include <immintrin.h>
 
 #include "backend/cpu/kernels.h"
+#include "backend/cpu/q6_k_dots.h"
 #include "core/fp16.h"
 #include "format/quant.h"
 
@@ -222,6 +223,10 @@ void axpy_f16(int64_t n, float a, const void* x, float* y) {
   for (; i < n; ++i) y[i] += a * h2f(v[i]);
 }
 
+struct MaddAddVnni {
+  static __m256i f(__m256i acc, __m256i p, __m256i s) { return _mm256_dpwssd_epi32(acc, p, s); }
+};
+
 KernelTable make() {
   KernelTable t = *kernels_avx2_unchecked();
   t.isa = "avx512";
@@ -231,6 +236,8 @@ KernelTable make() {
   // this table's gemm_micro computes (the test checks it), so repacking stays batch-invariant.
   t.dot[uint32_t(DType::Q8_0)] = dot_q8_0;
   t.dot[uint32_t(DType::Q4_0)] = dot_q4_0;
+  t.dot[uint32_t(DType::Q6_K)] = dot_q6_k<MaddAddVnni>;
+  t.dot4[uint32_t(DType::Q6_K)] = dot4_q6_k<MaddAddVnni>;
   t.gemm_micro = gemm_micro;
   t.gemm_mr = 8;
   t.gemm_nr = 48;
