@@ -17,10 +17,10 @@ uint64_t block_key(int32_t parent, const int32_t* toks, int64_t n) {
 
 PagedKvCache::PagedKvCache(const KvCacheConfig& cfg) : cfg_(cfg) {
   block_bytes_ = size_t(cfg.block_size) * size_t(cfg.row) * (cfg.type == DType::F16 ? 2 : 4);
-  k_.resize(size_t(cfg.n_layer));
-  v_.resize(size_t(cfg.n_layer));
-  for (auto& k : k_) k.resize(block_bytes_ * size_t(cfg.n_blocks));
-  for (auto& v : v_) v.resize(block_bytes_ * size_t(cfg.n_blocks));
+  for (int64_t l = 0; l < cfg.n_layer; ++l) {
+    k_.emplace_back(block_bytes_ * size_t(cfg.n_blocks));
+    v_.emplace_back(block_bytes_ * size_t(cfg.n_blocks));
+  }
   for (int64_t b = cfg.n_blocks - 1; b >= 0; --b) free_.push_back(int32_t(b));
   refs_.assign(size_t(cfg.n_blocks), 0);
   gen_.assign(size_t(cfg.n_blocks), 0);

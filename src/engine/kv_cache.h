@@ -10,6 +10,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "core/zero_pages.h"
 #include "model/batch.h"
 
 namespace corral {
@@ -64,7 +65,7 @@ class PagedKvCache : public KvStore {
 
   KvCacheConfig cfg_;
   size_t block_bytes_;
-  std::vector<std::vector<uint8_t>> k_, v_;  // [layer] -> n_blocks * block_bytes
+  std::vector<ZeroPages> k_, v_;  // [layer] -> n_blocks * block_bytes, faulted in on first use
   std::vector<int32_t> free_;
   std::vector<int32_t> refs_;  // per block: sequences using it, plus one while cached
   std::vector<uint32_t> gen_;  // per block: bumped whenever it is taken for new contents
