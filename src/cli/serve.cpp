@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <thread>
 
@@ -78,8 +79,11 @@ Expected<std::unique_ptr<ServedModel>> load(const ServeArgs& a, const std::strin
   auto m = std::make_unique<ServedModel>();
   std::string id;
   m->path = spec;
+  // ID=PATH, unless the whole spec names a file (a path may hold '='); the id may hold '/'
+  // (hub-style names such as meta-llama/Llama-3.2-1B-Instruct).
   const size_t eq = spec.find('=');
-  if (eq != std::string::npos && eq > 0 && spec.find('/') > eq) {
+  std::error_code ec;
+  if (eq != std::string::npos && eq > 0 && !std::filesystem::exists(spec, ec)) {
     id = spec.substr(0, eq);
     m->path = spec.substr(eq + 1);
   }

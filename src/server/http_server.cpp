@@ -451,6 +451,11 @@ Expected<int> HttpServer::bind() {
 
 void HttpServer::stop_now() {
   stopping_ = true;
+  // cpp-httplib's stop() acts only once listening has begun. run() was started on its thread
+  // just before; wait for it (bounded), else a failure right after start-up (a model that does
+  // not load) would leave the caller joining a listener that never stops.
+  for (int i = 0; i < 5000 && !svr_->is_running(); ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
   svr_->stop();
 }
 
