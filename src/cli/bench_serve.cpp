@@ -95,7 +95,8 @@ Status bench_serve(BenchServeArgs& a) {
   for (int i = 0; i < int(a.prompt_tokens) * 2 + 64; ++i)
     text += std::string(words[rng() % 18]) + " ";
   std::vector<int64_t> ids;
-  auto tk = probe.Post("/tokenize", hdr, json{{"model", a.model}, {"prompt", text}, {"content", text}}.dump(),
+  auto tk = probe.Post("/tokenize", hdr,
+                       json{{"model", a.model}, {"prompt", text}, {"content", text}}.dump(),
                        "application/json");
   if (tk && tk->status == 200) {
     json t = json::parse(tk->body, nullptr, false);
@@ -126,6 +127,7 @@ Status bench_serve(BenchServeArgs& a) {
       const double start = now();
       double first = 0, last = 0;
       int64_t chunks = 0, usage_tokens = -1;
+      bool done = false;
       std::vector<double> gaps;
       std::string buf;
       httplib::Request req;
@@ -141,7 +143,10 @@ Status bench_serve(BenchServeArgs& a) {
           buf.erase(0, e + 2);
           if (ev.rfind("data: ", 0) != 0) continue;
           ev = ev.substr(6);
-          if (ev == "[DONE]") continue;
+          if (ev == "[DONE]") {
+            done = true;
+            continue;
+          }
           json j = json::parse(ev, nullptr, false);
           if (j.is_discarded()) continue;
           if (j.contains("usage") && j["usage"].is_object())
@@ -161,12 +166,17 @@ Status bench_serve(BenchServeArgs& a) {
       };
       auto rr = cli.send(req);
       std::lock_guard<std::mutex> lk(mu);
-      if (usage_tokens < 0) usage_tokens = chunks;  // servers that send no usage chunk
-      if (!rr || rr->status != 200 || chunks == 0) {
+      const bool had_usage = usage_tokens >= 0;
+      if (!had_usage) usage_tokens = chunks;  // servers that send no usage chunk
+      // A stream that ends properly is a success even if no chunk carried text (a random model
+      // may emit only tokens whose bytes never complete a character); its usage counts.
+      if (!rr || rr->status != 200 || (chunks == 0 && !(done && had_usage))) {
         ++failed;
         if (first_error.empty())
-          first_error = rr ? "status " + std::to_string(rr->status) + ": " + rr->body
-                           : httplib::to_string(rr.error());
+          first_error = !rr ? httplib::to_string(rr.error())
+                        : rr->status != 200
+                            ? "status " + std::to_string(rr->status) + ": " + rr->body
+                            : "the stream ended with no text and no usage";
         continue;
       }
       gen_tokens += usage_tokens;
