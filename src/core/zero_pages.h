@@ -16,8 +16,7 @@ class ZeroPages {
   ZeroPages() = default;
   explicit ZeroPages(size_t n) : n_(n) {
     if (n == 0) return;
-    void* p = mmap(nullptr, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
-                   -1, 0);
+    void* p = mmap(nullptr, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (p == MAP_FAILED) throw std::bad_alloc();
     p_ = static_cast<uint8_t*>(p);
   }

@@ -1,6 +1,9 @@
 #include "engine/generator.h"
 
+#include <unistd.h>
+
 #include <chrono>
+#include <new>
 
 namespace corral {
 
@@ -26,7 +29,8 @@ Expected<std::unique_ptr<Engine>> open_engine(const EngineOptions& opts, const L
   kc.n_layer = hp.n_layer;
   kc.row = hp.n_head_kv * hp.head_dim;
   kc.block_size = 16;
-  kc.n_blocks = (e->ctx_size + kc.block_size - 1) / kc.block_size * std::max<int64_t>(opts.n_seq, 1);
+  kc.n_blocks =
+      (e->ctx_size + kc.block_size - 1) / kc.block_size * std::max<int64_t>(opts.n_seq, 1);
   kc.type = opts.kv_type;
   if (opts.kv_type_auto) {
     // Checkpoints in their training precision (F32/BF16, e.g. HF folders) get an F32 cache so
@@ -38,7 +42,23 @@ Expected<std::unique_ptr<Engine>> open_engine(const EngineOptions& opts, const L
     const int64_t block = kc.block_size * kc.row * (kc.type == DType::F16 ? 2 : 4) * kc.n_layer * 2;
     kc.n_blocks = std::max<int64_t>(1, (opts.kv_mib << 20) / std::max<int64_t>(block, 1));
   }
-  e->kv = std::make_unique<PagedKvCache>(kc);
+  // The pool is mapped lazily (pages arrive as they are written), so a pool larger than the
+  // machine would only fail later, under load, by the kernel's OOM killer: refuse it now.
+  const int64_t kv_bytes =
+      kc.block_size * kc.row * (kc.type == DType::F16 ? 2 : 4) * kc.n_layer * 2 * kc.n_blocks;
+  const int64_t phys = int64_t(sysconf(_SC_PHYS_PAGES)) * int64_t(sysconf(_SC_PAGE_SIZE));
+  if (phys > 0 && kv_bytes > phys)
+    return make_error("the KV pool (" + std::to_string(kv_bytes >> 20) +
+                      " MiB: --kv-memory, or --parallel x --ctx-size) is larger than this "
+                      "machine's memory (" +
+                      std::to_string(phys >> 20) +
+                      " MiB); lower --kv-memory, --parallel or --ctx-size");
+  try {
+    e->kv = std::make_unique<PagedKvCache>(kc);
+  } catch (const std::bad_alloc&) {
+    return make_error("cannot reserve the KV pool (" + std::to_string(kv_bytes >> 20) +
+                      " MiB); lower --kv-memory, --parallel or --ctx-size");
+  }
   e->load_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   return e;
 }

@@ -183,6 +183,14 @@ test('a model that does not load: serve exits 1 naming it, at once (no hang)', (
   }
 });
 
+test('a KV pool larger than the machine is refused at start, naming the flags', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'corral-bigkv-'));
+  const r = spawnSync(BIN, ['serve', '-m', tinyModel('q4_0'), '--port', '0', '--kv-memory', '100000000', '--ledger', `sqlite:${join(dir, 'l.db')}`],
+    { encoding: 'utf8', timeout: 30000 });
+  assert.equal(r.status, 1, r.stderr);
+  assert.match(r.stderr, /KV pool \(100000000 MiB.*larger than this machine's memory.*lower --kv-memory/, r.stderr);
+});
+
 test('hub-style model ids (ID with a slash) are served under that id', async () => {
   const id = 'meta-llama/Tiny-Instruct';
   const srv = await startServer(['-m', `${id}=${tinyModel('q4_0')}`]);
