@@ -87,9 +87,9 @@ void BM_Dot(benchmark::State& st) {
       benchmark::Counter(double(w.data.size()), benchmark::Counter::kIsIterationInvariantRate);
 }
 
-const std::vector<int64_t> kTypes = {int64_t(DType::F16),  int64_t(DType::Q8_0),
-                                     int64_t(DType::Q4_0), int64_t(DType::Q4_K),
-                                     int64_t(DType::Q6_K), int64_t(DType::BF16)};
+const std::vector<int64_t> kTypes = {
+    int64_t(DType::F32),  int64_t(DType::F16),  int64_t(DType::Q8_0), int64_t(DType::Q4_0),
+    int64_t(DType::Q4_K), int64_t(DType::Q6_K), int64_t(DType::BF16)};
 
 }  // namespace
 

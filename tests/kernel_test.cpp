@@ -114,9 +114,9 @@ TEST(Kernels, FourRowDotEqualsOneRowDotBitwise) {
       if (!k->dot4[type]) continue;
       const DType dt = DType(type);
       const bool k_quant = dt == DType::Q6_K;
-      ASSERT_TRUE(dt == DType::F16 || dt == DType::BF16 || k_quant);  // the 4-row dots today
-      for (int64_t n :
-           k_quant ? std::vector<int64_t>{256, 2048} : std::vector<int64_t>{16, 48, 2048, 37}) {
+      ASSERT_TRUE(dt == DType::F32 || dt == DType::F16 || dt == DType::BF16 || k_quant);
+      for (int64_t n : k_quant ? std::vector<int64_t>{256, 2048}
+                               : std::vector<int64_t>{16, 48, 2048, 37, 100}) {
         std::vector<float> wf(static_cast<size_t>(n)), x(static_cast<size_t>(4 * n));
         for (auto& v : wf) v = nd(rng);
         for (auto& v : x) v = nd(rng);
@@ -130,6 +130,8 @@ TEST(Kernels, FourRowDotEqualsOneRowDotBitwise) {
           ldx = row_bytes(DType::Q8_K, n);
           act.assign(ldx * 4, 0);
           for (int t = 0; t < 4; ++t) k->quantize_q8_k(x.data() + t * n, act.data() + t * ldx, n);
+        } else if (dt == DType::F32) {
+          std::memcpy(w.data(), wf.data(), size_t(n) * 4);
         } else {
           for (int64_t i = 0; i < n; ++i)
             reinterpret_cast<uint16_t*>(w.data())[i] =

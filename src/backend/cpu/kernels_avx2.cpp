@@ -41,6 +41,34 @@ float dot_f32(int64_t n, const void* w, const void* x) {
   return s;
 }
 
+// One F32 row against 4 activation rows (ldx bytes apart): each token's sums are dot_f32's, in
+// its order, so out[t] is bitwise dot_f32 for row t; the weight is read once for all four.
+void dot4_f32(int64_t n, const void* w, const void* x, size_t ldx, float* out) {
+  auto* a = static_cast<const float*>(w);
+  const float* b[4];
+  for (int t = 0; t < 4; ++t)
+    b[t] = reinterpret_cast<const float*>(static_cast<const uint8_t*>(x) + size_t(t) * ldx);
+  __m256 s[4][4];
+  for (auto& st : s)
+    for (auto& v : st) v = _mm256_setzero_ps();
+  int64_t i = 0;
+  for (; i + 32 <= n; i += 32)
+    for (int q = 0; q < 4; ++q) {
+      const __m256 wv = _mm256_loadu_ps(a + i + 8 * q);
+      for (int t = 0; t < 4; ++t)
+        s[t][q] = _mm256_fmadd_ps(wv, _mm256_loadu_ps(b[t] + i + 8 * q), s[t][q]);
+    }
+  for (; i + 8 <= n; i += 8) {
+    const __m256 wv = _mm256_loadu_ps(a + i);
+    for (int t = 0; t < 4; ++t) s[t][0] = _mm256_fmadd_ps(wv, _mm256_loadu_ps(b[t] + i), s[t][0]);
+  }
+  for (int t = 0; t < 4; ++t) {
+    float r = hsum(_mm256_add_ps(_mm256_add_ps(s[t][0], s[t][1]), _mm256_add_ps(s[t][2], s[t][3])));
+    for (int64_t k = i; k < n; ++k) r += a[k] * b[t][k];
+    out[t] = r;
+  }
+}
+
 float dot_f16(int64_t n, const void* w, const void* x) {
   auto* a = static_cast<const uint16_t*>(w);
   auto* b = static_cast<const float*>(x);
@@ -514,6 +542,7 @@ KernelTable make() {
   KernelTable t = kernels_scalar();
   t.isa = "avx2";
   t.dot[uint32_t(DType::F32)] = dot_f32;
+  t.dot4[uint32_t(DType::F32)] = dot4_f32;
   t.dot[uint32_t(DType::F16)] = dot_f16;
   t.dot4[uint32_t(DType::F16)] = dot4_f16;
   t.dot4[uint32_t(DType::BF16)] = dot4_bf16;

@@ -35,6 +35,37 @@ float dot_f32(int64_t n, const void* w, const void* x) {
   return _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(s0, s1), _mm512_add_ps(s2, s3)));
 }
 
+// dot_f32 for 4 activation rows (ldx bytes apart), each token's arithmetic exactly dot_f32's.
+void dot4_f32(int64_t n, const void* w, const void* x, size_t ldx, float* out) {
+  auto* a = static_cast<const float*>(w);
+  const float* b[4];
+  for (int t = 0; t < 4; ++t)
+    b[t] = reinterpret_cast<const float*>(static_cast<const uint8_t*>(x) + size_t(t) * ldx);
+  __m512 s[4][4];
+  for (auto& st : s)
+    for (auto& v : st) v = _mm512_setzero_ps();
+  int64_t i = 0;
+  for (; i + 64 <= n; i += 64)
+    for (int q = 0; q < 4; ++q) {
+      const __m512 wv = _mm512_loadu_ps(a + i + 16 * q);
+      for (int t = 0; t < 4; ++t)
+        s[t][q] = _mm512_fmadd_ps(wv, _mm512_loadu_ps(b[t] + i + 16 * q), s[t][q]);
+    }
+  for (; i + 16 <= n; i += 16) {
+    const __m512 wv = _mm512_loadu_ps(a + i);
+    for (int t = 0; t < 4; ++t) s[t][0] = _mm512_fmadd_ps(wv, _mm512_loadu_ps(b[t] + i), s[t][0]);
+  }
+  if (i < n) {
+    const __mmask16 m = __mmask16((1u << (n - i)) - 1);
+    const __m512 wv = _mm512_maskz_loadu_ps(m, a + i);
+    for (int t = 0; t < 4; ++t)
+      s[t][1] = _mm512_fmadd_ps(wv, _mm512_maskz_loadu_ps(m, b[t] + i), s[t][1]);
+  }
+  for (int t = 0; t < 4; ++t)
+    out[t] = _mm512_reduce_add_ps(
+        _mm512_add_ps(_mm512_add_ps(s[t][0], s[t][1]), _mm512_add_ps(s[t][2], s[t][3])));
+}
+
 inline __m512 pair_scale(float s0, float s1) {
   return _mm512_insertf32x8(_mm512_set1_ps(s0), _mm256_set1_ps(s1), 1);
 }
@@ -231,6 +262,7 @@ KernelTable make() {
   KernelTable t = *kernels_avx2_unchecked();
   t.isa = "avx512";
   t.dot[uint32_t(DType::F32)] = dot_f32;
+  t.dot4[uint32_t(DType::F32)] = dot4_f32;
   // F16/BF16 keep the AVX2 dots: their 4-row kernels and the repacked gemv16 are defined to
   // match those, and gemv16's per-output chain of fused multiply-adds in k order is also what
   // this table's gemm_micro computes (the test checks it), so repacking stays batch-invariant.
