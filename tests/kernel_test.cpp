@@ -400,7 +400,7 @@ TEST(Attention, MatchesDirectComputation) {
   }
 }
 
-// Repacked F16/BF16: rows come back bit-identical; every token's outputs are bitwise the same
+// Repacked F16/BF16/F32: rows come back bit-identical; every token's outputs are bitwise the same
 // whether it is alone (gemv16, 4 groups), among a few (gemv16, 2 groups x 4 tokens) or in a
 // prompt (the f32 GEMM over unpacked rows), and within float noise of the reference.
 TEST(Kernels, Repacked16BitIsBatchInvariant) {
@@ -408,16 +408,20 @@ TEST(Kernels, Repacked16BitIsBatchInvariant) {
   for (int64_t n_in : {256, 37 * 8 + 3}) {
     const int64_t n_out = 8 * 13;  // 13 groups: one item of 4 groups is short
     const auto wf = randn(n_in * n_out, 31);
-    for (DType t : {DType::F16, DType::BF16}) {
+    for (DType t : {DType::F16, DType::BF16, DType::F32}) {
       const QuantWeights qw = quantize_weights(t, wf, n_in, n_out);
       const TensorView& w = qw.view;
       if (!repack_supported(w)) GTEST_SKIP() << "no repacked F16 kernels on " << kernels_isa_name();
       std::vector<uint8_t> packed(repacked_bytes(w));
       repack_weight(w, packed.data());
-      std::vector<uint16_t> row(static_cast<size_t>(n_in));
+      std::vector<float> row(static_cast<size_t>(n_in));  // room for either element size
       for (int64_t r = 0; r < n_out; ++r) {
-        repacked_16bit_row(packed.data(), n_in, r, row.data());
-        ASSERT_EQ(std::memcmp(row.data(), w.row(r), size_t(n_in) * 2), 0) << "row " << r;
+        if (t == DType::F32)
+          repacked_f32_row(packed.data(), n_in, r, row.data());
+        else
+          repacked_16bit_row(packed.data(), n_in, r, reinterpret_cast<uint16_t*>(row.data()));
+        ASSERT_EQ(std::memcmp(row.data(), w.row(r), w.row_size()), 0)
+            << type_name(t) << " row " << r;
       }
       TensorView wp = w;
       wp.data = packed.data();

@@ -56,11 +56,13 @@ void matmul_gemm(Context& ctx, const TensorView& w, const float* x, int64_t T, f
       for (int64_t k0 = 0; k0 < K; k0 += KC) {
         const int64_t kc = std::min(KC, K - k0);
         const DequantFn deq = k.dequant[uint32_t(w.type)];
-        if (w.repacked) {  // F16/BF16 in 8-row groups, k-major (backend/cpu/repack.h)
+        if (w.repacked) {  // F16/BF16/F32 in 8-row groups, k-major (backend/cpu/repack.h)
           const Unpack16Fn unpack = k.unpack16[uint32_t(w.type)];
+          const size_t col = w.type == DType::F32 ? 32 : 16;  // bytes of one k of a group
           for (int64_t r = 0; r < nr; r += 8)
-            unpack(reinterpret_cast<const uint16_t*>(wd) + (r0 + r) / 8 * K * 8 + k0 * 8, kc,
-                   wt + r * kc, kc);
+            unpack(reinterpret_cast<const uint16_t*>(
+                       wd + (size_t((r0 + r) / 8) * size_t(K) + size_t(k0)) * col),
+                   kc, wt + r * kc, kc);
         } else {
           for (int64_t r = 0; r < nr; ++r) {
             const uint8_t* src = wd + size_t(r0 + r) * rb + row_bytes(w.type, k0);
@@ -146,7 +148,7 @@ size_t quantize_activations_q8k(Context& ctx, const float* x, int64_t K, int64_t
   return arow;
 }
 
-// Repacked F16/BF16: up to 8 tokens through gemv16 (4 groups per call for one token, so four
+// Repacked F16/BF16/F32: up to 8 tokens through gemv16 (4 groups per call for one token, so four
 // chains hide the multiply-add latency; 2 groups x up to 4 tokens otherwise), more through the
 // f32 GEMM. Both give every output the same k-ordered fused multiply-adds: batch-invariant.
 void matmul_16bit_repacked(Context& ctx, const TensorView& w, const float* x, int64_t T, float* y,
@@ -156,7 +158,7 @@ void matmul_16bit_repacked(Context& ctx, const TensorView& w, const float* x, in
   const KernelTable& k = kernels_best();
   const Gemv16Fn gemv = k.gemv16[uint32_t(w.type)];
   const int64_t K = w.ne[0], N = w.ne[1], groups = N / 8;
-  const size_t gbytes = size_t(K) * 16;
+  const size_t gbytes = repacked_group_bytes(w.type, K);
   const int ng = T == 1 ? 4 : 2;
   const uint8_t* base = static_cast<const uint8_t*>(w.data);
   ctx.pool->parallel_for((groups + ng - 1) / ng, [&](int64_t item) {
@@ -178,7 +180,7 @@ void matmul_16bit_repacked(Context& ctx, const TensorView& w, const float* x, in
 void matmul_repacked(Context& ctx, std::initializer_list<MatmulTarget> targets, const float* x,
                      int64_t T, MatmulScratch& s) {
   const TensorView& w0 = *targets.begin()->w;
-  if (w0.type == DType::F16 || w0.type == DType::BF16) {
+  if (w0.type == DType::F16 || w0.type == DType::BF16 || w0.type == DType::F32) {
     for (const MatmulTarget& t : targets) matmul_16bit_repacked(ctx, *t.w, x, T, t.y, s);
     return;
   }

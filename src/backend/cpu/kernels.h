@@ -20,13 +20,13 @@ using QuantizeActFn = void (*)(const float* x, void* dst, int64_t n);
 // w: MR rows with stride ldw (f32); xp: packed activations, NR floats per k.
 using GemmMicroFn = void (*)(int64_t kc, const float* w, int64_t ldw, const float* xp, float* c,
                              int64_t ldc, bool accumulate);
-// Few tokens over repacked F16/BF16 (backend/cpu/repack.h): ng (1-4) consecutive 8-row groups
+// Few tokens over repacked F16/BF16/F32 (backend/cpu/repack.h): ng (1-4) consecutive 8-row groups
 // (gbytes apart) against nt (1-4) activation rows (ldx floats apart); out[(t * ng + g) * 8 + r].
 // Each output is one fused multiply-add after another in k order from 0: exactly gemm_micro's
 // per-output arithmetic, so a token's result never depends on the path its batch takes.
 using Gemv16Fn = void (*)(int64_t K, const uint8_t* groups, size_t gbytes, int ng, const float* x,
                           int64_t ldx, int nt, float* out);
-// The 8 rows of a repacked F16/BF16 group, values [k0, k0 + kc), as f32 rows (ldo apart); g
+// The 8 rows of a repacked F16/BF16/F32 group, values [k0, k0 + kc), as f32 rows (ldo apart); g
 // points at the group's column k0.
 using Unpack16Fn = void (*)(const uint16_t* g, int64_t kc, float* out, int64_t ldo);
 // y[i] += a * x[i] for x in F32 or F16 (attention's weighted sum of V rows).
@@ -94,7 +94,7 @@ struct KernelTable {
   AxpyFn axpy_f32, axpy_f16;
   DotFn dot[32];            // indexed by DType id; nullptr = unsupported
   Dot4Fn dot4[32];          // nullptr: call dot once per row
-  Gemv16Fn gemv16[32];      // F16, BF16 repacked (nullptr: not repacked on this ISA)
+  Gemv16Fn gemv16[32];      // F16, BF16, F32 repacked (nullptr: not repacked on this ISA)
   Unpack16Fn unpack16[32];  // and their rows back to f32 for the GEMM
   QuantizeActFn quantize_q8_0;
   QuantizeActFn quantize_q8_k;

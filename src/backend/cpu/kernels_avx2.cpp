@@ -140,6 +140,10 @@ void dot4_16bit(int64_t n, const void* w, const void* x, size_t ldx, float* out)
 inline __m256 f16x8(const uint16_t* p) {
   return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i*)p));
 }
+// F32 columns of a repacked group: the same uint16_t addressing, two units per value.
+inline __m256 f32x8(const uint16_t* p) {
+  return _mm256_loadu_ps(reinterpret_cast<const float*>(p));
+}
 inline float f16_one(uint16_t h) {
   return h2f(h);
 }
@@ -154,8 +158,9 @@ void dot4_bf16(int64_t n, const void* w, const void* x, size_t ldx, float* out) 
   dot4_16bit<bf16x8, bf16_one>(n, w, x, ldx, out);
 }
 
-// gemv16 (see kernels.h): the group's 8 rows of column k are one 16-byte load.
-template <__m256 (*Wide)(const uint16_t*), int G, int NT>
+// gemv16 (see kernels.h): the group's 8 rows of column k are one load of S uint16_t units (8
+// for F16/BF16, 16 for F32).
+template <__m256 (*Wide)(const uint16_t*), int G, int NT, int S>
 void gemv16_n(int64_t K, const uint8_t* groups, size_t gbytes, const float* x, int64_t ldx,
               float* out) {
   __m256 a[G][NT];
@@ -166,11 +171,11 @@ void gemv16_n(int64_t K, const uint8_t* groups, size_t gbytes, const float* x, i
   for (int64_t k = 0; k < K; ++k) {
     if ((k & 7) == 0)
       for (int g = 0; g < G; ++g)
-        _mm_prefetch(reinterpret_cast<const char*>(w[g] + k * 8) + 1024, _MM_HINT_T0);
+        _mm_prefetch(reinterpret_cast<const char*>(w[g] + k * S) + 1024, _MM_HINT_T0);
     __m256 xb[NT];
     for (int t = 0; t < NT; ++t) xb[t] = _mm256_broadcast_ss(x + t * ldx + k);
     for (int g = 0; g < G; ++g) {
-      const __m256 c = Wide(w[g] + k * 8);
+      const __m256 c = Wide(w[g] + k * S);
       for (int t = 0; t < NT; ++t) a[g][t] = _mm256_fmadd_ps(c, xb[t], a[g][t]);
     }
   }
@@ -178,30 +183,30 @@ void gemv16_n(int64_t K, const uint8_t* groups, size_t gbytes, const float* x, i
     for (int g = 0; g < G; ++g) _mm256_storeu_ps(out + (t * G + g) * 8, a[g][t]);
 }
 
-template <__m256 (*Wide)(const uint16_t*)>
+template <__m256 (*Wide)(const uint16_t*), int S>
 void gemv16(int64_t K, const uint8_t* groups, size_t gbytes, int ng, const float* x, int64_t ldx,
             int nt, float* out) {
   switch (ng * 8 + nt) {
     case 4 * 8 + 1:
-      return gemv16_n<Wide, 4, 1>(K, groups, gbytes, x, ldx, out);
+      return gemv16_n<Wide, 4, 1, S>(K, groups, gbytes, x, ldx, out);
     case 3 * 8 + 1:
-      return gemv16_n<Wide, 3, 1>(K, groups, gbytes, x, ldx, out);
+      return gemv16_n<Wide, 3, 1, S>(K, groups, gbytes, x, ldx, out);
     case 2 * 8 + 1:
-      return gemv16_n<Wide, 2, 1>(K, groups, gbytes, x, ldx, out);
+      return gemv16_n<Wide, 2, 1, S>(K, groups, gbytes, x, ldx, out);
     case 2 * 8 + 2:
-      return gemv16_n<Wide, 2, 2>(K, groups, gbytes, x, ldx, out);
+      return gemv16_n<Wide, 2, 2, S>(K, groups, gbytes, x, ldx, out);
     case 2 * 8 + 3:
-      return gemv16_n<Wide, 2, 3>(K, groups, gbytes, x, ldx, out);
+      return gemv16_n<Wide, 2, 3, S>(K, groups, gbytes, x, ldx, out);
     case 2 * 8 + 4:
-      return gemv16_n<Wide, 2, 4>(K, groups, gbytes, x, ldx, out);
+      return gemv16_n<Wide, 2, 4, S>(K, groups, gbytes, x, ldx, out);
     case 1 * 8 + 2:
-      return gemv16_n<Wide, 1, 2>(K, groups, gbytes, x, ldx, out);
+      return gemv16_n<Wide, 1, 2, S>(K, groups, gbytes, x, ldx, out);
     case 1 * 8 + 3:
-      return gemv16_n<Wide, 1, 3>(K, groups, gbytes, x, ldx, out);
+      return gemv16_n<Wide, 1, 3, S>(K, groups, gbytes, x, ldx, out);
     case 1 * 8 + 4:
-      return gemv16_n<Wide, 1, 4>(K, groups, gbytes, x, ldx, out);
+      return gemv16_n<Wide, 1, 4, S>(K, groups, gbytes, x, ldx, out);
     default:
-      return gemv16_n<Wide, 1, 1>(K, groups, gbytes, x, ldx, out);
+      return gemv16_n<Wide, 1, 1, S>(K, groups, gbytes, x, ldx, out);
   }
 }
 
@@ -225,17 +230,20 @@ inline void transpose8(__m256 r[8]) {
   r[7] = _mm256_permute2f128_ps(u3, u7, 0x31);
 }
 
-template <__m256 (*Wide)(const uint16_t*), float (*Narrow)(uint16_t)>
+template <__m256 (*Wide)(const uint16_t*), int S>
 void unpack16(const uint16_t* g, int64_t kc, float* out, int64_t ldo) {
   int64_t k = 0;
   for (; k + 8 <= kc; k += 8) {
     __m256 c[8];
-    for (int i = 0; i < 8; ++i) c[i] = Wide(g + (k + i) * 8);  // column k + i
+    for (int i = 0; i < 8; ++i) c[i] = Wide(g + (k + i) * S);  // column k + i
     transpose8(c);                                             // row r, values k .. k + 7
     for (int r = 0; r < 8; ++r) _mm256_storeu_ps(out + r * ldo + k, c[r]);
   }
-  for (; k < kc; ++k)
-    for (int r = 0; r < 8; ++r) out[r * ldo + k] = Narrow(g[k * 8 + r]);
+  for (; k < kc; ++k) {
+    float col[8];
+    _mm256_storeu_ps(col, Wide(g + k * S));
+    for (int r = 0; r < 8; ++r) out[r * ldo + k] = col[r];
+  }
 }
 
 // 32 signed int8 products summed in pairs of four -> 8 floats.
@@ -546,10 +554,12 @@ KernelTable make() {
   t.dot[uint32_t(DType::F16)] = dot_f16;
   t.dot4[uint32_t(DType::F16)] = dot4_f16;
   t.dot4[uint32_t(DType::BF16)] = dot4_bf16;
-  t.gemv16[uint32_t(DType::F16)] = gemv16<f16x8>;
-  t.gemv16[uint32_t(DType::BF16)] = gemv16<bf16x8>;
-  t.unpack16[uint32_t(DType::F16)] = unpack16<f16x8, f16_one>;
-  t.unpack16[uint32_t(DType::BF16)] = unpack16<bf16x8, bf16_one>;
+  t.gemv16[uint32_t(DType::F16)] = gemv16<f16x8, 8>;
+  t.gemv16[uint32_t(DType::BF16)] = gemv16<bf16x8, 8>;
+  t.gemv16[uint32_t(DType::F32)] = gemv16<f32x8, 16>;
+  t.unpack16[uint32_t(DType::F16)] = unpack16<f16x8, 8>;
+  t.unpack16[uint32_t(DType::BF16)] = unpack16<bf16x8, 8>;
+  t.unpack16[uint32_t(DType::F32)] = unpack16<f32x8, 16>;
   t.dot[uint32_t(DType::BF16)] = dot_bf16;
   t.dot[uint32_t(DType::Q8_0)] = dot_q8_0;
   t.dot[uint32_t(DType::Q4_0)] = dot_q4_0;

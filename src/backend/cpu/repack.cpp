@@ -17,7 +17,7 @@ bool repack_supported(const TensorView& w) {
   if (w.type == DType::Q8_0) return w.ne[0] % 32 == 0 && k.gemv_q8_0x8 && k.gemm_q8_0x8x4;
   if (w.type == DType::Q4_K)
     return w.ne[0] % QK_K == 0 && w.ne[2] == 1 && w.ne[3] == 1 && k.gemv_q4_kx8 && k.gemm_q4_kx8;
-  if (w.type == DType::F16 || w.type == DType::BF16)
+  if (w.type == DType::F16 || w.type == DType::BF16 || w.type == DType::F32)
     return w.ne[2] == 1 && w.ne[3] == 1 && k.gemv16[uint32_t(w.type)] &&
            k.unpack16[uint32_t(w.type)] && std::getenv("CORRAL_NO_REPACK_F16") == nullptr;
   return false;
@@ -26,6 +26,7 @@ bool repack_supported(const TensorView& w) {
 size_t repacked_group_bytes(DType t, int64_t K) {
   if (t == DType::Q4_K) return size_t(K / QK_K) * kQ4KGroupBytes;
   if (t == DType::F16 || t == DType::BF16) return size_t(K) * 16;
+  if (t == DType::F32) return size_t(K) * 32;
   return size_t(K / 32) * (t == DType::Q8_0 ? kQ8_0GroupBytes : kQ4_0GroupBytes);
 }
 
@@ -138,20 +139,36 @@ void repacked_q8_0_row(const uint8_t* data, int64_t K, int64_t r, uint8_t* out) 
   unpack_x8_row(data, K, r, out, 32);
 }
 
-void repack_16bit_x8(const TensorView& w, uint8_t* dst, ThreadPool* pool) {
+namespace {
+// T: the element's bits (uint16_t for F16/BF16, uint32_t for F32).
+template <class T>
+void repack_columns_x8(const TensorView& w, uint8_t* dst, ThreadPool* pool) {
   const int64_t K = w.ne[0];
   for_each_group(pool, w.rows() / 8, [&](int64_t g) {
-    auto* o = reinterpret_cast<uint16_t*>(dst + size_t(g) * size_t(K) * 16);
-    const uint16_t* in[8];
-    for (int i = 0; i < 8; ++i) in[i] = reinterpret_cast<const uint16_t*>(w.row(g * 8 + i));
+    auto* o = reinterpret_cast<T*>(dst + size_t(g) * size_t(K) * 8 * sizeof(T));
+    const T* in[8];
+    for (int i = 0; i < 8; ++i) in[i] = reinterpret_cast<const T*>(w.row(g * 8 + i));
     // Written in order (eight read streams, one write stream).
     for (int64_t k = 0; k < K; ++k, o += 8)
       for (int i = 0; i < 8; ++i) o[i] = in[i][k];
   });
 }
+}  // namespace
+
+void repack_16bit_x8(const TensorView& w, uint8_t* dst, ThreadPool* pool) {
+  if (w.type == DType::F32)
+    repack_columns_x8<uint32_t>(w, dst, pool);
+  else
+    repack_columns_x8<uint16_t>(w, dst, pool);
+}
 
 void repacked_16bit_row(const uint8_t* data, int64_t K, int64_t r, uint16_t* out) {
   const auto* in = reinterpret_cast<const uint16_t*>(data + size_t(r / 8) * size_t(K) * 16);
+  for (int64_t k = 0; k < K; ++k) out[k] = in[k * 8 + r % 8];
+}
+
+void repacked_f32_row(const uint8_t* data, int64_t K, int64_t r, float* out) {
+  const auto* in = reinterpret_cast<const float*>(data + size_t(r / 8) * size_t(K) * 32);
   for (int64_t k = 0; k < K; ++k) out[k] = in[k * 8 + r % 8];
 }
 
@@ -165,7 +182,7 @@ void repack_weight(const TensorView& w, uint8_t* dst, ThreadPool* pool,
     part.n_dims = 2;
     if (w.type == DType::Q4_K)
       repack_q4_k(part, dst + out, pool);
-    else if (w.type == DType::F16 || w.type == DType::BF16)
+    else if (w.type == DType::F16 || w.type == DType::BF16 || w.type == DType::F32)
       repack_16bit_x8(part, dst + out, pool);
     else if (w.type == DType::Q8_0)
       repack_q8_0x8(part, dst + out, pool);

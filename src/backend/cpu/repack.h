@@ -29,11 +29,13 @@ constexpr size_t kQ4KGroupBytes = 1184;
 // (the Q4_0 grouping with whole bytes).
 constexpr size_t kQ8_0GroupBytes = 272;
 
-// F16 / BF16 (2-d weights only), per group of 8 rows: for each k, the 8 rows' values (16 bytes),
-// so one load is a column of the group and the few-token kernels keep one output row per lane,
-// each a fused multiply-add after another in k order (the f32 GEMM's per-output arithmetic).
+// F16 / BF16 / F32 (2-d weights only), per group of 8 rows: for each k, the 8 rows' values (16
+// bytes, 32 for F32), so one load is a column of the group and the few-token kernels keep one
+// output row per lane, each a fused multiply-add after another in k order (the f32 GEMM's
+// per-output arithmetic).
 void repack_16bit_x8(const TensorView& w, uint8_t* dst, ThreadPool* pool = nullptr);
 void repacked_16bit_row(const uint8_t* data, int64_t K, int64_t r, uint16_t* out);
+void repacked_f32_row(const uint8_t* data, int64_t K, int64_t r, float* out);
 
 // Whether a weight can be repacked (Q4_0/Q8_0 with rows a multiple of 8, Q4_K 2-d) and a kernel
 // uses it.
