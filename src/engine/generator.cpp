@@ -38,14 +38,13 @@ Expected<std::unique_ptr<Engine>> open_engine(const EngineOptions& opts, const L
     const DType wt = e->model->layers.empty() ? DType::F32 : e->model->layers[0].wq.type;
     kc.type = wt == DType::F32 || wt == DType::BF16 ? DType::F32 : DType::F16;
   }
-  if (opts.kv_mib > 0) {
-    const int64_t block = kc.block_size * kc.row * (kc.type == DType::F16 ? 2 : 4) * kc.n_layer * 2;
+  // One block across all layers, K and V.
+  const int64_t block = kc.block_size * kc.row * (kc.type == DType::F16 ? 2 : 4) * kc.n_layer * 2;
+  if (opts.kv_mib > 0)
     kc.n_blocks = std::max<int64_t>(1, (opts.kv_mib << 20) / std::max<int64_t>(block, 1));
-  }
   // The pool is mapped lazily (pages arrive as they are written), so a pool larger than the
   // machine would only fail later, under load, by the kernel's OOM killer: refuse it now.
-  const int64_t kv_bytes =
-      kc.block_size * kc.row * (kc.type == DType::F16 ? 2 : 4) * kc.n_layer * 2 * kc.n_blocks;
+  const int64_t kv_bytes = block * kc.n_blocks;
   const int64_t phys = int64_t(sysconf(_SC_PHYS_PAGES)) * int64_t(sysconf(_SC_PAGE_SIZE));
   if (phys > 0 && kv_bytes > phys)
     return make_error("the KV pool (" + std::to_string(kv_bytes >> 20) +

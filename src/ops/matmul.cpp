@@ -58,7 +58,7 @@ void matmul_gemm(Context& ctx, const TensorView& w, const float* x, int64_t T, f
         const DequantFn deq = k.dequant[uint32_t(w.type)];
         if (w.repacked) {  // F16/BF16/F32 in 8-row groups, k-major (backend/cpu/repack.h)
           const Unpack16Fn unpack = k.unpack16[uint32_t(w.type)];
-          const size_t col = w.type == DType::F32 ? 32 : 16;  // bytes of one k of a group
+          const size_t col = repacked_group_bytes(w.type, 1);  // bytes of one k of a group
           for (int64_t r = 0; r < nr; r += 8)
             unpack(reinterpret_cast<const uint16_t*>(
                        wd + (size_t((r0 + r) / 8) * size_t(K) + size_t(k0)) * col),
@@ -180,7 +180,7 @@ void matmul_16bit_repacked(Context& ctx, const TensorView& w, const float* x, in
 void matmul_repacked(Context& ctx, std::initializer_list<MatmulTarget> targets, const float* x,
                      int64_t T, MatmulScratch& s) {
   const TensorView& w0 = *targets.begin()->w;
-  if (w0.type == DType::F16 || w0.type == DType::BF16 || w0.type == DType::F32) {
+  if (repacked_by_column(w0.type)) {
     for (const MatmulTarget& t : targets) matmul_16bit_repacked(ctx, *t.w, x, T, t.y, s);
     return;
   }

@@ -10,17 +10,11 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "backend/cpu/avx2_util.h"
 #include "format/quant.h"
 
 namespace corral {
 namespace {  // NOLINT: internal linkage per ISA file, on purpose
-
-inline float q6_hsum(__m256 v) {
-  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-  s = _mm_add_ss(s, _mm_movehdup_ps(s));
-  return _mm_cvtss_f32(s);
-}
 
 // Q6_K values are q - 32: the kernels multiply q and subtract 32 * scale_j * bsum_j (the
 // activation's 16-value sums) per int32 lane. dot_q6_k and dot4_q6_k both do exactly this, so
@@ -66,9 +60,9 @@ float dot_q6_k(int64_t n, const void* w, const void* x) {
     }
     sumi = _mm256_sub_epi32(sumi, q6_k_offset(a[i], b[i]));
     acc =
-        _mm256_fmadd_ps(_mm256_set1_ps(b[i].d * _cvtsh_ss(a[i].d)), _mm256_cvtepi32_ps(sumi), acc);
+        _mm256_fmadd_ps(_mm256_set1_ps(b[i].d * avx2::h2f(a[i].d)), _mm256_cvtepi32_ps(sumi), acc);
   }
-  return q6_hsum(acc);
+  return avx2::hsum(acc);
 }
 
 // One Q6_K row against 4 Q8_K activation rows (ldx bytes apart): the 6-bit values are unpacked
@@ -108,10 +102,10 @@ void dot4_q6_k(int64_t n, const void* w, const void* x, size_t ldx, float* out) 
     }
     for (int t = 0; t < 4; ++t) sumi[t] = _mm256_sub_epi32(sumi[t], q6_k_offset(a[i], b[t][i]));
     for (int t = 0; t < 4; ++t)
-      acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(b[t][i].d * _cvtsh_ss(a[i].d)),
+      acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(b[t][i].d * avx2::h2f(a[i].d)),
                                _mm256_cvtepi32_ps(sumi[t]), acc[t]);
   }
-  for (int t = 0; t < 4; ++t) out[t] = q6_hsum(acc[t]);
+  for (int t = 0; t < 4; ++t) out[t] = avx2::hsum(acc[t]);
 }
 
 }  // namespace

@@ -17,7 +17,7 @@ bool repack_supported(const TensorView& w) {
   if (w.type == DType::Q8_0) return w.ne[0] % 32 == 0 && k.gemv_q8_0x8 && k.gemm_q8_0x8x4;
   if (w.type == DType::Q4_K)
     return w.ne[0] % QK_K == 0 && w.ne[2] == 1 && w.ne[3] == 1 && k.gemv_q4_kx8 && k.gemm_q4_kx8;
-  if (w.type == DType::F16 || w.type == DType::BF16 || w.type == DType::F32)
+  if (repacked_by_column(w.type))
     return w.ne[2] == 1 && w.ne[3] == 1 && k.gemv16[uint32_t(w.type)] &&
            k.unpack16[uint32_t(w.type)] && std::getenv("CORRAL_NO_REPACK_F16") == nullptr;
   return false;
@@ -162,14 +162,20 @@ void repack_16bit_x8(const TensorView& w, uint8_t* dst, ThreadPool* pool) {
     repack_columns_x8<uint16_t>(w, dst, pool);
 }
 
-void repacked_16bit_row(const uint8_t* data, int64_t K, int64_t r, uint16_t* out) {
-  const auto* in = reinterpret_cast<const uint16_t*>(data + size_t(r / 8) * size_t(K) * 16);
+namespace {
+template <class T>
+void repacked_column_row(const uint8_t* data, int64_t K, int64_t r, T* out) {
+  const auto* in = reinterpret_cast<const T*>(data + size_t(r / 8) * size_t(K) * 8 * sizeof(T));
   for (int64_t k = 0; k < K; ++k) out[k] = in[k * 8 + r % 8];
+}
+}  // namespace
+
+void repacked_16bit_row(const uint8_t* data, int64_t K, int64_t r, uint16_t* out) {
+  repacked_column_row(data, K, r, out);
 }
 
 void repacked_f32_row(const uint8_t* data, int64_t K, int64_t r, float* out) {
-  const auto* in = reinterpret_cast<const float*>(data + size_t(r / 8) * size_t(K) * 32);
-  for (int64_t k = 0; k < K; ++k) out[k] = in[k * 8 + r % 8];
+  repacked_column_row(data, K, r, out);
 }
 
 void repack_weight(const TensorView& w, uint8_t* dst, ThreadPool* pool,
@@ -182,7 +188,7 @@ void repack_weight(const TensorView& w, uint8_t* dst, ThreadPool* pool,
     part.n_dims = 2;
     if (w.type == DType::Q4_K)
       repack_q4_k(part, dst + out, pool);
-    else if (w.type == DType::F16 || w.type == DType::BF16 || w.type == DType::F32)
+    else if (repacked_by_column(w.type))
       repack_16bit_x8(part, dst + out, pool);
     else if (w.type == DType::Q8_0)
       repack_q8_0x8(part, dst + out, pool);

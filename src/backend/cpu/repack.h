@@ -33,6 +33,9 @@ constexpr size_t kQ8_0GroupBytes = 272;
 // bytes, 32 for F32), so one load is a column of the group and the few-token kernels keep one
 // output row per lane, each a fused multiply-add after another in k order (the f32 GEMM's
 // per-output arithmetic).
+inline bool repacked_by_column(DType t) {
+  return t == DType::F16 || t == DType::BF16 || t == DType::F32;
+}
 void repack_16bit_x8(const TensorView& w, uint8_t* dst, ThreadPool* pool = nullptr);
 void repacked_16bit_row(const uint8_t* data, int64_t K, int64_t r, uint16_t* out);
 void repacked_f32_row(const uint8_t* data, int64_t K, int64_t r, float* out);
