@@ -12,7 +12,7 @@
 #include <nlohmann/json.hpp>
 
 #include "test_util.h"
-#include "tokenizer/chat_template.h"
+#include "template/builtin_chat.h"
 
 using namespace corral;
 using corral::test::fixture;

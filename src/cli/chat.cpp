@@ -7,7 +7,7 @@
 
 #include "cli/engine_flags.h"
 #include "engine/generate.h"
-#include "tokenizer/chat_template.h"
+#include "template/builtin_chat.h"
 
 namespace corral::cli {
 

@@ -55,6 +55,7 @@ int main(int argc, char** argv) {
   actions["share"] = add_share(app);
   actions["statement"] = add_statement(app);
   actions["license"] = add_license(app);
+  actions["template"] = add_template(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {

@@ -206,17 +206,30 @@ std::string token_string(const json& v) {
   return "";
 }
 
+// `chat_template`: a string, or a list of {name, template} (the one named "default" is
+// tokenizer.chat_template, the others tokenizer.chat_template.NAME, as llama.cpp names them).
+void apply_chat_template_field(const json& cfg, const std::string& origin, Metadata* meta) {
+  if (!cfg.contains("chat_template")) return;
+  const json& ct = cfg["chat_template"];
+  if (ct.is_string()) {
+    meta->set("tokenizer.chat_template", GgufValue::of_str(ct));
+  } else if (ct.is_array()) {
+    for (auto& t : ct) {
+      if (!t.is_object() || !t.contains("template") || !t["template"].is_string()) continue;
+      std::string name = t.value("name", "default");
+      meta->set(name == "default" ? "tokenizer.chat_template" : "tokenizer.chat_template." + name,
+                GgufValue::of_str(t["template"]));
+    }
+  } else {
+    return;
+  }
+  meta->set("corral.chat_template.source", GgufValue::of_str(origin));
+}
+
 void apply_tokenizer_config(const json& cfg, Metadata* meta,
                             const std::unordered_map<std::string, int64_t>& ids) {
   if (!cfg.is_object()) return;
-  if (cfg.contains("chat_template")) {
-    if (cfg["chat_template"].is_string())
-      meta->set("tokenizer.chat_template", GgufValue::of_str(cfg["chat_template"]));
-    else if (cfg["chat_template"].is_array())  // [{name, template}]
-      for (auto& t : cfg["chat_template"])
-        if (t.is_object() && t.value("name", "") == "default" && t.contains("template"))
-          meta->set("tokenizer.chat_template", GgufValue::of_str(t["template"]));
-  }
+  apply_chat_template_field(cfg, "tokenizer_config.json", meta);
   auto set_id = [&](const char* cfg_key, const char* meta_key) {
     if (!cfg.contains(cfg_key)) return;
     auto it = ids.find(token_string(cfg[cfg_key]));
@@ -352,6 +365,25 @@ static Status apply_config_file(const std::string& dir, Metadata* meta) {
   return Status::ok();
 }
 
+// Newer transformers save the template beside tokenizer_config.json: chat_template.jinja (one
+// template) or chat_template.json ({"chat_template": ...}); either takes precedence over the
+// config's field, as transformers reads them.
+static Status apply_chat_template_files(const std::string& dir, Metadata* meta) {
+  const std::string jinja_path = dir + "/chat_template.jinja", json_path = dir + "/chat_template.json";
+  if (file_exists(jinja_path)) {
+    CORRAL_ASSIGN_OR_RETURN(std::string text, read_text_file(jinja_path));
+    meta->set("tokenizer.chat_template", GgufValue::of_str(text));
+    meta->set("corral.chat_template.source", GgufValue::of_str("chat_template.jinja"));
+  } else if (file_exists(json_path)) {
+    CORRAL_ASSIGN_OR_RETURN(std::string text, read_text_file(json_path));
+    json cfg = json::parse(text, nullptr, false);
+    if (cfg.is_discarded() || !cfg.is_object() || !cfg.contains("chat_template"))
+      return make_error(json_path + ": not a JSON object with a \"chat_template\"");
+    apply_chat_template_field(cfg, "chat_template.json", meta);
+  }
+  return Status::ok();
+}
+
 Status load_tokenizer_dir_into(const std::string& dir, Metadata* meta, bool required) {
   // SentencePiece keeps real scores in tokenizer.model; prefer it when both exist.
   if (file_exists(dir + "/tokenizer.model")) {
@@ -362,7 +394,8 @@ Status load_tokenizer_dir_into(const std::string& dir, Metadata* meta, bool requ
     if (required) return make_error(dir + ": no tokenizer.json or tokenizer.model");
     return Status::ok();
   }
-  return apply_config_file(dir, meta);
+  CORRAL_RETURN_IF_ERROR(apply_config_file(dir, meta));
+  return apply_chat_template_files(dir, meta);
 }
 
 Status load_tokenizer_into(const std::string& path, Metadata* meta, int64_t vocab_size) {

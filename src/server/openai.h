@@ -8,7 +8,7 @@
 #include <string>
 #include <vector>
 
-#include "tokenizer/chat_template.h"
+#include "template/builtin_chat.h"
 
 namespace corral {
 

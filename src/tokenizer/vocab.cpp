@@ -82,6 +82,10 @@ Expected<std::shared_ptr<Vocab>> vocab_from_metadata(const Metadata& meta, const
   v->add_bos = meta.get_bool("tokenizer.ggml.add_bos_token").value_or(true);
   v->add_space_prefix = meta.get_bool("tokenizer.ggml.add_space_prefix").value_or(true);
   v->chat_template = meta.get_str("tokenizer.chat_template").value_or("");
+  v->chat_template_source = meta.get_str("corral.chat_template.source").value_or("");
+  for (auto& [k, val] : meta.kv)
+    if (k.rfind("tokenizer.chat_template.", 0) == 0 && val.type == GgufType::STRING)
+      v->named_chat_templates.emplace_back(k.substr(24), val.str);
   v->pre = meta.get_str("tokenizer.ggml.pre").value_or("llama-bpe");
   v->ignore_merges = meta.get_bool("tokenizer.ggml.ignore_merges").value_or(v->pre == "llama-bpe");
   std::fill(std::begin(v->byte_ids), std::end(v->byte_ids), -1);

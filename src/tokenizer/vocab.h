@@ -39,7 +39,9 @@ struct Vocab {
   // SentencePiece: no token holds U+2581 after another character, so text can be encoded word
   // by word (split before each U+2581 that follows a non-U+2581) with the same result.
   bool spm_word_split = false;
-  std::string chat_template;
+  std::string chat_template;  // tokenizer.chat_template (Jinja), empty when the model has none
+  std::string chat_template_source;  // where it came from (corral.chat_template.source)
+  std::vector<std::pair<std::string, std::string>> named_chat_templates;  // .NAME -> text
   // Tokens that are split out of text before the model's algorithm runs, longest first.
   std::vector<int32_t> special_ids;
   int32_t byte_ids[256];  // SPM: <0xNN> ids; BPE: id of each byte's unicode character

@@ -1,4 +1,4 @@
-#include "tokenizer/chat_template.h"
+#include "template/builtin_chat.h"
 
 #include "tokenizer/vocab.h"
 
