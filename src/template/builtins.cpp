@@ -595,6 +595,11 @@ std::vector<std::pair<std::string, Value>> make_globals(Env& env) {
                    for (auto& x : a.pos)
                      if (x.kind != Value::Kind::kInt) fail("TypeError", "'" + type_name(x) + "' object cannot be interpreted as an integer");
                    if (step == 0) fail("ValueError", "range() arg 3 must not be zero");
+                   const int64_t span = step > 0 ? stop - start : start - stop;
+                   const int64_t count = span <= 0 ? 0 : (span - 1) / (step > 0 ? step : -step) + 1;
+                   if (uint64_t(count) > e->opt.limits.max_steps)
+                     fail("TemplateLimitError", "range() of " + std::to_string(count) +
+                                                    " items exceeds the template's loop limit");
                    std::vector<Value> items;
                    for (int64_t k = start; step > 0 ? k < stop : k > stop; k += step) {
                      e->step();
@@ -604,14 +609,20 @@ std::vector<std::pair<std::string, Value>> make_globals(Env& env) {
                  }));
   g.emplace_back("dict", Value::function("dict", [](Args& a) {
                    Value d = Value::new_dict();
-                   if (!a.pos.empty() && a.pos[0].is_dict()) d.dict->items = a.pos[0].dict->items;
+                   if (!a.pos.empty() && a.pos[0].is_dict()) {
+                     d.dict->items = a.pos[0].dict->items;
+                     d.dict->depth = a.pos[0].dict->depth;
+                   }
                    for (auto& [k, v] : a.kw) d.dict->set(k, v);
                    return d;
                  }));
   g.emplace_back("namespace", Value::function("namespace", [](Args& a) {
                    Value d = Value::new_dict();
                    d.dict->ns = true;
-                   if (!a.pos.empty() && a.pos[0].is_dict()) d.dict->items = a.pos[0].dict->items;
+                   if (!a.pos.empty() && a.pos[0].is_dict()) {
+                     d.dict->items = a.pos[0].dict->items;
+                     d.dict->depth = a.pos[0].dict->depth;
+                   }
                    for (auto& [k, v] : a.kw) d.dict->set(k, v);
                    return d;
                  }));

@@ -193,12 +193,16 @@ Expected<std::string> render_chat(const ChatFormat& f, const ChatInput& in) {
     return chat_render(f.builtin, plain_messages(msgs, f.builtin), in.add_generation_prompt, f.bos_token);
   using jinja::Value;
   std::vector<std::pair<std::string, Value>> vars;
-  vars.emplace_back("messages", jinja::from_json(msgs));
-  vars.emplace_back("tools", in.tools.is_null() ? Value::none() : jinja::from_json(in.tools));
-  vars.emplace_back("add_generation_prompt", Value::boolean(in.add_generation_prompt));
-  vars.emplace_back("bos_token", Value::str(f.bos_token));
-  vars.emplace_back("eos_token", Value::str(f.eos_token));
-  for (auto& [k, v] : in.vars) vars.emplace_back(k, jinja::from_json(v));
+  try {
+    vars.emplace_back("messages", jinja::from_json(msgs));
+    vars.emplace_back("tools", in.tools.is_null() ? Value::none() : jinja::from_json(in.tools));
+    vars.emplace_back("add_generation_prompt", Value::boolean(in.add_generation_prompt));
+    vars.emplace_back("bos_token", Value::str(f.bos_token));
+    vars.emplace_back("eos_token", Value::str(f.eos_token));
+    for (auto& [k, v] : in.vars) vars.emplace_back(k, jinja::from_json(v));
+  } catch (const jinja::TemplateError& e) {
+    return make_error(e.kind + ": " + e.what());
+  }
   jinja::RenderOptions o;
   o.now = in.now;
   return jinja::render(*f.jinja, vars, o);

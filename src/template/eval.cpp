@@ -469,7 +469,7 @@ struct Evaluator {
         scope->set(node->params[k], node->defaults[k] ? self->eval(*node->defaults[k], scope)
                                                       : Value::undefined(node->params[k]));
       }
-      scope->set("varargs", Value::new_list(std::move(varargs)));
+      scope->set("varargs", Value::new_list(std::move(varargs), true));
       scope->set("kwargs", kwargs);
       std::string text;
       try {

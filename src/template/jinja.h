@@ -20,7 +20,7 @@ struct Program;
 // Limits against hostile templates from downloaded model files; each is a clear error.
 struct RenderLimits {
   size_t max_output_bytes = size_t(32) << 20;  // the rendered text, and any one string or list
-  uint64_t max_steps = 20'000'000;             // loop iterations and calls, all together
+  uint64_t max_steps = 2'000'000;              // loop iterations and calls, all together
   int max_call_depth = 256;                    // macro and call nesting
 };
 

@@ -326,6 +326,7 @@ Value bound_method(Env& env, const Value& obj, const std::string& name, bool* fo
         if (name == "copy") {
           Value c = Value::new_dict();
           c.dict->items = d->items;
+          c.dict->depth = d->depth;
           return c;
         }
         return Value::new_list(std::move(items));

@@ -40,7 +40,12 @@ const Value* DictData::find(const std::string& k) const {
     if (key == k) return &v;
   return nullptr;
 }
+int nesting(const Value& v) { return v.list ? v.list->depth : v.dict ? v.dict->depth : 0; }
+
 void DictData::set(const std::string& k, Value v) {
+  depth = std::max(depth, nesting(v) + 1);
+  if (depth > kMaxNesting)
+    fail("RecursionError", "maximum nesting depth (" + std::to_string(kMaxNesting) + ") exceeded");
   if (Value* p = find(k))
     *p = std::move(v);
   else
@@ -50,6 +55,9 @@ void DictData::set(const std::string& k, Value v) {
 Value Value::new_list(std::vector<Value> items, bool tuple) {
   Value v = make(Kind::kList);
   v.list = std::make_shared<ListData>();
+  for (auto& x : items) v.list->depth = std::max(v.list->depth, nesting(x) + 1);
+  if (v.list->depth > kMaxNesting)
+    fail("RecursionError", "maximum nesting depth (" + std::to_string(kMaxNesting) + ") exceeded");
   v.list->items = std::move(items);
   v.list->tuple = tuple;
   return v;
@@ -183,7 +191,15 @@ void json_str(const std::string& s, bool ensure_ascii, std::string* out) {
   *out += '"';
 }
 
+// Nesting deeper than kMaxNesting is refused (Python raises RecursionError near 1,000 frames);
+// it keeps hostile data from overflowing the stack.
+void check_nesting(int level) {
+  if (level > kMaxNesting)
+    fail("RecursionError", "maximum nesting depth (" + std::to_string(kMaxNesting) + ") exceeded");
+}
+
 void json_write(const Value& v, const JsonOptions& o, int level, std::string* out) {
+  check_nesting(level);
   auto newline = [&](int lv) {
     if (o.indent < 0) return;
     *out += '\n';
@@ -219,6 +235,7 @@ void json_write(const Value& v, const JsonOptions& o, int level, std::string* ou
       return;
     }
     case Value::Kind::kDict: {
+      if (v.dict->ns) fail("TypeError", "Object of type Namespace is not JSON serializable");
       if (v.dict->items.empty()) {
         *out += "{}";
         return;
@@ -293,7 +310,10 @@ bool truthy(const Value& v) {
   return false;
 }
 
-std::string to_repr(const Value& v) {
+std::string repr_at(const Value& v, int level);
+std::string to_repr(const Value& v) { return repr_at(v, 0); }
+std::string repr_at(const Value& v, int level) {
+  check_nesting(level);
   switch (v.kind) {
     case Value::Kind::kUndefined: return "Undefined";
     case Value::Kind::kString: return str_repr(v.s);
@@ -303,7 +323,7 @@ std::string to_repr(const Value& v) {
       std::string out = t ? "(" : "[";
       for (size_t k = 0; k < v.list->items.size(); ++k) {
         if (k) out += ", ";
-        out += to_repr(v.list->items[k]);
+        out += repr_at(v.list->items[k], level + 1);
       }
       if (t && v.list->items.size() == 1) out += ",";
       return out + (t ? ")" : "]");
@@ -313,7 +333,7 @@ std::string to_repr(const Value& v) {
       std::string out = "{";
       for (size_t k = 0; k < v.dict->items.size(); ++k) {
         if (k) out += ", ";
-        out += to_repr(key_value(v.dict->items[k].first)) + ": " + to_repr(v.dict->items[k].second);
+        out += to_repr(key_value(v.dict->items[k].first)) + ": " + repr_at(v.dict->items[k].second, level + 1);
       }
       return out + "}";
     }
@@ -349,7 +369,10 @@ std::string type_name(const Value& v) {
   return "object";
 }
 
-bool equal(const Value& a, const Value& b) {
+bool equal_at(const Value& a, const Value& b, int level);
+bool equal(const Value& a, const Value& b) { return equal_at(a, b, 0); }
+bool equal_at(const Value& a, const Value& b, int level) {
+  check_nesting(level);
   if (a.is_number() && b.is_number()) {
     if (a.kind == Value::Kind::kFloat || b.kind == Value::Kind::kFloat)
       return a.as_double() == b.as_double();
@@ -364,14 +387,14 @@ bool equal(const Value& a, const Value& b) {
       if (a.list->tuple != b.list->tuple || a.list->items.size() != b.list->items.size())
         return false;
       for (size_t k = 0; k < a.list->items.size(); ++k)
-        if (!equal(a.list->items[k], b.list->items[k])) return false;
+        if (!equal_at(a.list->items[k], b.list->items[k], level + 1)) return false;
       return true;
     case Value::Kind::kDict:
       if (a.dict == b.dict) return true;
       if (a.dict->ns || b.dict->ns || a.dict->items.size() != b.dict->items.size()) return false;
       for (auto& [k, v] : a.dict->items) {
         const Value* o = b.dict->find(k);
-        if (!o || !equal(v, *o)) return false;
+        if (!o || !equal_at(v, *o, level + 1)) return false;
       }
       return true;
     case Value::Kind::kFunc: return a.func == b.func;
@@ -438,7 +461,8 @@ std::string to_json(const Value& v, const JsonOptions& o) {
 }
 
 template <class J>
-Value from_json_t(const J& j) {
+Value from_json_t(const J& j, int level = 0) {
+  check_nesting(level);
   switch (j.type()) {
     case nlohmann::json::value_t::null: return Value::none();
     case nlohmann::json::value_t::boolean: return Value::boolean(j.template get<bool>());
@@ -451,12 +475,18 @@ Value from_json_t(const J& j) {
     case nlohmann::json::value_t::string: return Value::str(j.template get<std::string>());
     case nlohmann::json::value_t::array: {
       Value l = Value::new_list();
-      for (auto& x : j) l.list->items.push_back(from_json_t(x));
+      for (auto& x : j) {
+        l.list->items.push_back(from_json_t(x, level + 1));
+        l.list->depth = std::max(l.list->depth, nesting(l.list->items.back()) + 1);
+      }
       return l;
     }
     case nlohmann::json::value_t::object: {
       Value d = Value::new_dict();
-      for (auto it = j.begin(); it != j.end(); ++it) d.dict->items.emplace_back(it.key(), from_json_t(it.value()));
+      for (auto it = j.begin(); it != j.end(); ++it) {
+        d.dict->items.emplace_back(it.key(), from_json_t(it.value(), level + 1));
+        d.dict->depth = std::max(d.dict->depth, nesting(d.dict->items.back().second) + 1);
+      }
       return d;
     }
     default: return Value::none();

@@ -29,6 +29,7 @@ using Function = std::function<Value(Args&)>;
 struct ListData {
   std::vector<Value> items;
   bool tuple = false;      // repr as (a, b)
+  int depth = 1;           // nesting, bounded (deep chains would overflow the stack when freed)
   bool generator = false;  // what jinja2's select/map/... return: lazy, no len(), no JSON
 };
 // Dict keys are strings; other keys (Python allows any hashable) are stored encoded by dict_key()
@@ -39,6 +40,7 @@ Value key_value(const std::string& k);
 struct DictData {
   std::vector<std::pair<std::string, Value>> items;  // Python dicts keep insertion order
   bool ns = false;                                   // a namespace(): attributes may be set
+  int depth = 1;
   Value* find(const std::string& k);
   const Value* find(const std::string& k) const;
   void set(const std::string& k, Value v);
@@ -138,11 +140,15 @@ struct JsonOptions {
 };
 std::string to_json(const Value& v, const JsonOptions& o);  // json.dumps
 
-// JSON to values; ordered_json keeps the keys' order, as Python's json.loads does.
+// JSON to values (nesting over 512 raises TemplateError); ordered_json keeps the keys' order, as Python's json.loads does.
 Value from_json(const nlohmann::ordered_json& j);
 Value from_json(const nlohmann::json& j);
 
 // UTF-8 helpers for str semantics (indexing and len count code points).
 std::vector<std::string> utf8_chars(const std::string& s);
+
+// Containers nested deeper than this are refused (RecursionError).
+constexpr int kMaxNesting = 512;
+int nesting(const Value& v);
 
 }  // namespace corral::jinja
