@@ -5,7 +5,8 @@ set -euo pipefail
 src=$1 out=$2 fixtures=$3 secs=${4:-20}
 mkdir -p "$out"
 flags="-std=c++20 -O1 -g -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -I$src/src"
-lib_sources=$(ls "$src"/src/core/*.cpp "$src"/src/format/*.cpp "$src"/src/server/openai.cpp)
+lib_sources=$(ls "$src"/src/core/*.cpp "$src"/src/format/*.cpp "$src"/src/tokenizer/*.cpp "$src"/src/template/*.cpp \
+  "$src"/src/server/openai.cpp)
 # Build the library objects once, in parallel.
 objs=()
 for f in $lib_sources; do
@@ -24,7 +25,7 @@ corpus() {  # target, name, then seed files; fuzz/seeds/TARGET/ (past findings) 
 }
 run() {  # target, corpus dir
   local t=$1 c=$2
-  clang++ $flags "$src/fuzz/$t.cpp" "${objs[@]}" -o "$out/$t"
+  clang++ $flags "$src/fuzz/$t.cpp" "${objs[@]}" -o "$out/$t" -lpcre2-8
   echo "== $t: ${secs}s"
   "$out/$t" -max_total_time="$secs" -max_len=65536 -rss_limit_mb=2048 -timeout=10 "$c" 2>&1 | tail -n 3
 }
@@ -33,4 +34,7 @@ run gguf_fuzz "$(corpus gguf_fuzz gguf "$fixtures/llamacpp-vocab/ggml-vocab-llam
 run safetensors_fuzz "$(corpus safetensors_fuzz st "$fixtures/hf/llama2_mha_f32/model.safetensors" "$fixtures/llama2c/aidreams260K.bin")"
 run tokenizer_files_fuzz "$(corpus tokenizer_files_fuzz tok "$fixtures/llama2c/tok512.bin" "$fixtures/tokenizers/llama2/tokenizer.model")"
 run openai_request_fuzz "$(corpus openai_request_fuzz openai)"
+# Chat templates: the feature templates, the tests' real ones and every jinja file found there.
+run jinja_fuzz "$(corpus jinja_fuzz jinja "$src"/tests/template/features/*.jinja "$out"/../template-sources/*.jinja)"
+run tool_calls_fuzz "$(corpus tool_calls_fuzz tools "$src"/tests/template/outputs/*.txt)"
 echo "fuzzing finished without findings"

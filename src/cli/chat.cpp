@@ -7,7 +7,7 @@
 
 #include "cli/engine_flags.h"
 #include "engine/generate.h"
-#include "template/builtin_chat.h"
+#include "template/chat.h"
 
 namespace corral::cli {
 
@@ -29,7 +29,9 @@ Status run_chat(ChatArgs& a) {
   CORRAL_ASSIGN_OR_RETURN(auto e, open_from_flags(a.ef, log));
   if (!e->tok) return make_error(a.ef.opts.model_path + ": the model has no tokenizer; pass --tokenizer PATH");
   const Vocab& v = e->tok->vocab();
-  CORRAL_ASSIGN_OR_RETURN(ChatTemplate ct, choose_chat_template(v, a.chat_template));
+  CORRAL_ASSIGN_OR_RETURN(ChatFormat cf, load_chat_format(v, a.chat_template));
+  const char* now = std::getenv("CORRAL_NOW");
+  CORRAL_ASSIGN_OR_RETURN(std::time_t now_t, parse_now(now ? now : ""));
   if (a.seed >= 0) a.sp.seed = uint64_t(a.seed);
   struct sigaction sa {};
   sa.sa_handler = on_sigint;
@@ -38,7 +40,6 @@ Status run_chat(ChatArgs& a) {
   std::vector<ChatMessage> history;
   if (!a.system.empty()) history.push_back({"system", a.system});
   std::vector<int32_t> cached;
-  const std::string bos = v.bos >= 0 ? v.tokens[size_t(v.bos)] : "";
   std::fprintf(stderr, "chat with %s (%lld ctx). /reset clears the history, /quit leaves, Ctrl-C stops an answer.\n",
                e->model->hp.arch.c_str(), (long long)e->ctx_size);
   std::string line;
@@ -56,10 +57,16 @@ Status run_chat(ChatArgs& a) {
     }
     if (line.empty()) continue;
     history.push_back({"user", line});
-    EncodeOptions eo;
-    eo.parse_special = true;
     GenerateRequest req;
-    req.prompt = e->tok->encode(chat_render(ct, history, true, bos), eo);
+    ChatInput in = chat_input_of(history);
+    in.now = now_t;
+    auto ids = encode_chat(*e->tok, cf, in);
+    if (!ids) {
+      std::fprintf(stderr, "error: %s\n", ids.message().c_str());
+      history.pop_back();
+      continue;
+    }
+    req.prompt = std::move(*ids);
     req.cached = cached;
     req.max_tokens = a.n;
     req.sampling = a.sp;
@@ -89,7 +96,7 @@ Action add_chat(CLI::App& app) {
   auto a = std::make_shared<ChatArgs>();
   add_engine_flags(sub, a->ef);
   sub->add_option("--system", a->system, "system message");
-  sub->add_option("--chat-template", a->chat_template, "llama2, llama3 or llama4 (default: the model's)");
+  sub->add_option("--chat-template", a->chat_template, "a Jinja FILE, a NAME the model ships, or llama2/llama3/llama4 (default: the model's own)");
   sub->add_option("-n,--n-predict", a->n, "most tokens per answer (default 1024)");
   sub->add_option("--temp", a->sp.temperature, "temperature (default 0.8)");
   sub->add_option("--top-k", a->sp.top_k, "top-k");

@@ -5,6 +5,8 @@
 #include "cli/commands.h"
 #include "format/model_file.h"
 #include "hosting/license.h"
+#include "template/chat.h"
+#include "tokenizer/vocab.h"
 
 namespace corral::cli {
 
@@ -27,6 +29,12 @@ nlohmann::json to_json(const GgufValue& v) {
     default:
       return v.as_int();
   }
+}
+
+// The chat template `serve` would use, and where it came from (it must parse).
+Expected<ChatFormat> chat_info(const Metadata& meta, const std::string& path) {
+  CORRAL_ASSIGN_OR_RETURN(auto v, vocab_from_metadata(meta, path));
+  return load_chat_format(*v, "");
 }
 
 Status run_info(const std::string& path, bool as_json, const std::string& tokenizer) {
@@ -66,7 +74,7 @@ Status run_info(const std::string& path, bool as_json, const std::string& tokeni
     j["architecture"] = arch;
     nlohmann::json hp = nlohmann::json::object(), general = nlohmann::json::object();
     for (auto& [k, v] : m.meta.kv) {
-      if (k.rfind("tokenizer.", 0) == 0) continue;
+      if (k.rfind("tokenizer.", 0) == 0 || k.rfind("corral.", 0) == 0) continue;
       if (k.rfind("general.", 0) == 0)
         general[k.substr(8)] = to_json(v);
       else if (!arch.empty() && k.rfind(arch + ".", 0) == 0)
@@ -79,6 +87,14 @@ Status run_info(const std::string& path, bool as_json, const std::string& tokeni
     j["tokenizer"] = {
         {"model", tok_model}, {"kind", tok_kind}, {"pre", tok_pre}, {"vocab_size", tok_n}};
     if (auto v = m.meta.get_str("tokenizer.chat_template")) j["tokenizer"]["chat_template"] = *v;
+    if (auto cf = chat_info(m.meta, path)) {
+      j["tokenizer"]["chat_template_in_use"] = cf->origin;
+      j["tokenizer"]["tool_call_format"] = tool_format_name(cf->tools);
+    } else if (!m.meta.get_str("tokenizer.ggml.model")) {
+      j["tokenizer"]["chat_template_in_use"] = nullptr;
+    } else {
+      j["tokenizer"]["chat_template_error"] = cf.message();
+    }
     for (const char* k : {"bos_token_id", "eos_token_id", "eot_token_id", "unknown_token_id"})
       if (auto v = m.meta.get_int(std::string("tokenizer.ggml.") + k)) j["tokenizer"][k] = *v;
     j["tensor_count"] = m.tensors.size();
@@ -110,7 +126,7 @@ Status run_info(const std::string& path, bool as_json, const std::string& tokeni
   }
   std::printf("hyperparameters:\n");
   for (auto& [k, v] : m.meta.kv) {
-    if (k.rfind("tokenizer.", 0) == 0 || k.rfind("general.", 0) == 0) continue;
+    if (k.rfind("tokenizer.", 0) == 0 || k.rfind("general.", 0) == 0 || k.rfind("corral.", 0) == 0) continue;
     std::printf("  %-44s %s\n", k.c_str(), v.to_string().c_str());
   }
   std::printf("tokenizer:     %s%s, %lld tokens\n", tok_kind.c_str(),
@@ -118,7 +134,16 @@ Status run_info(const std::string& path, bool as_json, const std::string& tokeni
   for (const char* k : {"bos_token_id", "eos_token_id", "eot_token_id"})
     if (auto v = m.meta.get_int(std::string("tokenizer.ggml.") + k))
       std::printf("  %-13s %lld\n", k, (long long)*v);
-  if (m.meta.find("tokenizer.chat_template")) std::printf("  chat template present\n");
+  if (m.meta.get_str("tokenizer.ggml.model")) {
+    auto cf = chat_info(m.meta, path);
+    if (cf)
+      std::printf("  chat template %s; tool calls: %s\n", cf->origin.c_str(), tool_format_name(cf->tools));
+    else
+      std::printf("  chat template: %s\n", cf.message().c_str());
+    for (auto& [k, v] : m.meta.kv)
+      if (k.rfind("tokenizer.chat_template.", 0) == 0)
+        std::printf("  also ships   --chat-template %s\n", k.substr(24).c_str());
+  }
   std::printf("tensors:       %zu\n", m.tensors.size());
   std::printf("parameters:    %lld (%.2fM)\n", (long long)n_params, double(n_params) / 1e6);
   std::printf("tensor bytes:  %zu (%.2f MiB)\n", n_bytes, double(n_bytes) / (1 << 20));

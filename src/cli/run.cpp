@@ -6,7 +6,7 @@
 
 #include "cli/engine_flags.h"
 #include "engine/generate.h"
-#include "template/builtin_chat.h"
+#include "template/chat.h"
 
 namespace corral::cli {
 
@@ -48,14 +48,14 @@ Expected<std::vector<int32_t>> prompt_tokens(RunArgs& a, Engine& e) {
     return make_error(e.model->file.path + ": the model has no tokenizer; pass --tokenizer PATH or use --prompt-ids");
   const Vocab& v = e.tok->vocab();
   if (a.chat) {
-    CORRAL_ASSIGN_OR_RETURN(ChatTemplate ct, choose_chat_template(v, a.chat_template));
+    CORRAL_ASSIGN_OR_RETURN(ChatFormat cf, load_chat_format(v, a.chat_template));
     std::vector<ChatMessage> msgs;
     if (!a.system.empty()) msgs.push_back({"system", a.system});
     msgs.push_back({"user", text});
-    const std::string bos = v.bos >= 0 ? v.tokens[size_t(v.bos)] : "";
-    EncodeOptions eo;
-    eo.parse_special = true;
-    return e.tok->encode(chat_render(ct, msgs, true, bos), eo);
+    ChatInput in = chat_input_of(msgs);
+    const char* now = std::getenv("CORRAL_NOW");
+    CORRAL_ASSIGN_OR_RETURN(in.now, parse_now(now ? now : ""));
+    return encode_chat(*e.tok, cf, in);
   }
   EncodeOptions eo;
   eo.add_bos = v.add_bos;
@@ -125,7 +125,7 @@ Action add_run(CLI::App& app) {
   sub->add_flag("--print-ids", a->print_ids, "print only the generated ids as a JSON array");
   sub->add_flag("--chat", a->chat, "wrap the prompt in the model's chat template");
   sub->add_option("--system", a->system, "system message for --chat");
-  sub->add_option("--chat-template", a->chat_template, "llama2, llama3 or llama4 (default: the model's)");
+  sub->add_option("--chat-template", a->chat_template, "a Jinja FILE, a NAME the model ships, or llama2/llama3/llama4 (default: the model's own)");
   return [a] { return run(*a); };
 }
 

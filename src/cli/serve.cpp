@@ -32,7 +32,7 @@ struct ServeArgs {
   int threads = 0;
   int timeout = 30;
   std::string log_format = "text";
-  std::string chat_template;
+  std::string chat_template, now;
   std::string ledger, instance, admin_key_file;
   std::vector<std::string> licenses;  // FAMILY (every model) or ID=FAMILY
   std::string host_name;
@@ -117,9 +117,10 @@ Expected<std::unique_ptr<ServedModel>> load(const ServeArgs& a, const std::strin
       m->license, declared.empty() ? md.get_str("general.license.name").value_or("") : "",
       declared.empty() ? md.get_str("general.license.link").value_or("") : "", md.arch());
   if (m->engine->tok) {
-    CORRAL_ASSIGN_OR_RETURN(m->chat_template,
-                            choose_chat_template(m->engine->tok->vocab(), a.chat_template));
-    m->has_chat_template = true;
+    auto cf = load_chat_format(m->engine->tok->vocab(), a.chat_template);
+    if (!cf) return make_error(m->path + ": " + cf.message());
+    m->chat = std::move(*cf);
+    m->has_chat = true;
   }
   SchedulerOptions so;
   so.parallel = a.parallel;
@@ -143,6 +144,12 @@ Status serve(ServeArgs& a) {
   so.port = a.port;
   so.log_json = a.log_format == "json";
   so.host_name = a.host_name.empty() ? default_host_name() : a.host_name;
+  {
+    std::string now = a.now;
+    if (now.empty())
+      if (const char* e = std::getenv("CORRAL_NOW")) now = e;
+    CORRAL_ASSIGN_OR_RETURN(so.now, parse_now(now));
+  }
   if (a.timeout < 1) return make_error("--timeout: must be at least 1 second");
   so.read_timeout_s = so.idle_timeout_s = a.timeout;
   CORRAL_ASSIGN_OR_RETURN(so.max_body, parse_size(a.max_body, "--max-body"));
@@ -217,6 +224,9 @@ Status serve(ServeArgs& a) {
         (long long)m->engine->ctx_size, (long long)m->engine->kv->total_blocks(),
         (long long)m->engine->kv->block_size(), kv_mib, m->engine->ctx->pool->size());
     log.info(buf);
+    if (m->has_chat)
+      log.info("model " + m->id + ": chat template " + m->chat.origin + ", tool calls " +
+               tool_format_name(m->chat.tools));
     if (const LicenseTerms* t = find_license(m->lic.family))
       log.info("model " + m->id + ": license " + m->lic.family + " (" + m->lic.name + ")" +
                (m->lic.multimodal ? ", multimodal" : "") +
@@ -296,7 +306,11 @@ Action add_serve(CLI::App& app) {
   sub->add_option("--host-name", a->host_name,
                   "the host named on statements (default $CORRAL_HOST_NAME, else the machine's)");
   sub->add_option("--chat-template", a->chat_template,
-                  "llama2, llama3 or llama4 (default: the model's)");
+                  "a Jinja FILE, a NAME the model ships (tokenizer.chat_template.NAME), or the "
+                  "built-in llama2/llama3/llama4 (default: the model's own)");
+  sub->add_option("--now", a->now,
+                  "the date templates see through strftime_now, YYYY-MM-DD (default $CORRAL_NOW, "
+                  "else today, UTC)");
   return [a] { return serve(*a); };
 }
 

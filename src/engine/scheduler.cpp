@@ -67,7 +67,7 @@ std::shared_ptr<SeqHandle> Scheduler::submit(SeqRequest r) {
   s->tokens = r.prompt;
   s->n_prompt = int64_t(r.prompt.size());
   s->sampler = std::make_unique<Sampler>(r.sampling);
-  if (e_.tok) s->dec = std::make_unique<StreamDecoder>(*e_.tok, false, r.prompt.back());
+  if (e_.tok) s->dec = std::make_unique<StreamDecoder>(*e_.tok, r.render_special, r.prompt.back());
   for (auto& st : r.stop_strings) s->max_stop = std::max(s->max_stop, st.size());
   s->req = std::move(r);
   auto h = s->h;

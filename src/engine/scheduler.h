@@ -27,6 +27,7 @@ struct SeqRequest {
   bool ignore_eos = false;
   int32_t top_logprobs = -1;     // -1: no logprobs; else alternatives per token (0..20)
   bool prompt_logprobs = false;  // logprobs of the prompt tokens too (legacy echo)
+  bool render_special = false;   // special tokens written out in the text (tool-call parsing)
 };
 
 struct TokenLogprob {

@@ -353,6 +353,8 @@ struct ByteSink {
 Status write_gguf(const std::string& path, const Metadata& meta_in,
                   const std::vector<GgufWriteTensor>& tensors, const GgufWriteOptions& opts) {
   Metadata meta = meta_in;
+  // corral.* keys describe where a loaded model's data came from; a written GGUF is its own source.
+  std::erase_if(meta.kv, [](const auto& kv) { return kv.first.rfind("corral.", 0) == 0; });
   const uint64_t align = opts.alignment;
   if (align != kGgufDefaultAlignment)
     meta.set("general.alignment", GgufValue::of_u32(uint32_t(align)));

@@ -229,7 +229,7 @@ void apply_chat_template_field(const json& cfg, const std::string& origin, Metad
 void apply_tokenizer_config(const json& cfg, Metadata* meta,
                             const std::unordered_map<std::string, int64_t>& ids) {
   if (!cfg.is_object()) return;
-  apply_chat_template_field(cfg, "tokenizer_config.json", meta);
+  apply_chat_template_field(cfg, "tokenizer_config.json chat_template", meta);
   auto set_id = [&](const char* cfg_key, const char* meta_key) {
     if (!cfg.contains(cfg_key)) return;
     auto it = ids.find(token_string(cfg[cfg_key]));

@@ -7,6 +7,7 @@
 #include <random>
 
 #include "hosting/keys.h"
+#include "server/chat_tools.h"
 #include "server/http_server.h"
 
 namespace corral {
@@ -74,6 +75,7 @@ struct Choice {
   std::string text;
   std::vector<TokenLogprob> lps;
   bool role_sent = false, finished = false;
+  std::shared_ptr<ChatToolState> tools;  // chat: tool-call parsing of this choice's output
 };
 
 // usage: prompt tokens once per prompt (its first choice), completion tokens of every choice.
@@ -155,6 +157,8 @@ void HttpServer::handle_generate(const httplib::Request& req, httplib::Response&
   if (auto e = parse_json_body(req.body, &body)) return fail(*e);
   GenRequest g;
   if (auto e = parse_gen_request(body, chat, &g)) return fail(*e);
+  if (chat)
+    if (auto e = chat_template_input(req.body, &g)) return fail(*e);
   ServedModel* m = find_model(g.model);
   if (!m)
     return fail(ApiError{404, "The model '" + g.model + "' does not exist.",
@@ -194,10 +198,10 @@ void HttpServer::handle_generate(const httplib::Request& req, httplib::Response&
                            "invalid_request_error", "prompt", ""});
     const Vocab& v = tok->vocab();
     if (chat) {
-      const std::string bos = v.bos >= 0 ? v.tokens[size_t(v.bos)] : "";
-      EncodeOptions eo;
-      eo.parse_special = true;
-      prompts.push_back(tok->encode(chat_render(m->chat_template, g.messages, true, bos), eo));
+      auto ids = chat_prompt_ids(*m, g.chat_input, o_.now);
+      if (!ids)
+        return fail(ApiError{400, ids.message(), "invalid_request_error", "messages", "template_error"});
+      prompts.push_back(std::move(*ids));
     } else {
       for (auto& p : g.prompts) {
         EncodeOptions eo;
@@ -302,6 +306,8 @@ void HttpServer::handle_generate(const httplib::Request& req, httplib::Response&
       sr.ignore_eos = g.ignore_eos;
       sr.top_logprobs = g.logprobs ? int32_t(g.top_logprobs) : -1;
       sr.prompt_logprobs = !chat && g.echo && g.logprobs && c == 0;
+      auto tools = chat ? std::make_shared<ChatToolState>(*m, g) : nullptr;
+      sr.render_special = tools && tools->active;  // the call markers must reach the parser
       auto h = m->sched->submit(std::move(sr));
       if (!h) {
         for (auto& ch : choices) ch.h->cancel = true;
@@ -311,7 +317,7 @@ void HttpServer::handle_generate(const httplib::Request& req, httplib::Response&
                                   " requests are queued or running (--max-queue). Retry shortly.",
                               "rate_limit_exceeded", "", "queue_full"});
       }
-      choices.push_back({h, pi});
+      choices.push_back({h, pi, {}, {}, false, false, tools});
     }
 
   const int64_t created = int64_t(std::time(nullptr));
@@ -359,7 +365,9 @@ void HttpServer::handle_generate(const httplib::Request& req, httplib::Response&
       observe(*ch.h);
       json c = {{"index", i}, {"finish_reason", finish_reason(*ch.h)}};
       if (chat) {
-        c["message"] = {{"role", "assistant"}, {"content", ch.text}};
+        bool calls = false;
+        c["message"] = ch.tools->message(ch.text, ch.h->finish == "length", &calls);
+        if (calls) c["finish_reason"] = "tool_calls";
         c["logprobs"] = g.logprobs ? chat_logprobs(tok, ch.lps) : json(nullptr);
       } else {
         const bool echo = g.echo;
@@ -428,8 +436,9 @@ void HttpServer::handle_generate(const httplib::Request& req, httplib::Response&
           Choice& ch = chs[i];
           if (ch.finished) continue;
           if (chat && !ch.role_sent) {
-            if (!send(chunk(i, json{{"role", "assistant"}, {"content", ""}}, nullptr, nullptr)))
-              return false;
+            json role = {{"role", "assistant"}, {"content", ""}};
+            if (ch.tools->active) role["content"] = nullptr;  // it may turn out to be only calls
+            if (!send(chunk(i, role, nullptr, nullptr))) return false;
             ch.role_sent = true;
           }
           if (!chat && g.echo && !ch.role_sent) {
@@ -439,6 +448,7 @@ void HttpServer::handle_generate(const httplib::Request& req, httplib::Response&
           std::string text;
           std::vector<TokenLogprob> lps;
           ch.h->take(&text, &lps, 0);
+          if (chat) text = ch.tools->feed(text);  // what may be a tool call is held back
           if (!text.empty() || !lps.empty()) {
             json lp = nullptr;
             if (g.logprobs)
@@ -464,8 +474,14 @@ void HttpServer::handle_generate(const httplib::Request& req, httplib::Response&
                            .body();
             send(err);
           }
-          if (!send(chunk(i, chat ? json::object() : json(""), nullptr, finish_reason(*ch.h))))
-            return false;
+          json fin = finish_reason(*ch.h);
+          if (chat && ch.tools->active) {
+            bool calls = false;
+            for (auto& d : ch.tools->finish(ch.h->finish == "length", &calls))
+              if (!send(chunk(i, d, nullptr, nullptr))) return false;
+            if (calls) fin = "tool_calls";
+          }
+          if (!send(chunk(i, chat ? json::object() : json(""), nullptr, fin))) return false;
           ch.finished = true;
         }
         if (!all_done) {

@@ -1,5 +1,7 @@
 #include "server/http_server.h"
 
+#include "server/chat_tools.h"
+
 #include <httplib.h>
 #include <sys/socket.h>
 
@@ -352,15 +354,15 @@ void HttpServer::handle_tokenize(const httplib::Request& req, httplib::Response&
     // A chat as /v1/chat/completions would render it (template and generation prompt): lets a
     // client see whether a conversation still fits before sending it.
     json chat_body = {{"messages", b["messages"]}};
+    if (b.contains("tools")) chat_body["tools"] = b["tools"];
+    if (b.contains("chat_template_kwargs")) chat_body["chat_template_kwargs"] = b["chat_template_kwargs"];
     GenRequest g;
     if (auto e = parse_gen_request(chat_body, true, &g)) return fail(*e);
-    const Vocab& v = tok.vocab();
-    EncodeOptions eo;
-    eo.parse_special = true;
-    auto ids = tok.encode(
-        chat_render(m->chat_template, g.messages, true, v.bos >= 0 ? v.tokens[size_t(v.bos)] : ""),
-        eo);
-    out = {{"tokens", ids}, {"count", ids.size()}, {"max_model_len", m->engine->ctx_size}};
+    if (auto e = chat_template_input(req.body, &g)) return fail(*e);
+    auto ids = chat_prompt_ids(*m, g.chat_input, o_.now);
+    if (!ids)
+      return fail(ApiError{400, ids.message(), "invalid_request_error", "messages", "template_error"});
+    out = {{"tokens", *ids}, {"count", ids->size()}, {"max_model_len", m->engine->ctx_size}};
   } else {
     const char* key = b.contains("prompt") ? "prompt" : "content";
     if (!b.contains(key) || !b[key].is_string())

@@ -29,9 +29,10 @@ struct ServedModel {
   ModelLicense lic;     // its Llama license family, if any
   std::unique_ptr<Engine> engine;
   std::unique_ptr<Scheduler> sched;
-  ChatTemplate chat_template = ChatTemplate::kLlama3;
-  bool has_chat_template = false;
+  ChatFormat chat;  // its chat template (own Jinja or the built-in fallback) and tool format
+  bool has_chat = false;
 };
+
 
 struct ServerOptions {
   std::string host = "127.0.0.1";
@@ -46,6 +47,7 @@ struct ServerOptions {
   std::string instance;              // this server's name in the ledger
   std::string admin_key;             // empty: no admin API
   std::string host_name = "corral";  // the host named on statements
+  std::time_t now = 0;               // strftime_now's date in templates (--now); 0: the clock
 };
 
 // Who a request is from, as the pre-routing check found it (one per connection thread).

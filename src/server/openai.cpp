@@ -14,6 +14,32 @@ json ApiError::body() const {
   return json{{"error", e}};
 }
 
+std::optional<ApiError> chat_template_input(const std::string& body_text, GenRequest* g) {
+  using ojson = nlohmann::ordered_json;
+  ojson b = ojson::parse(body_text, nullptr, false);
+  if (!b.is_object() || !b.contains("messages") || !b["messages"].is_array())
+    return ApiError{400, "'messages' must be an array.", "invalid_request_error", "messages", ""};
+  ChatInput& in = g->chat_input;
+  in.messages = ojson::array();
+  for (const ojson& m : b["messages"]) {
+    ojson cm = m;
+    if (cm.value("role", "") == "developer") cm["role"] = "system";
+    if (cm.contains("content") && cm["content"].is_array()) {  // text parts, joined
+      std::string text;
+      for (auto& part : cm["content"])
+        if (part.is_object() && part.contains("text") && part["text"].is_string())
+          text += part["text"].get<std::string>();
+      cm["content"] = text;
+    }
+    in.messages.push_back(std::move(cm));
+  }
+  in.tools = b.contains("tools") && b["tools"].is_array() && !b["tools"].empty() ? b["tools"] : ojson();
+  if (b.contains("chat_template_kwargs") && b["chat_template_kwargs"].is_object())
+    for (auto it = b["chat_template_kwargs"].begin(); it != b["chat_template_kwargs"].end(); ++it)
+      in.vars.emplace_back(it.key(), it.value());
+  return std::nullopt;
+}
+
 std::optional<ApiError> parse_json_body(const std::string& text, json* out) {
   if (text.empty())
     return ApiError{400, "The request body is empty; expected a JSON object.",
@@ -99,6 +125,70 @@ std::optional<ApiError> get_bool(const json& b, const char* k, bool* out) {
   return std::nullopt;
 }
 
+// An assistant turn's calls: [{id, type: "function", function: {name, arguments}}], arguments
+// a JSON string (as the API sends them) or an object.
+std::optional<ApiError> check_tool_calls(const json& tc, const std::string& at) {
+  if (!tc.is_array()) return wrong_type(at, tc, "an array");
+  for (size_t k = 0; k < tc.size(); ++k) {
+    const std::string p = at + "[" + std::to_string(k) + "]";
+    if (!tc[k].is_object()) return wrong_type(p, tc[k], "an object");
+    auto fn = tc[k].find("function");
+    if (fn == tc[k].end() || !fn->is_object())
+      return bad(p + ".function", "'" + p + ".function' is required and must be an object.");
+    if (!fn->contains("name") || !(*fn)["name"].is_string())
+      return bad(p + ".function.name", "'" + p + ".function.name' is required and must be a string.");
+    if (fn->contains("arguments") && !(*fn)["arguments"].is_string() && !(*fn)["arguments"].is_object())
+      return wrong_type(p + ".function.arguments", (*fn)["arguments"], "a string");
+  }
+  return std::nullopt;
+}
+
+// tools: [{type: "function", function: {name, description?, parameters?}}]; tool_choice and
+// parallel_tool_calls.
+std::optional<ApiError> parse_tools(const json& b, GenRequest* g) {
+  if (auto it = b.find("tools"); it != b.end() && !it->is_null()) {
+    if (!it->is_array()) return wrong_type("tools", *it, "an array");
+    for (size_t k = 0; k < it->size(); ++k) {
+      const json& t = (*it)[k];
+      const std::string p = "tools[" + std::to_string(k) + "]";
+      if (!t.is_object()) return wrong_type(p, t, "an object");
+      if (t.value("type", "function") != "function")
+        return bad(p + ".type", "'" + p + ".type' must be \"function\".");
+      auto fn = t.find("function");
+      if (fn == t.end() || !fn->is_object())
+        return bad(p + ".function", "'" + p + ".function' is required and must be an object.");
+      if (!fn->contains("name") || !(*fn)["name"].is_string() || (*fn)["name"].get<std::string>().empty())
+        return bad(p + ".function.name", "'" + p + ".function.name' is required and must be a string.");
+      if (fn->contains("parameters") && !(*fn)["parameters"].is_object() && !(*fn)["parameters"].is_null())
+        return wrong_type(p + ".function.parameters", (*fn)["parameters"], "an object");
+    }
+  }
+  if (auto it = b.find("tool_choice"); it != b.end() && !it->is_null()) {
+    if (it->is_string()) {
+      const std::string c = it->get<std::string>();
+      if (c == "required")
+        return bad("tool_choice",
+                   "'tool_choice': \"required\" is not supported yet (forcing a call needs the grammar "
+                   "engine); use \"auto\" or \"none\".",
+                   "unsupported_value");
+      if (c != "auto" && c != "none")
+        return bad("tool_choice", "'tool_choice' must be \"auto\", \"none\", \"required\" or a function.");
+      g->tool_choice = c;
+    } else if (it->is_object()) {
+      return bad("tool_choice",
+                 "'tool_choice' naming a function is not supported yet (forcing a call needs the "
+                 "grammar engine); use \"auto\" or \"none\".",
+                 "unsupported_value");
+    } else {
+      return wrong_type("tool_choice", *it, "a string or an object");
+    }
+  }
+  if (auto e = get_bool(b, "parallel_tool_calls", &g->parallel_tool_calls)) return e;
+  if (auto it = b.find("chat_template_kwargs"); it != b.end() && !it->is_null() && !it->is_object())
+    return wrong_type("chat_template_kwargs", *it, "an object");
+  return std::nullopt;
+}
+
 std::optional<ApiError> parse_messages(const json& b, std::vector<ChatMessage>* out) {
   auto it = b.find("messages");
   if (it == b.end() || it->is_null())
@@ -120,6 +210,11 @@ std::optional<ApiError> parse_messages(const json& b, std::vector<ChatMessage>* 
           "'" + at + ".role' must be one of system, user, assistant, tool; got '" + role + "'.");
     ChatMessage cm;
     cm.role = role;
+    if (auto tc = m.find("tool_calls"); tc != m.end() && !tc->is_null()) {
+      if (role != "assistant")
+        return bad(at + ".tool_calls", "'" + at + ".tool_calls' is only for assistant messages.");
+      if (auto e = check_tool_calls(*tc, at + ".tool_calls")) return e;
+    }
     auto c = m.find("content");
     if (c == m.end() || c->is_null()) {
       if (role != "assistant") return bad(at + ".content", "'" + at + ".content' is required.");
@@ -201,6 +296,7 @@ std::optional<ApiError> parse_gen_request(const json& b, bool chat, GenRequest* 
   }
   if (chat) {
     if (auto e = parse_messages(b, &g->messages)) return e;
+    if (auto e = parse_tools(b, g)) return e;
   } else {
     if (auto e = parse_prompt(b, g)) return e;
   }

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "template/builtin_chat.h"
+#include "template/chat.h"
 
 namespace corral {
 
@@ -32,6 +33,11 @@ struct GenRequest {
   bool chat = false;
   std::string model;                             // empty: the server's only / first model
   std::vector<ChatMessage> messages;             // chat
+  // Chat, as the template sees it (keys in the order sent): messages with content parts joined
+  // into strings, `tools` (null: none) and chat_template_kwargs. Set by chat_template_input().
+  ChatInput chat_input;
+  std::string tool_choice = "auto";  // auto or none (required / a named function: 400 for now)
+  bool parallel_tool_calls = true;
   std::vector<std::string> prompts;              // completions, text prompts ...
   std::vector<std::vector<int32_t>> prompt_ids;  // ... or id prompts
   std::optional<int64_t> max_tokens;             // absent: the rest of the context
@@ -51,6 +57,10 @@ struct GenRequest {
 
 // nullopt on success; an ApiError naming the offending field otherwise.
 std::optional<ApiError> parse_gen_request(const nlohmann::json& body, bool chat, GenRequest* out);
+
+// The chat's template input from the raw body (parsed again with its keys' order kept, as
+// Python's json.loads keeps them: tools and arguments are printed by the template).
+std::optional<ApiError> chat_template_input(const std::string& body_text, GenRequest* g);
 
 // Parses a request body; a 400 error when it is not a JSON object.
 std::optional<ApiError> parse_json_body(const std::string& text, nlohmann::json* out);

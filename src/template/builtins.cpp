@@ -32,7 +32,8 @@ Value attr_path(Env& env, const Value& item, const Value& attribute) {
   while (true) {
     size_t dot = a.find('.', start);
     std::string part = a.substr(start, dot == std::string::npos ? std::string::npos : dot - start);
-    bool digits = !part.empty() && std::all_of(part.begin(), part.end(), [](char c) { return c >= '0' && c <= '9'; });
+    bool digits = !part.empty() && part.size() < 18 &&
+                  std::all_of(part.begin(), part.end(), [](char c) { return c >= '0' && c <= '9'; });
     v = get_item(env, v, digits ? Value::integer(std::stoll(part)) : Value::str(part));
     if (dot == std::string::npos) return v;
     start = dot + 1;
@@ -510,7 +511,7 @@ std::string py_format(Env& env, const std::string& fmt, Args& a) {
     if (field.empty()) {
       if (auto_idx >= a.pos.size()) fail("IndexError", "Replacement index " + std::to_string(auto_idx) + " out of range for positional args tuple");
       v = a.pos[auto_idx++];
-    } else if (std::all_of(field.begin(), field.end(), [](char d) { return d >= '0' && d <= '9'; })) {
+    } else if (field.size() < 9 && std::all_of(field.begin(), field.end(), [](char d) { return d >= '0' && d <= '9'; })) {
       size_t i = std::stoul(field);
       if (i >= a.pos.size()) fail("IndexError", "Replacement index " + field + " out of range for positional args tuple");
       v = a.pos[i];
@@ -616,9 +617,10 @@ std::vector<std::pair<std::string, Value>> make_globals(Env& env) {
                    for (auto& [k, v] : a.kw) d.dict->set(k, v);
                    return d;
                  }));
-  g.emplace_back("namespace", Value::function("namespace", [](Args& a) {
+  g.emplace_back("namespace", Value::function("namespace", [e](Args& a) {
                    Value d = Value::new_dict();
                    d.dict->ns = true;
+                   e->namespaces.push_back(d.dict);
                    if (!a.pos.empty() && a.pos[0].is_dict()) {
                      d.dict->items = a.pos[0].dict->items;
                      d.dict->depth = a.pos[0].dict->depth;

@@ -6,6 +6,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "tokenizer/tokenizer.h"
 #include "tokenizer/vocab.h"
 
 namespace corral {
@@ -42,6 +43,7 @@ ToolFormat detect_tools(const std::string& tpl, const Vocab* v, ChatTemplate bui
   }
   if (v && v->token_to_id.count("<|python_start|>")) return ToolFormat::kLlama4;
   if (v && v->token_to_id.count("<|python_tag|>")) return ToolFormat::kLlama3;
+  if (jinja) return ToolFormat::kNone;  // a template of its own that shows no known format
   if (builtin == ChatTemplate::kLlama4) return ToolFormat::kLlama4;
   if (builtin == ChatTemplate::kLlama3) return ToolFormat::kLlama3;
   return ToolFormat::kNone;
@@ -87,7 +89,8 @@ Expected<ChatFormat> load_chat_format(const Vocab& v, const std::string& flag) {
   const std::string bos = token_text(v, v.bos), eos = token_text(v, v.eos);
   if (flag.empty() && !v.chat_template.empty())
     return from_jinja(v.chat_template,
-                      v.chat_template_source.empty() ? "tokenizer.chat_template" : v.chat_template_source,
+                      v.chat_template_source.empty() ? "tokenizer.chat_template (the model file's own)"
+                                                    : v.chat_template_source + " (the model's own)",
                       &v, bos, eos);
   if (!flag.empty() && is_file(flag)) {
     CORRAL_ASSIGN_OR_RETURN(std::string text, read_file(flag));
@@ -206,6 +209,27 @@ Expected<std::string> render_chat(const ChatFormat& f, const ChatInput& in) {
   jinja::RenderOptions o;
   o.now = in.now;
   return jinja::render(*f.jinja, vars, o);
+}
+
+Expected<std::vector<int32_t>> encode_chat(const Tokenizer& tok, const ChatFormat& f, const ChatInput& in) {
+  auto text = render_chat(f, in);
+  if (!text) {
+    std::string raised;
+    if (jinja::is_raised(text.error(), &raised)) return make_error(raised);
+    return make_error("the chat template (" + f.origin + ") failed: " + text.message());
+  }
+  EncodeOptions eo;
+  eo.parse_special = true;
+  std::vector<int32_t> ids = tok.encode(*text, eo);
+  const Vocab& v = tok.vocab();
+  if (v.add_bos && v.bos >= 0 && (ids.empty() || ids[0] != v.bos)) ids.insert(ids.begin(), v.bos);
+  return ids;
+}
+
+ChatInput chat_input_of(const std::vector<ChatMessage>& msgs) {
+  ChatInput in;
+  for (auto& m : msgs) in.messages.push_back({{"role", m.role}, {"content", m.content}});
+  return in;
 }
 
 Expected<std::time_t> parse_now(const std::string& s) {

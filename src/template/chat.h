@@ -55,6 +55,14 @@ struct ChatRenderError {
 // The prompt text (special tokens written out; encode with parse_special and no added BOS).
 Expected<std::string> render_chat(const ChatFormat& f, const ChatInput& in);
 
+// The prompt ids: rendered, special tokens parsed, and BOS exactly once (the template's own, else
+// the tokenizer's when the vocabulary adds one). A raise_exception comes back as its message
+// alone; other failures name the template.
+class Tokenizer;
+Expected<std::vector<int32_t>> encode_chat(const Tokenizer& tok, const ChatFormat& f, const ChatInput& in);
+// A conversation of plain (role, content) turns as template input.
+ChatInput chat_input_of(const std::vector<ChatMessage>& msgs);
+
 // The OpenAI messages made ready for a template: JSON-string tool-call arguments parsed into
 // objects (so that tojson does not encode them twice).
 nlohmann::ordered_json prepare_messages(const nlohmann::ordered_json& messages);

@@ -3,6 +3,7 @@
 #include "template/eval.h"
 
 #include <cmath>
+#include <optional>
 
 #include "template/ast.h"
 #include "template/parser.h"
@@ -16,6 +17,9 @@ enum class Flow { kNormal, kBreak, kContinue };
 struct Evaluator {
   Env& env;
   std::string* out;
+  // Frames that define macros, kept until the render ends: a macro holds its frame weakly, since
+  // the frame holds the macro (a strong cycle would leak).
+  std::vector<std::shared_ptr<Frame>> macro_frames;
 
   void emit(const std::string& s) {
     *out += s;
@@ -434,8 +438,11 @@ struct Evaluator {
   Value make_macro(const Stmt& s, const std::shared_ptr<Frame>& def_frame, const std::string& name) {
     const Stmt* node = &s;
     Evaluator* self = this;
-    return Value::function(name, [node, def_frame, self, name](Args& a) {
+    macro_frames.push_back(def_frame);
+    std::weak_ptr<Frame> weak_frame = def_frame;
+    return Value::function(name, [node, weak_frame, self, name](Args& a) {
       Env& env = self->env;
+      std::shared_ptr<Frame> def_frame = weak_frame.lock();
       if (++env.depth > env.opt.limits.max_call_depth) {
         --env.depth;
         fail("TemplateLimitError", "macro '" + name + "' nested deeper than " +
@@ -566,17 +573,24 @@ Expected<std::string> render(const Template& t, const std::vector<std::pair<std:
   env.opt = o;
   if (env.opt.now == 0) env.opt.now = std::time(nullptr);
   std::string out;
-  try {
+  std::optional<Error> err;
+  {
     auto globals = std::make_shared<Frame>();
-    globals->vars = make_globals(env);
     auto top = std::make_shared<Frame>();
-    top->parent = globals;
-    for (auto& [k, v] : vars) top->set(k, v);
-    Evaluator ev{env, &out};
-    ev.exec(t.program->body, top);
-  } catch (const TemplateError& e) {
-    return make_error(e.kind + ": " + e.what());
+    try {
+      globals->vars = make_globals(env);
+      top->parent = globals;
+      for (auto& [k, v] : vars) top->set(k, v);
+      Evaluator ev{env, &out, {}};
+      ev.exec(t.program->body, top);
+    } catch (const TemplateError& e) {
+      err = make_error(e.kind + ": " + e.what());
+    } catch (const std::exception& e) {  // std::bad_alloc and the like: still an error, not a crash
+      err = make_error(std::string("TemplateError: internal: ") + e.what());
+    }
   }
+  for (auto& ns : env.namespaces) ns->items.clear();  // break any ns.self = ns cycle
+  if (err) return *err;
   return out;
 }
 

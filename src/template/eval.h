@@ -32,6 +32,8 @@ struct Frame {
 
 struct Env {
   RenderOptions opt;
+  // Every namespace() made: emptied when the render ends, since one may hold itself.
+  std::vector<std::shared_ptr<DictData>> namespaces;
   uint64_t steps = 0;
   int depth = 0;
   void step() {

@@ -91,7 +91,14 @@ struct Lexer {
           case 'U': {
             size_t n = e == 'x' ? 2 : e == 'u' ? 4 : 8;
             if (p + n >= src.size()) return err("truncated \\" + std::string(1, e) + " escape");
-            uint32_t cp = uint32_t(std::stoul(src.substr(p + 1, n), nullptr, 16));
+            uint32_t cp = 0;
+            for (size_t k = 1; k <= n; ++k) {
+              char h = src[p + k];
+              int d = h >= '0' && h <= '9' ? h - '0' : h >= 'a' && h <= 'f' ? h - 'a' + 10 : h >= 'A' && h <= 'F' ? h - 'A' + 10 : -1;
+              if (d < 0) return err("invalid \\" + std::string(1, e) + " escape in a string");
+              cp = cp * 16 + uint32_t(d);
+            }
+            if (cp > 0x10FFFF) return err("invalid \\U escape (beyond U+10FFFF)");
             p += n;
             if (cp < 0x80) {
               v += char(cp);

@@ -415,7 +415,11 @@ struct Parser {
     while (true) {
       const Token& t = cur();
       if (t.type == Tok::kEof) {
-        if (!ends.empty()) error("unexpected end of template, expected '" + ends[0] + "'");
+        if (!ends.empty()) {
+          std::string names;
+          for (auto& e : ends) names += (names.empty() ? "'" : " or '") + e + "'";
+          error("unexpected end of template, looking for " + names);
+        }
         return out;
       }
       if (t.type == Tok::kData) {
@@ -622,6 +626,8 @@ Expected<std::shared_ptr<Program>> parse_template(const std::string& source, con
     prog->body = ps.body({});
   } catch (const SyntaxError& e) {
     return make_error(name + ":" + std::to_string(e.line) + ": " + e.message);
+  } catch (const std::exception& e) {
+    return make_error(name + ": " + e.what());
   }
   return prog;
 }

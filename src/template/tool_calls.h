@@ -45,6 +45,8 @@ class ToolCallStream {
   // (a call cut short is content then, never a call).
   ParsedOutput finish(bool truncated);
   const std::string& text() const { return text_; }
+  ToolFormat format() const { return f_; }
+  const std::vector<ToolSpec>& tools() const { return tools_; }
 
  private:
   ToolFormat f_;

@@ -1,0 +1,76 @@
+// The chat side of a generation request: the prompt as the model's template renders it, and the
+// assistant message (content and tool calls) in the API's shape, whole or as stream deltas.
+#include <random>
+
+#include "server/chat_tools.h"
+#include "template/tool_calls.h"
+#include "tokenizer/tokenizer.h"
+
+namespace corral {
+
+Expected<std::vector<int32_t>> chat_prompt_ids(const ServedModel& m, ChatInput in, std::time_t now) {
+  in.now = now;
+  in.add_generation_prompt = true;
+  return encode_chat(*m.engine->tok, m.chat, in);
+}
+
+std::string tool_call_id() {
+  static const char* kAlnum = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
+  thread_local std::mt19937_64 rng{std::random_device{}()};
+  std::string id = "call_";
+  for (int k = 0; k < 24; ++k) id += kAlnum[rng() % 62];
+  return id;
+}
+
+ChatToolState::ChatToolState(const ServedModel& m, const GenRequest& g)
+    : active(!g.chat_input.tools.is_null() && g.tool_choice != "none" && m.chat.tools != ToolFormat::kNone),
+      parallel(g.parallel_tool_calls),
+      stream(m.chat.tools, tool_specs(g.chat_input.tools)) {}
+
+nlohmann::json ChatToolState::message(const std::string& text, bool truncated, bool* has_calls) {
+  nlohmann::json msg = {{"role", "assistant"}, {"content", text}};
+  *has_calls = false;
+  if (!active || truncated) return msg;
+  ParsedOutput p = parse_tool_calls(stream_format(), text, stream_specs());
+  if (p.calls.empty()) return msg;
+  if (!parallel) p.calls.resize(1);
+  nlohmann::json calls = nlohmann::json::array();
+  for (auto& c : p.calls)
+    calls.push_back({{"id", tool_call_id()},
+                     {"type", "function"},
+                     {"function", {{"name", c.name}, {"arguments", c.arguments}}}});
+  msg["content"] = p.content ? nlohmann::json(*p.content) : nlohmann::json(nullptr);
+  msg["tool_calls"] = calls;
+  *has_calls = true;
+  return msg;
+}
+
+std::string ChatToolState::feed(const std::string& text) { return active ? stream.feed(text) : text; }
+
+std::vector<nlohmann::json> ChatToolState::finish(bool truncated, bool* has_calls) {
+  std::vector<nlohmann::json> deltas;
+  *has_calls = false;
+  if (!active) return deltas;
+  ParsedOutput rest = stream.finish(truncated);
+  if (rest.content && !rest.content->empty()) deltas.push_back({{"content", *rest.content}});
+  if (!parallel && rest.calls.size() > 1) rest.calls.resize(1);
+  for (size_t i = 0; i < rest.calls.size(); ++i) {
+    const ToolCall& c = rest.calls[i];
+    // The first delta of a call names it; its arguments follow in pieces (cut on a character
+    // boundary) that concatenate to the whole.
+    deltas.push_back({{"tool_calls",
+                       nlohmann::json::array({{{"index", i},
+                                               {"id", tool_call_id()},
+                                               {"type", "function"},
+                                               {"function", {{"name", c.name}, {"arguments", ""}}}}})}});
+    size_t half = c.arguments.size() / 2;
+    while (half > 0 && (static_cast<unsigned char>(c.arguments[half]) & 0xC0) == 0x80) --half;
+    for (const std::string& piece : {c.arguments.substr(0, half), c.arguments.substr(half)})
+      if (!piece.empty())
+        deltas.push_back({{"tool_calls", nlohmann::json::array({{{"index", i}, {"function", {{"arguments", piece}}}}})}});
+  }
+  *has_calls = !rest.calls.empty();
+  return deltas;
+}
+
+}  // namespace corral

@@ -1,0 +1,40 @@
+// The chat side of a generation request: the prompt as the model's template renders it, and the
+// assistant message with its tool calls, whole or as stream deltas.
+#pragma once
+#include <ctime>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "server/http_server.h"
+#include "template/tool_calls.h"
+
+namespace corral {
+
+// A chat's prompt ids: rendered with the model's template, special tokens parsed, and BOS
+// exactly once (the template's own, else the tokenizer's when the vocabulary adds one).
+// A raise_exception comes back as its own message; other template failures name the template.
+Expected<std::vector<int32_t>> chat_prompt_ids(const ServedModel& m, ChatInput in, std::time_t now);
+
+std::string tool_call_id();  // "call_" + 24 letters and digits
+
+// Tool calling for one choice: active when the request has tools, tool_choice is not "none"
+// and the model has a tool-call format.
+struct ChatToolState {
+  ChatToolState(const ServedModel& m, const GenRequest& g);
+  bool active;
+  bool parallel;
+  ToolCallStream stream;
+
+  // Non-streamed: the message for the whole text (`truncated`: max_tokens cut it).
+  nlohmann::json message(const std::string& text, bool truncated, bool* has_calls);
+  // Streamed: the content that can go out now, then at the end the remaining deltas.
+  std::string feed(const std::string& text);
+  std::vector<nlohmann::json> finish(bool truncated, bool* has_calls);
+
+ private:
+  ToolFormat stream_format() const { return stream.format(); }
+  const std::vector<ToolSpec>& stream_specs() const { return stream.tools(); }
+};
+
+}  // namespace corral
