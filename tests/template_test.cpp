@@ -16,6 +16,7 @@
 #include "template/tool_calls.h"
 #include "test_util.h"
 #include "tokenizer/tokenizer.h"
+#include "tokenizer/vocab.h"
 
 namespace corral {
 namespace {
@@ -252,9 +253,10 @@ TEST(ToolCalls, StreamedEqualsWholeAtEverySplit) {
       std::string content;
       for (auto& p : pieces) {
         content += s.feed(p);
-        if (!whole.calls.empty())
+        if (!whole.calls.empty()) {
           EXPECT_EQ(whole.content.value_or("").rfind(content, 0), 0u)
               << c.name << " " << how << ": content released is not a prefix: " << content;
+        }
       }
       ParsedOutput rest = s.finish(false);
       if (rest.content) content += *rest.content;
@@ -283,6 +285,21 @@ TEST(ToolCalls, TruncatedOutputIsNeverACall) {
   ParsedOutput p = s.finish(true);  // max_tokens stopped it
   EXPECT_TRUE(p.calls.empty());
   EXPECT_EQ(p.content.value_or(""), text);
+}
+
+// Llama 3.1's built-in tool calls end with <|eom_id|>, Llama 4's with <|eom|>: each ends the turn.
+TEST(ToolCalls, EndOfMessageEndsTheTurn) {
+  // The fixture is Llama 3.0's tokenizer (128008 is still reserved there): Llama 3.1's and 4's
+  // special tokens by name.
+  Vocab v;
+  for (const char* t : {"<|begin_of_text|>", "<|eot_id|>", "<|eom_id|>", "<|python_tag|>", "<|eom|>", "<|eot|>"}) {
+    v.token_to_id.emplace(t, v.n_tokens());
+    v.tokens.push_back(t);
+  }
+  auto stops = v.stop_ids();
+  for (const char* t : {"<|eot_id|>", "<|eom_id|>", "<|eom|>", "<|eot|>"})
+    EXPECT_NE(std::find(stops.begin(), stops.end(), v.token_to_id.at(t)), stops.end()) << t;
+  EXPECT_EQ(std::find(stops.begin(), stops.end(), v.token_to_id.at("<|python_tag|>")), stops.end());
 }
 
 TEST(ToolCalls, FormatDetectedFromTemplate) {

@@ -6,6 +6,10 @@
 #include "core/logger.h"
 #include "format/gguf.h"
 #include "hosting/license.h"
+#include "template/jinja.h"
+
+#include <fstream>
+#include <sstream>
 
 namespace corral::cli {
 
@@ -22,7 +26,8 @@ Expected<DType> parse_type(const std::string& s, const std::vector<DType>& allow
 }
 
 Status convert(const std::string& in, const std::string& out, const std::string& type,
-               const std::string& tokenizer, bool quantize_mode, const std::string& license) {
+               const std::string& tokenizer, bool quantize_mode, const std::string& license,
+               const std::string& chat_template = "") {
   Logger log;
   LoadOptions lo;
   lo.tokenizer_path = tokenizer;
@@ -39,6 +44,15 @@ Status convert(const std::string& in, const std::string& out, const std::string&
     m.meta.set("general.license", GgufValue::of_str(lt->family));
     m.meta.set("general.license.name", GgufValue::of_str(lt->name));
     m.meta.set("general.license.link", GgufValue::of_str(lt->link));
+  }
+  if (!chat_template.empty()) {  // written as tokenizer.chat_template, checked first
+    std::ifstream f(chat_template, std::ios::binary);
+    if (!f) return make_error("--chat-template: cannot read '" + chat_template + "'");
+    std::stringstream ss;
+    ss << f.rdbuf();
+    auto t = jinja::parse(ss.str(), chat_template);
+    if (!t) return make_error("--chat-template: " + t.message());
+    m.meta.set("tokenizer.chat_template", GgufValue::of_str(ss.str()));
   }
   ConvertOptions co;
   co.log = &log;
@@ -62,9 +76,11 @@ Status convert(const std::string& in, const std::string& out, const std::string&
 Action add_convert(CLI::App& app) {
   auto* sub = app.add_subcommand("convert", "Convert an HF folder, llama2.c .bin or GGUF to GGUF");
   struct Args {
-    std::string in, out, type, tok, license;
+    std::string in, out, type, tok, license, chat_template;
   };
   auto a = std::make_shared<Args>();
+  sub->add_option("--chat-template", a->chat_template,
+                  "a Jinja file written as tokenizer.chat_template (default: the model's own)");
   sub->add_option(
       "--license", a->license,
       "license family to record (llama2, llama3, llama3.1, llama3.2, llama3.3, llama4)");
@@ -72,7 +88,7 @@ Action add_convert(CLI::App& app) {
   sub->add_option("OUTPUT", a->out, "output .gguf")->required();
   sub->add_option("--type", a->type, "f32|f16|bf16|q8_0|q4_0|q4_k|q6_k (default: keep)");
   sub->add_option("--tokenizer", a->tok, "tokenizer file or folder to embed");
-  return [=] { return convert(a->in, a->out, a->type, a->tok, false, a->license); };
+  return [=] { return convert(a->in, a->out, a->type, a->tok, false, a->license, a->chat_template); };
 }
 
 Action add_quantize(CLI::App& app) {

@@ -62,8 +62,13 @@ Status run_render(const TemplateArgs& a) {
   if (now.empty())
     if (const char* e = std::getenv("CORRAL_NOW")) now = e;
   CORRAL_ASSIGN_OR_RETURN(in.now, parse_now(now));
-  CORRAL_ASSIGN_OR_RETURN(std::string out, render_chat(f, in));
-  std::fwrite(out.data(), 1, out.size(), stdout);
+  auto out = render_chat(f, in);
+  if (!out) {  // one error line: a template's message may hold newlines
+    std::string m = out.message();
+    for (size_t p = 0; (p = m.find('\n', p)) != std::string::npos; p += 2) m.replace(p, 1, "\\n");
+    return make_error(m);
+  }
+  std::fwrite(out->data(), 1, out->size(), stdout);
   std::fflush(stdout);
   return Status::ok();
 }

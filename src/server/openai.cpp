@@ -36,7 +36,8 @@ std::optional<ApiError> chat_template_input(const std::string& body_text, GenReq
   in.tools = b.contains("tools") && b["tools"].is_array() && !b["tools"].empty() ? b["tools"] : ojson();
   if (b.contains("chat_template_kwargs") && b["chat_template_kwargs"].is_object())
     for (auto it = b["chat_template_kwargs"].begin(); it != b["chat_template_kwargs"].end(); ++it)
-      in.vars.emplace_back(it.key(), it.value());
+      if (it.key() != "messages" && it.key() != "tools" && it.key() != "bos_token" && it.key() != "eos_token")
+        in.vars.emplace_back(it.key(), it.value());  // the conversation itself is not a kwarg
   return std::nullopt;
 }
 

@@ -199,6 +199,7 @@ Expected<std::string> render_chat(const ChatFormat& f, const ChatInput& in) {
   try {
     vars.emplace_back("messages", jinja::from_json(msgs));
     vars.emplace_back("tools", in.tools.is_null() ? Value::none() : jinja::from_json(in.tools));
+    vars.emplace_back("documents", Value::none());  // transformers passes documents=None too
     vars.emplace_back("add_generation_prompt", Value::boolean(in.add_generation_prompt));
     vars.emplace_back("bos_token", Value::str(f.bos_token));
     vars.emplace_back("eos_token", Value::str(f.eos_token));

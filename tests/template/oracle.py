@@ -64,9 +64,10 @@ def render(source, conv, bos, eos, add_generation_prompt=True, now="2024-09-15")
     env = make_env(datetime.datetime.strptime(now, "%Y-%m-%d"))
     try:
         tmpl = env.from_string(source)
-        extra = {k: v for k, v in conv.items() if k not in ("messages", "tools")}
+        extra = {"documents": None, "bos_token": bos, "eos_token": eos}
+        extra.update({k: v for k, v in conv.items() if k not in ("messages", "tools")})
+        # As transformers' apply_chat_template: tools and documents are passed (None when absent).
         return True, tmpl.render(messages=prepare_messages(conv["messages"]), tools=conv.get("tools"),
-                                 add_generation_prompt=add_generation_prompt, bos_token=bos,
-                                 eos_token=eos, **extra)
+                                 add_generation_prompt=add_generation_prompt, **extra)
     except Exception as e:  # noqa: BLE001 - any failure is "raising", as for Corral
         return False, f"{type(e).__name__}: {e}"
