@@ -448,6 +448,70 @@ TEST(Kernels, Repacked16BitIsBatchInvariant) {
 // The two-group kernels (AVX-512 VNNI) against the one-group AVX2 kernels, bitwise: a token's
 // output must not depend on whether its group was paired (batch invariance within a table).
 // Hostile levels included: Q8_0 weights of -128, which no quantizer writes but a file may hold.
+// AMX tiles: a pair of groups against 16..48 tokens, bitwise what the VNNI pair kernels give
+// for every token (hostile -128 weight levels, zero and subnormal block scales, K of 1..64
+// blocks), and near a double reference.
+TEST(Kernels, AmxTilesEqualVnniPairKernels) {
+  std::string why;
+  const KernelTable* amx = kernels_amx(&why);
+  const KernelTable* wide = kernels_avx512();
+  if (!amx || !wide) GTEST_SKIP() << "no AMX here: " << why;
+  std::mt19937 rng(77);
+  for (int64_t K : {32, 96, 2048}) {
+    const int64_t nb = K / 32;
+    for (DType t : {DType::Q4_0, DType::Q8_0}) {
+      auto wf = randn(16 * K, 50 + uint32_t(K));
+      for (int i = 0; i < K; ++i) wf[size_t(3 * K + i)] = 0.f;                 // a zero row: zero scales
+      for (int i = 0; i < 32; ++i) wf[size_t(5 * K + i)] = 1e-42f * float(i);  // a subnormal scale
+      QuantWeights qw = quantize_weights(t, wf, K, 16);
+      if (t == DType::Q8_0)
+        for (int i = 0; i < 16; ++i) {
+          auto* blk = reinterpret_cast<BlockQ8_0*>(qw.bytes.data()) + rng() % (16 * nb);
+          blk->qs[rng() % 32] = -128;
+        }
+      std::vector<uint8_t> packed(repacked_bytes(qw.view));
+      repack_weight(qw.view, packed.data());
+      const size_t gbytes = repacked_group_bytes(t, K);
+      for (int64_t T16 : {16, 48}) {
+        const auto x = randn(size_t(T16 * K), 60 + uint32_t(T16));
+        std::vector<int8_t> xq(size_t(T16 * K));
+        std::vector<float> xd(size_t(T16 * nb)), xs(size_t(T16 * nb));
+        for (int64_t tk = 0; tk < T16; ++tk)
+          wide->quantize_s8_blocks(x.data() + tk * K, K, xq.data() + tk * K, xd.data() + tk * nb,
+                                   xs.data() + tk * nb, 1);
+        const int64_t ldo = 40;  // wider than 16: rows land where the caller says
+        std::vector<float> got(size_t(T16 * ldo), -1.f);
+        (t == DType::Q8_0 ? amx->amx_pair_q8_0 : amx->amx_pair_q4_0)(K, packed.data(), gbytes, xq.data(), K,
+                                                                 xd.data(), xs.data(), nb, T16, got.data(), ldo);
+        const RepackedPairFn pair = (t == DType::Q8_0 ? wide->pair_q8_0 : wide->pair_q4_0)[1];
+        for (int64_t t0 = 0; t0 < T16; t0 += 4) {
+          float want[64];
+          pair(K, packed.data(), gbytes, xq.data() + t0 * K, K, xd.data() + t0 * nb, xs.data() + t0 * nb, nb, want);
+          for (int tt = 0; tt < 4; ++tt)
+            for (int r = 0; r < 16; ++r) {
+              const float w = want[(r / 8) * 32 + tt * 8 + r % 8], g = got[size_t((t0 + tt) * ldo + r)];
+              ASSERT_EQ(std::memcmp(&w, &g, 4), 0) << type_name(t) << " K=" << K << " token " << t0 + tt
+                                                   << " row " << r << ": " << g << " vs " << w;
+            }
+        }
+        for (int64_t tk = 0; tk < T16; ++tk)
+          for (int r = 16; r < ldo; ++r) ASSERT_EQ(got[size_t(tk * ldo + r)], -1.f) << "wrote outside its rows";
+        std::vector<float> row(static_cast<size_t>(K));
+        for (int r = 0; r < 16; ++r) {
+          dequantize_row(t, qw.view.row(r), row.data(), K);
+          double ref = 0, mag = 0;
+          for (int64_t i = 0; i < K; ++i) {
+            const double xv = double(xq[size_t(i)]) * xd[size_t(i / 32)];
+            ref += double(row[size_t(i)]) * xv;
+            mag += std::fabs(double(row[size_t(i)]) * xv);
+          }
+          ASSERT_NEAR(got[size_t(r)], ref, 1e-5 * mag + 1e-6) << type_name(t) << " K=" << K << " row " << r;
+        }
+      }
+    }
+  }
+}
+
 TEST(Kernels, RepackedPairsEqualOneGroupKernels) {
   const KernelTable* wide = kernels_avx512();
   const KernelTable* one = kernels_avx2();

@@ -92,9 +92,10 @@ void matmul_gemm(Context& ctx, const TensorView& w, const float* x, int64_t T, f
 // tile(j, gi, t, out, two) fills out[tt * 8 + i] for target j's group gi and tokens t ..
 // t + per_call - 1, and with two (only where pairs is set) out[32 + tt * 8 + i] for group gi + 1;
 // rows of padding tokens (t >= T) are dropped.
+// Tokens before t_begin (a multiple of per_call) are left alone (the AMX tiles did them).
 template <class Tile>
 void for_each_repacked_tile(Context& ctx, std::initializer_list<MatmulTarget> targets, int64_t T,
-                            int64_t per_call, bool pairs, Tile&& tile) {
+                            int64_t per_call, bool pairs, Tile&& tile, int64_t t_begin = 0) {
   constexpr int64_t kPanel = 8, kTok = 64;  // kTok is a multiple of every per_call (1, 4)
   int64_t first[kMaxFusedTargets + 1] = {
       0};  // target j owns global groups [first[j], first[j + 1])
@@ -102,7 +103,8 @@ void for_each_repacked_tile(Context& ctx, std::initializer_list<MatmulTarget> ta
   const size_t n = targets.size();
   for (size_t j = 0; j < n; ++j) first[j + 1] = first[j] + tg[j].w->ne[1] / 8;
   const int64_t groups = first[n], Tp = (T + per_call - 1) / per_call * per_call;
-  const int64_t panels = (groups + kPanel - 1) / kPanel, tblocks = (Tp + kTok - 1) / kTok;
+  if (t_begin >= Tp) return;
+  const int64_t panels = (groups + kPanel - 1) / kPanel, tblocks = (Tp - t_begin + kTok - 1) / kTok;
   ctx.pool->parallel_for(panels * tblocks, [&](int64_t item) {
     const int64_t p = item / tblocks, tb = item % tblocks;
     float o[64];
@@ -113,7 +115,7 @@ void for_each_repacked_tile(Context& ctx, std::initializer_list<MatmulTarget> ta
       const int64_t gi = g - first[j], N = tg[j].w->ne[1];
       const int n_g = pairs && g + 1 < g_end && g + 1 < first[j + 1] ? 2 : 1;
       float* y = tg[j].y;
-      for (int64_t t = tb * kTok; t < std::min(Tp, (tb + 1) * kTok); t += per_call) {
+      for (int64_t t = t_begin + tb * kTok; t < std::min(Tp, t_begin + (tb + 1) * kTok); t += per_call) {
         tile(j, gi, t, o, n_g == 2);
         for (int h = 0; h < n_g; ++h)
           for (int64_t tt = 0; tt < per_call && t + tt < T; ++tt)
@@ -212,6 +214,36 @@ void matmul_repacked(Context& ctx, std::initializer_list<MatmulTarget> targets, 
   const float *xd = s.xd.data(), *xs = s.xs.data();
   const bool q8 = w0.type == DType::Q8_0;
   const RepackedPairFn pair = (q8 ? k.pair_q8_0 : k.pair_q4_0)[prompt ? 1 : 0];
+  // AMX: whole tiles of 16 tokens against pairs of groups; the tokens left over (and a target's
+  // odd last group) take the kernels below. Every output is the same arithmetic either way.
+  const AmxPairFn amx = q8 ? k.amx_pair_q8_0 : k.amx_pair_q4_0;
+  int64_t t_amx = 0;
+  if (amx && T >= 16 && std::getenv("CORRAL_NO_AMX") == nullptr) {
+    t_amx = T / 16 * 16;
+    const size_t n = targets.size();
+    int64_t first[kMaxFusedTargets + 1] = {0};  // target j owns work items [first[j], first[j + 1])
+    for (size_t j = 0; j < n; ++j) first[j + 1] = first[j] + (tg[j].w->ne[1] / 8 + 1) / 2;
+    ctx.pool->parallel_for(first[n], [&](int64_t item) {
+      size_t j = 0;
+      while (item >= first[j + 1]) ++j;
+      const int64_t gi = (item - first[j]) * 2, N = tg[j].w->ne[1];
+      float* y = tg[j].y;
+      if (gi + 1 < N / 8) {
+        amx(K, group(j, gi), gbytes, xq, K, xd, xs, nb, t_amx, y + gi * 8, N);
+        return;
+      }
+      float o[64];  // an odd last group: the one-group 4-token kernel
+      for (int64_t t = 0; t < t_amx; t += 4) {
+        if (q8)
+          k.gemm_q8_0x8x4(K, group(j, gi), xq + t * K, K, xd + t * nb, nb, o);
+        else
+          k.gemm_q4_0x8x4(K, group(j, gi), xq + t * K, K, xd + t * nb, xs + t * nb, nb, o);
+        for (int64_t tt = 0; tt < 4; ++tt)
+          for (int i = 0; i < 8; ++i) y[(t + tt) * N + gi * 8 + i] = o[tt * 8 + i];
+      }
+    });
+    if (t_amx == T) return;
+  }
   for_each_repacked_tile(
       ctx, targets, T, per_call, pair != nullptr,
       [&](size_t j, int64_t gi, int64_t t, float* o, bool two) {
@@ -225,7 +257,8 @@ void matmul_repacked(Context& ctx, std::initializer_list<MatmulTarget> targets, 
           k.gemm_q4_0x8x4(K, group(j, gi), xq + t * K, K, xd + t * nb, xs + t * nb, nb, o);
         else
           k.gemv_q4_0x8(K, group(j, gi), xq + t * K, xd + t * nb, xs + t * nb, o);
-      });
+      },
+      t_amx);
 }
 
 // Prompt-sized batches over Q8_0/Q4_0/Q4_K weights: integer GEMM. A 16-row panel is unpacked

@@ -70,6 +70,12 @@ using GemmRepacked8Fn = void (*)(int64_t K, const uint8_t* group, const int8_t* 
 using RepackedPairFn = void (*)(int64_t K, const uint8_t* g, size_t gbytes, const int8_t* xq,
                                 int64_t ldx, const float* xd, const float* xs, int64_t ldb,
                                 float* out64);
+// AMX: the same pair of groups (16 rows) against T16 tokens (a multiple of 16), written to
+// out[t * ldo + r], r < 16 (the first group's rows, then the second's). Bitwise what the pair
+// kernels give (gemm_repacked_amx.cpp).
+using AmxPairFn = void (*)(int64_t K, const uint8_t* g, size_t gbytes, const int8_t* xq,
+                           int64_t ldx, const float* xd, const float* xs, int64_t ldb, int64_t T16,
+                           float* out, int64_t ldo);
 
 // One activation row to s8 blocks of 32: levels q[K], and per block b its scale d[b * stride]
 // and scale * sum(levels) s[b * stride] (the repacked Q4_0/Q8_0 kernels' input).
@@ -98,6 +104,8 @@ struct KernelTable {
   Unpack16Fn unpack16[32];  // and their rows back to f32 for the GEMM
   QuantizeActFn quantize_q8_0;
   QuantizeActFn quantize_q8_k;
+  AmxPairFn amx_pair_q4_0 = nullptr;  // the AMX table only
+  AmxPairFn amx_pair_q8_0 = nullptr;
 };
 
 // Activation type a weight type is multiplied with.
@@ -114,6 +122,10 @@ const KernelTable* kernels_avx512();
 const KernelTable* kernels_avx2_unchecked();
 const KernelTable* kernels_avx512_unchecked();
 void set_repacked_pair_kernels_avx512(KernelTable& t);
+// The AVX-512 table plus the AMX tile kernels: nullptr without AMX-INT8 or when the kernel
+// refuses the tile state (arch_prctl ARCH_REQ_XCOMP_PERM), with the reason in *why.
+const KernelTable* kernels_amx(std::string* why = nullptr);
+void set_amx_kernels(KernelTable& t);  // defined in the AMX file: assigns pointers only
 // Best table for this CPU (or the one CORRAL_ISA names).
 const KernelTable& kernels_best();
 inline const char* kernels_isa_name() {

@@ -1,6 +1,13 @@
 // Plain C++ kernels: the fallback on CPUs without AVX2, and the reference the SIMD versions
 // are tested against. Integer types use the same integer arithmetic as the SIMD kernels.
+#include <cpuid.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <cerrno>
+#include <cstdio>
+#include <string>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
@@ -252,11 +259,54 @@ const KernelTable* kernels_avx512() {
   return cpu_has_avx512() ? kernels_avx512_unchecked() : nullptr;
 }
 
+namespace {
+// CPUID.(EAX=7,ECX=0):EDX bit 24 AMX-TILE, bit 25 AMX-INT8.
+bool cpu_has_amx_int8() {
+  unsigned a = 0, b = 0, c = 0, d = 0;
+  if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return false;
+  return (d >> 24 & 1) && (d >> 25 & 1);
+}
+}  // namespace
+
+const KernelTable* kernels_amx(std::string* why) {
+  static std::string reason;
+  static const KernelTable* t = []() -> const KernelTable* {
+    if (!kernels_avx512()) {
+      reason = "no AVX-512 VNNI";
+      return nullptr;
+    }
+    if (!cpu_has_amx_int8()) {
+      reason = "the CPU reports no AMX-INT8";
+      return nullptr;
+    }
+    // Linux hands out the 8 KiB tile state only on request (once per process).
+    constexpr long kArchReqXcompPerm = 0x1023, kXfeatureXtiledata = 18;
+    if (syscall(SYS_arch_prctl, kArchReqXcompPerm, kXfeatureXtiledata) != 0) {
+      reason = std::string("the kernel refused the tile state (arch_prctl: ") + std::strerror(errno) + ")";
+      return nullptr;
+    }
+    static KernelTable amx = *kernels_avx512();
+    set_amx_kernels(amx);
+    return &amx;
+  }();
+  if (why) *why = reason;
+  return t;
+}
+
 const KernelTable& kernels_best() {
   static const KernelTable* best = [] {
     const char* force = std::getenv("CORRAL_ISA");
     const std::string f = force ? force : "";
     if (f == "scalar") return &kernels_scalar();
+    // AMX where the CPU has it and the kernel grants the tile state, unless another table is
+    // asked for; when it is missing, one line says which table runs and why.
+    if (f.empty() || f == "amx") {
+      std::string why;
+      if (const KernelTable* t = kernels_amx(&why)) return t;
+      if (f == "amx" || cpu_has_amx_int8())
+        std::fprintf(stderr, "corral: AMX kernels unavailable (%s): using %s\n", why.c_str(),
+                     kernels_avx512() ? "avx512" : kernels_avx2() ? "avx2" : "scalar");
+    }
     // AVX-512 (with VNNI) first unless AVX2 is asked for: its tests ran against the reference
     // and the AVX2 table on an AVX-512 machine (Xeon, family 6 model 207) on 2026-12-01.
     if (f != "avx2" && kernels_avx512()) return kernels_avx512();
