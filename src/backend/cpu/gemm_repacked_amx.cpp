@@ -26,12 +26,16 @@ struct alignas(64) TileConfig {
   uint8_t rows[16] = {};
 };
 
-// Tiles: 0 = C (16 tokens x 16 int32), 1 = A (16 tokens x 32 levels), 2 = B (8 x 64 bytes).
+// Two sets, for even and odd blocks (so one block's tile multiply overlaps the previous block's
+// float steps): C (16 tokens x 16 int32) in tiles 0 and 3, A (16 tokens x 32 levels) in 1 and 4,
+// B (8 x 64 bytes) in 2 and 5.
 void load_config() {
   TileConfig c;
-  c.rows[0] = 16, c.colsb[0] = 64;
-  c.rows[1] = 16, c.colsb[1] = 32;
-  c.rows[2] = 8, c.colsb[2] = 64;
+  for (int s = 0; s < 2; ++s) {
+    c.rows[3 * s] = 16, c.colsb[3 * s] = 64;
+    c.rows[3 * s + 1] = 16, c.colsb[3 * s + 1] = 32;
+    c.rows[3 * s + 2] = 8, c.colsb[3 * s + 2] = 64;
+  }
   _tile_loadconfig(&c);
 }
 
@@ -75,29 +79,44 @@ void amx_pair(int64_t K, const uint8_t* g, size_t gbytes, const int8_t* xq, int6
   if (scales.size() < size_t(nb) * 16) scales.resize(size_t(nb) * 16);
   unpack_pair<Q8>(nb, g, g + gbytes, tiles.data(), scales.data());
   load_config();
-  alignas(64) int32_t c[16 * 16];
+  alignas(64) int32_t c[2][16 * 16];
+  const uint8_t* bt = tiles.data();
+  // Block b's integer sums into c[b % 2] (s8 levels x s8 levels for Q8_0; s8 levels x u8
+  // nibbles for Q4_0, whose -8 offset is applied in float below).
+#define CORRAL_AMX_BLOCK(C, A, B, b)                               \
+  do {                                                              \
+    _tile_zero(C);                                                  \
+    _tile_loadd(A, xq + t0 * ldx + 32 * (b), ldx);                  \
+    _tile_loadd(B, bt + (b) * 512, 64);                             \
+    if (Q8)                                                         \
+      _tile_dpbssd(C, A, B);                                        \
+    else                                                            \
+      _tile_dpbsud(C, A, B);                                        \
+    _tile_stored(C, c[(b) & 1], 64);                                \
+  } while (0)
   for (int64_t t0 = 0; t0 < T16; t0 += 16) {
     __m512 acc[16];
     for (int t = 0; t < 16; ++t) acc[t] = _mm512_setzero_ps();
+    CORRAL_AMX_BLOCK(0, 1, 2, 0);
     for (int64_t b = 0; b < nb; ++b) {
-      _tile_zero(0);
-      _tile_loadd(1, xq + t0 * ldx + 32 * b, ldx);
-      _tile_loadd(2, tiles.data() + b * 512, 64);
-      if (Q8)
-        _tile_dpbssd(0, 1, 2);  // s8 levels x s8 levels
-      else
-        _tile_dpbsud(0, 1, 2);  // s8 levels x u8 nibbles (the -8 offset applied in float below)
-      _tile_stored(0, c, 64);
+      if (b + 1 < nb) {  // the next block's tiles first: they run while this block's floats do
+        if (b & 1)
+          CORRAL_AMX_BLOCK(0, 1, 2, b + 1);
+        else
+          CORRAL_AMX_BLOCK(3, 4, 5, b + 1);
+      }
+      const int32_t* cb = c[b & 1];
       const __m512 d = _mm512_loadu_ps(scales.data() + 16 * b);
       for (int t = 0; t < 16; ++t) {
         const int64_t at = (t0 + t) * ldb + b;
-        const __m512 s = _mm512_cvtepi32_ps(_mm512_load_si512(c + 16 * t));
+        const __m512 s = _mm512_cvtepi32_ps(_mm512_load_si512(cb + 16 * t));
         acc[t] = _mm512_fmadd_ps(_mm512_mul_ps(d, _mm512_set1_ps(xd[at])), s, acc[t]);
         if (!Q8) acc[t] = _mm512_fnmadd_ps(d, _mm512_set1_ps(8.f * xs[at]), acc[t]);
       }
     }
     for (int t = 0; t < 16; ++t) _mm512_storeu_ps(out + (t0 + t) * ldo, acc[t]);
   }
+#undef CORRAL_AMX_BLOCK
   _tile_release();
 }
 
