@@ -512,6 +512,39 @@ TEST(Kernels, AmxTilesEqualVnniPairKernels) {
   }
 }
 
+// The Q4_K tiles: bitwise what the 4-token Q4_K kernel gives, K of 1 and 8 superblocks.
+TEST(Kernels, AmxQ4KTilesEqualTheQ4KKernels) {
+  std::string why;
+  const KernelTable* amx = kernels_amx(&why);
+  if (!amx) GTEST_SKIP() << "no AMX here: " << why;
+  for (int64_t K : {256, 2048}) {
+    auto wf = randn(16 * K, 70 + uint32_t(K));
+    for (int i = 0; i < K; ++i) wf[size_t(2 * K + i)] = 0.f;  // a zero row
+    QuantWeights qw = quantize_weights(DType::Q4_K, wf, K, 16);
+    std::vector<uint8_t> packed(repacked_bytes(qw.view));
+    repack_weight(qw.view, packed.data());
+    const size_t gbytes = repacked_group_bytes(DType::Q4_K, K);
+    const int64_t T16 = 32;
+    const size_t arow = row_bytes(DType::Q8_K, K);
+    const auto x = randn(size_t(T16 * K), 90);
+    std::vector<uint8_t> act(arow * size_t(T16));
+    for (int64_t t = 0; t < T16; ++t) amx->quantize_q8_k(x.data() + t * K, act.data() + size_t(t) * arow, K);
+    std::vector<float> got(size_t(T16 * 16));
+    amx->amx_pair_q4_k(K, packed.data(), gbytes, act.data(), arow, T16, got.data(), 16);
+    for (int64_t t0 = 0; t0 < T16; t0 += 4)
+      for (int h = 0; h < 2; ++h) {
+        float want[32];
+        amx->gemm_q4_kx8(K, packed.data() + h * gbytes, act.data() + size_t(t0) * arow, arow, want);
+        for (int tt = 0; tt < 4; ++tt)
+          for (int i = 0; i < 8; ++i) {
+            const float w = want[tt * 8 + i], g = got[size_t((t0 + tt) * 16 + h * 8 + i)];
+            ASSERT_EQ(std::memcmp(&w, &g, 4), 0) << "K=" << K << " token " << t0 + tt << " row " << h * 8 + i
+                                                 << ": " << g << " vs " << w;
+          }
+      }
+  }
+}
+
 TEST(Kernels, RepackedPairsEqualOneGroupKernels) {
   const KernelTable* wide = kernels_avx512();
   const KernelTable* one = kernels_avx2();

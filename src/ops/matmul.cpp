@@ -126,6 +126,22 @@ void for_each_repacked_tile(Context& ctx, std::initializer_list<MatmulTarget> ta
   });
 }
 
+// The AMX work items: each pair of 8-row groups of every target (and a target's odd last group
+// alone), across the pool. fn(j, gi, y, N, pair): target j's groups gi (and gi + 1 when pair).
+template <class Fn>
+void for_each_amx_pair(Context& ctx, std::initializer_list<MatmulTarget> targets, Fn&& fn) {
+  const MatmulTarget* tg = targets.begin();
+  const size_t n = targets.size();
+  int64_t first[kMaxFusedTargets + 1] = {0};  // target j owns work items [first[j], first[j + 1])
+  for (size_t j = 0; j < n; ++j) first[j + 1] = first[j] + (tg[j].w->ne[1] / 8 + 1) / 2;
+  ctx.pool->parallel_for(first[n], [&](int64_t item) {
+    size_t j = 0;
+    while (item >= first[j + 1]) ++j;
+    const int64_t gi = (item - first[j]) * 2, N = tg[j].w->ne[1];
+    fn(j, gi, tg[j].y, N, gi + 1 < N / 8);
+  });
+}
+
 // Activations as s8 blocks for the Q4_0/Q8_0 kernels ([Tp][K] levels, [Tp][K/32] scales and sums;
 // padding tokens are zero).
 void quantize_activations(Context& ctx, const float* x, int64_t K, int64_t T, int64_t Tp,
@@ -200,13 +216,29 @@ void matmul_repacked(Context& ctx, std::initializer_list<MatmulTarget> targets, 
   if (w0.type == DType::Q4_K) {
     const size_t arow = quantize_activations_q8k(ctx, x, K, T, Tp, s);
     const uint8_t* act = s.act.data();
-    for_each_repacked_tile(ctx, targets, T, per_call, false,
-                           [&](size_t j, int64_t gi, int64_t t, float* o, bool) {
-                             if (prompt)
-                               k.gemm_q4_kx8(K, group(j, gi), act + size_t(t) * arow, arow, o);
-                             else
-                               k.gemv_q4_kx8(K, group(j, gi), act + size_t(t) * arow, o);
-                           });
+    int64_t t_amx = 0;
+    if (k.amx_pair_q4_k && T >= 16 && std::getenv("CORRAL_NO_AMX") == nullptr) {
+      t_amx = T / 16 * 16;
+      for_each_amx_pair(ctx, targets, [&](size_t j, int64_t gi, float* y, int64_t N, bool pair) {
+        if (pair) return k.amx_pair_q4_k(K, group(j, gi), gbytes, act, arow, t_amx, y + gi * 8, N);
+        float o[32];
+        for (int64_t t = 0; t < t_amx; t += 4) {
+          k.gemm_q4_kx8(K, group(j, gi), act + size_t(t) * arow, arow, o);
+          for (int64_t tt = 0; tt < 4; ++tt)
+            for (int i = 0; i < 8; ++i) y[(t + tt) * N + gi * 8 + i] = o[tt * 8 + i];
+        }
+      });
+      if (t_amx == T) return;
+    }
+    for_each_repacked_tile(
+        ctx, targets, T, per_call, false,
+        [&](size_t j, int64_t gi, int64_t t, float* o, bool) {
+          if (prompt)
+            k.gemm_q4_kx8(K, group(j, gi), act + size_t(t) * arow, arow, o);
+          else
+            k.gemv_q4_kx8(K, group(j, gi), act + size_t(t) * arow, o);
+        },
+        t_amx);
     return;
   }
   quantize_activations(ctx, x, K, T, Tp, s);
@@ -220,18 +252,8 @@ void matmul_repacked(Context& ctx, std::initializer_list<MatmulTarget> targets, 
   int64_t t_amx = 0;
   if (amx && T >= 16 && std::getenv("CORRAL_NO_AMX") == nullptr) {
     t_amx = T / 16 * 16;
-    const size_t n = targets.size();
-    int64_t first[kMaxFusedTargets + 1] = {0};  // target j owns work items [first[j], first[j + 1])
-    for (size_t j = 0; j < n; ++j) first[j + 1] = first[j] + (tg[j].w->ne[1] / 8 + 1) / 2;
-    ctx.pool->parallel_for(first[n], [&](int64_t item) {
-      size_t j = 0;
-      while (item >= first[j + 1]) ++j;
-      const int64_t gi = (item - first[j]) * 2, N = tg[j].w->ne[1];
-      float* y = tg[j].y;
-      if (gi + 1 < N / 8) {
-        amx(K, group(j, gi), gbytes, xq, K, xd, xs, nb, t_amx, y + gi * 8, N);
-        return;
-      }
+    for_each_amx_pair(ctx, targets, [&](size_t j, int64_t gi, float* y, int64_t N, bool pair) {
+      if (pair) return amx(K, group(j, gi), gbytes, xq, K, xd, xs, nb, t_amx, y + gi * 8, N);
       float o[64];  // an odd last group: the one-group 4-token kernel
       for (int64_t t = 0; t < t_amx; t += 4) {
         if (q8)

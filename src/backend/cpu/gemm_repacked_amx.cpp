@@ -16,6 +16,7 @@
 
 #include "backend/cpu/kernels.h"
 #include "backend/cpu/repack.h"
+#include "format/quant.h"
 
 namespace corral {
 namespace {
@@ -120,9 +121,83 @@ void amx_pair(int64_t K, const uint8_t* g, size_t gbytes, const int8_t* xq, int6
   _tile_release();
 }
 
+// Q4_K: per superblock and row pair, each 32-value sub-block's sums are one tile multiply (s8
+// Q8_K levels x u8 nibbles), combined in int32 with the 6-bit scales (exact, as the AVX2 kernels'
+// int16/int32 sums are); the mins against the Q8_K block sums likewise; then the AVX2 kernels'
+// two fused multiply-adds per superblock. Q8_K activations: row t at x8k + t * ldx bytes.
+void amx_q4_k_pair(int64_t K, const uint8_t* g, size_t gbytes, const uint8_t* x8k, size_t ldx,
+                   int64_t T16, float* out, int64_t ldo) {
+  const int64_t nsb = K / 256;
+  const uint8_t* h = g + gbytes;
+  // Per superblock: 8 B tiles (512 bytes each), then scales and mins [8 sub][16 rows] as int32,
+  // then d and dmin [16] as floats.
+  constexpr size_t kSb = 8 * 512 + 2 * 8 * 16 * 4 + 2 * 16 * 4;
+  thread_local std::vector<uint8_t> buf;
+  if (buf.size() < size_t(nsb) * kSb) buf.resize(size_t(nsb) * kSb);
+  const __m512i m4 = _mm512_set1_epi8(0xF);
+  for (int64_t s = 0; s < nsb; ++s) {
+    const uint8_t* ga = g + s * kQ4KGroupBytes;
+    const uint8_t* gb = h + s * kQ4KGroupBytes;
+    uint8_t* sb = buf.data() + s * kSb;
+    for (int j = 0; j < 4; ++j)
+      for (int c = 0; c < 8; ++c) {
+        const __m512i bits = pair_load(ga + 160 + 256 * j + 32 * c, gb + 160 + 256 * j + 32 * c);
+        _mm512_storeu_si512(sb + (2 * j) * 512 + 64 * c, _mm512_and_si512(bits, m4));
+        _mm512_storeu_si512(sb + (2 * j + 1) * 512 + 64 * c, _mm512_and_si512(_mm512_srli_epi16(bits, 4), m4));
+      }
+    int32_t* sc = reinterpret_cast<int32_t*>(sb + 8 * 512);
+    int32_t* mn = sc + 8 * 16;
+    for (int q = 0; q < 8; ++q)
+      for (int r = 0; r < 16; ++r) {
+        const uint8_t* gr = r < 8 ? ga : gb;
+        sc[q * 16 + r] = gr[32 + 8 * q + r % 8];
+        mn[q * 16 + r] = gr[96 + 8 * q + r % 8];
+      }
+    float* dd = reinterpret_cast<float*>(mn + 8 * 16);
+    _mm512_storeu_ps(dd, pair_scales(ga, gb));
+    _mm512_storeu_ps(dd + 16, pair_scales(ga + 16, gb + 16));
+  }
+  load_config();
+  alignas(64) int32_t c[8][16 * 16];
+  for (int64_t t0 = 0; t0 < T16; t0 += 16) {
+    __m512 acc[16];
+    for (int t = 0; t < 16; ++t) acc[t] = _mm512_setzero_ps();
+    for (int64_t s = 0; s < nsb; ++s) {
+      const uint8_t* sb = buf.data() + s * kSb;
+      const int8_t* a = reinterpret_cast<const BlockQ8_K*>(x8k + size_t(t0) * ldx)[s].qs;
+      for (int q = 0; q < 8; ++q) {
+        _tile_zero(0);
+        _tile_loadd(1, a + 32 * q, ldx);
+        _tile_loadd(2, sb + q * 512, 64);
+        _tile_dpbsud(0, 1, 2);
+        _tile_stored(0, c[q], 64);
+      }
+      const int32_t* sc = reinterpret_cast<const int32_t*>(sb + 8 * 512);
+      const int32_t* mn = sc + 8 * 16;
+      const float* dd = reinterpret_cast<const float*>(mn + 8 * 16);
+      const __m512 d = _mm512_loadu_ps(dd), dm = _mm512_loadu_ps(dd + 16);
+      for (int t = 0; t < 16; ++t) {
+        const BlockQ8_K& xb = reinterpret_cast<const BlockQ8_K*>(x8k + size_t(t0 + t) * ldx)[s];
+        __m512i is = _mm512_setzero_si512(), ms = _mm512_setzero_si512();
+        for (int q = 0; q < 8; ++q) {
+          is = _mm512_add_epi32(is, _mm512_mullo_epi32(_mm512_loadu_si512(sc + 16 * q), _mm512_load_si512(c[q] + 16 * t)));
+          ms = _mm512_add_epi32(ms, _mm512_mullo_epi32(_mm512_loadu_si512(mn + 16 * q),
+                                                       _mm512_set1_epi32(xb.bsums[2 * q] + xb.bsums[2 * q + 1])));
+        }
+        const __m512 xd = _mm512_set1_ps(xb.d);
+        acc[t] = _mm512_fmadd_ps(_mm512_mul_ps(d, xd), _mm512_cvtepi32_ps(is), acc[t]);
+        acc[t] = _mm512_fnmadd_ps(_mm512_mul_ps(dm, xd), _mm512_cvtepi32_ps(ms), acc[t]);
+      }
+    }
+    for (int t = 0; t < 16; ++t) _mm512_storeu_ps(out + (t0 + t) * ldo, acc[t]);
+  }
+  _tile_release();
+}
+
 }  // namespace
 
 void set_amx_kernels(KernelTable& t) {
+  t.amx_pair_q4_k = amx_q4_k_pair;
   t.isa = "amx";
   t.amx_pair_q4_0 = amx_pair<false>;
   t.amx_pair_q8_0 = amx_pair<true>;

@@ -76,6 +76,10 @@ using RepackedPairFn = void (*)(int64_t K, const uint8_t* g, size_t gbytes, cons
 using AmxPairFn = void (*)(int64_t K, const uint8_t* g, size_t gbytes, const int8_t* xq,
                            int64_t ldx, const float* xd, const float* xs, int64_t ldb, int64_t T16,
                            float* out, int64_t ldo);
+// The same for repacked Q4_K against Q8_K activation rows (x8k + t * ldx bytes); bitwise what
+// gemm_q4_kx8 gives.
+using AmxPairKFn = void (*)(int64_t K, const uint8_t* g, size_t gbytes, const uint8_t* x8k,
+                            size_t ldx, int64_t T16, float* out, int64_t ldo);
 
 // One activation row to s8 blocks of 32: levels q[K], and per block b its scale d[b * stride]
 // and scale * sum(levels) s[b * stride] (the repacked Q4_0/Q8_0 kernels' input).
@@ -106,6 +110,7 @@ struct KernelTable {
   QuantizeActFn quantize_q8_k;
   AmxPairFn amx_pair_q4_0 = nullptr;  // the AMX table only
   AmxPairFn amx_pair_q8_0 = nullptr;
+  AmxPairKFn amx_pair_q4_k = nullptr;
 };
 
 // Activation type a weight type is multiplied with.
