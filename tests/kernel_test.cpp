@@ -481,8 +481,16 @@ TEST(Kernels, AmxTilesEqualVnniPairKernels) {
                                    xs.data() + tk * nb, 1);
         const int64_t ldo = 40;  // wider than 16: rows land where the caller says
         std::vector<float> got(size_t(T16 * ldo), -1.f);
-        (t == DType::Q8_0 ? amx->amx_pair_q8_0 : amx->amx_pair_q4_0)(K, packed.data(), gbytes, xq.data(), K,
+        (t == DType::Q8_0 ? amx->amx_pair_q8_0 : amx->amx_pair_q4_0)(K, packed.data(), gbytes, xq.data(), K, 32,
                                                                  xd.data(), xs.data(), nb, T16, got.data(), ldo);
+        // Block-major levels give the same.
+        std::vector<int8_t> bm(size_t(T16 * K));
+        for (int64_t tk = 0; tk < T16; ++tk)
+          for (int64_t b = 0; b < nb; ++b) std::memcpy(&bm[size_t((b * T16 + tk) * 32)], &xq[size_t(tk * K + 32 * b)], 32);
+        std::vector<float> got_bm(size_t(T16 * ldo), -1.f);
+        (t == DType::Q8_0 ? amx->amx_pair_q8_0 : amx->amx_pair_q4_0)(K, packed.data(), gbytes, bm.data(), 32, 32 * T16,
+                                                                 xd.data(), xs.data(), nb, T16, got_bm.data(), ldo);
+        ASSERT_EQ(std::memcmp(got.data(), got_bm.data(), got.size() * 4), 0) << "block-major layout";
         const RepackedPairFn pair = (t == DType::Q8_0 ? wide->pair_q8_0 : wide->pair_q4_0)[1];
         for (int64_t t0 = 0; t0 < T16; t0 += 4) {
           float want[64];

@@ -72,7 +72,8 @@ void unpack_pair(int64_t nb, const uint8_t* g, const uint8_t* h, uint8_t* tiles,
 
 template <bool Q8>
 void amx_pair(int64_t K, const uint8_t* g, size_t gbytes, const int8_t* xq, int64_t ldx,
-              const float* xd, const float* xs, int64_t ldb, int64_t T16, float* out, int64_t ldo) {
+              int64_t bstride, const float* xd, const float* xs, int64_t ldb, int64_t T16, float* out,
+              int64_t ldo) {
   const int64_t nb = K / 32;
   thread_local std::vector<uint8_t> tiles;
   thread_local std::vector<float> scales;
@@ -87,7 +88,7 @@ void amx_pair(int64_t K, const uint8_t* g, size_t gbytes, const int8_t* xq, int6
 #define CORRAL_AMX_BLOCK(C, A, B, b)                               \
   do {                                                              \
     _tile_zero(C);                                                  \
-    _tile_loadd(A, xq + t0 * ldx + 32 * (b), ldx);                  \
+    _tile_loadd(A, xq + t0 * ldx + bstride * (b), ldx);             \
     _tile_loadd(B, bt + (b) * 512, 64);                             \
     if (Q8)                                                         \
       _tile_dpbssd(C, A, B);                                        \

@@ -71,11 +71,13 @@ using RepackedPairFn = void (*)(int64_t K, const uint8_t* g, size_t gbytes, cons
                                 int64_t ldx, const float* xd, const float* xs, int64_t ldb,
                                 float* out64);
 // AMX: the same pair of groups (16 rows) against T16 tokens (a multiple of 16), written to
-// out[t * ldo + r], r < 16 (the first group's rows, then the second's). Bitwise what the pair
-// kernels give (gemm_repacked_amx.cpp).
+// out[t * ldo + r], r < 16 (the first group's rows, then the second's). Token t's levels of
+// block b at xq + t * ldx + b * bstride (row-major: ldx = K, bstride = 32; block-major, which
+// loads a tile from 8 cache lines instead of 16: ldx = 32, bstride = 32 * T16). Bitwise what the
+// pair kernels give (gemm_repacked_amx.cpp).
 using AmxPairFn = void (*)(int64_t K, const uint8_t* g, size_t gbytes, const int8_t* xq,
-                           int64_t ldx, const float* xd, const float* xs, int64_t ldb, int64_t T16,
-                           float* out, int64_t ldo);
+                           int64_t ldx, int64_t bstride, const float* xd, const float* xs,
+                           int64_t ldb, int64_t T16, float* out, int64_t ldo);
 // The same for repacked Q4_K against Q8_K activation rows (x8k + t * ldx bytes); bitwise what
 // gemm_q4_kx8 gives.
 using AmxPairKFn = void (*)(int64_t K, const uint8_t* g, size_t gbytes, const uint8_t* x8k,
