@@ -1,6 +1,12 @@
 // Every dot kernel, on every ISA this CPU has, against a plain reference on random data:
 // dequantize the weight row, use the activation row exactly as the kernel sees it, sum in double.
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <fstream>
 #include <gtest/gtest.h>
+
+#include "test_util.h"
 
 #include <cmath>
 #include <cstring>
@@ -518,6 +524,36 @@ TEST(Kernels, AmxTilesEqualVnniPairKernels) {
       }
     }
   }
+}
+
+// A refused tile state (simulated): the next table runs, one stderr line says which and why,
+// and the output is the same.
+TEST(Kernels, AmxRefusedFallsBackCleanly) {
+  std::string why;
+  if (!kernels_amx(&why)) GTEST_SKIP() << "no AMX here: " << why;
+  const std::string model = test::tmp_path("amx_deny.gguf");
+  ASSERT_EQ(test::run_corral("synth --shape tiny --type q8_0 --seed 3 " + model).status, 0);
+  const std::string run = "run -m " + model + " --prompt-ids 1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,20 -n 8 --temp 0 --print-ids";
+  auto with = test::run_corral(run);
+  test::CmdResult denied{0, "", ""};
+  {
+    const std::string cmd = "CORRAL_AMX_DENY=1 " + std::string(CORRAL_BINARY) + " " + run + " 2>" + model + ".err";
+    FILE* p = popen(cmd.c_str(), "r");
+    ASSERT_NE(p, nullptr);
+    char buf[4096];
+    std::string out;
+    while (size_t n = fread(buf, 1, sizeof buf, p)) out.append(buf, n);
+    ASSERT_EQ(pclose(p), 0);
+    denied.out = out;
+    std::ifstream f(model + ".err");
+    denied.err.assign(std::istreambuf_iterator<char>(f), {});
+  }
+  ASSERT_EQ(with.status, 0) << with.err;
+  EXPECT_EQ(with.err.find("AMX kernels unavailable"), std::string::npos) << with.err;
+  EXPECT_NE(denied.err.find("AMX kernels unavailable (the kernel refused the tile state (simulated by CORRAL_AMX_DENY)): using avx512"),
+            std::string::npos) << denied.err;
+  EXPECT_EQ(denied.out, with.out) << "a 20-token prompt through tiles and through VNNI: the same greedy ids";
+  std::remove(model.c_str());
 }
 
 // The Q4_K tiles: bitwise what the 4-token Q4_K kernel gives, K of 1 and 8 superblocks.

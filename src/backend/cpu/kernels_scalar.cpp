@@ -280,7 +280,12 @@ const KernelTable* kernels_amx(std::string* why) {
       return nullptr;
     }
     // Linux hands out the 8 KiB tile state only on request (once per process).
+    // CORRAL_AMX_DENY=1 simulates a kernel or hypervisor that refuses it (tests).
     constexpr long kArchReqXcompPerm = 0x1023, kXfeatureXtiledata = 18;
+    if (std::getenv("CORRAL_AMX_DENY") != nullptr) {
+      reason = "the kernel refused the tile state (simulated by CORRAL_AMX_DENY)";
+      return nullptr;
+    }
     if (syscall(SYS_arch_prctl, kArchReqXcompPerm, kXfeatureXtiledata) != 0) {
       reason = std::string("the kernel refused the tile state (arch_prctl: ") + std::strerror(errno) + ")";
       return nullptr;
