@@ -314,6 +314,16 @@ struct Evaluator {
     return buf;
   }
 
+  // A block's output through its filters ({% set x | f %} and {% filter f %}).
+  Value filtered_body(const Stmt& s, const std::shared_ptr<Frame>& f) {
+    Value v = Value::str(capture(s.body, f));
+    for (auto& flt : s.filters) {
+      Args a = args(*flt, f, 1);
+      v = apply_filter(env, flt->name, v, a);
+    }
+    return v;
+  }
+
   void assign(const std::vector<std::string>& targets, const Value& v, Frame* f) {
     if (targets.size() == 1) {
       f->set(targets[0], v);
@@ -349,15 +359,7 @@ struct Evaluator {
         }
         return Flow::kNormal;
       }
-      case Stmt::K::kSetBlock: {
-        Value v = Value::str(capture(s.body, f));
-        for (auto& flt : s.filters) {
-          Args a = args(*flt, f, 1);
-          v = apply_filter(env, flt->name, v, a);
-        }
-        f->set(s.targets[0], v);
-        return Flow::kNormal;
-      }
+      case Stmt::K::kSetBlock: f->set(s.targets[0], filtered_body(s, f)); return Flow::kNormal;
       case Stmt::K::kMacro: f->set(s.text, make_macro(s, f, s.text)); return Flow::kNormal;
       case Stmt::K::kCallBlock: {
         Value caller = make_macro(s, f, "caller");
@@ -367,15 +369,7 @@ struct Evaluator {
         emit(to_str(env.call(fn, a)));
         return Flow::kNormal;
       }
-      case Stmt::K::kFilterBlock: {
-        Value v = Value::str(capture(s.body, f));
-        for (auto& flt : s.filters) {
-          Args a = args(*flt, f, 1);
-          v = apply_filter(env, flt->name, v, a);
-        }
-        emit(to_str(v));
-        return Flow::kNormal;
-      }
+      case Stmt::K::kFilterBlock: emit(to_str(filtered_body(s, f))); return Flow::kNormal;
       case Stmt::K::kWith: {
         auto inner = std::make_shared<Frame>();
         inner->parent = f;

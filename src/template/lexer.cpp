@@ -1,6 +1,8 @@
 // The lexer: jinja2's root state (text up to the next tag) and its tag states, one loop.
 #include "template/lexer.h"
 
+#include "template/value.h"
+
 #include <cctype>
 #include <cstring>
 
@@ -100,21 +102,7 @@ struct Lexer {
             }
             if (cp > 0x10FFFF) return err("invalid \\U escape (beyond U+10FFFF)");
             p += n;
-            if (cp < 0x80) {
-              v += char(cp);
-            } else if (cp < 0x800) {
-              v += char(0xC0 | (cp >> 6));
-              v += char(0x80 | (cp & 0x3F));
-            } else if (cp < 0x10000) {
-              v += char(0xE0 | (cp >> 12));
-              v += char(0x80 | ((cp >> 6) & 0x3F));
-              v += char(0x80 | (cp & 0x3F));
-            } else {
-              v += char(0xF0 | (cp >> 18));
-              v += char(0x80 | ((cp >> 12) & 0x3F));
-              v += char(0x80 | ((cp >> 6) & 0x3F));
-              v += char(0x80 | (cp & 0x3F));
-            }
+            append_utf8(cp, &v);
             break;
           }
           default:

@@ -1,6 +1,8 @@
 // Tool-call parsers per format, and the streaming wrapper that holds back what may be a call.
 #include "template/tool_calls.h"
 
+#include "template/value.h"
+
 #include <algorithm>
 #include <cctype>
 
@@ -224,16 +226,7 @@ struct PyParser {
           if (p + 4 > s.size()) return fail();
           uint32_t cp = uint32_t(std::strtoul(s.substr(p, 4).c_str(), nullptr, 16));
           p += 4;
-          if (cp < 0x80) {
-            out += char(cp);
-          } else if (cp < 0x800) {
-            out += char(0xC0 | (cp >> 6));
-            out += char(0x80 | (cp & 0x3F));
-          } else {
-            out += char(0xE0 | (cp >> 12));
-            out += char(0x80 | ((cp >> 6) & 0x3F));
-            out += char(0x80 | (cp & 0x3F));
-          }
+          jinja::append_utf8(cp, &out);
           break;
         }
         default:

@@ -146,6 +146,7 @@ Value from_json(const nlohmann::json& j);
 
 // UTF-8 helpers for str semantics (indexing and len count code points).
 std::vector<std::string> utf8_chars(const std::string& s);
+void append_utf8(uint32_t cp, std::string* out);  // one code point, encoded
 
 // Containers nested deeper than this are refused (RecursionError).
 constexpr int kMaxNesting = 512;

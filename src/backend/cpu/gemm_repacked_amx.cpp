@@ -14,6 +14,7 @@
 
 #include <vector>
 
+#include "backend/cpu/avx512_pair.h"
 #include "backend/cpu/kernels.h"
 #include "backend/cpu/repack.h"
 #include "format/quant.h"
@@ -40,15 +41,6 @@ void load_config() {
   _tile_loadconfig(&c);
 }
 
-inline __m512i pair_load(const uint8_t* a, const uint8_t* b) {
-  return _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i*)a)),
-                            _mm256_loadu_si256((const __m256i*)b), 1);
-}
-inline __m512 pair_scales(const uint8_t* a, const uint8_t* b) {
-  return _mm512_cvtph_ps(
-      _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_loadu_si128((const __m128i*)a)),
-                              _mm_loadu_si128((const __m128i*)b), 1));
-}
 
 // Both groups' weights of every block as B tiles ([nb][8][64]) and their scales ([nb][16]).
 template <bool Q8>

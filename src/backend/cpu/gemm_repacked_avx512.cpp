@@ -7,6 +7,7 @@
 // AVX2 kernels give for its group alone, and a table can mix these with them freely.
 #include <immintrin.h>
 
+#include "backend/cpu/avx512_pair.h"
 #include "backend/cpu/kernels.h"
 #include "backend/cpu/repack.h"
 
@@ -19,18 +20,6 @@ inline int32_t load32(const int8_t* p) {
   return v;
 }
 
-// Group a's 32 bytes at offset off in the low half, group b's in the high half.
-inline __m512i pair_load(const uint8_t* a, const uint8_t* b) {
-  return _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i*)a)),
-                            _mm256_loadu_si256((const __m256i*)b), 1);
-}
-
-// The 8 fp16 row scales of both groups' block as 16 floats.
-inline __m512 pair_scales(const uint8_t* a, const uint8_t* b) {
-  return _mm512_cvtph_ps(
-      _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_loadu_si128((const __m128i*)a)),
-                              _mm_loadu_si128((const __m128i*)b), 1));
-}
 
 inline void store_pair(float* out, int t, __m512 acc) {
   _mm256_storeu_ps(out + 8 * t, _mm512_castps512_ps256(acc));
