@@ -344,14 +344,22 @@ Value apply_filter(Env& env, const std::string& n, const Value& v, Args& a) {
       if (!y.is_number() || !total.is_number()) fail("TypeError", "unsupported operand type(s) for +");
       if (y.kind == Value::Kind::kFloat || total.kind == Value::Kind::kFloat)
         total = Value::real(total.as_double() + y.as_double());
-      else
-        total = Value::integer(int64_t(total.as_double()) + int64_t(y.as_double()));
+      else {
+        int64_t s = 0;
+        if (__builtin_add_overflow(total.kind == Value::Kind::kBool ? int64_t(total.b) : total.i,
+                                   y.kind == Value::Kind::kBool ? int64_t(y.b) : y.i, &s))
+          fail("OverflowError", "integer result too large (Corral's template integers are 64-bit)");
+        total = Value::integer(s);
+      }
     }
     return total;
   }
   if (n == "abs") {
     if (v.kind == Value::Kind::kFloat) return Value::real(std::fabs(v.f));
-    if (v.kind == Value::Kind::kInt) return Value::integer(v.i < 0 ? -v.i : v.i);
+    if (v.kind == Value::Kind::kInt) {
+      if (v.i == INT64_MIN) fail("OverflowError", "integer result too large (Corral's template integers are 64-bit)");
+      return Value::integer(v.i < 0 ? -v.i : v.i);
+    }
     if (v.kind == Value::Kind::kBool) return Value::integer(v.b);
     fail("TypeError", "bad operand type for abs(): '" + type_name(v) + "'");
   }
@@ -596,15 +604,18 @@ std::vector<std::pair<std::string, Value>> make_globals(Env& env) {
                    for (auto& x : a.pos)
                      if (x.kind != Value::Kind::kInt) fail("TypeError", "'" + type_name(x) + "' object cannot be interpreted as an integer");
                    if (step == 0) fail("ValueError", "range() arg 3 must not be zero");
-                   const int64_t span = step > 0 ? stop - start : start - stop;
+                   int64_t span = 0;
+                   if (__builtin_sub_overflow(step > 0 ? stop : start, step > 0 ? start : stop, &span) ||
+                       step == INT64_MIN)
+                     fail("TemplateLimitError", "range() exceeds the template's loop limit");
                    const int64_t count = span <= 0 ? 0 : (span - 1) / (step > 0 ? step : -step) + 1;
                    if (uint64_t(count) > e->opt.limits.max_steps)
                      fail("TemplateLimitError", "range() of " + std::to_string(count) +
                                                     " items exceeds the template's loop limit");
                    std::vector<Value> items;
-                   for (int64_t k = start; step > 0 ? k < stop : k > stop; k += step) {
+                   for (int64_t i = 0; i < count; ++i) {  // start + i * step stays between start and stop
                      e->step();
-                     items.push_back(Value::integer(k));
+                     items.push_back(Value::integer(start + i * step));
                    }
                    return Value::new_list(std::move(items));
                  }));
@@ -627,6 +638,28 @@ std::vector<std::pair<std::string, Value>> make_globals(Env& env) {
                    }
                    for (auto& [k, v] : a.kw) d.dict->set(k, v);
                    return d;
+                 }));
+  g.emplace_back("cycler", Value::function("cycler", [](Args& a) {
+                   // An object with next(), reset() and current, as jinja2's Cycler.
+                   if (a.pos.empty()) fail("RuntimeError", "at least one item has to be provided");
+                   auto items = std::make_shared<std::vector<Value>>(a.pos);
+                   Value obj = Value::new_dict();
+                   obj.dict->ns = true;  // attribute access, not a mapping
+                   std::weak_ptr<DictData> dict = obj.dict;  // weak: the dict holds these functions
+                   auto pos = std::make_shared<size_t>(0);
+                   obj.dict->set("current", (*items)[0]);
+                   obj.dict->set("next", Value::function("cycler.next", [items, pos, dict](Args&) {
+                                   Value v = (*items)[*pos];
+                                   *pos = (*pos + 1) % items->size();
+                                   if (auto d = dict.lock()) d->set("current", (*items)[*pos]);
+                                   return v;
+                                 }));
+                   obj.dict->set("reset", Value::function("cycler.reset", [items, pos, dict](Args&) {
+                                   *pos = 0;
+                                   if (auto d = dict.lock()) d->set("current", (*items)[0]);
+                                   return Value::none();
+                                 }));
+                   return obj;
                  }));
   g.emplace_back("joiner", Value::function("joiner", [](Args& a) {
                    std::string sep = to_str(a.get(0, "sep", Value::str(", ")));

@@ -75,6 +75,7 @@ struct Evaluator {
         if (v.kind == Value::Kind::kFloat) return Value::real(e.k == Expr::K::kNeg ? -v.f : v.f);
         if (v.kind == Value::Kind::kInt || v.kind == Value::Kind::kBool) {
           int64_t x = v.kind == Value::Kind::kBool ? v.b : v.i;
+          if (e.k == Expr::K::kNeg && x == INT64_MIN) return checked(true, 0);
           return Value::integer(e.k == Expr::K::kNeg ? -x : x);
         }
         fail("TypeError", "bad operand type for unary " + std::string(e.k == Expr::K::kNeg ? "-" : "+") +
@@ -194,13 +195,20 @@ struct Evaluator {
     return Value::new_list(std::move(items), seq.list->tuple);
   }
 
+  // Python's ints are unbounded; ours are 64-bit, and a result past that is an error.
+  static Value checked(bool overflow, int64_t v) {
+    if (overflow) fail("OverflowError", "integer result too large (Corral's template integers are 64-bit)");
+    return Value::integer(v);
+  }
+
   Value binop(const std::string& op, const Value& l, const Value& r) {
     check_defined(l);
     check_defined(r);
     bool nums = l.is_number() && r.is_number();
     bool ints = nums && is_int(l) && is_int(r);
+    int64_t iv = 0;
     if (op == "+") {
-      if (ints) return Value::integer(ival(l) + ival(r));
+      if (ints) return checked(__builtin_add_overflow(ival(l), ival(r), &iv), iv);
       if (nums) return Value::real(l.as_double() + r.as_double());
       if (l.is_string() && r.is_string()) {
         env.check_size(l.s.size() + r.s.size());
@@ -220,12 +228,12 @@ struct Evaluator {
       bad_operands("+", l, r);
     }
     if (op == "-") {
-      if (ints) return Value::integer(ival(l) - ival(r));
+      if (ints) return checked(__builtin_sub_overflow(ival(l), ival(r), &iv), iv);
       if (nums) return Value::real(l.as_double() - r.as_double());
       bad_operands("-", l, r);
     }
     if (op == "*") {
-      if (ints) return Value::integer(ival(l) * ival(r));
+      if (ints) return checked(__builtin_mul_overflow(ival(l), ival(r), &iv), iv);
       if (nums) return Value::real(l.as_double() * r.as_double());
       if ((l.is_string() || l.is_list()) && is_int(r)) return repeat(l, ival(r));
       if ((r.is_string() || r.is_list()) && is_int(l)) return repeat(r, ival(l));
@@ -242,6 +250,7 @@ struct Evaluator {
       if (r.as_double() == 0)
         fail("ZeroDivisionError", op == "%" ? "integer modulo by zero" : "integer division or modulo by zero");
       if (ints) {
+        if (ival(l) == INT64_MIN && ival(r) == -1) return checked(true, 0);
         int64_t a = ival(l), b = ival(r), q = a / b, m = a % b;
         if (m != 0 && ((m < 0) != (b < 0))) {
           --q;
@@ -256,9 +265,13 @@ struct Evaluator {
     }
     if (op == "**") {
       if (ints && ival(r) >= 0) {
-        int64_t b = ival(l), x = 1;
-        for (int64_t k = 0; k < ival(r) && k < 64; ++k) x *= b;
-        return Value::integer(x);
+        const int64_t b = ival(l), n = ival(r);
+        if (b == 0 || b == 1) return Value::integer(n == 0 ? 1 : b);
+        if (b == -1) return Value::integer(n % 2 ? -1 : 1);
+        int64_t x = 1;  // |b| >= 2: past 63 factors it has overflowed
+        bool over = n > 63;
+        for (int64_t k = 0; k < n && !over; ++k) over = __builtin_mul_overflow(x, b, &x);
+        return checked(over, x);
       }
       if (nums) return Value::real(std::pow(l.as_double(), r.as_double()));
       bad_operands("**", l, r);
@@ -400,6 +413,13 @@ struct Evaluator {
     }
     Value outer_loop = lookup(f, "loop");
     int64_t n = int64_t(items.size());
+    // loop.changed(*values): true on the first call and whenever the values differ from the
+    // previous call's (one memory for the whole loop, as jinja2's LoopContext keeps).
+    auto last_changed = std::make_shared<Value>();
+    struct Forget {  // when the loop ends (or fails): no cycle through loop.changed(loop)
+      std::shared_ptr<Value> v;
+      ~Forget() { *v = Value::undefined(); }
+    } forget{last_changed};
     for (int64_t k = 0; k < n; ++k) {
       env.step();
       Value loop = Value::new_dict();
@@ -418,6 +438,12 @@ struct Evaluator {
       d.set("cycle", Value::function("loop.cycle", [k](Args& a) {
               if (a.pos.empty()) fail("TypeError", "no items for cycling given");
               return a.pos[size_t(k) % a.pos.size()];
+            }));
+      d.set("changed", Value::function("loop.changed", [last_changed](Args& a) {
+              Value v = Value::new_list(a.pos, true);
+              if (!last_changed->is_undefined() && equal(*last_changed, v)) return Value::boolean(false);
+              *last_changed = v;
+              return Value::boolean(true);
             }));
       scope->set("loop", loop);
       assign(s.targets, items[size_t(k)], scope.get());
