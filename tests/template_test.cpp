@@ -44,6 +44,14 @@ TEST(Jinja, RendersWithJinja2Semantics) {
   EXPECT_EQ(*render_src("  {% if true %}\n  x\n  {% endif %}\n"), "  x\n");
   EXPECT_EQ(*render_src("{% set n = 0 %}{% for i in [1, 2] %}{% set n = n + i %}{% endfor %}{{ n }}"), "0");
   EXPECT_EQ(*render_src("{{ {'a': 'é'}|tojson }} {{ 'x'|tojson(indent=2) }}"), "{\"a\": \"é\"} \"x\"");
+  EXPECT_EQ(*render_src("{{ 3 + 4 * 2 - 1 }} {{ 2 ** 62 }} {{ [1, 2]|sum }}"), "10 4611686018427387904 3");
+  // Past 64 bits (Python would go on with a big integer): an error, never undefined behaviour.
+  for (const char* src : {"{{ 3 ** 70 }}", "{{ 9223372036854775807 + 1 }}", "{{ -9223372036854775807 - 2 }}",
+                          "{{ 4611686018427387904 * 2 }}", "{{ [9223372036854775807, 1]|sum }}"}) {
+    auto r = render_src(src);
+    ASSERT_FALSE(r) << src;
+    EXPECT_NE(r.message().find("OverflowError"), std::string::npos) << src << ": " << r.message();
+  }
 }
 
 TEST(Jinja, SyntaxErrorNamesTheLine) {

@@ -208,7 +208,10 @@ struct Evaluator {
     bool ints = nums && is_int(l) && is_int(r);
     int64_t iv = 0;
     if (op == "+") {
-      if (ints) return checked(__builtin_add_overflow(ival(l), ival(r), &iv), iv);
+      if (ints) {
+        const bool over = __builtin_add_overflow(ival(l), ival(r), &iv);  // before iv is read
+        return checked(over, iv);
+      }
       if (nums) return Value::real(l.as_double() + r.as_double());
       if (l.is_string() && r.is_string()) {
         env.check_size(l.s.size() + r.s.size());
@@ -228,12 +231,18 @@ struct Evaluator {
       bad_operands("+", l, r);
     }
     if (op == "-") {
-      if (ints) return checked(__builtin_sub_overflow(ival(l), ival(r), &iv), iv);
+      if (ints) {
+        const bool over = __builtin_sub_overflow(ival(l), ival(r), &iv);  // before iv is read
+        return checked(over, iv);
+      }
       if (nums) return Value::real(l.as_double() - r.as_double());
       bad_operands("-", l, r);
     }
     if (op == "*") {
-      if (ints) return checked(__builtin_mul_overflow(ival(l), ival(r), &iv), iv);
+      if (ints) {
+        const bool over = __builtin_mul_overflow(ival(l), ival(r), &iv);  // before iv is read
+        return checked(over, iv);
+      }
       if (nums) return Value::real(l.as_double() * r.as_double());
       if ((l.is_string() || l.is_list()) && is_int(r)) return repeat(l, ival(r));
       if ((r.is_string() || r.is_list()) && is_int(l)) return repeat(r, ival(l));
