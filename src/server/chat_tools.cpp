@@ -31,7 +31,7 @@ nlohmann::json ChatToolState::message(const std::string& text, bool truncated, b
   nlohmann::json msg = {{"role", "assistant"}, {"content", text}};
   *has_calls = false;
   if (!active || truncated) return msg;
-  ParsedOutput p = parse_tool_calls(stream_format(), text, stream_specs());
+  ParsedOutput p = parse_tool_calls(stream.format(), text, stream.tools());
   if (p.calls.empty()) return msg;
   if (!parallel) p.calls.resize(1);
   nlohmann::json calls = nlohmann::json::array();

@@ -31,10 +31,6 @@ struct ChatToolState {
   // Streamed: the content that can go out now, then at the end the remaining deltas.
   std::string feed(const std::string& text);
   std::vector<nlohmann::json> finish(bool truncated, bool* has_calls);
-
- private:
-  ToolFormat stream_format() const { return stream.format(); }
-  const std::vector<ToolSpec>& stream_specs() const { return stream.tools(); }
 };
 
 }  // namespace corral

@@ -420,7 +420,6 @@ struct Evaluator {
       }
       items = std::move(kept);
     }
-    Value outer_loop = lookup(f, "loop");
     int64_t n = int64_t(items.size());
     // loop.changed(*values): true on the first call and whenever the values differ from the
     // previous call's (one memory for the whole loop, as jinja2's LoopContext keeps).
@@ -460,7 +459,6 @@ struct Evaluator {
       if (fl == Flow::kBreak) break;
     }
     if (n == 0) return exec(s.else_body, f);
-    (void)outer_loop;
     return Flow::kNormal;
   }
 

@@ -206,18 +206,22 @@ struct Lexer {
     }
   }
 
-  // {% raw %} ... {% endraw %}: the body is data as written.
-  bool raw_block(size_t tag_at, char sign) {
+  // The end of a {% raw %} tag at tag_at (npos when the tag is something else), and its marker.
+  size_t raw_tag_end(size_t tag_at, char sign, bool* minus, bool* plus) const {
     size_t p = tag_at + 2 + (sign ? 1 : 0);
     while (p < src.size() && is_ws(src[p])) ++p;
-    if (src.compare(p, 3, "raw") != 0) return false;
+    if (src.compare(p, 3, "raw") != 0) return std::string::npos;
     p += 3;
     while (p < src.size() && is_ws(src[p])) ++p;
-    bool minus = src.compare(p, 3, "-%}") == 0, plus = src.compare(p, 3, "+%}") == 0;
-    if (!minus && !plus && src.compare(p, 2, "%}") != 0) return false;
-    advance_to(p + (minus || plus ? 3 : 2));
-    after_end(minus, plus, true);
-    size_t body = pos;
+    *minus = src.compare(p, 3, "-%}") == 0;
+    *plus = src.compare(p, 3, "+%}") == 0;
+    if (!*minus && !*plus && src.compare(p, 2, "%}") != 0) return std::string::npos;
+    return p + (*minus || *plus ? 3 : 2);
+  }
+
+  // After {% raw %}: the body up to {% endraw %} is data as written.
+  Status raw_body() {
+    const size_t body = pos;
     for (size_t q = pos; (q = src.find("{%", q)) != std::string::npos; ++q) {
       size_t r = q + 2;
       char s2 = r < src.size() && (src[r] == '-' || src[r] == '+') ? src[r] : 0;
@@ -228,13 +232,12 @@ struct Lexer {
       while (r < src.size() && is_ws(src[r])) ++r;
       bool m2 = src.compare(r, 3, "-%}") == 0, p2 = src.compare(r, 3, "+%}") == 0;
       if (!m2 && !p2 && src.compare(r, 2, "%}") != 0) continue;
-      std::string text = src.substr(body, q - body);
-      emit_text(text, s2, false);
+      emit_text(src.substr(body, q - body), s2, false);
       advance_to(r + (m2 || p2 ? 3 : 2));
       after_end(m2, p2, true);
-      return true;
+      return Status::ok();
     }
-    return false;
+    return err("missing end of raw directive ({% endraw %})");
   }
 
   Status run() {
@@ -253,21 +256,15 @@ struct Lexer {
       char kind = src[at + 1];
       char sign = at + 2 < src.size() && (src[at + 2] == '-' || src[at + 2] == '+') ? src[at + 2] : 0;
       std::string text = src.substr(pos, at - pos);
-      if (kind == '%') {
-        size_t save_pos = pos;
-        int save_line = line;
-        bool save_ls = line_starting;
-        size_t n_out = out.size();
-        // Text first (its stripping depends on the tag), then the raw body if it is one.
-        emit_text(text, sign, false);
-        advance_to(at);
-        if (raw_block(at, sign)) continue;
-        out.resize(n_out);
-        pos = save_pos;
-        line = save_line;
-        line_starting = save_ls;
-      }
+      bool raw_minus = false, raw_plus = false;
+      const size_t raw_end = kind == '%' ? raw_tag_end(at, sign, &raw_minus, &raw_plus) : std::string::npos;
       emit_text(text, sign, kind == '{');
+      if (raw_end != std::string::npos) {
+        advance_to(raw_end);
+        after_end(raw_minus, raw_plus, true);
+        CORRAL_RETURN_IF_ERROR(raw_body());
+        continue;
+      }
       advance_to(at + 2 + (sign ? 1 : 0));
       line_starting = false;
       if (kind == '#') {

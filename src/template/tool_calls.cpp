@@ -310,11 +310,12 @@ std::optional<std::vector<ToolCall>> hermes_calls(const std::string& region) {
 }
 
 // Where a call may begin: a marker, or a JSON / pythonic call at the very start. npos: nowhere.
-size_t call_start(ToolFormat f, const std::string& t) {
+// Markers are looked for from `from` on (a stream has searched the text before it already).
+size_t call_start(ToolFormat f, const std::string& t, size_t from = 0) {
   if (f == ToolFormat::kNone) return std::string::npos;
-  if (f == ToolFormat::kHermes) return t.find(kToolCall);
-  size_t m = t.find(f == ToolFormat::kLlama4 ? kPythonStart : kPythonTag);
-  if (f == ToolFormat::kLlama4 && m == std::string::npos) m = t.find(kPythonTag);
+  if (f == ToolFormat::kHermes) return t.find(kToolCall, from);
+  size_t m = t.find(f == ToolFormat::kLlama4 ? kPythonStart : kPythonTag, from);
+  if (f == ToolFormat::kLlama4 && m == std::string::npos) m = t.find(kPythonTag, from);
   size_t b = skip_ws(t, 0);
   if (b < t.size() && (t[b] == '{' || t[b] == '[') && (m == std::string::npos || b < m)) return 0;
   return m;
@@ -382,7 +383,10 @@ std::string ToolCallStream::feed(const std::string& delta) {
   }
   size_t first = skip_ws(text_, 0);
   if (first == text_.size()) return "";  // only whitespace so far
-  size_t m = call_start(f_, text_);
+  size_t m = call_start(f_, text_, scanned_);
+  // No marker so far: the next search starts where a marker cut by this delta could begin.
+  constexpr size_t kLongestMarker = 16;  // <|python_start|>
+  scanned_ = text_.size() > kLongestMarker ? text_.size() - kLongestMarker : 0;
   size_t safe;
   if (m != std::string::npos) {
     holding_ = true;

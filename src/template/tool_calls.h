@@ -53,6 +53,7 @@ class ToolCallStream {
   std::vector<ToolSpec> tools_;
   std::string text_;
   size_t released_ = 0;  // bytes of text_ released as content
+  size_t scanned_ = 0;   // no marker starts before this offset (each delta is searched once)
   bool holding_ = false;  // a call may have started: hold everything from here
 };
 
