@@ -531,6 +531,15 @@ TEST(Kernels, AmxTilesEqualVnniPairKernels) {
 TEST(Kernels, AmxRefusedFallsBackCleanly) {
   std::string why;
   if (!kernels_amx(&why)) GTEST_SKIP() << "no AMX here: " << why;
+  // The child processes ask for the AMX table whatever table this test process was given.
+  const char* isa = std::getenv("CORRAL_ISA");
+  const std::string saved_isa = isa ? isa : "";
+  setenv("CORRAL_ISA", "amx", 1);
+  struct Restore {
+    std::string v;
+    bool had;
+    ~Restore() { had ? (void)setenv("CORRAL_ISA", v.c_str(), 1) : (void)unsetenv("CORRAL_ISA"); }
+  } restore{saved_isa, isa != nullptr};
   const std::string model = test::tmp_path("amx_deny.gguf");
   ASSERT_EQ(test::run_corral("synth --shape tiny --type q8_0 --seed 3 " + model).status, 0);
   const std::string run = "run -m " + model + " --prompt-ids 1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,20 -n 8 --temp 0 --print-ids";
