@@ -285,6 +285,33 @@ TEST(ToolCalls, StreamedEqualsWholeAtEverySplit) {
   }
 }
 
+// The CLI as scripts call it: each of --format, --template and -m, and one JSON line out.
+TEST(ToolCalls, CliPrintsTheAssistantMessage) {
+  const std::string dir = std::string(CORRAL_SOURCE_DIR) + "/tests/template/outputs/";
+  const std::string tpl = test::tmp_path("tc.jinja");
+  std::ofstream(tpl) << "{{ '<|start_header_id|>' }}{{ '<|python_tag|>' }}";
+  for (const std::string src : {std::string("--format llama3"), "--template " + tpl,
+                                "-m " + fixture("tokenizers/llama3/tokenizer.json")}) {
+    auto r = test::run_corral("template tool-calls " + src + " --tools " + dir + "tools.json --text " + dir +
+                              "l31_semicolons.txt");
+    ASSERT_EQ(r.status, 0) << src << ": " << r.err;
+    auto j = nlohmann::json::parse(r.out);
+    EXPECT_TRUE(j["content"].is_null()) << src;
+    ASSERT_EQ(j["tool_calls"].size(), 2u) << src;
+    EXPECT_EQ(j["tool_calls"][0]["type"], "function");
+    EXPECT_EQ(j["tool_calls"][0]["function"]["name"], "get_weather");
+    EXPECT_EQ(j["tool_calls"][0]["function"]["arguments"], "{\"city\":\"Rome\"}");
+    EXPECT_EQ(j["tool_calls"][1]["function"]["name"], "get_time");
+  }
+  auto plain = test::run_corral("template tool-calls --format hermes --tools " + dir + "tools.json --text " + dir +
+                                "plain_text.txt");
+  ASSERT_EQ(plain.status, 0);
+  EXPECT_EQ(nlohmann::json::parse(plain.out)["content"], "The weather in Rome is sunny.");
+  auto bad = test::run_corral("template tool-calls --format nope --text " + dir + "plain_text.txt");
+  EXPECT_EQ(bad.status, 1);
+  EXPECT_NE(bad.err.find("error: --format"), std::string::npos) << bad.err;
+}
+
 TEST(ToolCalls, TruncatedOutputIsNeverACall) {
   auto tools = recorded_tools();
   ToolCallStream s(ToolFormat::kLlama3, tools);
