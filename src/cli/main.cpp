@@ -56,6 +56,7 @@ int main(int argc, char** argv) {
   actions["statement"] = add_statement(app);
   actions["license"] = add_license(app);
   actions["template"] = add_template(app);
+  actions["grammar"] = add_grammar(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {
