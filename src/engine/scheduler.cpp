@@ -1,5 +1,7 @@
 #include "engine/scheduler.h"
 
+#include <limits>
+
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -34,6 +36,7 @@ struct Scheduler::Seq {
   int64_t generated = 0;  // sampled tokens (a final stop token included)
   bool prompt_published = false, prompt_lps_done = false;
   std::unique_ptr<Sampler> sampler;
+  std::unique_ptr<grammar::Matcher> matcher;  // structured output, when asked for
   std::unique_ptr<StreamDecoder> dec;
   std::string text;               // decoded output, cut at a stop string
   size_t released = 0;            // bytes of text handed out
@@ -67,6 +70,7 @@ std::shared_ptr<SeqHandle> Scheduler::submit(SeqRequest r) {
   s->tokens = r.prompt;
   s->n_prompt = int64_t(r.prompt.size());
   s->sampler = std::make_unique<Sampler>(r.sampling);
+  if (r.grammar) s->matcher = std::make_unique<grammar::Matcher>(r.grammar);
   if (e_.tok) s->dec = std::make_unique<StreamDecoder>(*e_.tok, r.render_special, r.prompt.back());
   for (auto& st : r.stop_strings) s->max_stop = std::max(s->max_stop, st.size());
   s->req = std::move(r);
@@ -324,6 +328,17 @@ bool Scheduler::step() {
     return true;
   }
   const int64_t V = e_.model->hp.n_vocab;
+  // Token masks of the constrained sequences that sample now, in parallel.
+  std::vector<std::vector<uint64_t>> masks(seqs.size());
+  std::vector<size_t> constrained;
+  for (size_t i = 0; i < seqs.size(); ++i)
+    if (seqs[i]->matcher && ends[i] == int64_t(seqs[i]->tokens.size())) constrained.push_back(i);
+  if (!constrained.empty())
+    e_.ctx->pool->parallel_for(int64_t(constrained.size()), [&](int64_t k) {
+      const size_t i = constrained[size_t(k)];
+      masks[i].resize(size_t(seqs[i]->matcher->runtime().index().words));
+      seqs[i]->matcher->fill_mask(masks[i].data());
+    });
   size_t row = 0;
   std::vector<Seq*> done;
   for (size_t i = 0; i < seqs.size(); ++i) {
@@ -351,7 +366,22 @@ bool Scheduler::step() {
     float* lg = logits.data() + (row - 1) * size_t(V);
     std::vector<float> raw;  // logprobs come from the model's distribution, before penalties
     if (s->req.top_logprobs >= 0) raw.assign(lg, lg + V);
+    if (!masks[i].empty()) {
+      const int64_t n = int64_t(masks[i].size()) * 64;
+      bool any = false;
+      for (int64_t v = 0; v < V; ++v) {
+        const bool ok = v < n && ((masks[i][size_t(v >> 6)] >> (v & 63)) & 1);
+        if (!ok) lg[v] = -std::numeric_limits<float>::infinity();
+        any = any || ok;
+      }
+      if (!any) {  // the grammar allows nothing more (a dead end): the output ends here
+        finish(s, "stop");
+        done.push_back(s);
+        continue;
+      }
+    }
     const int32_t id = s->sampler->sample(lg, V, s->tokens);
+    if (s->matcher) s->matcher->accept(id);
     emit(s, id, raw.empty() ? lg : raw.data());
     if (s->h->done) done.push_back(s);
   }

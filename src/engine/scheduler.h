@@ -16,6 +16,7 @@
 
 #include "engine/generator.h"
 #include "engine/sampler.h"
+#include "grammar/matcher.h"
 
 namespace corral {
 
@@ -28,6 +29,9 @@ struct SeqRequest {
   int32_t top_logprobs = -1;     // -1: no logprobs; else alternatives per token (0..20)
   bool prompt_logprobs = false;  // logprobs of the prompt tokens too (legacy echo)
   bool render_special = false;   // special tokens written out in the text (tool-call parsing)
+  // Structured output: only tokens this grammar allows are sampled (masks applied to the
+  // logits after the forward pass, so the logits themselves stay batch-invariant).
+  std::shared_ptr<grammar::GrammarRuntime> grammar;
 };
 
 struct TokenLogprob {

@@ -73,4 +73,48 @@ std::vector<nlohmann::json> ChatToolState::finish(bool truncated, bool* has_call
   return deltas;
 }
 
+OutputConstraint output_constraint(const ServedModel& m, const GenRequest& g) {
+  using ojson = nlohmann::ordered_json;
+  using K = GenRequest::Constraint::Kind;
+  OutputConstraint out;
+  const bool forced = g.chat && (g.tool_choice == "required" || g.tool_choice == "function");
+  if (forced) {
+    const ToolFormat f = m.chat.tools;
+    if (f != ToolFormat::kLlama3 && f != ToolFormat::kHermes) {
+      out.error = ApiError{400,
+                           std::string("'tool_choice' cannot force a call with this model's tool-call format (") +
+                               tool_format_name(f) + "); forced calls support the llama3 and hermes formats.",
+                           "invalid_request_error", "tool_choice", "unsupported_value"};
+      return out;
+    }
+    // One call: {"name": N, "parameters"|"arguments": {...}}, N one of the allowed tools.
+    ojson alts = ojson::array();
+    for (auto& t : g.tool_schemas) {
+      if (g.tool_choice == "function" && t.name != g.forced_tool) continue;
+      ojson params = ojson::parse(t.parameters, nullptr, false);
+      if (params.is_discarded()) params = ojson::object();
+      const char* key = f == ToolFormat::kHermes ? "arguments" : "parameters";
+      ojson call = {{"type", "object"},
+                    {"properties", {{"name", {{"const", t.name}}}, {key, params}}},
+                    {"required", {"name", key}},
+                    {"additionalProperties", false}};
+      alts.push_back(call);
+    }
+    grammar::ConstraintSpec spec;
+    spec.kind = grammar::ConstraintSpec::Kind::kJsonSchema;
+    spec.text = (alts.size() == 1 ? alts[0] : ojson{{"anyOf", alts}}).dump();
+    if (f == ToolFormat::kHermes) spec.prefix = "<tool_call>\n", spec.suffix = "\n</tool_call>";
+    out.spec = std::move(spec);
+    return out;
+  }
+  if (g.constraint.kind == K::kNone) return out;
+  grammar::ConstraintSpec spec;
+  spec.text = g.constraint.text;
+  spec.kind = g.constraint.kind == K::kJsonObject   ? grammar::ConstraintSpec::Kind::kJsonObject
+              : g.constraint.kind == K::kJsonSchema ? grammar::ConstraintSpec::Kind::kJsonSchema
+                                                    : grammar::ConstraintSpec::Kind::kGbnf;
+  out.spec = std::move(spec);
+  return out;
+}
+
 }  // namespace corral

@@ -2,10 +2,12 @@
 // assistant message with its tool calls, whole or as stream deltas.
 #pragma once
 #include <ctime>
+#include <optional>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
+#include "grammar/constraint.h"
 #include "server/http_server.h"
 #include "template/tool_calls.h"
 
@@ -16,7 +18,16 @@ namespace corral {
 // A raise_exception comes back as its own message; other template failures name the template.
 Expected<std::vector<int32_t>> chat_prompt_ids(const ServedModel& m, ChatInput in, std::time_t now);
 
-std::string tool_call_id();  // "call_" + 24 letters and digits
+std::string tool_call_id();
+
+// What the output must match, if anything: response_format / grammar, or a forced tool call
+// (tool_choice "required" or a named function) in the model's own tool-call format with each
+// tool's parameters schema. An error is a 400 naming the parameter.
+struct OutputConstraint {
+  std::optional<grammar::ConstraintSpec> spec;
+  std::optional<ApiError> error;
+};
+OutputConstraint output_constraint(const ServedModel& m, const GenRequest& g);  // "call_" + 24 letters and digits
 
 // Tool calling for one choice: active when the request has tools, tool_choice is not "none"
 // and the model has a tool-call format.

@@ -145,6 +145,12 @@ void set_ratelimit_headers(httplib::Response& res, const AdmitResult& r) {
 
 }  // namespace
 
+std::shared_ptr<grammar::GrammarCache> HttpServer::grammar_cache(ServedModel& m) {
+  std::lock_guard<std::mutex> lk(grammar_mu_);
+  if (!m.grammars) m.grammars = std::make_shared<grammar::GrammarCache>(grammar::token_index(*m.engine->tok));
+  return m.grammars;
+}
+
 void HttpServer::handle_generate(const httplib::Request& req, httplib::Response& res, bool chat) {
   const std::string route = chat ? "/v1/chat/completions" : "/v1/completions";
   const double t_arrival = steady_seconds();
@@ -159,6 +165,7 @@ void HttpServer::handle_generate(const httplib::Request& req, httplib::Response&
   if (auto e = parse_gen_request(body, chat, &g)) return fail(*e);
   if (chat)
     if (auto e = chat_template_input(req.body, &g)) return fail(*e);
+  if (auto e = parse_constraint(req.body, &g)) return fail(*e);
   ServedModel* m = find_model(g.model);
   if (!m)
     return fail(ApiError{404, "The model '" + g.model + "' does not exist.",
@@ -224,6 +231,23 @@ void HttpServer::handle_generate(const httplib::Request& req, httplib::Response&
         for (int32_t id : ids) t += tok->token_bytes(id, false);
       prompt_texts.push_back(t);
     }
+  }
+  // Structured output: compiled (or found in the model's cache) before anything is sent, so a
+  // schema or grammar error is a plain 400.
+  std::shared_ptr<grammar::GrammarRuntime> constraint;
+  if (OutputConstraint oc = output_constraint(*m, g); oc.error) {
+    return fail(*oc.error);
+  } else if (oc.spec) {
+    if (!tok)
+      return fail(ApiError{400, "The model has no tokenizer, which structured output needs.",
+                           "invalid_request_error", g.constraint.param, ""});
+    auto rt = grammar_cache(*m)->get(*oc.spec);
+    if (!rt.is_ok()) {
+      const std::string param = g.constraint.param.empty() ? "tool_choice" : g.constraint.param;
+      return fail(ApiError{400, "Invalid " + param + ": " + rt.message(), "invalid_request_error", param,
+                           "invalid_schema"});
+    }
+    constraint = *rt;
   }
   const char* pparam = chat ? "messages" : "prompt";
   for (auto& p : prompts) {
@@ -308,6 +332,7 @@ void HttpServer::handle_generate(const httplib::Request& req, httplib::Response&
       sr.prompt_logprobs = !chat && g.echo && g.logprobs && c == 0;
       auto tools = chat ? std::make_shared<ChatToolState>(*m, g) : nullptr;
       sr.render_special = tools && tools->active;  // the call markers must reach the parser
+      sr.grammar = constraint;
       auto h = m->sched->submit(std::move(sr));
       if (!h) {
         for (auto& ch : choices) ch.h->cancel = true;

@@ -12,6 +12,7 @@
 #include "hosting/ledger.h"
 #include "hosting/license.h"
 #include "server/metrics.h"
+#include "grammar/constraint.h"
 #include "server/openai.h"
 
 namespace httplib {
@@ -31,6 +32,7 @@ struct ServedModel {
   std::unique_ptr<Scheduler> sched;
   ChatFormat chat;  // its chat template (own Jinja or the built-in fallback) and tool format
   bool has_chat = false;
+  std::shared_ptr<grammar::GrammarCache> grammars;  // compiled output constraints (made on first use)
 };
 
 
@@ -109,6 +111,8 @@ class HttpServer {
   // Whether the ledger has tenants (keys are then required), re-read at most once a second.
   bool ledger_has_tenants();
   std::mutex tenants_mu_;
+  std::mutex grammar_mu_;
+  std::shared_ptr<grammar::GrammarCache> grammar_cache(ServedModel& m);
   double tenants_checked_ = -1;
   bool tenants_ = false;
 };

@@ -167,24 +167,29 @@ std::optional<ApiError> parse_tools(const json& b, GenRequest* g) {
   if (auto it = b.find("tool_choice"); it != b.end() && !it->is_null()) {
     if (it->is_string()) {
       const std::string c = it->get<std::string>();
-      if (c == "required")
-        return bad("tool_choice",
-                   "'tool_choice': \"required\" is not supported yet (forcing a call needs the grammar "
-                   "engine); use \"auto\" or \"none\".",
-                   "unsupported_value");
-      if (c != "auto" && c != "none")
+      if (c != "auto" && c != "none" && c != "required")
         return bad("tool_choice", "'tool_choice' must be \"auto\", \"none\", \"required\" or a function.");
       g->tool_choice = c;
     } else if (it->is_object()) {
-      return bad("tool_choice",
-                 "'tool_choice' naming a function is not supported yet (forcing a call needs the "
-                 "grammar engine); use \"auto\" or \"none\".",
-                 "unsupported_value");
+      if (it->value("type", "") != "function")
+        return bad("tool_choice", "'tool_choice.type' must be \"function\".");
+      auto fn = it->find("function");
+      if (fn == it->end() || !fn->is_object() || !fn->contains("name") || !(*fn)["name"].is_string())
+        return bad("tool_choice.function.name", "'tool_choice.function.name' is required and must be a string.");
+      g->tool_choice = "function";
+      g->forced_tool = (*fn)["name"].get<std::string>();
+      bool found = false;
+      if (auto t = b.find("tools"); t != b.end() && t->is_array())
+        for (auto& x : *t) found = found || x["function"]["name"] == g->forced_tool;
+      if (!found)
+        return bad("tool_choice", "'tool_choice' names the function '" + g->forced_tool + "', which is not in 'tools'.");
     } else {
       return wrong_type("tool_choice", *it, "a string or an object");
     }
   }
   if (auto e = get_bool(b, "parallel_tool_calls", &g->parallel_tool_calls)) return e;
+  if (g->tool_choice == "required" && (!b.contains("tools") || !b["tools"].is_array() || b["tools"].empty()))
+    return bad("tool_choice", "'tool_choice': \"required\" needs at least one tool in 'tools'.");
   if (auto it = b.find("chat_template_kwargs"); it != b.end() && !it->is_null() && !it->is_object())
     return wrong_type("chat_template_kwargs", *it, "an object");
   return std::nullopt;

@@ -36,8 +36,22 @@ struct GenRequest {
   // Chat, as the template sees it (keys in the order sent): messages with content parts joined
   // into strings, `tools` (null: none) and chat_template_kwargs. Set by chat_template_input().
   ChatInput chat_input;
-  std::string tool_choice = "auto";  // auto or none (required / a named function: 400 for now)
+  std::string tool_choice = "auto";  // auto, none, required, or "function" (forced_tool names it)
+  std::string forced_tool;
   bool parallel_tool_calls = true;
+  // Structured output (response_format / grammar), parsed with the keys' order kept.
+  struct Constraint {
+    enum class Kind { kNone, kJsonObject, kJsonSchema, kGbnf } kind = Kind::kNone;
+    std::string text;   // the schema (JSON text, keys in the order sent) or the GBNF source
+    std::string param;  // where it came from, for errors: response_format or grammar
+  } constraint;
+  // Each tool's name, its parameters schema as JSON text (keys in order; "{}" when absent) and
+  // strict flag, for forced calls.
+  struct ToolSchema {
+    std::string name, parameters;
+    bool strict = false;
+  };
+  std::vector<ToolSchema> tool_schemas;
   std::vector<std::string> prompts;              // completions, text prompts ...
   std::vector<std::vector<int32_t>> prompt_ids;  // ... or id prompts
   std::optional<int64_t> max_tokens;             // absent: the rest of the context
@@ -61,6 +75,10 @@ std::optional<ApiError> parse_gen_request(const nlohmann::json& body, bool chat,
 // The chat's template input from the raw body (parsed again with its keys' order kept, as
 // Python's json.loads keeps them: tools and arguments are printed by the template).
 std::optional<ApiError> chat_template_input(const std::string& body_text, GenRequest* g);
+
+// response_format, grammar and the tools' schemas from the raw body (keys' order kept: properties
+// are generated in the schema's order).
+std::optional<ApiError> parse_constraint(const std::string& body_text, GenRequest* g);
 
 // Parses a request body; a 400 error when it is not a JSON object.
 std::optional<ApiError> parse_json_body(const std::string& text, nlohmann::json* out);
