@@ -60,8 +60,9 @@ struct Compiler {
     if (ws_rule < 0) {
       ws_rule = g.new_rule("ws");
       ByteSet s;
-      for (char c : std::string(" \t\n\r")) s.set(uint8_t(c));
-      g.define(ws_rule, g.repeat(g.bytes(s), 0, o.max_whitespace));
+      s.set(' '), s.set('\t');
+      const int32_t nl = g.seq({g.opt(g.byte('\r')), g.byte('\n'), g.repeat(g.bytes(s), 0, o.max_indent)});
+      g.define(ws_rule, g.alt({g.repeat(g.bytes(s), 0, 2), nl}));
     }
     return g.ref(ws_rule);
   }

@@ -10,7 +10,9 @@
 namespace corral::grammar {
 
 struct SchemaOptions {
-  int32_t max_whitespace = 20;  // whitespace bytes at each place JSON allows them
+  // Whitespace at each place JSON allows it: up to 2 spaces or tabs, or a newline and up to
+  // max_indent of them (pretty printing); bounded, so no endless whitespace.
+  int32_t max_indent = 16;
 };
 
 Expected<Grammar> schema_to_grammar(const nlohmann::ordered_json& schema, const SchemaOptions& o = {});
