@@ -6,7 +6,7 @@ src=$1 out=$2 fixtures=$3 secs=${4:-20}
 mkdir -p "$out"
 flags="-std=c++20 -O1 -g -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -I$src/src"
 lib_sources=$(ls "$src"/src/core/*.cpp "$src"/src/format/*.cpp "$src"/src/tokenizer/*.cpp "$src"/src/template/*.cpp \
-  "$src"/src/server/openai.cpp)
+  "$src"/src/grammar/*.cpp "$src"/src/server/openai.cpp)
 # Build the library objects once, in parallel.
 objs=()
 for f in $lib_sources; do
@@ -37,4 +37,7 @@ run openai_request_fuzz "$(corpus openai_request_fuzz openai)"
 # Chat templates: the feature templates, the tests' real ones and every jinja file found there.
 run jinja_fuzz "$(corpus jinja_fuzz jinja "$src"/tests/template/features/*.jinja "$out"/../template-sources/*.jinja)"
 run tool_calls_fuzz "$(corpus tool_calls_fuzz tools "$src"/tests/template/outputs/*.txt)"
+# Structured output: schemas, GBNF (llama.cpp's grammars when the grammar test fetched them) and
+# regex patterns.
+run grammar_fuzz "$(corpus grammar_fuzz grammar "$out"/../gbnf-sources/*.gbnf)"
 echo "fuzzing finished without findings"
