@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <climits>
+#include <cstdlib>
 #include <cstring>
 #include <numeric>
 
@@ -141,6 +142,8 @@ GrammarRuntime::GrammarRuntime(std::shared_ptr<const Compiled> g, std::shared_pt
     }
   }
   walk_stack_.resize(size_t(std::max(idx_->full.max_depth, idx_->rest.max_depth) + 2));
+  const char* nc = std::getenv("CORRAL_GRAMMAR_NO_MASK_CACHE");
+  mask_cache_on_ = !(nc && *nc && std::string(nc) != "0");
 }
 
 size_t GrammarRuntime::configs() const {
@@ -371,7 +374,7 @@ void GrammarRuntime::fill_mask(int32_t cfg, uint64_t* mask) {
   if (cfgs_[size_t(cfg)].accept)
     for (int32_t s : idx_->stop_ids) set_bit(mask, s);
   constexpr size_t kMaskCacheBytes = size_t(64) << 20;
-  if (mask_cache_bytes_ + W * 8 <= kMaskCacheBytes) {
+  if (mask_cache_on_ && mask_cache_bytes_ + W * 8 <= kMaskCacheBytes) {
     mask_cache_.emplace(cfg, std::vector<uint64_t>(mask, mask + W));
     mask_cache_bytes_ += W * 8;
   }

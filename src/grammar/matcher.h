@@ -97,6 +97,7 @@ class GrammarRuntime {
   // Masks computed before, per configuration (a copy is a memcpy), within a memory budget.
   std::unordered_map<int32_t, std::vector<uint64_t>> mask_cache_;
   size_t mask_cache_bytes_ = 0;
+  bool mask_cache_on_ = true;  // CORRAL_GRAMMAR_NO_MASK_CACHE=1 turns it off (to measure the walks)
 };
 
 class Matcher {
