@@ -118,6 +118,17 @@ TEST(GrammarMatcher, MasksEqualTokenByTokenChecks) {
   auto c2 = schema(R"({"type":"string","pattern":"^[a-z]+-[0-9]{2}$"})");
   ASSERT_TRUE(c2.is_ok());
   expect_masks_exact(*c2, R"("abc-12")");
+  // A pattern with lengths: the product of both automata.
+  auto c3 = schema(R"({"type":"array","items":{"type":"string","pattern":"^[a-z ]+$","minLength":2,"maxLength":9}})");
+  ASSERT_TRUE(c3.is_ok()) << c3.message();
+  expect_masks_exact(*c3, R"(["ab", "llama hut", "zz"])");
+  auto tok = load_tokenizer(fixture("tokenizers/llama3/tokenizer.json"));
+  for (const char* bad : {R"(["a"])", R"(["abcdefghij"])", R"(["aB"])"}) {
+    Matcher m(std::make_shared<GrammarRuntime>(*c3, llama3_index()));
+    bool ok = true;
+    for (int32_t t : (*tok)->encode(bad)) ok = ok && m.accept(t);
+    EXPECT_FALSE(ok && m.complete()) << bad;
+  }
 }
 
 TEST(GrammarMatcher, RollbackRestoresTheState) {

@@ -34,6 +34,7 @@ struct Builder {
   std::vector<StringBody>& bodies;
   int32_t& next_rule;
   std::string error;
+  std::map<int32_t, int32_t>* intersections = nullptr;  // kIntersect expr -> rule id
 
   int32_t add() {
     if (int64_t(n.size()) >= lim.max_nfa_states) {
@@ -102,6 +103,17 @@ struct Builder {
         n[size_t(from)].calls.push_back({e.rule, to});
         return to;
       }
+      case Expr::Kind::kIntersect: {
+        if (!intersections) {
+          error = "an intersection inside an intersection";
+          return from;
+        }
+        auto it = intersections->find(ei);
+        if (it == intersections->end()) it = intersections->emplace(ei, next_rule++).first;
+        const int32_t to = add();
+        n[size_t(from)].calls.push_back({it->second, to});
+        return to;
+      }
       case Expr::Kind::kStringBody: {
         auto key = std::make_pair(e.min, e.max);
         auto it = body_rule.find(key);
@@ -131,9 +143,11 @@ void closure(const std::vector<NState>& n, std::vector<int32_t>& set) {
   std::sort(set.begin(), set.end());
 }
 
+}  // namespace
+
 // One JSON string character: a raw UTF-8 character other than '"', '\\' and controls, or an
 // escape (a \u surrogate pair as one character).
-int32_t json_char(Grammar& g) {
+int32_t json_char_expr(Grammar& g) {
   std::vector<std::pair<uint32_t, uint32_t>> raw = {{0x20, 0x21}, {0x23, 0x5B}, {0x5D, 0x10FFFF}};
   const int32_t plain = utf8_set(g, raw);
   ByteSet hex, simple, hi_sur2, lo_sur2, not_d, d, low7;
@@ -150,6 +164,8 @@ int32_t json_char(Grammar& g) {
   const int32_t esc = g.seq({g.byte('\\'), g.alt({g.bytes(simple), g.seq({g.byte('u'), g.alt({bmp, pair})})})});
   return g.alt({plain, esc});
 }
+
+namespace {
 
 struct DfaBuilder {
   const std::vector<NState>& n;
@@ -217,8 +233,9 @@ Expected<std::shared_ptr<const Compiled>> compile(Grammar g, const GrammarLimits
   // Pass 1: NFAs of the user rules; string bodies become rules numbered after them.
   std::vector<std::vector<NState>> nfas;
   std::vector<int32_t> ends;
+  std::map<int32_t, int32_t> intersections;
   for (int32_t r = 0; r < n_user; ++r) {
-    Builder b{g, lim, {}, body_rule, c->bodies, next_rule, {}};
+    Builder b{g, lim, {}, body_rule, c->bodies, next_rule, {}, &intersections};
     b.add();
     const int32_t e = b.build(g.rules[size_t(r)].expr, 0, 0);
     if (!b.error.empty()) return make_error(b.error + " in rule '" + g.rules[size_t(r)].name + "'");
@@ -227,10 +244,10 @@ Expected<std::shared_ptr<const Compiled>> compile(Grammar g, const GrammarLimits
   }
   if (!c->bodies.empty()) {  // the character rule the bodies call
     const int32_t jr = g.new_rule("json-char");
-    g.define(jr, json_char(g));
+    g.define(jr, json_char_expr(g));
     // Renumber: bodies were numbered from n_user; the char rule goes after them.
     c->jchar_rule = next_rule;
-    Builder b{g, lim, {}, body_rule, c->bodies, next_rule, {}};
+    Builder b{g, lim, {}, body_rule, c->bodies, next_rule, {}, nullptr};
     b.add();
     const int32_t e = b.build(g.rules[size_t(jr)].expr, 0, 0);
     nfas.resize(size_t(c->jchar_rule + 1));
@@ -239,6 +256,7 @@ Expected<std::shared_ptr<const Compiled>> compile(Grammar g, const GrammarLimits
     ends[size_t(c->jchar_rule)] = e;
   }
   const int32_t n_rules = int32_t(std::max<size_t>(nfas.size(), size_t(next_rule)));
+  if (c->jchar_rule < 0) c->jchar_rule = -1;
   c->rule_start.assign(size_t(n_rules), -1);
   c->rule_names.resize(size_t(n_rules));
   for (int32_t r = 0; r < n_user; ++r) c->rule_names[size_t(r)] = g.rules[size_t(r)].name;
@@ -260,6 +278,71 @@ Expected<std::shared_ptr<const Compiled>> compile(Grammar g, const GrammarLimits
         if (int64_t(c->states.size()) > lim.max_dfa_states)
           return make_error("grammar too large (more than " + std::to_string(lim.max_dfa_states) + " DFA states)");
       }
+    }
+  }
+  // Intersections: the product of the two kids' DFAs (both must be regular).
+  for (auto [ei, rule] : intersections) {
+    std::vector<State> part[2];
+    int32_t start[2];
+    for (int k = 0; k < 2; ++k) {
+      std::map<std::pair<int32_t, int32_t>, int32_t> no_body;
+      std::vector<StringBody> no_bodies;
+      int32_t dummy = 0;
+      Builder b{g, lim, {}, no_body, no_bodies, dummy, {}, nullptr};
+      b.add();
+      const int32_t e = b.build(g.exprs[size_t(ei)].kids[size_t(k)], 0, 0);
+      if (!b.error.empty()) return make_error(b.error);
+      for (auto& ns : b.n)
+        if (!ns.calls.empty() || dummy != 0) return make_error("an intersection of expressions that are not regular");
+      DfaBuilder d{b.n, g, part[k], e, {}, {}};
+      start[k] = d.id_of({0});
+      while (!d.todo.empty()) {
+        auto set = std::move(d.todo.back());
+        d.todo.pop_back();
+        d.expand(d.ids[set], set);
+        if (int64_t(part[k].size()) > lim.max_rule_dfa_states)
+          return make_error("a pattern is too complex (more than " + std::to_string(lim.max_rule_dfa_states) + " DFA states)");
+      }
+    }
+    auto next = [](const std::vector<State>& st, int32_t s, int b) {
+      for (auto& x : st[size_t(s)].edges)
+        if (b >= x.lo && b <= x.hi) return x.to;
+      return -1;
+    };
+    std::map<std::pair<int32_t, int32_t>, int32_t> ids;
+    std::vector<std::pair<int32_t, int32_t>> todo;
+    auto id_of = [&](int32_t a, int32_t b) {
+      auto [it, fresh] = ids.emplace(std::make_pair(a, b), int32_t(c->states.size()));
+      if (fresh) {
+        c->states.emplace_back();
+        c->states.back().accept = part[0][size_t(a)].accept && part[1][size_t(b)].accept;
+        todo.push_back({a, b});
+      }
+      return it->second;
+    };
+    const size_t before = c->states.size();
+    c->rule_start[size_t(rule)] = id_of(start[0], start[1]);
+    c->rule_names[size_t(rule)] = "intersection";
+    while (!todo.empty()) {
+      auto [a, b] = todo.back();
+      todo.pop_back();
+      const int32_t id = ids[{a, b}];
+      std::vector<ByteEdge> edges;
+      for (int x = 0; x < 256;) {
+        const int32_t ta = next(part[0], a, x), tb = ta < 0 ? -1 : next(part[1], b, x);
+        if (tb < 0) {
+          ++x;
+          continue;
+        }
+        int y = x + 1;
+        while (y < 256 && next(part[0], a, y) == ta && next(part[1], b, y) == tb) ++y;
+        edges.push_back({uint8_t(x), uint8_t(y - 1), id_of(ta, tb)});
+        x = y;
+      }
+      c->states[size_t(id)].edges = std::move(edges);
+      if (int64_t(c->states.size() - before) > lim.max_rule_dfa_states)
+        return make_error("a pattern with a length bound is too complex (more than " +
+                          std::to_string(lim.max_rule_dfa_states) + " DFA states)");
     }
   }
   // String bodies: chains of counted states, each calling the character rule.

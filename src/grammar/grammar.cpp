@@ -78,6 +78,17 @@ int32_t Grammar::string_body(int32_t min, int32_t max) {
   return add(std::move(e));
 }
 
+int32_t Grammar::intersect(int32_t a, int32_t b) {
+  Expr e;
+  e.kind = Expr::Kind::kIntersect;
+  e.kids = {a, b};
+  return add(std::move(e));
+}
+
+int32_t json_char_expr(Grammar& g);  // compile.cpp
+
+int32_t Grammar::json_chars(int32_t min, int32_t max) { return repeat(json_char_expr(*this), min, max); }
+
 int32_t Grammar::new_rule(std::string name) {
   rules.push_back({std::move(name), -1});
   return int32_t(rules.size() - 1);

@@ -21,6 +21,7 @@ struct Expr {
     kRepeat,      // kids[0], min..max times (max -1: unbounded)
     kRef,         // rule `rule`
     kStringBody,  // JSON string contents (no quotes) of min..max characters (max -1: unbounded)
+    kIntersect,   // what both kids[0] and kids[1] match (both regular: no rules inside)
   };
   Kind kind = Kind::kEmpty;
   ByteSet bytes;
@@ -61,6 +62,9 @@ struct Grammar {
   int32_t star(int32_t e) { return repeat(e, 0, -1); }
   int32_t ref(int32_t rule);
   int32_t string_body(int32_t min, int32_t max);
+  int32_t intersect(int32_t a, int32_t b);
+  // JSON string contents of min..max characters as a regular expression (for intersections).
+  int32_t json_chars(int32_t min, int32_t max);
   int32_t new_rule(std::string name);  // defined later with define()
   void define(int32_t rule, int32_t expr) { rules[size_t(rule)].expr = expr; }
   int32_t find_rule(std::string_view name) const;  // -1: none

@@ -227,13 +227,17 @@ struct Compiler {
     if (mn > (1 << 17) || mx > (1 << 17)) return err("string length bound over 131072", ptr);
     const bool lengths = s.contains("minLength") || s.contains("maxLength");
     const bool pat = s.contains("pattern"), fmt = s.contains("format");
-    if (int(pat) + int(fmt) + int(lengths) > 1)
-      return err("'pattern', 'format' and 'minLength'/'maxLength' cannot be combined on one string", ptr);
+    if (pat && fmt) return err("'pattern' and 'format' cannot be combined on one string", ptr);
+    // A pattern or format with lengths: both automata at once (their product).
+    auto with_lengths = [&](int32_t e) {
+      if (lengths) e = g.intersect(e, g.json_chars(int32_t(mn), int32_t(mx)));
+      return g.seq({g.byte('"'), e, g.byte('"')});
+    };
     if (pat) {
       if (!s["pattern"].is_string()) return err("'pattern' must be a string", ptr + "/pattern");
       auto e = pattern_to_grammar(g, s["pattern"].get<std::string>());
       if (!e.is_ok()) return err(e.error().message, ptr + "/pattern");
-      return g.seq({g.byte('"'), *e, g.byte('"')});
+      return with_lengths(*e);
     }
     if (fmt) {
       if (!s["format"].is_string()) return err("'format' must be a string", ptr + "/format");
@@ -242,7 +246,7 @@ struct Compiler {
         if (f == kv[0]) {
           auto e = full_regex_to_grammar(g, kv[1]);
           if (!e.is_ok()) return e.error();
-          return g.seq({g.byte('"'), *e, g.byte('"')});
+          return with_lengths(*e);
         }
       return err("unsupported format '" + f + "'", ptr + "/format");
     }
