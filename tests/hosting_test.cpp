@@ -6,7 +6,9 @@
 #include <algorithm>
 #include <cstdio>
 #include <set>
+#include <thread>
 
+#include "hosting/checkpoints.h"
 #include "hosting/keys.h"
 #include "hosting/ledger.h"
 #include "test_util.h"
@@ -81,12 +83,12 @@ TEST(Ledger, MonthlyQuotaCountsReservationsThenRealUse) {
   auto v = l->verify();
   ASSERT_TRUE(v.is_ok());
   EXPECT_EQ(v->size(), 2u);  // r3 and old are open
-  ASSERT_TRUE(l->checkpoint("r3", 64).is_ok());
+  ASSERT_TRUE(l->checkpoint("r3", 50).is_ok());
   EXPECT_EQ(l->interrupt_open("other", INT64_MAX, now + 30).value(), 0);
   EXPECT_EQ(l->interrupt_open("i1", INT64_MAX, now + 30).value(), 2);
   recs = l->usage({"t", month, INT64_MAX});
   EXPECT_EQ((*recs)[1].status, "interrupted");
-  EXPECT_EQ((*recs)[1].completion_tokens, 64);  // the last checkpoint
+  EXPECT_EQ((*recs)[1].completion_tokens, 50);  // the last checkpoint
   EXPECT_TRUE(l->verify()->empty());
 }
 
@@ -183,6 +185,69 @@ TEST(Keys, Iso8601AndMonths) {
   EXPECT_EQ(parse_duration_ms("90s").value(), 90000);
   EXPECT_EQ(parse_duration_ms("2h").value(), 7200000);
   EXPECT_FALSE(parse_duration_ms("2 weeks").is_ok());
+}
+
+}  // namespace
+
+namespace {
+
+// Group commit: many writers' checkpoints land in few transactions, each writer returns only
+// once its value is committed, and an interrupted row that received nothing bills nothing.
+TEST(Ledger, CheckpointBatcherCommitsBeforeReturningAndGroupsWriters) {
+  std::shared_ptr<Ledger> l = fresh("batcher");
+  ASSERT_TRUE(l);
+  Tenant t;
+  t.name = "t", t.created_ms = 1;
+  ASSERT_TRUE(l->create_tenant(t).is_ok());
+  const int64_t month = parse_iso8601("2026-12-01").value(), now = month + 1000;
+  for (int i = 0; i < 16; ++i) ASSERT_TRUE(l->admit(adm("s" + std::to_string(i), 7, 1000, now + i), month)->ok);
+  ASSERT_TRUE(l->admit(adm("empty", 9, 1000, now + 20), month)->ok);
+  auto b = std::make_shared<CheckpointBatcher>(l);
+  std::vector<std::thread> th;
+  for (int i = 0; i < 16; ++i)
+    th.emplace_back([&, i] {
+      for (int k = 1; k <= 50; ++k) {
+        ASSERT_TRUE(b->record("s" + std::to_string(i), k).is_ok());
+        // Once record() returns, a fresh connection sees at least k.
+        auto recs = l->usage({"t", month, INT64_MAX});
+        ASSERT_TRUE(recs.is_ok());
+        for (auto& r : *recs)
+          if (r.request_id == "s" + std::to_string(i)) ASSERT_GE(r.completion_tokens, k);
+      }
+    });
+  for (auto& x : th) x.join();
+  EXPECT_LT(b->transactions(), 16 * 50);  // writers shared transactions
+  b.reset();
+  EXPECT_EQ(l->interrupt_open("i1", INT64_MAX, now + 100).value(), 17);
+  auto recs = l->usage({"t", month, INT64_MAX});
+  for (auto& r : *recs) {
+    EXPECT_EQ(r.status, "interrupted");
+    if (r.request_id == "empty") {
+      EXPECT_EQ(r.prompt_tokens, 0);  // received nothing: billed nothing
+      EXPECT_EQ(r.completion_tokens, 0);
+    } else {
+      EXPECT_EQ(r.completion_tokens, 50);
+      EXPECT_EQ(r.prompt_tokens, 7);
+    }
+  }
+  EXPECT_TRUE(l->verify()->empty());
+}
+
+TEST(Ledger, VerifyNamesRecordsOverTheirReservation) {
+  std::shared_ptr<Ledger> l = fresh("over");
+  Tenant t;
+  t.name = "t", t.created_ms = 1;
+  ASSERT_TRUE(l->create_tenant(t).is_ok());
+  const int64_t month = parse_iso8601("2026-12-01").value(), now = month + 1000;
+  ASSERT_TRUE(l->admit(adm("big", 10, 20, now), month)->ok);
+  UsageRecord u;
+  u.request_id = "big", u.prompt_tokens = 10, u.completion_tokens = 11, u.ended_ms = now + 5;
+  u.status = "completed", u.finish_reason = "stop";
+  ASSERT_TRUE(l->settle(u).is_ok());
+  auto v = l->verify();
+  ASSERT_TRUE(v.is_ok());
+  ASSERT_EQ(v->size(), 1u);
+  EXPECT_NE((*v)[0].find("more tokens than its reservation"), std::string::npos);
 }
 
 }  // namespace

@@ -33,7 +33,7 @@ struct ServeArgs {
   int timeout = 30;
   std::string log_format = "text";
   std::string chat_template, now;
-  std::string ledger, instance, admin_key_file;
+  std::string ledger, instance, admin_key_file, ledger_sync = "full";
   std::vector<std::string> licenses;  // FAMILY (every model) or ID=FAMILY
   std::string host_name;
 };
@@ -170,7 +170,9 @@ Status serve(ServeArgs& a) {
   // tenant (and without --api-key) the server is open; from then on keys are required.
   if (a.ledger.empty()) a.ledger = default_ledger_dsn();
   {
-    CORRAL_ASSIGN_OR_RETURN(auto l, open_ledger(a.ledger));
+    if (a.ledger_sync != "full" && a.ledger_sync != "normal")
+      return make_error("--ledger-sync: '" + a.ledger_sync + "' is not full or normal");
+    CORRAL_ASSIGN_OR_RETURN(auto l, open_ledger(a.ledger, a.ledger_sync == "full" ? LedgerSync::kFull : LedgerSync::kNormal));
     so.ledger = std::move(l);
   }
   if (!a.admin_key_file.empty()) {
@@ -297,6 +299,10 @@ Action add_serve(CLI::App& app) {
   sub->add_option("--ledger", a->ledger,
                   "tenants, keys and metering: sqlite:PATH or postgresql://... (default "
                   "$CORRAL_LEDGER, else sqlite:corral-ledger.db)");
+  sub->add_option("--ledger-sync", a->ledger_sync,
+                  "full (default: a committed record survives power loss; SQLite fsyncs each commit, "
+                  "PostgreSQL synchronous_commit=on) or normal (survives kill -9 and crashes of the "
+                  "server, may lose the last commits on power loss)");
   sub->add_option("--instance", a->instance,
                   "this server's name in the ledger (default HOST:PORT)");
   sub->add_option("--admin-key-file", a->admin_key_file, "file with the admin key for /admin/v1/*");

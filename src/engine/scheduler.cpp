@@ -22,7 +22,30 @@ bool SeqHandle::take(std::string* out_text, std::vector<TokenLogprob>* out_lps, 
   text.clear();
   if (out_lps) out_lps->insert(out_lps->end(), lps.begin(), lps.end());
   lps.clear();
+  piece_bytes.clear();
   return true;
+}
+
+SeqHandle::Take SeqHandle::take_piece(std::string* out_text, std::vector<TokenLogprob>* out_lps) {
+  std::lock_guard<std::mutex> lk(mu);
+  if (!piece_bytes.empty()) {
+    const size_t n = std::min(piece_bytes.front(), text.size());
+    piece_bytes.pop_front();
+    out_text->append(text, 0, n);
+    text.erase(0, n);
+    if (!lps.empty()) {
+      if (out_lps) out_lps->push_back(lps.front());
+      lps.erase(lps.begin());
+    }
+    return Take::kPiece;
+  }
+  if (!done || tail_taken) return Take::kNone;
+  tail_taken = true;
+  out_text->append(text);
+  text.clear();
+  if (out_lps) out_lps->insert(out_lps->end(), lps.begin(), lps.end());
+  lps.clear();
+  return Take::kTail;
 }
 
 struct Scheduler::Seq {
@@ -239,14 +262,18 @@ void Scheduler::emit(Seq* s, int32_t id, const float* logits) {
       }
   const bool at_limit =
       s->generated >= s->req.max_tokens || int64_t(s->tokens.size()) >= e_.ctx_size;
-  if (at_limit) return finish(s, "length");
   const size_t upto = s->text.size() - hold;
-  std::lock_guard<std::mutex> lk(s->h->mu);
-  if (upto > s->released) s->h->text.append(s->text, s->released, upto - s->released);
-  s->released = std::max(s->released, upto);
-  s->h->lps.insert(s->h->lps.end(), s->lps.begin(), s->lps.end());
-  s->lps.clear();
-  s->h->cv.notify_all();
+  {
+    std::lock_guard<std::mutex> lk(s->h->mu);
+    const size_t piece = upto > s->released ? upto - s->released : 0;
+    if (piece > 0) s->h->text.append(s->text, s->released, piece);
+    s->h->piece_bytes.push_back(piece);
+    s->released = std::max(s->released, upto);
+    s->h->lps.insert(s->h->lps.end(), s->lps.begin(), s->lps.end());
+    s->lps.clear();
+    s->h->cv.notify_all();
+  }
+  if (at_limit) finish(s, "length");
 }
 
 bool Scheduler::step() {

@@ -46,6 +46,10 @@ struct SeqHandle {
   std::condition_variable cv;
   std::string text;               // released text not yet taken
   std::vector<TokenLogprob> lps;  // logprobs of tokens not yet taken
+  // Per generated token (the final stop token aside) not yet taken: the bytes of `text` it
+  // released (0 while its text is held back). Streams send one chunk per token.
+  std::deque<size_t> piece_bytes;
+  bool tail_taken = false;
   std::vector<TokenLogprob> prompt_lps;
   bool done = false;
   std::string finish;  // stop, length, cancelled, error
@@ -57,6 +61,12 @@ struct SeqHandle {
 
   // Takes what was released; waits up to timeout_ms while there is nothing. false: nothing new.
   bool take(std::string* out_text, std::vector<TokenLogprob>* out_lps, int timeout_ms);
+  // One token at a time, for streams: kPiece is the next token's text (maybe empty) and
+  // logprob; once done and all pieces are taken, kTail (once) is the text no token carries (held
+  // text flushed at the end) and the final stop token's logprob; kNone: nothing now.
+  enum class Take { kNone, kPiece, kTail };
+  Take take_piece(std::string* out_text, std::vector<TokenLogprob>* out_lps);
+  bool has_piece_or_done() const { return !piece_bytes.empty() || (done && !tail_taken); }  // under mu
 };
 
 struct SchedulerOptions {

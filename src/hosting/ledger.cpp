@@ -81,15 +81,15 @@ std::string default_ledger_dsn() {
   return e && *e ? std::string(e) : std::string("sqlite:corral-ledger.db");
 }
 
-Expected<std::unique_ptr<Ledger>> open_ledger(const std::string& dsn_in) {
+Expected<std::unique_ptr<Ledger>> open_ledger(const std::string& dsn_in, LedgerSync sync) {
   const std::string dsn = dsn_in.empty() ? default_ledger_dsn() : dsn_in;
   if (dsn.rfind("sqlite:", 0) == 0) {
     const std::string path = dsn.substr(7);
     if (path.empty()) return make_error("--ledger: 'sqlite:' needs a path (sqlite:PATH)");
-    return open_sqlite_ledger(path);
+    return open_sqlite_ledger(path, sync);
   }
   if (dsn.rfind("postgresql://", 0) == 0 || dsn.rfind("postgres://", 0) == 0)
-    return open_postgres_ledger(dsn);
+    return open_postgres_ledger(dsn, sync);
   return make_error("--ledger: '" + dsn + "' is not sqlite:PATH or postgresql://...");
 }
 

@@ -138,6 +138,11 @@ class Ledger {
   // Checks the tenant's limits and writes the open row, in one transaction.
   virtual Expected<AdmitResult> admit(const Admission& a, int64_t month_start_ms) = 0;
   virtual Status checkpoint(const std::string& request_id, int64_t completion_tokens) = 0;
+  // Several open requests' progress in one transaction (what a streaming step wrote).
+  virtual Status checkpoint_many(const std::vector<std::pair<std::string, int64_t>>& items) {
+    for (auto& [id, n] : items) CORRAL_RETURN_IF_ERROR(checkpoint(id, n));
+    return Status::ok();
+  }
   // Closes an open row (no effect on a closed one, so a settle is never counted twice).
   virtual Status settle(const UsageRecord& r) = 0;
   // Open rows of `instance` (all instances when empty, only those started before
@@ -168,9 +173,16 @@ class Ledger {
                                  const std::vector<std::string>& request_ids) = 0;
 };
 
+// How durable a commit is. Both survive a kill -9 of the server (a committed SQLite WAL
+// transaction is in the page cache; PostgreSQL has it). On power loss: kFull loses nothing
+// committed (SQLite fsyncs the WAL at each commit; PostgreSQL synchronous_commit=on); kNormal may
+// lose the last commits (SQLite synchronous=NORMAL: those since the last WAL checkpoint sync;
+// PostgreSQL synchronous_commit=off: up to 3 x wal_writer_delay).
+enum class LedgerSync { kFull, kNormal };
+
 // "sqlite:PATH" or "postgresql://..."; empty: $CORRAL_LEDGER, else sqlite:corral-ledger.db.
 // Applies the schema migrations; refuses a schema newer than this binary knows.
-Expected<std::unique_ptr<Ledger>> open_ledger(const std::string& dsn);
+Expected<std::unique_ptr<Ledger>> open_ledger(const std::string& dsn, LedgerSync sync = LedgerSync::kFull);
 std::string default_ledger_dsn();
 
 struct NewKey;
@@ -178,8 +190,9 @@ struct NewKey;
 Expected<NewKey> create_api_key(Ledger& l, const std::string& tenant,
                                 const std::vector<std::string>& models, int64_t expires_ms);
 
-Expected<std::unique_ptr<Ledger>> open_sqlite_ledger(const std::string& path);
-Expected<std::unique_ptr<Ledger>> open_postgres_ledger(const std::string& conninfo);
+Expected<std::unique_ptr<Ledger>> open_sqlite_ledger(const std::string& path, LedgerSync sync = LedgerSync::kFull);
+Expected<std::unique_ptr<Ledger>> open_postgres_ledger(const std::string& conninfo,
+                                                       LedgerSync sync = LedgerSync::kFull);
 
 constexpr int kLedgerSchemaVersion = 2;
 

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <random>
 
+#include "hosting/checkpoints.h"
 #include "hosting/keys.h"
 #include "server/chat_tools.h"
 #include "server/http_server.h"
@@ -75,6 +76,7 @@ struct Choice {
   std::string text;
   std::vector<TokenLogprob> lps;
   bool role_sent = false, finished = false;
+  int64_t sent_tokens = 0;  // token chunks written (streams)
   std::shared_ptr<ChatToolState> tools;  // chat: tool-call parsing of this choice's output
 };
 
@@ -91,27 +93,34 @@ json usage_json(const std::vector<Choice>& chs, int64_t n) {
               {"prompt_tokens_details", {{"cached_tokens", cached}}}};
 }
 
-// The request's ledger row: admitted before generation, checkpointed every 64 tokens, settled
-// once (before the last byte of the answer, or when the client is gone).
+// The request's ledger row: admitted before generation; before any token's text is written to
+// the client, the tokens written so far plus those being written are committed (group commit,
+// one transaction for all streams' writes of the moment); settled once at the end. A kill -9 so
+// leaves each record at what its client received, plus at most the chunk being written.
 struct Meter {
   std::shared_ptr<Ledger> ledger;  // null: not metered
+  std::shared_ptr<CheckpointBatcher> batcher;
   UsageRecord rec;
   std::mutex mu;
   bool settled = false;
-  int64_t checkpointed = 0;
+  int64_t recorded = 0;
 
   static int64_t generated(const std::vector<Choice>& chs) {
     int64_t g = 0;
     for (auto& c : chs) g += c.h->generated.load();
     return g;
   }
-  void checkpoint(const std::vector<Choice>& chs) {
-    if (!ledger) return;
-    const int64_t g = generated(chs);
+  // At least `tokens` completion tokens in the ledger before they are written.
+  Status record(int64_t tokens) {
+    if (!ledger) return Status::ok();
+    {
+      std::lock_guard<std::mutex> lk(mu);
+      if (settled || tokens <= recorded) return Status::ok();
+    }
+    CORRAL_RETURN_IF_ERROR(batcher->record(rec.request_id, tokens));
     std::lock_guard<std::mutex> lk(mu);
-    if (settled || g < checkpointed + 64) return;
-    checkpointed = g;
-    (void)ledger->checkpoint(rec.request_id, g);
+    recorded = std::max(recorded, tokens);
+    return Status::ok();
   }
   Status settle(const std::vector<Choice>& chs, int64_t n, const std::string& status) {
     if (!ledger) return Status::ok();
@@ -299,6 +308,7 @@ void HttpServer::handle_generate(const httplib::Request& req, httplib::Response&
       return;
     }
     meter->ledger = o_.ledger;
+    meter->batcher = checkpoints();
     meter->rec.request_id = id, meter->rec.tenant = auth.tenant, meter->rec.key_id = auth.key_id;
     meter->rec.family = ad.family;
     meter->rec.model = model_id, meter->rec.instance = o_.instance,
@@ -342,7 +352,7 @@ void HttpServer::handle_generate(const httplib::Request& req, httplib::Response&
                                   " requests are queued or running (--max-queue). Retry shortly.",
                               "rate_limit_exceeded", "", "queue_full"});
       }
-      choices.push_back({h, pi, {}, {}, false, false, tools});
+      choices.push_back({h, pi, {}, {}, false, false, 0, tools});
     }
 
   const int64_t created = int64_t(std::time(nullptr));
@@ -373,7 +383,6 @@ void HttpServer::handle_generate(const httplib::Request& req, httplib::Response&
           if (ch.h->cv.wait_for(lk, std::chrono::milliseconds(250), [&] { return ch.h->done; }))
             break;
         }
-        meter->checkpoint(choices);
       }
     }
     for (auto& ch : choices)
@@ -417,11 +426,23 @@ void HttpServer::handle_generate(const httplib::Request& req, httplib::Response&
     json out = {{"id", id},           {"object", chat ? "chat.completion" : "text_completion"},
                 {"created", created}, {"model", model_id},
                 {"choices", arr},     {"usage", usage_of(choices)}};
-    // The record is committed before the client gets a byte of the answer.
-    if (Status st = meter->settle(choices, g.n, "completed"); !st.is_ok())
+    // Its tokens are committed before the client gets a byte of the answer; the record is
+    // completed once the whole body is written (a kill -9 in between leaves it interrupted, billed
+    // in full; one during generation leaves it with no tokens: the client got nothing).
+    if (Status st = meter->record(Meter::generated(choices)); !st.is_ok())
       return fail(ApiError{503, "The ledger is unavailable: " + st.message(), "service_unavailable",
                            "", "ledger_unavailable"});
-    res.set_content(dump(out), "application/json");
+    auto body = std::make_shared<std::string>(dump(out));
+    auto chs = std::make_shared<std::vector<Choice>>(choices);
+    res.set_content_provider(
+        body->size(), "application/json",
+        [body, meter, chs, n = g.n](size_t off, size_t len, httplib::DataSink& sink) {
+          const size_t end = std::min(body->size(), off + len);
+          if (!sink.write(body->data() + off, end - off)) return false;
+          if (end == body->size()) (void)meter->settle(*chs, n, "completed");
+          return true;
+        },
+        [meter, chs, n = g.n](bool) { (void)meter->settle(*chs, n, "cancelled"); });
     metrics_.count(route, 200);
     log_request(req, 200, summary("json"));
     return;
@@ -470,26 +491,34 @@ void HttpServer::handle_generate(const httplib::Request& req, httplib::Response&
             if (!send(chunk(i, prompt_texts[ch.prompt], nullptr, nullptr))) return false;
             ch.role_sent = true;
           }
+          // One chunk per token, its tokens committed to the ledger before it is written.
           std::string text;
           std::vector<TokenLogprob> lps;
-          ch.h->take(&text, &lps, 0);
+          const SeqHandle::Take got = ch.h->take_piece(&text, &lps);
+          if (got == SeqHandle::Take::kNone) {
+            all_done = false;
+            continue;
+          }
+          if (got == SeqHandle::Take::kPiece) ++ch.sent_tokens;
+          int64_t covered = 0;
+          for (auto& c : chs) covered += c.sent_tokens;
+          if (got == SeqHandle::Take::kTail) covered = Meter::generated(chs);
+          if (Status st = meter->record(covered); !st.is_ok()) {
+            send(ApiError{503, "The ledger is unavailable: " + st.message(), "service_unavailable", "",
+                          "ledger_unavailable"}
+                     .body());
+            return false;
+          }
           if (chat) text = ch.tools->feed(text);  // what may be a tool call is held back
-          if (!text.empty() || !lps.empty()) {
+          if (got == SeqHandle::Take::kPiece || !text.empty() || !lps.empty()) {
             json lp = nullptr;
             if (g.logprobs)
               lp = chat ? chat_logprobs(tok, lps) : legacy_logprobs(tok, lps, 0, false);
             if (!send(chunk(i, chat ? json{{"content", text}} : json(text), lp, nullptr)))
               return false;
+          }
+          if (got == SeqHandle::Take::kPiece) {
             all_done = false;  // more may have arrived: look again before finishing
-            continue;
-          }
-          bool done;
-          {
-            std::lock_guard<std::mutex> lk(ch.h->mu);
-            done = ch.h->done && ch.h->text.empty() && ch.h->lps.empty();
-          }
-          if (!done) {
-            all_done = false;
             continue;
           }
           observe(*ch.h);
@@ -510,16 +539,12 @@ void HttpServer::handle_generate(const httplib::Request& req, httplib::Response&
           ch.finished = true;
         }
         if (!all_done) {
-          meter->checkpoint(chs);
           // Wait for the first unfinished choice to release something (bounded, so the others
           // and a vanished client are looked at again).
           for (auto& ch : chs)
             if (!ch.finished) {
-              std::string t;
               std::unique_lock<std::mutex> lk(ch.h->mu);
-              ch.h->cv.wait_for(lk, std::chrono::milliseconds(50), [&] {
-                return ch.h->done || !ch.h->text.empty() || !ch.h->lps.empty();
-              });
+              ch.h->cv.wait_for(lk, std::chrono::milliseconds(50), [&] { return ch.h->has_piece_or_done(); });
               break;
             }
           return true;

@@ -66,6 +66,7 @@ std::string status_type(int status) {
 HttpServer::HttpServer(std::vector<std::unique_ptr<ServedModel>> models, const ServerOptions& o,
                        const Logger& log)
     : models_(std::move(models)), o_(o), log_(log), svr_(std::make_unique<httplib::Server>()) {
+  if (o_.ledger) checkpoints_ = std::make_shared<CheckpointBatcher>(o_.ledger);
   routes();
 }
 

@@ -9,6 +9,7 @@
 
 #include "core/logger.h"
 #include "engine/scheduler.h"
+#include "hosting/checkpoints.h"
 #include "hosting/ledger.h"
 #include "hosting/license.h"
 #include "server/metrics.h"
@@ -112,6 +113,8 @@ class HttpServer {
   bool ledger_has_tenants();
   std::mutex tenants_mu_;
   std::mutex grammar_mu_;
+  std::shared_ptr<CheckpointBatcher> checkpoints_;  // with a ledger: streaming progress, group-committed
+  std::shared_ptr<CheckpointBatcher> checkpoints() const { return checkpoints_; }
   std::shared_ptr<grammar::GrammarCache> grammar_cache(ServedModel& m);
   double tenants_checked_ = -1;
   bool tenants_ = false;

@@ -279,6 +279,21 @@ class PgLedger : public Ledger {
         "checkpoint");
   }
 
+  // One statement, one round trip: UPDATE ... FROM (VALUES ...).
+  Status checkpoint_many(const std::vector<std::pair<std::string, int64_t>>& items) override {
+    if (items.empty()) return Status::ok();
+    std::lock_guard<std::mutex> lk(mu_);
+    std::string sql = "UPDATE requests r SET completion_tokens = v.n FROM (VALUES ";
+    std::vector<std::string> params;
+    for (size_t i = 0; i < items.size(); ++i) {
+      sql += (i ? ", ($" : "($") + std::to_string(2 * i + 1) + "::text, $" + std::to_string(2 * i + 2) + "::bigint)";
+      params.push_back(items[i].first);
+      params.push_back(std::to_string(items[i].second));
+    }
+    sql += ") AS v(id, n) WHERE r.request_id = v.id AND r.status = 'open'";
+    return check(q(sql.c_str(), params), "checkpoint");
+  }
+
   Status settle(const UsageRecord& u) override {
     std::lock_guard<std::mutex> lk(mu_);
     return check(
@@ -294,7 +309,9 @@ class PgLedger : public Ledger {
                                    int64_t now) override {
     std::lock_guard<std::mutex> lk(mu_);
     Res r = q(
-        R"(UPDATE requests SET status = 'interrupted', ended_ms = $1, finish_reason = 'interrupted'
+        R"(UPDATE requests SET status = 'interrupted', ended_ms = $1, finish_reason = 'interrupted',
+      prompt_tokens = CASE WHEN completion_tokens = 0 THEN 0 ELSE prompt_tokens END,
+      cached_tokens = CASE WHEN completion_tokens = 0 THEN 0 ELSE cached_tokens END
       WHERE status = 'open' AND ($2 = '' OR instance = $2) AND started_ms < $3)",
         {std::to_string(now), instance, std::to_string(before)});
     CORRAL_RETURN_IF_ERROR(check(r, "close open requests"));
@@ -345,6 +362,14 @@ class PgLedger : public Ledger {
         {});
     for (int i = 0; i < bad.rows(); ++i)
       v.push_back("request " + bad.str(i, 0) + " has inconsistent counts or times");
+    Res over = q("SELECT request_id FROM requests WHERE prompt_tokens + completion_tokens > reserved_tokens", {});
+    CORRAL_RETURN_IF_ERROR(check(over, "verify"));
+    for (int i = 0; i < over.rows(); ++i)
+      v.push_back("request " + over.str(i, 0) + " has more tokens than its reservation");
+    Res intr = q("SELECT request_id FROM requests WHERE status = 'interrupted' AND finish_reason != 'interrupted'", {});
+    CORRAL_RETURN_IF_ERROR(check(intr, "verify"));
+    for (int i = 0; i < intr.rows(); ++i)
+      v.push_back("request " + intr.str(i, 0) + " is interrupted but was not closed at a restart");
     Res orphan =
         q("SELECT r.request_id FROM requests r LEFT JOIN tenants t ON t.name = r.tenant WHERE "
           "t.name IS NULL",
@@ -530,6 +555,14 @@ class PgLedger : public Ledger {
     return Res(r);
   }
   Status cmd(const char* sql) { return check(q(sql, {}), sql); }
+
+ public:
+  Status set_sync(LedgerSync s) {
+    std::lock_guard<std::mutex> lk(mu_);
+    return cmd(s == LedgerSync::kFull ? "SET synchronous_commit TO on" : "SET synchronous_commit TO off");
+  }
+
+ private:
   Status check(const Res& r, const std::string& what) {
     if (r.ok()) return Status::ok();
     std::string e = r.error();
@@ -625,7 +658,7 @@ class PgLedger : public Ledger {
 
 }  // namespace
 
-Expected<std::unique_ptr<Ledger>> open_postgres_ledger(const std::string& conninfo) {
+Expected<std::unique_ptr<Ledger>> open_postgres_ledger(const std::string& conninfo, LedgerSync sync) {
   // The DSN without its password, for messages.
   std::string where = conninfo;
   const size_t at = where.find('@'), scheme = where.find("://");
@@ -645,6 +678,7 @@ Expected<std::unique_ptr<Ledger>> open_postgres_ledger(const std::string& connin
       c, [](void*, const char*) {}, nullptr);  // "relation exists, skipping"
   auto l = std::make_unique<PgLedger>(c, where);
   CORRAL_RETURN_IF_ERROR(l->init());
+  CORRAL_RETURN_IF_ERROR(l->set_sync(sync));
   return std::unique_ptr<Ledger>(std::move(l));
 }
 

@@ -125,6 +125,7 @@ class Stmt {
     return *this;
   }
   int step() { return sqlite3_step(s_); }
+  void reset() { sqlite3_reset(s_); }
   int64_t i64(int c) const { return sqlite3_column_int64(s_, c); }
   bool is_null(int c) const { return sqlite3_column_type(s_, c) == SQLITE_NULL; }
   std::string str(int c) const {
@@ -140,12 +141,13 @@ class Stmt {
 
 class SqliteLedger : public Ledger {
  public:
-  SqliteLedger(sqlite3* db, std::string path) : db_(db), path_(std::move(path)) {}
+  SqliteLedger(sqlite3* db, std::string path, LedgerSync sync) : db_(db), path_(std::move(path)), sync_(sync) {}
   ~SqliteLedger() override { sqlite3_close(db_); }
 
   Status init() {
-    for (const char* p :
-         {"PRAGMA journal_mode=WAL", "PRAGMA synchronous=FULL", "PRAGMA foreign_keys=ON"})
+    for (const char* p : {"PRAGMA journal_mode=WAL",
+                          sync_ == LedgerSync::kFull ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL",
+                          "PRAGMA foreign_keys=ON"})
       if (Status st = exec(p); !st.is_ok()) return st;
     sqlite3_busy_timeout(db_, 10000);
     std::lock_guard<std::mutex> lk(mu_);
@@ -300,6 +302,22 @@ class SqliteLedger : public Ledger {
     return done(s.step(), "checkpoint");
   }
 
+  Status checkpoint_many(const std::vector<std::pair<std::string, int64_t>>& items) override {
+    std::lock_guard<std::mutex> lk(mu_);
+    CORRAL_RETURN_IF_ERROR(exec("BEGIN IMMEDIATE"));
+    Status st = [&]() -> Status {
+      Stmt s(db_, "UPDATE requests SET completion_tokens = ? WHERE request_id = ? AND status = 'open'");
+      for (auto& [id, n] : items) {
+        s.bind(1, n).bind(2, id);
+        CORRAL_RETURN_IF_ERROR(done(s.step(), "checkpoint"));
+        s.reset();
+      }
+      return Status::ok();
+    }();
+    CORRAL_RETURN_IF_ERROR(exec(st.is_ok() ? "COMMIT" : "ROLLBACK"));
+    return st;
+  }
+
   Status settle(const UsageRecord& r) override {
     std::lock_guard<std::mutex> lk(mu_);
     Stmt s(db_, R"(UPDATE requests SET prompt_tokens = ?, cached_tokens = ?, completion_tokens = ?,
@@ -317,7 +335,9 @@ class SqliteLedger : public Ledger {
     std::lock_guard<std::mutex> lk(mu_);
     Stmt s(
         db_,
-        R"(UPDATE requests SET status = 'interrupted', ended_ms = ?, finish_reason = 'interrupted'
+        R"(UPDATE requests SET status = 'interrupted', ended_ms = ?, finish_reason = 'interrupted',
+      prompt_tokens = CASE WHEN completion_tokens = 0 THEN 0 ELSE prompt_tokens END,
+      cached_tokens = CASE WHEN completion_tokens = 0 THEN 0 ELSE cached_tokens END
       WHERE status = 'open' AND (?2 = '' OR instance = ?2) AND started_ms < ?3)");
     s.bind(1, now).bind(2, instance).bind(3, before);
     CORRAL_RETURN_IF_ERROR(done(s.step(), "close open requests"));
@@ -364,6 +384,12 @@ class SqliteLedger : public Ledger {
       cached_tokens > prompt_tokens))");
     while (bad.step() == SQLITE_ROW)
       v.push_back("request " + bad.str(0) + " has inconsistent counts or times");
+    Stmt over(db_, "SELECT request_id FROM requests WHERE prompt_tokens + completion_tokens > reserved_tokens");
+    while (over.step() == SQLITE_ROW)
+      v.push_back("request " + over.str(0) + " has more tokens than its reservation");
+    Stmt intr(db_, "SELECT request_id FROM requests WHERE status = 'interrupted' AND finish_reason != 'interrupted'");
+    while (intr.step() == SQLITE_ROW)
+      v.push_back("request " + intr.str(0) + " is interrupted but was not closed at a restart");
     Stmt orphan(db_,
                 "SELECT r.request_id FROM requests r LEFT JOIN tenants t ON t.name = r.tenant "
                 "WHERE t.name IS NULL");
@@ -643,12 +669,13 @@ class SqliteLedger : public Ledger {
 
   sqlite3* db_;
   std::string path_;
+  LedgerSync sync_;
   std::mutex mu_;
 };
 
 }  // namespace
 
-Expected<std::unique_ptr<Ledger>> open_sqlite_ledger(const std::string& path) {
+Expected<std::unique_ptr<Ledger>> open_sqlite_ledger(const std::string& path, LedgerSync sync) {
   sqlite3* db = nullptr;
   if (sqlite3_open_v2(path.c_str(), &db,
                       SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX,
@@ -657,7 +684,7 @@ Expected<std::unique_ptr<Ledger>> open_sqlite_ledger(const std::string& path) {
     sqlite3_close(db);
     return make_error(path + ": cannot open the ledger: " + m);
   }
-  auto l = std::make_unique<SqliteLedger>(db, path);
+  auto l = std::make_unique<SqliteLedger>(db, path, sync);
   CORRAL_RETURN_IF_ERROR(l->init());
   return std::unique_ptr<Ledger>(std::move(l));
 }
