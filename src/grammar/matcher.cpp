@@ -106,6 +106,7 @@ std::shared_ptr<const TokenIndex> TokenIndex::build(const std::vector<std::strin
     if (n < 0) rest.push_back(i);
   }
   build_trie(x->full, x->bytes, ids);
+  x->sorted = ids;
   build_trie(x->rest, x->bytes, rest);
   const size_t W = size_t(x->words);
   x->plain_upto.assign(size_t(x->max_need + 1) * W, 0);
@@ -121,6 +122,31 @@ std::shared_ptr<const TokenIndex> TokenIndex::build(const std::vector<std::strin
   for (int32_t n = 1; n <= x->max_need; ++n)
     for (size_t w = 0; w < W; ++w) x->plain_upto[size_t(n) * W + w] |= x->plain_upto[size_t(n - 1) * W + w];
   return x;
+}
+
+const TokenIndex::ClassSlice* TokenIndex::class_slice(uint64_t lo, uint64_t hi) const {
+  constexpr size_t kMaxClasses = 256;
+  std::lock_guard<std::mutex> lk(class_mu);
+  auto it = class_slices.find({lo, hi});
+  if (it != class_slices.end()) return it->second.get();
+  if (class_slices.size() >= kMaxClasses) return nullptr;
+  auto cs = std::make_unique<ClassSlice>();
+  cs->in.assign(size_t(words), 0);
+  std::vector<int32_t> rest_ids;
+  for (int32_t id : sorted) {
+    bool inside = true;
+    for (char ch : bytes[size_t(id)]) {
+      const uint8_t b = uint8_t(ch);
+      if (b >= 128 || !(((b < 64 ? lo : hi) >> (b & 63)) & 1)) {
+        inside = false;
+        break;
+      }
+    }
+    if (inside) set_bit(cs->in.data(), id);
+    else rest_ids.push_back(id);
+  }
+  build_trie(cs->rest, bytes, rest_ids);
+  return class_slices.emplace(std::make_pair(lo, hi), std::move(cs)).first->second.get();
 }
 
 GrammarRuntime::GrammarRuntime(std::shared_ptr<const Compiled> g, std::shared_ptr<const TokenIndex> idx)
@@ -261,6 +287,20 @@ void GrammarRuntime::classify(int32_t ci) {
       kind = 1;
     }
   }
+  if (kind == 0 && cfgs_[size_t(ci)].nodes.size() == 1) {
+    // One stack, in a state that a class of ASCII bytes loops on: a regex like [a-z0-9-]*.
+    const int32_t st = nodes_[size_t(cfgs_[size_t(ci)].nodes[0])].state;
+    uint64_t lo = 0, hi = 0;
+    int n = 0;
+    for (const ByteEdge& e : g_->states[size_t(st)].edges)
+      if (e.to == st)
+        for (int b = e.lo; b <= e.hi && b < 128; ++b) (b < 64 ? lo : hi) |= uint64_t(1) << (b & 63), ++n;
+    if (n >= 8) {
+      Config& c = cfgs_[size_t(ci)];
+      c.kind = 2, c.class_lo = lo, c.class_hi = hi;
+      return;
+    }
+  }
   Config& c = cfgs_[size_t(ci)];
   c.kind = kind;
   c.rmin = rmin, c.rmax = rmax, c.after_close = after;
@@ -368,6 +408,11 @@ void GrammarRuntime::fill_mask(int32_t cfg, uint64_t* mask) {
       for (size_t w = 0; w < W; ++w) mask[w] |= src[w];
     }
     walk_string(cfg, idx_->rest, 1, int32_t(idx_->rest.byte.size()), 0, mask);
+  } else if (const TokenIndex::ClassSlice* cs = c.kind == 2 ? idx_->class_slice(c.class_lo, c.class_hi) : nullptr) {
+    // Tokens of the class stay in the loop state: all allowed; the others are walked.
+    for (size_t w = 0; w < W; ++w) mask[w] |= cs->in[w];
+    if (walk_stack_.size() < size_t(cs->rest.max_depth + 2)) walk_stack_.resize(size_t(cs->rest.max_depth + 2));
+    walk(cs->rest, 1, int32_t(cs->rest.byte.size()), cfg, mask);
   } else {
     walk_generic(cfg, mask);
   }

@@ -8,6 +8,7 @@
 // of the vocabulary (tokens with quotes, escapes, controls) is walked, with a small context-free
 // lexer; the walk rejoins the grammar at the closing quote.
 #pragma once
+#include <map>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -42,6 +43,17 @@ struct TokenIndex {
   std::vector<uint64_t> plain_first;  // [128][words]: plain tokens whose first byte is b (ASCII)
   int32_t rest_child[256];            // rest's depth-1 node for each first byte, -1 none
 
+  // Regex loops (a state every byte of an ASCII class C leads back to): the tokens made only of
+  // C's bytes, and a trie of the others. Built on first use per class, shared by all grammars.
+  struct ClassSlice {
+    std::vector<uint64_t> in;
+    TokenTrie rest;
+  };
+  const ClassSlice* class_slice(uint64_t lo, uint64_t hi) const;  // null past the cache's size
+  std::vector<int32_t> sorted;  // grammar tokens in byte order
+  mutable std::mutex class_mu;
+  mutable std::map<std::pair<uint64_t, uint64_t>, std::unique_ptr<ClassSlice>> class_slices;
+
   // tokens[i]: the bytes of token i ("" to leave it out: control and special tokens).
   static std::shared_ptr<const TokenIndex> build(const std::vector<std::string>& tokens,
                                                  std::vector<int32_t> stop_ids);
@@ -63,7 +75,8 @@ class GrammarRuntime {
   struct Config {
     std::vector<int32_t> nodes;  // stacks whose top state consumes bytes
     bool accept = false;         // the start rule can be complete here
-    int8_t kind = -1;            // -1 not yet classified, 0 generic, 1 inside a string body
+    int8_t kind = -1;            // -1 not yet classified, 0 generic, 1 inside a string body, 2 regex loop
+    uint64_t class_lo = 0, class_hi = 0;  // kind 2: the loop's ASCII bytes
     int32_t after_close = -1;    // kind 1: the configuration after the closing quote
     int32_t rmin = 0, rmax = 0;  // kind 1: characters still needed / allowed
   };
