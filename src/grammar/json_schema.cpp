@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <charconv>
 #include <functional>
 #include <map>
 #include <optional>
@@ -141,22 +142,83 @@ struct Compiler {
     }
     return g.alt(std::move(alts));
   }
-  // Non-negative decimals m (no exponent) with lo <= m <= hi (integral bounds, each maybe
-  // exclusive; hi empty: unbounded).
-  int32_t nonneg_decimal(int64_t lo, bool lo_ex, std::optional<int64_t> hi, bool hi_ex) {
+  // A non-negative decimal bound: integer part and fraction digits (no trailing zeros).
+  struct Dec {
+    int64_t i = 0;
+    std::string f;
+  };
+  static bool dec_less(const Dec& a, const Dec& b) {
+    if (a.i != b.i) return a.i < b.i;
+    const size_t n = std::max(a.f.size(), b.f.size());
+    return (a.f + std::string(n - a.f.size(), '0')) < (b.f + std::string(n - b.f.size(), '0'));
+  }
+  static Dec dec_of(double x) {  // |x|, exactly as its shortest decimal form
+    char buf[64];
+    auto r = std::to_chars(buf, buf + sizeof buf, std::fabs(x), std::chars_format::fixed);
+    std::string t(buf, r.ptr);
+    Dec d;
+    const size_t dot = t.find('.');
+    d.i = std::stoll(t.substr(0, dot));
+    if (dot != std::string::npos) d.f = t.substr(dot + 1);
+    while (!d.f.empty() && d.f.back() == '0') d.f.pop_back();
+    return d;
+  }
+  // Fraction digits D (the value 0.D) compared with 0.f: op '<' '[' (<=) '>' ']' (>=). `top`:
+  // D must hold at least one digit (it follows the '.').
+  int32_t frac_cmp(const std::string& f, char op, bool top) {
+    const int32_t dig = g.byte_range('0', '9');
+    if (f.empty()) {  // the rest of 0.f is zeros
+      switch (op) {
+        case '[': return g.repeat(g.byte('0'), top ? 1 : 0, -1);
+        case '<': return g.alt({});
+        case ']': return g.repeat(dig, top ? 1 : 0, -1);
+        default: return g.seq({g.star(dig), g.byte_range('1', '9'), g.star(dig)});
+      }
+    }
+    const uint8_t f0 = uint8_t(f[0]);
+    std::vector<int32_t> alts;
+    if (op == '<' || op == '[') {
+      if (f0 > '0') alts.push_back(g.seq({g.byte_range('0', f0 - 1), g.star(dig)}));
+      if (!top) alts.push_back(g.empty());  // 0 < 0.f, f not zero
+    } else if (f0 < '9') {
+      alts.push_back(g.seq({g.byte_range(f0 + 1, '9'), g.star(dig)}));
+    }
+    alts.push_back(g.seq({g.byte(f0), frac_cmp(f.substr(1), op, false)}));
+    return g.alt(std::move(alts));
+  }
+  // Whether an absent fraction (0) satisfies the comparison with 0.f.
+  static bool frac_empty_ok(const std::string& f, char op) {
+    if (op == '[') return true;
+    if (op == '<') return !f.empty();
+    if (op == ']') return f.empty();
+    return false;
+  }
+  // Non-negative decimals m (no exponent) with lo <= m <= hi (each maybe exclusive; hi empty:
+  // unbounded).
+  int32_t nonneg_decimal(const Dec& lo, bool lo_ex, const std::optional<Dec>& hi, bool hi_ex) {
     const int32_t dig = g.byte_range('0', '9');
     const int32_t any_frac = g.opt(g.seq({g.byte('.'), g.repeat(dig, 1, -1)}));
-    const int32_t zero_frac = g.opt(g.seq({g.byte('.'), g.repeat(g.byte('0'), 1, -1)}));
-    const int32_t nonzero_frac = g.seq({g.byte('.'), g.star(dig), g.byte_range('1', '9'), g.star(dig)});
+    if (hi && (dec_less(*hi, lo) || (!dec_less(lo, *hi) && (lo_ex || hi_ex)))) return g.alt({});
+    const char lop = lo_ex ? '>' : ']', hop = hi_ex ? '<' : '[';
+    auto frac = [&](std::vector<std::pair<const std::string*, char>> conds) {
+      bool empty_ok = true;
+      for (auto& [f, op] : conds) empty_ok = empty_ok && frac_empty_ok(*f, op);
+      int32_t d = frac_cmp(*conds[0].first, conds[0].second, true);
+      if (conds.size() == 2) d = g.intersect(d, frac_cmp(*conds[1].first, conds[1].second, true));
+      const int32_t some = g.seq({g.byte('.'), d});
+      return empty_ok ? g.alt({g.empty(), some}) : some;
+    };
     std::vector<int32_t> alts;
-    if (hi && *hi < lo) return g.alt({});
-    // Integer parts strictly inside take any fraction.
-    const int64_t a = lo_ex ? lo + 1 : lo;
+    if (hi && hi->i == lo.i) {
+      alts.push_back(g.seq({g.literal(std::to_string(lo.i)), frac({{&lo.f, lop}, {&hi->f, hop}})}));
+      return g.alt(std::move(alts));
+    }
+    // Integer parts strictly between the bounds' take any fraction.
     std::optional<int64_t> b;
-    if (hi) b = *hi - 1;
-    if (!b || *b >= a) alts.push_back(g.seq({nonneg_range(a, b), any_frac}));
-    if (lo_ex && (!hi || lo < *hi)) alts.push_back(g.seq({g.literal(std::to_string(lo)), nonzero_frac}));
-    if (hi && !hi_ex && !(lo_ex && lo == *hi)) alts.push_back(g.seq({g.literal(std::to_string(*hi)), zero_frac}));
+    if (hi) b = hi->i - 1;
+    if (!b || *b >= lo.i + 1) alts.push_back(g.seq({nonneg_range(lo.i + 1, b), any_frac}));
+    alts.push_back(g.seq({g.literal(std::to_string(lo.i)), frac({{&lo.f, lop}})}));
+    if (hi) alts.push_back(g.seq({g.literal(std::to_string(hi->i)), frac({{&hi->f, hop}})}));
     return g.alt(std::move(alts));
   }
 
@@ -192,21 +254,21 @@ struct Compiler {
       if (a && b && *a > *b) return err("no integer satisfies the bounds", ptr);
       return int_range(a, b);
     }
-    if ((lo && *lo != std::floor(*lo)) || (hi && *hi != std::floor(*hi)))
-      return err("only integral minimum/maximum are supported on numbers", ptr);
     std::vector<int32_t> alts;
     // x >= 0 (written without a sign).
     if (!hi || *hi >= 0) {
       const bool at_zero = !lo || *lo < 0;
-      alts.push_back(nonneg_decimal(at_zero ? 0 : int64_t(*lo), at_zero ? false : lo_ex, hi ? std::optional<int64_t>(int64_t(*hi)) : std::nullopt, hi_ex));
+      std::optional<Dec> h;
+      if (hi) h = dec_of(*hi);
+      alts.push_back(nonneg_decimal(at_zero ? Dec{} : dec_of(*lo), at_zero ? false : lo_ex, h, hi_ex));
     }
     // x < 0: magnitude m in (max(0, -hi), -lo].
     if (!lo || *lo < 0) {
-      int64_t mlo = 0;
+      Dec mlo;
       bool mlo_ex = true;  // m > 0 ("-0" is not negative)
-      if (hi && *hi < 0) mlo = int64_t(-*hi), mlo_ex = hi_ex;
-      std::optional<int64_t> mhi;
-      if (lo) mhi = int64_t(-*lo);
+      if (hi && *hi < 0) mlo = dec_of(*hi), mlo_ex = hi_ex;
+      std::optional<Dec> mhi;
+      if (lo) mhi = dec_of(*lo);
       alts.push_back(g.seq({g.byte('-'), nonneg_decimal(mlo, mlo_ex, mhi, lo_ex)}));
     }
     return g.alt(std::move(alts));
