@@ -10,13 +10,12 @@
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
-#include <fstream>
 #include <iostream>
-#include <sstream>
 #include <thread>
 #include <unistd.h>
 
 #include "cli/commands.h"
+#include "core/mapped_file.h"
 #include "grammar/constraint.h"
 #include "template/value.h"
 
@@ -31,14 +30,6 @@ struct GrammarArgs {
   bool json = false, json_object = false;
   int threads = 1;
 };
-
-Expected<std::string> slurp(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  if (!f) return make_error("cannot read '" + path + "'");
-  std::stringstream ss;
-  ss << f.rdbuf();
-  return ss.str();
-}
 
 double us_since(Clock::time_point t) {
   return std::chrono::duration<double, std::micro>(Clock::now() - t).count();
@@ -83,7 +74,7 @@ TestResult walk(const std::shared_ptr<grammar::GrammarRuntime>& rt, const std::v
 FileResult bench_file(const std::filesystem::path& p, const Tokenizer& tok, const std::shared_ptr<const grammar::TokenIndex>& idx) {
   FileResult fr;
   fr.id = p.filename().string();
-  auto text = slurp(p.string());
+  auto text = read_text_file(p.string());
   ojson doc = text.is_ok() ? ojson::parse(*text, nullptr, false) : ojson();
   if (!doc.is_object() || !doc.contains("schema") || !doc.contains("tests") || !doc["tests"].is_array()) {
     fr.compile_error = "not a {\"schema\", \"tests\"} file";
@@ -200,7 +191,7 @@ Status run_check(const GrammarArgs& a) {
   const int given = int(!a.schema.empty()) + int(!a.gbnf.empty()) + int(a.json_object);
   if (given != 1) return make_error("give exactly one of --schema FILE, --gbnf FILE or --json-object");
   if (!a.schema.empty() || !a.gbnf.empty()) {
-    auto t = slurp(a.schema.empty() ? a.gbnf : a.schema);
+    auto t = read_text_file(a.schema.empty() ? a.gbnf : a.schema);
     if (!t.is_ok()) return make_error((a.schema.empty() ? "--gbnf: " : "--schema: ") + t.message());
     spec.text = *t;
     spec.kind = a.schema.empty() ? grammar::ConstraintSpec::Kind::kGbnf : grammar::ConstraintSpec::Kind::kJsonSchema;
@@ -214,7 +205,7 @@ Status run_check(const GrammarArgs& a) {
     if (a.tokenizer.empty()) return make_error("--text needs --tokenizer");
     auto tok = load_tokenizer(a.tokenizer);
     if (!tok.is_ok()) return make_error("--tokenizer: " + tok.message());
-    auto text = slurp(a.text);
+    auto text = read_text_file(a.text);
     if (!text.is_ok()) return make_error("--text: " + text.message());
     auto rt = std::make_shared<grammar::GrammarRuntime>(*c, grammar::token_index(**tok));
     const auto ids = (*tok)->encode(*text, EncodeOptions{});

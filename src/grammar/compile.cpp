@@ -368,16 +368,17 @@ Expected<std::shared_ptr<const Compiled>> compile(Grammar g, const GrammarLimits
   // Left recursion: a rule reachable from its own start without consuming a byte.
   const int32_t R = n_rules;
   std::vector<char> nullable(size_t(R), 0);
-  auto nullable_from = [&](int32_t r) {
+  // The states of rule r reachable from its start through calls of nullable rules only; `on`
+  // sees each once and returns true to stop.
+  auto nullable_prefix = [&](int32_t r, auto&& on) {
     std::vector<int32_t> stack = {c->rule_start[size_t(r)]};
-    std::vector<char> seen;
     std::unordered_map<int32_t, char> vis;
     while (!stack.empty()) {
       const int32_t s = stack.back();
       stack.pop_back();
       if (vis[s]) continue;
       vis[s] = 1;
-      if (c->states[size_t(s)].accept) return true;
+      if (on(c->states[size_t(s)])) return true;
       for (auto& ce : c->states[size_t(s)].calls)
         if (nullable[size_t(ce.rule)]) stack.push_back(ce.to);
     }
@@ -386,24 +387,17 @@ Expected<std::shared_ptr<const Compiled>> compile(Grammar g, const GrammarLimits
   for (bool changed = true; changed;) {
     changed = false;
     for (int32_t r = 0; r < R; ++r)
-      if (!nullable[size_t(r)] && c->rule_start[size_t(r)] >= 0 && nullable_from(r)) nullable[size_t(r)] = 1, changed = true;
+      if (!nullable[size_t(r)] && c->rule_start[size_t(r)] >= 0 &&
+          nullable_prefix(r, [](const State& st) { return st.accept; }))
+        nullable[size_t(r)] = 1, changed = true;
   }
   // left[r]: rules r can call before consuming anything.
-  std::vector<std::vector<int32_t>> left{size_t(R)};
-  for (int32_t r = 0; r < R; ++r) {
-    std::vector<int32_t> stack = {c->rule_start[size_t(r)]};
-    std::unordered_map<int32_t, char> vis;
-    while (!stack.empty()) {
-      const int32_t s = stack.back();
-      stack.pop_back();
-      if (vis[s]) continue;
-      vis[s] = 1;
-      for (auto& ce : c->states[size_t(s)].calls) {
-        left[size_t(r)].push_back(ce.rule);
-        if (nullable[size_t(ce.rule)]) stack.push_back(ce.to);
-      }
-    }
-  }
+  std::vector<std::vector<int32_t>> left(static_cast<size_t>(R));
+  for (int32_t r = 0; r < R; ++r)
+    nullable_prefix(r, [&](const State& st) {
+      for (auto& ce : st.calls) left[size_t(r)].push_back(ce.rule);
+      return false;
+    });
   std::vector<int8_t> mark(size_t(R), 0);  // 0 new, 1 on the path, 2 done
   for (int32_t r0 = 0; r0 < R; ++r0) {
     if (mark[size_t(r0)]) continue;

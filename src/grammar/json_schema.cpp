@@ -274,17 +274,20 @@ struct Compiler {
     return g.alt(std::move(alts));
   }
 
+  // A count keyword (minLength, maxItems, ...): `absent` when not given.
+  static Expected<int64_t> count(const OJ& s, const char* key, const std::string& ptr, int64_t absent) {
+    auto it = s.find(key);
+    if (it == s.end()) return absent;
+    if (!it->is_number_unsigned()) return err(std::string("'") + key + "' must be a non-negative integer", ptr + "/" + key);
+    return it->get<int64_t>();
+  }
+
   // ---- strings ----
   Expected<int32_t> string(const OJ& s, const std::string& ptr) {
-    int64_t mn = 0, mx = -1;
-    if (auto it = s.find("minLength"); it != s.end()) {
-      if (!it->is_number_unsigned()) return err("'minLength' must be a non-negative integer", ptr + "/minLength");
-      mn = it->get<int64_t>();
-    }
-    if (auto it = s.find("maxLength"); it != s.end()) {
-      if (!it->is_number_unsigned()) return err("'maxLength' must be a non-negative integer", ptr + "/maxLength");
-      mx = it->get<int64_t>();
-    }
+    auto mn_ = count(s, "minLength", ptr, 0), mx_ = count(s, "maxLength", ptr, -1);
+    if (!mn_.is_ok()) return mn_.error();
+    if (!mx_.is_ok()) return mx_.error();
+    const int64_t mn = *mn_, mx = *mx_;
     if (mx >= 0 && mx < mn) return err("'maxLength' is below 'minLength'", ptr);
     if (mn > (1 << 17) || mx > (1 << 17)) return err("string length bound over 131072", ptr);
     const bool lengths = s.contains("minLength") || s.contains("maxLength");
@@ -617,15 +620,10 @@ struct Compiler {
       if (!e.is_ok()) return e.error();
       addl_kv = g.seq({key_not_in(names), sep(':'), *e});
     }
-    int64_t minp = 0, maxp = -1;
-    if (auto it = s.find("minProperties"); it != s.end()) {
-      if (!it->is_number_unsigned()) return err("'minProperties' must be a non-negative integer", ptr);
-      minp = it->get<int64_t>();
-    }
-    if (auto it = s.find("maxProperties"); it != s.end()) {
-      if (!it->is_number_unsigned()) return err("'maxProperties' must be a non-negative integer", ptr);
-      maxp = it->get<int64_t>();
-    }
+    auto minp_ = count(s, "minProperties", ptr, 0), maxp_ = count(s, "maxProperties", ptr, -1);
+    if (!minp_.is_ok()) return minp_.error();
+    if (!maxp_.is_ok()) return maxp_.error();
+    const int64_t minp = *minp_, maxp = *maxp_;
     const int64_t n = int64_t(props.size());
     const bool counted = minp > 0 || maxp >= 0;
     if (counted && (n + 1) * (std::min<int64_t>(maxp < 0 ? n + minp : maxp, n + minp) + 2) > 200000)
@@ -698,15 +696,11 @@ struct Compiler {
       if (!e.is_ok()) return e.error();
       rest = *e;
     }
-    int64_t mn = 0, mx = -1;
-    if (auto it = s.find("minItems"); it != s.end()) {
-      if (!it->is_number_unsigned()) return err("'minItems' must be a non-negative integer", ptr + "/minItems");
-      mn = it->get<int64_t>();
-    }
-    if (auto it = s.find("maxItems"); it != s.end()) {
-      if (!it->is_number_unsigned()) return err("'maxItems' must be a non-negative integer", ptr + "/maxItems");
-      mx = it->get<int64_t>();
-    }
+    auto mn_ = count(s, "minItems", ptr, 0), mx_ = count(s, "maxItems", ptr, -1);
+    if (!mn_.is_ok()) return mn_.error();
+    if (!mx_.is_ok()) return mx_.error();
+    const int64_t mn = *mn_;
+    int64_t mx = *mx_;
     if (mn > 100000 || mx > 100000) return err("minItems/maxItems over 100000", ptr);
     const int64_t P = int64_t(prefix.size());
     if (rest < 0 && (mx < 0 || mx > P)) mx = P;

@@ -330,8 +330,10 @@ void GrammarRuntime::walk_string(int32_t ci, const TokenTrie& t, int32_t first, 
                                  uint64_t* mask) {
   const Config c = cfgs_[size_t(ci)];
   // Per depth: the json-char state (0: between characters) and the characters completed.
-  std::vector<int16_t> js(size_t(t.max_depth + 2), 0);
-  std::vector<int32_t> nc(size_t(t.max_depth + 2), 0);
+  if (str_state_.size() < size_t(t.max_depth + 2)) str_state_.resize(size_t(t.max_depth + 2)), str_chars_.resize(size_t(t.max_depth + 2));
+  std::vector<int16_t>& js = str_state_;
+  std::vector<int32_t>& nc = str_chars_;
+  js[0] = 0, nc[0] = 0;
   for (int32_t i = first; i < end;) {
     const int32_t d = t.depth[size_t(i)] - base;
     const uint8_t b = t.byte[size_t(i)];

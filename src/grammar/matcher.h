@@ -107,6 +107,8 @@ class GrammarRuntime {
   std::vector<char> jt_done_;
   int32_t jchar_start_ = -1;
   std::vector<int32_t> walk_stack_;
+  std::vector<int16_t> str_state_;  // walk_string's per-depth json-char state and character count
+  std::vector<int32_t> str_chars_;
   // Masks computed before, per configuration (a copy is a memcpy), within a memory budget.
   std::unordered_map<int32_t, std::vector<uint64_t>> mask_cache_;
   size_t mask_cache_bytes_ = 0;
