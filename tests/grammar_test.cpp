@@ -37,38 +37,71 @@ std::string schema_error(const std::string& text) {
 }
 
 TEST(GrammarSchema, UnsupportedKeywordsAreNamedWithTheirPointer) {
-  for (const char* k : {"patternProperties", "if", "not", "uniqueItems", "multipleOf", "contains", "propertyNames",
-                        "dependentRequired", "unevaluatedProperties"}) {
-    const std::string e = schema_error(std::string(R"({"type":"object","properties":{"a":{")") + k + R"(":{}}}})");
+  for (const char* k : {"patternProperties", "if", "not", "uniqueItems", "multipleOf", "contains",
+                        "propertyNames", "dependentRequired", "unevaluatedProperties"}) {
+    const std::string e =
+        schema_error(std::string(R"({"type":"object","properties":{"a":{")") + k + R"(":{}}}})");
     EXPECT_NE(e.find(std::string("'") + k + "'"), std::string::npos) << e;
     EXPECT_NE(e.find("/properties/a/" + std::string(k)), std::string::npos) << e;
   }
-  EXPECT_NE(schema_error(R"({"type":"string","format":"hostname"})").find("format 'hostname'"), std::string::npos);
-  EXPECT_NE(schema_error(R"({"$ref":"#/$defs/missing"})").find("does not resolve"), std::string::npos);
-  EXPECT_NE(schema_error(R"({"type":"string","pattern":"(?=a)b"})").find("lookaround"), std::string::npos);
-  EXPECT_NE(schema_error(R"({"type":"string","pattern":"(a)\\1"})").find("backreferences"), std::string::npos);
+  EXPECT_NE(schema_error(R"({"type":"string","format":"hostname"})").find("format 'hostname'"),
+            std::string::npos);
+  EXPECT_NE(schema_error(R"({"$ref":"#/$defs/missing"})").find("does not resolve"),
+            std::string::npos);
+  EXPECT_NE(schema_error(R"({"type":"string","pattern":"(?=a)b"})").find("lookaround"),
+            std::string::npos);
+  EXPECT_NE(schema_error(R"({"type":"string","pattern":"(a)\\1"})").find("backreferences"),
+            std::string::npos);
   EXPECT_NE(schema_error("{not json").find("not valid JSON"), std::string::npos);
-  EXPECT_EQ(schema_error(R"({"type":"object","title":"t","description":"d","default":{},"examples":[]})"), "");
+  EXPECT_EQ(
+      schema_error(R"({"type":"object","title":"t","description":"d","default":{},"examples":[]})"),
+      "");
+}
+
+TEST(GrammarSchema, OneOfOverlapsItCannotTellApartAreNamed) {
+  // Branches one value can match twice, where no type, const/enum or required property tells
+  // them apart: an error naming the branches, never a silent anyOf. (The corpus checks the
+  // accepted cases against python3-jsonschema, values matching two branches included.)
+  const std::string e =
+      schema_error(R"({"properties":{"n":{"oneOf":[{"type":"integer"},{"type":"number"}]}}})");
+  EXPECT_NE(e.find("oneOf"), std::string::npos) << e;
+  EXPECT_NE(e.find("branches 0 and 1"), std::string::npos) << e;
+  EXPECT_NE(e.find("/properties/n/oneOf"), std::string::npos) << e;
+  EXPECT_NE(schema_error(R"({"oneOf":[{"type":"object"},{"type":"object","required":["a"]}]})")
+                .find("branches 0 and 1"),
+            std::string::npos);
+  EXPECT_EQ(schema_error(R"({"oneOf":[{"type":"string"},{"type":"integer"},{"enum":[true]}]})"),
+            "");
+  EXPECT_EQ(
+      schema_error(
+          R"({"type":"object","oneOf":[{"properties":{"k":{"const":1}},"required":["k"]},{"properties":{"k":{"const":2}},"required":["k"]}]})"),
+      "");
 }
 
 TEST(GrammarSchema, HostileSchemasAreRejectedOrBounded) {
   const auto t0 = std::chrono::steady_clock::now();
   // A $ref cycle that consumes nothing is left recursion: refused.
-  EXPECT_NE(schema_error(R"({"$defs":{"a":{"$ref":"#/$defs/b"},"b":{"$ref":"#/$defs/a"}},"$ref":"#/$defs/a"})").find("left-recursive"),
-            std::string::npos);
+  EXPECT_NE(
+      schema_error(
+          R"({"$defs":{"a":{"$ref":"#/$defs/b"},"b":{"$ref":"#/$defs/a"}},"$ref":"#/$defs/a"})")
+          .find("left-recursive"),
+      std::string::npos);
   EXPECT_NE(schema_error(R"({"$ref":"#"})").find("left-recursive"), std::string::npos);
   // Deep nesting of schemas.
   std::string deep = "{}";
   for (int i = 0; i < 1000; ++i) deep = R"({"type":"array","items":)" + deep + "}";
   EXPECT_NE(schema_error(deep).find("too deeply"), std::string::npos);
   // An exponential regex (the classic (a|a)*... and .*a.{n}) is cut off by the DFA state limit.
-  EXPECT_NE(schema_error(R"({"type":"string","pattern":"a.{40}b"})").find("too complex"), std::string::npos);
+  EXPECT_NE(schema_error(R"({"type":"string","pattern":"a.{40}b"})").find("too complex"),
+            std::string::npos);
   // A huge enum compiles (bounded), and a huge maxLength is refused.
   std::string e = R"({"enum":[)";
   for (int i = 0; i < 20000; ++i) e += (i ? "," : "") + std::to_string(i);
   EXPECT_EQ(schema_error(e + "]}"), "");
-  EXPECT_NE(schema_error(R"({"type":"string","maxLength":100000000})").find("over"), std::string::npos);
-  EXPECT_NE(schema_error(R"({"type":"array","minItems":100000000})").find("over"), std::string::npos);
+  EXPECT_NE(schema_error(R"({"type":"string","maxLength":100000000})").find("over"),
+            std::string::npos);
+  EXPECT_NE(schema_error(R"({"type":"array","minItems":100000000})").find("over"),
+            std::string::npos);
   EXPECT_LT(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(), 20.0);
 }
 
@@ -76,7 +109,8 @@ TEST(GrammarGbnf, ErrorsNameLineAndColumn) {
   auto e = parse_gbnf("root ::= \"a\" b\nb ::= ( \"x\" @");
   ASSERT_FALSE(e.is_ok());
   EXPECT_NE(e.message().find("line 2"), std::string::npos) << e.message();
-  EXPECT_NE(parse_gbnf("root ::= x").message().find("'x' is used but never defined"), std::string::npos);
+  EXPECT_NE(parse_gbnf("root ::= x").message().find("'x' is used but never defined"),
+            std::string::npos);
   EXPECT_NE(parse_gbnf("root ::= <[123]>").message().find("token references"), std::string::npos);
   EXPECT_NE(parse_gbnf("x ::= \"a\"").message().find("no 'root'"), std::string::npos);
   auto lr = parse_gbnf("root ::= root \"a\" | \"b\"");
@@ -111,15 +145,19 @@ void expect_masks_exact(const std::shared_ptr<const Compiled>& c, const std::str
 }
 
 TEST(GrammarMatcher, MasksEqualTokenByTokenChecks) {
-  auto c1 = schema(R"({"type":"object","properties":{"name":{"type":"string","maxLength":6},"id":{"type":"string","minLength":3},
+  auto c1 = schema(
+      R"({"type":"object","properties":{"name":{"type":"string","maxLength":6},"id":{"type":"string","minLength":3},
      "n":{"type":"integer","minimum":-5,"maximum":120},"tags":{"type":"array","items":{"enum":["a","b\"c"]}}},"required":["name"]})");
   ASSERT_TRUE(c1.is_ok()) << c1.message();
-  expect_masks_exact(*c1, R"({"name": "Zoë", "id": "a\"\nb", "n": 42, "tags": ["b\"c"], "extra": {"k": [1.5, null]}})");
+  expect_masks_exact(
+      *c1,
+      R"({"name": "Zoë", "id": "a\"\nb", "n": 42, "tags": ["b\"c"], "extra": {"k": [1.5, null]}})");
   auto c2 = schema(R"({"type":"string","pattern":"^[a-z]+-[0-9]{2}$"})");
   ASSERT_TRUE(c2.is_ok());
   expect_masks_exact(*c2, R"("abc-12")");
   // A pattern with lengths: the product of both automata.
-  auto c3 = schema(R"({"type":"array","items":{"type":"string","pattern":"^[a-z ]+$","minLength":2,"maxLength":9}})");
+  auto c3 = schema(
+      R"({"type":"array","items":{"type":"string","pattern":"^[a-z ]+$","minLength":2,"maxLength":9}})");
   ASSERT_TRUE(c3.is_ok()) << c3.message();
   expect_masks_exact(*c3, R"(["ab", "llama hut", "zz"])");
   auto tok = load_tokenizer(fixture("tokenizers/llama3/tokenizer.json"));
@@ -143,7 +181,8 @@ TEST(GrammarSchema, NumberBoundsAreExact) {
       {R"({"type":"number","minimum":-2.5,"exclusiveMaximum":3.75})", -2.5, 3.75, false, true},
       {R"({"type":"number","exclusiveMinimum":0.05,"maximum":0.5})", 0.05, 0.5, true, false},
       {R"({"type":"number","minimum":-10.125,"maximum":-1.5})", -10.125, -1.5, false, false},
-      {R"({"type":"number","exclusiveMinimum":1.25,"exclusiveMaximum":1.5})", 1.25, 1.5, true, true},
+      {R"({"type":"number","exclusiveMinimum":1.25,"exclusiveMaximum":1.5})", 1.25, 1.5, true,
+       true},
       {R"({"type":"number","minimum":0,"maximum":1})", 0, 1, false, false},
   };
   std::mt19937 rng(7);
@@ -151,9 +190,12 @@ TEST(GrammarSchema, NumberBoundsAreExact) {
     auto comp = schema(c.schema);
     ASSERT_TRUE(comp.is_ok()) << comp.message();
     auto rt = std::make_shared<GrammarRuntime>(*comp, llama3_index());
-    std::vector<std::string> xs = {"0", "1", "-1", "0.5", "0.50", "0.05", "0.050", "0.0500001", "0.04999", "1.25", "1.250",
-                                   "1.2500001", "1.5", "1.49999", "-2.5", "-2.50", "-2.5000001", "-2.4999", "3.75", "3.7499",
-                                   "3.75001", "-10.125", "-10.1250", "-10.1251", "-1.5", "-1.4999", "-1.50001", "1.0", "0.0"};
+    std::vector<std::string> xs = {"0",       "1",          "-1",        "0.5",      "0.50",
+                                   "0.05",    "0.050",      "0.0500001", "0.04999",  "1.25",
+                                   "1.250",   "1.2500001",  "1.5",       "1.49999",  "-2.5",
+                                   "-2.50",   "-2.5000001", "-2.4999",   "3.75",     "3.7499",
+                                   "3.75001", "-10.125",    "-10.1250",  "-10.1251", "-1.5",
+                                   "-1.4999", "-1.50001",   "1.0",       "0.0"};
     for (int k = 0; k < 300; ++k) {
       std::string x = (rng() % 3 == 0 ? "-" : "") + std::to_string(rng() % 12);
       if (rng() % 4) {
@@ -164,8 +206,8 @@ TEST(GrammarSchema, NumberBoundsAreExact) {
     }
     for (const std::string& x : xs) {
       const double v = std::stod(x);
-      const bool want = (c.lo_ex ? v > c.lo : v >= c.lo) && (c.hi_ex ? v < c.hi : v <= c.hi) && x != "-0" &&
-                        x.rfind("-0.0", 0) != 0 && !(x[0] == '-' && v == 0);
+      const bool want = (c.lo_ex ? v > c.lo : v >= c.lo) && (c.hi_ex ? v < c.hi : v <= c.hi) &&
+                        x != "-0" && x.rfind("-0.0", 0) != 0 && !(x[0] == '-' && v == 0);
       Matcher m(rt);
       bool ok = true;
       for (int32_t t : (*tok)->encode(x)) ok = ok && m.accept(t);
@@ -175,7 +217,8 @@ TEST(GrammarSchema, NumberBoundsAreExact) {
 }
 
 TEST(GrammarMatcher, RollbackRestoresTheState) {
-  auto c = schema(R"({"type":"object","properties":{"a":{"type":"boolean"}},"required":["a"],"additionalProperties":false})");
+  auto c = schema(
+      R"({"type":"object","properties":{"a":{"type":"boolean"}},"required":["a"],"additionalProperties":false})");
   ASSERT_TRUE(c.is_ok());
   auto idx = llama3_index();
   auto tok = load_tokenizer(fixture("tokenizers/llama3/tokenizer.json"));

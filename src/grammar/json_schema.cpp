@@ -1,8 +1,8 @@
 #include "grammar/json_schema.h"
 
 #include <algorithm>
-#include <cmath>
 #include <charconv>
+#include <cmath>
 #include <functional>
 #include <map>
 #include <optional>
@@ -15,20 +15,45 @@ namespace {
 
 using OJ = nlohmann::ordered_json;
 
-const std::set<std::string> kAnnotations = {"title", "description", "default", "examples", "$schema", "$id", "id",
-                                            "$comment", "deprecated", "readOnly", "writeOnly", "$defs", "definitions"};
-const std::set<std::string> kKeywords = {
-    "type", "properties", "required", "additionalProperties", "items", "prefixItems", "additionalItems",
-    "minItems", "maxItems", "enum", "const", "anyOf", "oneOf", "allOf", "$ref", "minLength", "maxLength",
-    "pattern", "format", "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "minProperties",
-    "maxProperties", "nullable"};
+const std::set<std::string> kAnnotations = {
+    "title",    "description", "default",  "examples",  "$schema", "$id",        "id",
+    "$comment", "deprecated",  "readOnly", "writeOnly", "$defs",   "definitions"};
+const std::set<std::string> kKeywords = {"type",
+                                         "properties",
+                                         "required",
+                                         "additionalProperties",
+                                         "items",
+                                         "prefixItems",
+                                         "additionalItems",
+                                         "minItems",
+                                         "maxItems",
+                                         "enum",
+                                         "const",
+                                         "anyOf",
+                                         "oneOf",
+                                         "allOf",
+                                         "$ref",
+                                         "minLength",
+                                         "maxLength",
+                                         "pattern",
+                                         "format",
+                                         "minimum",
+                                         "maximum",
+                                         "exclusiveMinimum",
+                                         "exclusiveMaximum",
+                                         "minProperties",
+                                         "maxProperties",
+                                         "nullable"};
 
 std::string ptr_escape(const std::string& k) {
   std::string o;
   for (char c : k) {
-    if (c == '~') o += "~0";
-    else if (c == '/') o += "~1";
-    else o += c;
+    if (c == '~')
+      o += "~0";
+    else if (c == '/')
+      o += "~1";
+    else
+      o += c;
   }
   return o;
 }
@@ -39,14 +64,19 @@ Error err(const std::string& msg, const std::string& ptr) {
 
 const char* kFormats[][2] = {
     {"date", "[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])"},
-    {"time", "([01][0-9]|2[0-3]):[0-5][0-9]:([0-5][0-9]|60)(\\.[0-9]+)?([Zz]|[+-]([01][0-9]|2[0-3]):[0-5][0-9])"},
+    {"time",
+     "([01][0-9]|2[0-3]):[0-5][0-9]:([0-5][0-9]|60)(\\.[0-9]+)?([Zz]|[+-]([01][0-9]|2[0-3]):[0-5]["
+     "0-9])"},
     {"date-time",
-     "[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])[Tt]([01][0-9]|2[0-3]):[0-5][0-9]:([0-5][0-9]|60)(\\.[0-9]+)?"
+     "[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])[Tt]([01][0-9]|2[0-3]):[0-5][0-9]:([0-5][0-"
+     "9]|60)(\\.[0-9]+)?"
      "([Zz]|[+-]([01][0-9]|2[0-3]):[0-5][0-9])"},
     {"email", "[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(\\.[A-Za-z0-9-]+)+"},
     {"uuid", "[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"},
     {"uri", "[A-Za-z][A-Za-z0-9+.-]*:[^\\x00-\\x20\"<>\\\\^`{|}\\x7f]*"},
-    {"ipv4", "(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])(\\.(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])){3}"},
+    {"ipv4",
+     "(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])(\\.(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9]"
+     ")){3}"},
 };
 
 struct Compiler {
@@ -62,7 +92,8 @@ struct Compiler {
       ws_rule = g.new_rule("ws");
       ByteSet s;
       s.set(' '), s.set('\t');
-      const int32_t nl = g.seq({g.opt(g.byte('\r')), g.byte('\n'), g.repeat(g.bytes(s), 0, o.max_indent)});
+      const int32_t nl =
+          g.seq({g.opt(g.byte('\r')), g.byte('\n'), g.repeat(g.bytes(s), 0, o.max_indent)});
       g.define(ws_rule, g.alt({g.repeat(g.bytes(s), 0, 2), nl}));
     }
     return g.ref(ws_rule);
@@ -83,8 +114,9 @@ struct Compiler {
                   g.opt(g.seq({g.bytes(e), g.opt(g.bytes(pm)), digits}))});
   }
   int32_t integer_syntax() {
-    return g.seq({g.opt(g.byte('-')),
-                  g.alt({g.byte('0'), g.seq({g.byte_range('1', '9'), g.star(g.byte_range('0', '9'))})})});
+    return g.seq(
+        {g.opt(g.byte('-')),
+         g.alt({g.byte('0'), g.seq({g.byte_range('1', '9'), g.star(g.byte_range('0', '9'))})})});
   }
   int32_t any_value() {
     if (value_rule < 0) {
@@ -93,10 +125,14 @@ struct Compiler {
       array_rule = g.new_rule("array");
       const int32_t v = g.ref(value_rule);
       const int32_t kv = g.seq({any_string(), sep(':'), v});
-      g.define(object_rule, g.seq({g.byte('{'), ws(), g.opt(g.seq({kv, g.star(g.seq({sep(','), kv}))})), ws(), g.byte('}')}));
-      g.define(array_rule, g.seq({g.byte('['), ws(), g.opt(g.seq({v, g.star(g.seq({sep(','), v}))})), ws(), g.byte(']')}));
-      g.define(value_rule, g.alt({g.ref(object_rule), g.ref(array_rule), any_string(), number(), g.literal("true"),
-                                  g.literal("false"), g.literal("null")}));
+      g.define(object_rule,
+               g.seq({g.byte('{'), ws(), g.opt(g.seq({kv, g.star(g.seq({sep(','), kv}))})), ws(),
+                      g.byte('}')}));
+      g.define(array_rule,
+               g.seq({g.byte('['), ws(), g.opt(g.seq({v, g.star(g.seq({sep(','), v}))})), ws(),
+                      g.byte(']')}));
+      g.define(value_rule, g.alt({g.ref(object_rule), g.ref(array_rule), any_string(), number(),
+                                  g.literal("true"), g.literal("false"), g.literal("null")}));
     }
     return g.ref(value_rule);
   }
@@ -105,15 +141,18 @@ struct Compiler {
   int32_t digits_between(const std::string& a, const std::string& b) {  // equal length, a <= b
     if (a.empty()) return g.empty();
     if (a == b) return g.literal(a);
-    if (a[0] == b[0]) return g.seq({g.byte(uint8_t(a[0])), digits_between(a.substr(1), b.substr(1))});
+    if (a[0] == b[0])
+      return g.seq({g.byte(uint8_t(a[0])), digits_between(a.substr(1), b.substr(1))});
     const size_t n = a.size() - 1;
     const std::string zeros(n, '0'), nines(n, '9');
     if (a.substr(1) == zeros && b.substr(1) == nines)
-      return g.seq({g.byte_range(uint8_t(a[0]), uint8_t(b[0])), g.repeat(g.byte_range('0', '9'), int32_t(n), int32_t(n))});
+      return g.seq({g.byte_range(uint8_t(a[0]), uint8_t(b[0])),
+                    g.repeat(g.byte_range('0', '9'), int32_t(n), int32_t(n))});
     std::vector<int32_t> alts;
     alts.push_back(g.seq({g.byte(uint8_t(a[0])), digits_between(a.substr(1), nines)}));
     if (b[0] - a[0] > 1)
-      alts.push_back(g.seq({g.byte_range(uint8_t(a[0] + 1), uint8_t(b[0] - 1)), g.repeat(g.byte_range('0', '9'), int32_t(n), int32_t(n))}));
+      alts.push_back(g.seq({g.byte_range(uint8_t(a[0] + 1), uint8_t(b[0] - 1)),
+                            g.repeat(g.byte_range('0', '9'), int32_t(n), int32_t(n))}));
     alts.push_back(g.seq({g.byte(uint8_t(b[0])), digits_between(zeros, b.substr(1))}));
     return g.alt(std::move(alts));
   }
@@ -128,7 +167,9 @@ struct Compiler {
       std::string y = hi && n == lb ? std::to_string(*hi) : std::string(n, '9');
       alts.push_back(digits_between(x, y));
     }
-    if (!hi) alts.push_back(g.seq({g.byte_range('1', '9'), g.repeat(g.byte_range('0', '9'), int32_t(la), -1)}));
+    if (!hi)
+      alts.push_back(
+          g.seq({g.byte_range('1', '9'), g.repeat(g.byte_range('0', '9'), int32_t(la), -1)}));
     return g.alt(std::move(alts));
   }
   int32_t int_range(std::optional<int64_t> lo, std::optional<int64_t> hi) {
@@ -169,10 +210,14 @@ struct Compiler {
     const int32_t dig = g.byte_range('0', '9');
     if (f.empty()) {  // the rest of 0.f is zeros
       switch (op) {
-        case '[': return g.repeat(g.byte('0'), top ? 1 : 0, -1);
-        case '<': return g.alt({});
-        case ']': return g.repeat(dig, top ? 1 : 0, -1);
-        default: return g.seq({g.star(dig), g.byte_range('1', '9'), g.star(dig)});
+        case '[':
+          return g.repeat(g.byte('0'), top ? 1 : 0, -1);
+        case '<':
+          return g.alt({});
+        case ']':
+          return g.repeat(dig, top ? 1 : 0, -1);
+        default:
+          return g.seq({g.star(dig), g.byte_range('1', '9'), g.star(dig)});
       }
     }
     const uint8_t f0 = uint8_t(f[0]);
@@ -225,7 +270,8 @@ struct Compiler {
   Expected<int32_t> numeric(const OJ& s, const std::string& ptr, bool integer) {
     std::optional<double> lo, hi;
     bool lo_ex = false, hi_ex = false;
-    auto bound = [&](const char* k, std::optional<double>* v, bool* ex, bool is_ex, bool is_lo) -> Status {
+    auto bound = [&](const char* k, std::optional<double>* v, bool* ex, bool is_ex,
+                     bool is_lo) -> Status {
       auto it = s.find(k);
       if (it == s.end()) return Status::ok();
       if (it->is_boolean()) {  // draft 4: exclusiveMinimum: true modifies minimum
@@ -235,14 +281,18 @@ struct Compiler {
       if (!it->is_number()) return err(std::string("'") + k + "' must be a number", ptr);
       const double x = it->get<double>();
       if (!v->has_value() || (is_lo ? x >= **v : x <= **v)) {
-        if (v->has_value() && x == **v) *ex = *ex || is_ex;
-        else *ex = is_ex;
+        if (v->has_value() && x == **v)
+          *ex = *ex || is_ex;
+        else
+          *ex = is_ex;
         *v = x;
       }
       return Status::ok();
     };
-    for (auto st : {bound("minimum", &lo, &lo_ex, false, true), bound("exclusiveMinimum", &lo, &lo_ex, true, true),
-                    bound("maximum", &hi, &hi_ex, false, false), bound("exclusiveMaximum", &hi, &hi_ex, true, false)})
+    for (auto st : {bound("minimum", &lo, &lo_ex, false, true),
+                    bound("exclusiveMinimum", &lo, &lo_ex, true, true),
+                    bound("maximum", &hi, &hi_ex, false, false),
+                    bound("exclusiveMaximum", &hi, &hi_ex, true, false)})
       if (!st.is_ok()) return st;
     if (!lo && !hi) return integer ? integer_syntax() : number();
     auto fits = [](double x) { return std::fabs(x) < 9e15; };
@@ -260,7 +310,8 @@ struct Compiler {
       const bool at_zero = !lo || *lo < 0;
       std::optional<Dec> h;
       if (hi) h = dec_of(*hi);
-      alts.push_back(nonneg_decimal(at_zero ? Dec{} : dec_of(*lo), at_zero ? false : lo_ex, h, hi_ex));
+      alts.push_back(
+          nonneg_decimal(at_zero ? Dec{} : dec_of(*lo), at_zero ? false : lo_ex, h, hi_ex));
     }
     // x < 0: magnitude m in (max(0, -hi), -lo].
     if (!lo || *lo < 0) {
@@ -275,10 +326,12 @@ struct Compiler {
   }
 
   // A count keyword (minLength, maxItems, ...): `absent` when not given.
-  static Expected<int64_t> count(const OJ& s, const char* key, const std::string& ptr, int64_t absent) {
+  static Expected<int64_t> count(const OJ& s, const char* key, const std::string& ptr,
+                                 int64_t absent) {
     auto it = s.find(key);
     if (it == s.end()) return absent;
-    if (!it->is_number_unsigned()) return err(std::string("'") + key + "' must be a non-negative integer", ptr + "/" + key);
+    if (!it->is_number_unsigned())
+      return err(std::string("'") + key + "' must be a non-negative integer", ptr + "/" + key);
     return it->get<int64_t>();
   }
 
@@ -346,31 +399,41 @@ struct Compiler {
         k.push_back(g.byte(']'));
         return g.seq(std::move(k));
       }
-      case OJ::value_t::string: return g.literal(json_quote(v.get<std::string>()));
-      default: return g.literal(v.dump());
+      case OJ::value_t::string:
+        return g.literal(json_quote(v.get<std::string>()));
+      default:
+        return g.literal(v.dump());
     }
   }
 
   // ---- $ref ----
   Expected<const OJ*> resolve(const std::string& ref, const std::string& ptr) {
-    if (ref.empty() || ref[0] != '#') return err("only local $ref ('#...') is supported, not '" + ref + "'", ptr + "/$ref");
+    if (ref.empty() || ref[0] != '#')
+      return err("only local $ref ('#...') is supported, not '" + ref + "'", ptr + "/$ref");
     const OJ* cur = &root;
     size_t i = 1;
-    if (i < ref.size() && ref[i] != '/') return err("$ref '" + ref + "' is not a JSON pointer", ptr + "/$ref");
+    if (i < ref.size() && ref[i] != '/')
+      return err("$ref '" + ref + "' is not a JSON pointer", ptr + "/$ref");
     while (i < ref.size()) {
       size_t j = ref.find('/', i + 1);
       if (j == std::string::npos) j = ref.size();
       std::string tok = ref.substr(i + 1, j - i - 1), key;
       for (size_t k = 0; k < tok.size(); ++k) {
-        if (tok[k] == '~' && k + 1 < tok.size()) key += tok[k + 1] == '1' ? '/' : '~', ++k;
-        else if (tok[k] == '%' && k + 2 < tok.size()) key += char(std::stoi(tok.substr(k + 1, 2), nullptr, 16)), k += 2;
-        else key += tok[k];
+        if (tok[k] == '~' && k + 1 < tok.size())
+          key += tok[k + 1] == '1' ? '/' : '~', ++k;
+        else if (tok[k] == '%' && k + 2 < tok.size())
+          key += char(std::stoi(tok.substr(k + 1, 2), nullptr, 16)), k += 2;
+        else
+          key += tok[k];
       }
-      if (cur->is_object() && cur->contains(key)) cur = &(*cur)[key];
-      else if (cur->is_array() && !key.empty() && key.find_first_not_of("0123456789") == std::string::npos &&
+      if (cur->is_object() && cur->contains(key))
+        cur = &(*cur)[key];
+      else if (cur->is_array() && !key.empty() &&
+               key.find_first_not_of("0123456789") == std::string::npos &&
                std::stoul(key) < cur->size())
         cur = &(*cur)[std::stoul(key)];
-      else return err("$ref '" + ref + "' does not resolve", ptr + "/$ref");
+      else
+        return err("$ref '" + ref + "' does not resolve", ptr + "/$ref");
       i = j;
     }
     return cur;
@@ -408,9 +471,13 @@ struct Compiler {
   }
   static std::set<std::string> types_of(const OJ& s) {
     std::set<std::string> t;
-    if (!s.contains("type")) return {"null", "boolean", "object", "array", "string", "number", "integer"};
-    if (s["type"].is_string()) t.insert(s["type"].get<std::string>());
-    else for (auto& x : s["type"]) if (x.is_string()) t.insert(x.get<std::string>());
+    if (!s.contains("type"))
+      return {"null", "boolean", "object", "array", "string", "number", "integer"};
+    if (s["type"].is_string())
+      t.insert(s["type"].get<std::string>());
+    else
+      for (auto& x : s["type"])
+        if (x.is_string()) t.insert(x.get<std::string>());
     if (t.count("number")) t.insert("integer");
     return t;
   }
@@ -435,11 +502,14 @@ struct Compiler {
           if (!m.is_ok()) return m.error();
           acc = *m;
         }
-        if (x == &a) a = acc;
-        else b = acc;
+        if (x == &a)
+          a = acc;
+        else
+          b = acc;
       }
     OJ out = OJ::object();
-    const bool a_or = a.contains("anyOf") || a.contains("oneOf"), b_or = b.contains("anyOf") || b.contains("oneOf");
+    const bool a_or = a.contains("anyOf") || a.contains("oneOf"),
+               b_or = b.contains("anyOf") || b.contains("oneOf");
     if (a_or && b_or) return err("allOf of several anyOf/oneOf is not supported", ptr);
     // Types intersect (integer is a number).
     if (a.contains("type") || b.contains("type")) {
@@ -454,11 +524,12 @@ struct Compiler {
       out["type"] = t.size() == 1 ? t[0] : t;
     }
     // Objects: a property is allowed where every branch allows it.
-    const bool objs = a.contains("properties") || b.contains("properties") || a.contains("additionalProperties") ||
-                      b.contains("additionalProperties");
+    const bool objs = a.contains("properties") || b.contains("properties") ||
+                      a.contains("additionalProperties") || b.contains("additionalProperties");
     if (objs) {
       OJ pa = a.value("properties", OJ::object()), pb = b.value("properties", OJ::object());
-      OJ aa = a.value("additionalProperties", OJ(true)), ab = b.value("additionalProperties", OJ(true));
+      OJ aa = a.value("additionalProperties", OJ(true)),
+         ab = b.value("additionalProperties", OJ(true));
       OJ props = OJ::object();
       auto add = [&](const std::string& k, const OJ& x, const OJ& y) -> Status {
         auto m = merge(x, y, ptr + "/properties/" + ptr_escape(k), d + 1);
@@ -482,16 +553,24 @@ struct Compiler {
     }
     for (const OJ* x : {&a, &b}) {
       for (auto& [k, v] : x->items()) {
-        if (k == "type" || k == "properties" || k == "additionalProperties" || kAnnotations.count(k)) continue;
+        if (k == "type" || k == "properties" || k == "additionalProperties" ||
+            kAnnotations.count(k))
+          continue;
         if (k == "required") {
           OJ r = out.value("required", OJ::array());
           for (auto& n : v)
             if (std::find(r.begin(), r.end(), n) == r.end()) r.push_back(n);
           out["required"] = r;
-        } else if (k == "minLength" || k == "minItems" || k == "minProperties" || k == "minimum" || k == "exclusiveMinimum") {
-          if (!out.contains(k) || (v.is_number() && out[k].is_number() && v.get<double>() > out[k].get<double>())) out[k] = v;
-        } else if (k == "maxLength" || k == "maxItems" || k == "maxProperties" || k == "maximum" || k == "exclusiveMaximum") {
-          if (!out.contains(k) || (v.is_number() && out[k].is_number() && v.get<double>() < out[k].get<double>())) out[k] = v;
+        } else if (k == "minLength" || k == "minItems" || k == "minProperties" || k == "minimum" ||
+                   k == "exclusiveMinimum") {
+          if (!out.contains(k) ||
+              (v.is_number() && out[k].is_number() && v.get<double>() > out[k].get<double>()))
+            out[k] = v;
+        } else if (k == "maxLength" || k == "maxItems" || k == "maxProperties" || k == "maximum" ||
+                   k == "exclusiveMaximum") {
+          if (!out.contains(k) ||
+              (v.is_number() && out[k].is_number() && v.get<double>() < out[k].get<double>()))
+            out[k] = v;
         } else if (k == "items") {
           if (out.contains("items")) {
             auto m = merge(out["items"], v, ptr + "/items", d + 1);
@@ -508,6 +587,128 @@ struct Compiler {
       }
     }
     return out;
+  }
+
+  // ---- oneOf: exactly one branch ----
+  // The grammar cannot count matching branches, so oneOf is compiled as anyOf over branches
+  // that no value can match twice. Pairs that are provably disjoint (types, const/enum values,
+  // a required property whose two schemas are disjoint) stay as written; an object pair that
+  // is not is narrowed on both sides ("no property k", k required by the other branch only),
+  // which keeps only values matching exactly one (it may refuse some valid ones, never accept
+  // an invalid one). Any other overlap is an error rather than a silent anyOf.
+  static std::set<std::string> value_types(const OJ& s) {
+    if (s.is_boolean()) return s.get<bool>() ? types_of(OJ::object()) : std::set<std::string>{};
+    if (!s.is_object()) return {};
+    std::set<std::string> t = types_of(s);
+    if (s.value("nullable", false)) t.insert("null");
+    if (s.contains("const") || s.contains("enum")) {
+      std::set<std::string> v;
+      auto add = [&](const OJ& x) {
+        v.insert(x.is_null()           ? "null"
+                 : x.is_boolean()      ? "boolean"
+                 : x.is_object()       ? "object"
+                 : x.is_array()        ? "array"
+                 : x.is_string()       ? "string"
+                 : x.is_number_float() ? "number"
+                                       : "integer");
+        if (x.is_number_integer() || x.is_number_unsigned()) v.insert("number");
+      };
+      if (s.contains("const"))
+        add(s["const"]);
+      else if (s["enum"].is_array())
+        for (auto& x : s["enum"]) add(x);
+      std::set<std::string> both;
+      for (auto& x : v)
+        if (t.count(x)) both.insert(x);
+      return both;
+    }
+    return t;
+  }
+  static std::optional<std::vector<OJ>> values_of(const OJ& s) {
+    if (!s.is_object()) return std::nullopt;
+    if (s.contains("const")) return std::vector<OJ>{s["const"]};
+    if (s.contains("enum") && s["enum"].is_array())
+      return std::vector<OJ>(s["enum"].begin(), s["enum"].end());
+    return std::nullopt;
+  }
+  static OJ property_schema(const OJ& s, const std::string& k) {
+    if (auto it = s.find("properties"); it != s.end() && it->is_object() && it->contains(k))
+      return (*it)[k];
+    return s.value("additionalProperties", OJ(true));
+  }
+  static std::set<std::string> required_of(const OJ& s) {
+    std::set<std::string> r;
+    if (auto it = s.find("required"); it != s.end() && it->is_array())
+      for (auto& x : *it)
+        if (x.is_string()) r.insert(x.get<std::string>());
+    return r;
+  }
+  bool disjoint(const OJ& a0, const OJ& b0, int d) {
+    if (d > 16) return false;
+    auto ra = deref(a0, "", 0), rb = deref(b0, "", 0);
+    if (!ra.is_ok() || !rb.is_ok()) return false;
+    const OJ &a = *ra, &b = *rb;
+    if (a.is_object() && (a.contains("anyOf") || a.contains("oneOf") || a.contains("allOf")))
+      return false;
+    if (b.is_object() && (b.contains("anyOf") || b.contains("oneOf") || b.contains("allOf")))
+      return false;
+    std::set<std::string> shared;
+    for (auto& t : value_types(a))
+      if (value_types(b).count(t)) shared.insert(t);
+    if (shared.empty()) return true;
+    auto va = values_of(a), vb = values_of(b);
+    if (va && vb) {
+      bool common = false;
+      for (auto& x : *va) common = common || std::find(vb->begin(), vb->end(), x) != vb->end();
+      if (!common) return true;
+    }
+    if (shared == std::set<std::string>{"object"}) {
+      std::set<std::string> req = required_of(a);
+      for (auto& k : required_of(b)) req.insert(k);
+      for (auto& k : req)
+        if (disjoint(property_schema(a, k), property_schema(b, k), d + 1)) return true;
+    }
+    return false;
+  }
+  Status exclusive(std::vector<OJ>& branches, const std::string& ptr) {
+    if (branches.size() > 512) return err("oneOf with more than 512 branches", ptr);
+    const size_t n = branches.size();
+    std::vector<OJ> narrowed(branches);
+    for (size_t i = 0; i < n; ++i)
+      for (size_t j = i + 1; j < n; ++j) {
+        if (disjoint(branches[i], branches[j], 0)) continue;
+        auto ri = deref(branches[i], ptr, 0), rj = deref(branches[j], ptr, 0);
+        if (!ri.is_ok()) return ri.error();
+        if (!rj.is_ok()) return rj.error();
+        std::set<std::string> shared;
+        for (auto& t : value_types(*ri))
+          if (value_types(*rj).count(t)) shared.insert(t);
+        const std::set<std::string> qi = required_of(*ri), qj = required_of(*rj);
+        std::string only_i, only_j;
+        for (auto& k : qi)
+          if (!qj.count(k) && only_i.empty()) only_i = k;
+        for (auto& k : qj)
+          if (!qi.count(k) && only_j.empty()) only_j = k;
+        const std::string which =
+            " (branches " + std::to_string(i) + " and " + std::to_string(j) + ")";
+        if (shared != std::set<std::string>{"object"} || only_i.empty() || only_j.empty() ||
+            (*ri).contains("anyOf") || (*ri).contains("oneOf") || (*rj).contains("anyOf") ||
+            (*rj).contains("oneOf"))
+          return err("oneOf branches that one value can match both are not supported" + which +
+                         "; make them differ in type, const/enum, or a required property",
+                     ptr);
+        // i without j's own required property, j without i's.
+        for (auto [x, k] : {std::pair<size_t, std::string>{i, only_j}, {j, only_i}}) {
+          auto r = deref(narrowed[x], ptr, 0);
+          if (!r.is_ok()) return r.error();
+          OJ s = *r;
+          if (!s["properties"].is_object()) s["properties"] = OJ::object();
+          s["properties"][k] = false;
+          narrowed[x] = s;
+        }
+      }
+    branches = std::move(narrowed);
+    return Status::ok();
   }
 
   // ---- objects ----
@@ -527,10 +728,14 @@ struct Compiler {
       int32_t cur = 0;
       int pending = 0;  // continuation bytes still due in the current character
       for (uint8_t c : body) {
-        if (pending > 0) --pending;
-        else if (c >= 0xF0) pending = 3;
-        else if (c >= 0xE0) pending = 2;
-        else if (c >= 0xC0) pending = 1;
+        if (pending > 0)
+          --pending;
+        else if (c >= 0xF0)
+          pending = 3;
+        else if (c >= 0xE0)
+          pending = 2;
+        else if (c >= 0xC0)
+          pending = 1;
         auto it = t[size_t(cur)].kids.find(c);
         if (it == t[size_t(cur)].kids.end()) {
           t.push_back({});
@@ -559,9 +764,12 @@ struct Compiler {
         for (uint32_t lead = 0xC2; lead <= 0xF4; ++lead) {
           if (t[i].kids.count(uint8_t(lead))) continue;
           uint32_t lo, hi;
-          if (lead <= 0xDF) lo = (lead & 0x1F) << 6, hi = lo + 0x3F;
-          else if (lead <= 0xEF) lo = (lead & 0x0F) << 12, hi = lo + 0xFFF;
-          else lo = (lead & 0x07) << 18, hi = lo + 0x3FFFF;
+          if (lead <= 0xDF)
+            lo = (lead & 0x1F) << 6, hi = lo + 0x3F;
+          else if (lead <= 0xEF)
+            lo = (lead & 0x0F) << 12, hi = lo + 0xFFF;
+          else
+            lo = (lead & 0x07) << 18, hi = lo + 0x3FFFF;
           if (lead == 0xE0) lo = 0x800;
           if (lead == 0xF0) lo = 0x10000;
           hi = std::min<uint32_t>(hi, 0x10FFFF);
@@ -608,7 +816,8 @@ struct Compiler {
     }
     for (auto& r : req)
       if (std::find(names.begin(), names.end(), r) == names.end()) {
-        if (addl.is_boolean() && !addl.get<bool>()) return err("required property '" + r + "' is not allowed", ptr);
+        if (addl.is_boolean() && !addl.get<bool>())
+          return err("required property '" + r + "' is not allowed", ptr);
         auto e = value_of(addl.is_boolean() ? OJ::object() : addl, ptr + "/additionalProperties");
         if (!e.is_ok()) return e.error();
         props.push_back({r, g.seq({g.literal(json_quote(r)), sep(':'), *e}), true});
@@ -647,10 +856,12 @@ struct Compiler {
           if (lo == 0) alts.push_back(g.empty());
         } else if (c == 0) {
           if (lo == 0) alts.push_back(g.empty());
-          alts.push_back(g.seq({addl_kv, g.repeat(g.seq({sep(','), addl_kv}), int32_t(std::max<int64_t>(0, lo - 1)),
-                                                  hi < 0 ? -1 : int32_t(hi - 1))}));
+          alts.push_back(g.seq(
+              {addl_kv, g.repeat(g.seq({sep(','), addl_kv}), int32_t(std::max<int64_t>(0, lo - 1)),
+                                 hi < 0 ? -1 : int32_t(hi - 1))}));
         } else {
-          alts.push_back(g.repeat(g.seq({sep(','), addl_kv}), int32_t(lo), hi < 0 ? -1 : int32_t(hi)));
+          alts.push_back(
+              g.repeat(g.seq({sep(','), addl_kv}), int32_t(lo), hi < 0 ? -1 : int32_t(hi)));
         }
       } else {
         const Prop& p = props[size_t(i)];
@@ -676,7 +887,8 @@ struct Compiler {
       prefix_list = &s["items"], prefix_key = "items";
     }
     if (prefix_list) {
-      if (!prefix_list->is_array()) return err("'" + prefix_key + "' must be an array", ptr + "/" + prefix_key);
+      if (!prefix_list->is_array())
+        return err("'" + prefix_key + "' must be an array", ptr + "/" + prefix_key);
       for (size_t i = 0; i < prefix_list->size(); ++i) {
         auto e = compile((*prefix_list)[i], ptr + "/" + prefix_key + "/" + std::to_string(i));
         if (!e.is_ok()) return e.error();
@@ -688,7 +900,8 @@ struct Compiler {
     if (prefix_key == "items") {
       if (s.contains("additionalItems")) tail = &s["additionalItems"], tail_key = "additionalItems";
     } else {
-      if (s.contains("additionalItems")) return err("'additionalItems' needs an 'items' array", ptr);
+      if (s.contains("additionalItems"))
+        return err("'additionalItems' needs an 'items' array", ptr);
       if (s.contains("items")) tail = &s["items"], tail_key = "items";
     }
     if (!tail || !(tail->is_boolean() && !tail->get<bool>())) {
@@ -716,7 +929,8 @@ struct Compiler {
       const int32_t lo = int32_t(std::max<int64_t>(0, mn - i));
       const int32_t hi = mx < 0 ? -1 : int32_t(mx - i);
       if (i > 0) return g.repeat(g.seq({sep(','), rest}), lo, hi);
-      const int32_t more = g.seq({rest, g.repeat(g.seq({sep(','), rest}), std::max(0, lo - 1), hi < 0 ? -1 : hi - 1)});
+      const int32_t more = g.seq(
+          {rest, g.repeat(g.seq({sep(','), rest}), std::max(0, lo - 1), hi < 0 ? -1 : hi - 1)});
       return lo == 0 ? g.opt(more) : more;
     };
     return g.seq({g.byte('['), ws(), E(0), ws(), g.byte(']')});
@@ -743,7 +957,8 @@ struct Compiler {
     if (s.is_boolean()) return s.get<bool>() ? any_value() : g.alt({});
     if (!s.is_object()) return err("a schema must be an object or a boolean", ptr);
     for (auto& [k, v] : s.items())
-      if (!kKeywords.count(k) && !kAnnotations.count(k)) return err("unsupported keyword '" + k + "'", ptr + "/" + ptr_escape(k));
+      if (!kKeywords.count(k) && !kAnnotations.count(k))
+        return err("unsupported keyword '" + k + "'", ptr + "/" + ptr_escape(k));
     if (s.contains("$ref")) {
       if (!s["$ref"].is_string()) return err("'$ref' must be a string", ptr + "/$ref");
       OJ rest = s;
@@ -754,7 +969,8 @@ struct Compiler {
       return compile(*m, ptr);
     }
     if (s.contains("allOf")) {
-      if (!s["allOf"].is_array() || s["allOf"].empty()) return err("'allOf' must be a non-empty array", ptr + "/allOf");
+      if (!s["allOf"].is_array() || s["allOf"].empty())
+        return err("'allOf' must be a non-empty array", ptr + "/allOf");
       OJ rest = s;
       rest.erase("allOf");
       OJ acc = rest;
@@ -768,11 +984,11 @@ struct Compiler {
     }
     for (const char* k : {"anyOf", "oneOf"})
       if (s.contains(k)) {
-        // oneOf is compiled as anyOf: the grammar cannot count matching branches.
-        if (!s[k].is_array() || s[k].empty()) return err(std::string("'") + k + "' must be a non-empty array", ptr + "/" + k);
+        if (!s[k].is_array() || s[k].empty())
+          return err(std::string("'") + k + "' must be a non-empty array", ptr + "/" + k);
         OJ rest = s;
         rest.erase(k);
-        std::vector<int32_t> alts;
+        std::vector<OJ> branches;
         for (size_t i = 0; i < s[k].size(); ++i) {
           const std::string p = ptr + "/" + k + "/" + std::to_string(i);
           OJ branch = s[k][i];
@@ -781,7 +997,15 @@ struct Compiler {
             if (!m.is_ok()) return m.error();
             branch = *m;
           }
-          auto e = compile(branch, p);
+          branches.push_back(std::move(branch));
+        }
+        if (std::string(k) == "oneOf") {
+          auto st = exclusive(branches, ptr + "/oneOf");
+          if (!st.is_ok()) return st;
+        }
+        std::vector<int32_t> alts;
+        for (size_t i = 0; i < branches.size(); ++i) {
+          auto e = compile(branches[i], ptr + "/" + k + "/" + std::to_string(i));
           if (!e.is_ok()) return e.error();
           alts.push_back(*e);
         }
@@ -793,7 +1017,8 @@ struct Compiler {
       if (s.contains("const")) values.push_back(s["const"]);
       if (s.contains("enum")) {
         if (!s["enum"].is_array()) return err("'enum' must be an array", ptr + "/enum");
-        if (s["enum"].size() > 100000) return err("'enum' has more than 100000 values", ptr + "/enum");
+        if (s["enum"].size() > 100000)
+          return err("'enum' has more than 100000 values", ptr + "/enum");
         for (auto& v : s["enum"])
           if (!s.contains("const") || v == s["const"]) values.push_back(v);
         if (s.contains("const")) values.erase(values.begin());
@@ -801,21 +1026,28 @@ struct Compiler {
       const std::set<std::string> types = types_of(s);
       std::vector<int32_t> alts;
       for (auto& v : values) {
-        std::string t = v.is_null() ? "null" : v.is_boolean() ? "boolean" : v.is_object() ? "object" : v.is_array() ? "array"
-                        : v.is_string() ? "string" : v.is_number_integer() || v.is_number_unsigned() ? "integer" : "number";
+        std::string t = v.is_null()                                       ? "null"
+                        : v.is_boolean()                                  ? "boolean"
+                        : v.is_object()                                   ? "object"
+                        : v.is_array()                                    ? "array"
+                        : v.is_string()                                   ? "string"
+                        : v.is_number_integer() || v.is_number_unsigned() ? "integer"
+                                                                          : "number";
         if (types.count(t) || (nullable && t == "null")) alts.push_back(literal_value(v));
       }
       return g.alt(std::move(alts));
     }
     std::vector<std::string> types;
     if (auto it = s.find("type"); it != s.end()) {
-      if (it->is_string()) types.push_back(it->get<std::string>());
+      if (it->is_string())
+        types.push_back(it->get<std::string>());
       else if (it->is_array()) {
         for (auto& t : *it) {
           if (!t.is_string()) return err("'type' must hold strings", ptr + "/type");
           types.push_back(t.get<std::string>());
         }
-      } else return err("'type' must be a string or an array", ptr + "/type");
+      } else
+        return err("'type' must be a string or an array", ptr + "/type");
     } else {
       bool constrained = false;
       for (auto& [k, v] : s.items())
@@ -823,7 +1055,8 @@ struct Compiler {
       if (!constrained) return any_value();
       types = {"null", "boolean", "object", "array", "string", "number"};
     }
-    if (nullable && std::find(types.begin(), types.end(), "null") == types.end()) types.push_back("null");
+    if (nullable && std::find(types.begin(), types.end(), "null") == types.end())
+      types.push_back("null");
     std::vector<int32_t> alts;
     bool has_number = std::find(types.begin(), types.end(), "number") != types.end();
     for (auto& t : types) {

@@ -307,6 +307,34 @@ S["color"] = ({"type": "string", "pattern": "^#([0-9a-fA-F]{3}|[0-9a-fA-F]{6})$"
 
 S["contains_word"] = ({"type": "string", "pattern": "llama"}, ["a llama here", "llama", "xxllamaxx"])
 
+# oneOf: exactly one branch. A third element lists probes, values the oracle labels too (here
+# values matching two branches at once, which oneOf refuses and anyOf would take).
+S["payment_oneof"] = ({
+    "type": "object",
+    "properties": {"amount": {"type": "integer", "minimum": 1}, "method": {"oneOf": [
+        {"type": "object", "properties": {"kind": {"const": "card"}, "number": {"type": "string", "pattern": "^[0-9]{12,19}$"}},
+         "required": ["kind", "number"]},
+        {"type": "object", "properties": {"kind": {"const": "bank"}, "iban": {"type": "string"}},
+         "required": ["kind", "iban"]},
+        {"type": "string", "enum": ["cash", "voucher"]}]}},
+    "required": ["amount", "method"], "additionalProperties": False},
+    [{"amount": 5, "method": {"kind": "card", "number": "4111111111111111"}},
+     {"amount": 12, "method": {"kind": "bank", "iban": "DE89370400440532013000", "note": "x"}},
+     {"amount": 1, "method": "cash"}],
+    [{"amount": 5, "method": {"kind": "card", "iban": "x"}}, {"amount": 5, "method": {"kind": "bank", "number": "411111111111"}}])
+
+S["shape_oneof"] = ({
+    "$defs": {"circle": {"type": "object", "properties": {"radius": {"type": "number", "minimum": 0}}, "required": ["radius"]},
+              "rect": {"type": "object", "properties": {"width": {"type": "number"}, "height": {"type": "number"}},
+                       "required": ["width", "height"]}},
+    "type": "array", "items": {"oneOf": [{"$ref": "#/$defs/circle"}, {"$ref": "#/$defs/rect"}]}},
+    [[{"radius": 1.5}, {"width": 2, "height": 3}], [], [{"radius": 0, "label": "dot"}]],
+    [[{"radius": 1, "width": 2, "height": 3}], [{"width": 2, "height": 3, "radius": 1}], [{"radius": 2, "width": 1}]])
+
+S["id_oneof"] = ({"oneOf": [{"type": "string", "format": "uuid"}, {"type": "integer", "minimum": 1},
+                            {"type": "array", "items": {"type": "integer"}, "maxItems": 3}]},
+                 ["123e4567-e89b-12d3-a456-426614174000", 42, [1, 2]], [0, 1.5, [1, 2, 3, 4]])
+
 
 def mutations(schema, inst, rnd):
     """Candidate instances near a valid one: types swapped, fields dropped or added, values
@@ -364,7 +392,9 @@ def main():
     os.makedirs(out_dir, exist_ok=True)
     rnd = random.Random(1234)
     checker = jsonschema.FormatChecker()
-    for name, (schema, valids) in S.items():
+    for name, entry in S.items():
+        schema, valids = entry[0], entry[1]
+        probes = entry[2] if len(entry) > 2 else []
         cls = jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator)
         v = cls(schema, format_checker=checker)
         tests = []
@@ -384,6 +414,8 @@ def main():
             tests.append({"data": m, "valid": False})
         for m in valid_more[:4]:
             tests.append({"data": m, "valid": True})
+        for m in probes:
+            tests.append({"data": m, "valid": v.is_valid(m)})
         with open(os.path.join(out_dir, name + ".json"), "w", encoding="utf-8") as f:
             json.dump({"schema": schema, "tests": tests}, f, ensure_ascii=False, indent=1)
 
