@@ -33,7 +33,7 @@ Grammar framed(Grammar g, const std::string& prefix, const std::string& suffix) 
 
 }  // namespace
 
-Expected<std::shared_ptr<const Compiled>> compile_spec(const ConstraintSpec& spec) {
+Expected<Grammar> build_grammar(const ConstraintSpec& spec) {
   Grammar g;
   switch (spec.kind) {
     case ConstraintSpec::Kind::kJsonSchema: {
@@ -44,7 +44,9 @@ Expected<std::shared_ptr<const Compiled>> compile_spec(const ConstraintSpec& spe
       g = std::move(*r);
       break;
     }
-    case ConstraintSpec::Kind::kJsonObject: g = json_object_grammar(); break;
+    case ConstraintSpec::Kind::kJsonObject:
+      g = json_object_grammar();
+      break;
     case ConstraintSpec::Kind::kGbnf: {
       auto r = parse_gbnf(spec.text);
       if (!r.is_ok()) return r.error();
@@ -56,11 +58,18 @@ Expected<std::shared_ptr<const Compiled>> compile_spec(const ConstraintSpec& spe
       g = *spec.grammar;
       break;
   }
-  return compile(framed(std::move(g), spec.prefix, spec.suffix));
+  return framed(std::move(g), spec.prefix, spec.suffix);
+}
+
+Expected<std::shared_ptr<const Compiled>> compile_spec(const ConstraintSpec& spec) {
+  auto g = build_grammar(spec);
+  if (!g.is_ok()) return g.error();
+  return compile(std::move(*g));
 }
 
 Expected<std::shared_ptr<GrammarRuntime>> GrammarCache::get(const ConstraintSpec& spec) {
-  const std::string key = std::to_string(int(spec.kind)) + '\0' + spec.prefix + '\0' + spec.suffix + '\0' + spec.text;
+  const std::string key =
+      std::to_string(int(spec.kind)) + '\0' + spec.prefix + '\0' + spec.suffix + '\0' + spec.text;
   {
     std::lock_guard<std::mutex> lk(mu_);
     if (auto it = map_.find(key); it != map_.end()) {

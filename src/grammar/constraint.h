@@ -24,6 +24,8 @@ struct ConstraintSpec {
 // Every ordinary token's bytes (control and special tokens left out), stop tokens as the end.
 std::shared_ptr<const TokenIndex> token_index(const Tokenizer& tok);
 
+// The spec's grammar, not yet compiled (to compose it with others).
+Expected<Grammar> build_grammar(const ConstraintSpec& spec);
 // Compiles a spec to a grammar (errors name the keyword and its JSON pointer, or line:column).
 Expected<std::shared_ptr<const Compiled>> compile_spec(const ConstraintSpec& spec);
 

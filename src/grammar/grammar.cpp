@@ -9,7 +9,9 @@ int32_t Grammar::add(Expr e) {
   return int32_t(exprs.size() - 1);
 }
 
-int32_t Grammar::empty() { return add({}); }
+int32_t Grammar::empty() {
+  return add({});
+}
 
 int32_t Grammar::bytes(const ByteSet& s) {
   Expr e;
@@ -87,11 +89,25 @@ int32_t Grammar::intersect(int32_t a, int32_t b) {
 
 int32_t json_char_expr(Grammar& g);  // compile.cpp
 
-int32_t Grammar::json_chars(int32_t min, int32_t max) { return repeat(json_char_expr(*this), min, max); }
+int32_t Grammar::json_chars(int32_t min, int32_t max) {
+  return repeat(json_char_expr(*this), min, max);
+}
 
 int32_t Grammar::new_rule(std::string name) {
   rules.push_back({std::move(name), -1});
   return int32_t(rules.size() - 1);
+}
+
+int32_t Grammar::import(const Grammar& other) {
+  const int32_t eo = int32_t(exprs.size()), ro = int32_t(rules.size());
+  for (const Expr& e : other.exprs) {
+    Expr c = e;
+    for (int32_t& k : c.kids) k += eo;
+    if (c.rule >= 0) c.rule += ro;
+    exprs.push_back(std::move(c));
+  }
+  for (const Rule& r : other.rules) rules.push_back({r.name, r.expr < 0 ? -1 : r.expr + eo});
+  return ref(other.start + ro);
 }
 
 int32_t Grammar::find_rule(std::string_view name) const {
@@ -187,14 +203,22 @@ int32_t utf8_set(Grammar& g, const std::vector<std::pair<uint32_t, uint32_t>>& r
 
 std::string json_escape_char(uint32_t c) {
   switch (c) {
-    case '"': return "\\\"";
-    case '\\': return "\\\\";
-    case '\n': return "\\n";
-    case '\r': return "\\r";
-    case '\t': return "\\t";
-    case '\b': return "\\b";
-    case '\f': return "\\f";
-    default: break;
+    case '"':
+      return "\\\"";
+    case '\\':
+      return "\\\\";
+    case '\n':
+      return "\\n";
+    case '\r':
+      return "\\r";
+    case '\t':
+      return "\\t";
+    case '\b':
+      return "\\b";
+    case '\f':
+      return "\\f";
+    default:
+      break;
   }
   std::string s;
   if (c < 0x20) {

@@ -68,6 +68,8 @@ struct Grammar {
   int32_t new_rule(std::string name);  // defined later with define()
   void define(int32_t rule, int32_t expr) { rules[size_t(rule)].expr = expr; }
   int32_t find_rule(std::string_view name) const;  // -1: none
+  // Copies `other`'s rules and expressions in (renumbered); returns a reference to its start.
+  int32_t import(const Grammar& other);
 };
 
 // UTF-8 encodings of the code points lo..hi (surrogates D800-DFFF left out), as one expression.

@@ -1,6 +1,7 @@
 #include "grammar/json_schema.h"
 
 #include <algorithm>
+#include <cctype>
 #include <charconv>
 #include <cmath>
 #include <functional>
@@ -132,7 +133,7 @@ struct Compiler {
                g.seq({g.byte('['), ws(), g.opt(g.seq({v, g.star(g.seq({sep(','), v}))})), ws(),
                       g.byte(']')}));
       g.define(value_rule, g.alt({g.ref(object_rule), g.ref(array_rule), any_string(), number(),
-                                  g.literal("true"), g.literal("false"), g.literal("null")}));
+                                  lit("true"), lit("false"), lit("null")}));
     }
     return g.ref(value_rule);
   }
@@ -401,9 +402,17 @@ struct Compiler {
       }
       case OJ::value_t::string:
         return g.literal(json_quote(v.get<std::string>()));
+      case OJ::value_t::boolean:
+      case OJ::value_t::null:
+        return lit(v.dump());
       default:
         return g.literal(v.dump());
     }
+  }
+  // true/false/null, or Python's True/False/None.
+  int32_t lit(const std::string& json_word) {
+    if (!o.python) return g.literal(json_word);
+    return g.literal(json_word == "true" ? "True" : json_word == "false" ? "False" : "None");
   }
 
   // ---- $ref ----
@@ -782,7 +791,15 @@ struct Compiler {
     return g.seq({g.byte('"'), g.ref(rules[0])});
   }
 
-  Expected<int32_t> object(const OJ& s, const std::string& ptr) {
+  // kwargs: Python keyword arguments (`k=v, ...`, no braces, declared properties only).
+  Expected<int32_t> object(const OJ& s, const std::string& ptr, bool kwargs = false) {
+    auto key = [&](const std::string& k) -> Expected<int32_t> {
+      if (!kwargs) return g.seq({g.literal(json_quote(k)), sep(':')});
+      bool ident = !k.empty() && !(k[0] >= '0' && k[0] <= '9');
+      for (char c : k) ident = ident && (std::isalnum(static_cast<unsigned char>(c)) || c == '_');
+      if (!ident) return err("property '" + k + "' is not a Python identifier (pythonic tool calls pass keyword arguments)", ptr);
+      return g.seq({g.literal(k), sep('=')});
+    };
     struct Prop {
       std::string name;
       int32_t kv;
@@ -810,7 +827,9 @@ struct Compiler {
         }
         auto e = value_of(v, ptr + "/properties/" + ptr_escape(k));
         if (!e.is_ok()) return e.error();
-        props.push_back({k, g.seq({g.literal(json_quote(k)), sep(':'), *e}), req.count(k) > 0});
+        auto kk = key(k);
+        if (!kk.is_ok()) return kk.error();
+        props.push_back({k, g.seq({*kk, *e}), req.count(k) > 0});
         names.push_back(k);
       }
     }
@@ -820,11 +839,13 @@ struct Compiler {
           return err("required property '" + r + "' is not allowed", ptr);
         auto e = value_of(addl.is_boolean() ? OJ::object() : addl, ptr + "/additionalProperties");
         if (!e.is_ok()) return e.error();
-        props.push_back({r, g.seq({g.literal(json_quote(r)), sep(':'), *e}), true});
+        auto kk = key(r);
+        if (!kk.is_ok()) return kk.error();
+        props.push_back({r, g.seq({*kk, *e}), true});
         names.push_back(r);
       }
     int32_t addl_kv = -1;
-    if (!(addl.is_boolean() && !addl.get<bool>())) {
+    if (!kwargs && !(addl.is_boolean() && !addl.get<bool>())) {
       auto e = value_of(addl.is_boolean() ? OJ::object() : addl, ptr + "/additionalProperties");
       if (!e.is_ok()) return e.error();
       addl_kv = g.seq({key_not_in(names), sep(':'), *e});
@@ -872,6 +893,7 @@ struct Compiler {
       g.define(rule, g.alt(std::move(alts)));
       return g.ref(rule);
     };
+    if (kwargs) return R(0, 0);
     return g.seq({g.byte('{'), ws(), R(0, 0), ws(), g.byte('}')});
   }
 
@@ -938,8 +960,8 @@ struct Compiler {
 
   // ---- dispatch ----
   Expected<int32_t> typed(const std::string& t, const OJ& s, const std::string& ptr) {
-    if (t == "null") return g.literal("null");
-    if (t == "boolean") return g.alt({g.literal("true"), g.literal("false")});
+    if (t == "null") return lit("null");
+    if (t == "boolean") return g.alt({lit("true"), lit("false")});
     if (t == "string") return string(s, ptr);
     if (t == "integer") return numeric(s, ptr, true);
     if (t == "number") return numeric(s, ptr, false);
@@ -1075,6 +1097,32 @@ Expected<Grammar> schema_to_grammar(const OJ& schema, const SchemaOptions& o) {
   Compiler c{{}, schema, o, -1, -1, -1, -1, -1, {}, 0};
   const int32_t root = c.g.new_rule("root");
   auto e = c.compile(schema, "");
+  if (!e.is_ok()) return e.error();
+  c.g.define(root, c.g.seq({c.ws(), *e, c.ws()}));
+  c.g.start = root;
+  return std::move(c.g);
+}
+
+Expected<Grammar> kwargs_grammar(const OJ& schema, const SchemaOptions& o0) {
+  SchemaOptions o = o0;
+  o.python = true;
+  Compiler c{{}, schema, o, -1, -1, -1, -1, -1, {}, 0};
+  const int32_t root = c.g.new_rule("kwargs");
+  OJ s = schema;
+  if (s.is_object() && (s.contains("$ref") || s.contains("allOf"))) {
+    auto m = c.merge(s, OJ::object(), "", 0);
+    if (!m.is_ok()) return m.error();
+    s = *m;
+  }
+  if (s.is_boolean() && s.get<bool>()) s = OJ::object();
+  if (!s.is_object()) return err("tool parameters must be an object schema", "");
+  for (auto& [k, v] : s.items())
+    if (!kKeywords.count(k) && !kAnnotations.count(k)) return err("unsupported keyword '" + k + "'", "/" + ptr_escape(k));
+  for (const char* k : {"anyOf", "oneOf", "enum", "const"})
+    if (s.contains(k)) return err(std::string("'") + k + "' at the top of a pythonic call's parameters is not supported", "");
+  if (s.contains("type") && !(s["type"].is_string() && s["type"].get<std::string>() == "object"))
+    return err("tool parameters must be an object schema", "/type");
+  auto e = c.object(s, "", true);
   if (!e.is_ok()) return e.error();
   c.g.define(root, c.g.seq({c.ws(), *e, c.ws()}));
   c.g.start = root;

@@ -22,10 +22,12 @@ std::string tool_call_id();
 
 // What the output must match, if anything: response_format / grammar, or a forced tool call
 // (tool_choice "required" or a named function) in the model's own tool-call format with each
-// tool's parameters schema. An error is a 400 naming the parameter.
+// tool's parameters schema, or, under tool_choice "auto" with `strict` tools, free text or a
+// call (see tool_grammar.h). An error is a 400 naming the parameter.
 struct OutputConstraint {
   std::optional<grammar::ConstraintSpec> spec;
   std::optional<ApiError> error;
+  std::string param;  // the request field the constraint comes from (for compile errors)
 };
 OutputConstraint output_constraint(const ServedModel& m, const GenRequest& g);  // "call_" + 24 letters and digits
 

@@ -252,7 +252,7 @@ void HttpServer::handle_generate(const httplib::Request& req, httplib::Response&
                            "invalid_request_error", g.constraint.param, ""});
     auto rt = grammar_cache(*m)->get(*oc.spec);
     if (!rt.is_ok()) {
-      const std::string param = g.constraint.param.empty() ? "tool_choice" : g.constraint.param;
+      const std::string param = oc.param.empty() ? "response_format" : oc.param;
       return fail(ApiError{400, "Invalid " + param + ": " + rt.message(), "invalid_request_error", param,
                            "invalid_schema"});
     }

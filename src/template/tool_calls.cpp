@@ -222,6 +222,9 @@ struct PyParser {
         case '\\': out += '\\'; break;
         case '\'': out += '\''; break;
         case '"': out += '"'; break;
+        case 'b': out += '\b'; break;  // JSON's escapes too: constrained calls write strings as JSON does
+        case 'f': out += '\f'; break;
+        case '/': out += '/'; break;
         case 'u': {
           if (p + 4 > s.size()) return fail();
           uint32_t cp = uint32_t(std::strtoul(s.substr(p, 4).c_str(), nullptr, 16));

@@ -40,19 +40,22 @@ const SCHEMAS = [
     required: ['v'], additionalProperties: false } }, $ref: '#/$defs/node' },
 ];
 
-let srv, client;
+let srv, client, srv4, client4;
 before(async () => {
   srv = await startServer(['-m', `tiny=${tinyModel('q8_0')}`, '--parallel', '16']);
   client = new OpenAI({ baseURL: srv.url + '/v1', apiKey: 'x', maxRetries: 0 });
+  // Llama 4's built-in rendering: pythonic tool calls.
+  srv4 = await startServer(['-m', `tiny=${tinyModel('q8_0')}`, '--chat-template', 'llama4']);
+  client4 = new OpenAI({ baseURL: srv4.url + '/v1', apiKey: 'x', maxRetries: 0 });
 });
-after(async () => { await srv.stop(); });
+after(async () => { await srv.stop(); await srv4.stop(); });
 
-async function collect(params) {
+async function collect(params, c = client) {
   if (!params.stream) {
-    const r = await client.chat.completions.create(params);
+    const r = await c.chat.completions.create(params);
     return { text: r.choices[0].message.content ?? '', finish: r.choices[0].finish_reason, message: r.choices[0].message };
   }
-  const s = await client.chat.completions.create(params);
+  const s = await c.chat.completions.create(params);
   let text = '', finish = null;
   const calls = [];
   for await (const ch of s) {
@@ -139,6 +142,50 @@ test("forced tool calls in the model's format, streamed and not, validate agains
     }
   }
   assert.ok(checked >= 4, `only ${checked} calls completed`);
+});
+
+test("forced calls in Llama 4's pythonic format (True/False/None, keyword arguments) validate, streamed and not", async () => {
+  const tools = [{ type: 'function', function: { name: 'get_weather', parameters: SCHEMAS[0] } },
+                 { type: 'function', function: { name: 'flag', parameters: { type: 'object', properties: { on: { type: 'boolean' },
+                   note: { type: ['string', 'null'], maxLength: 4 } }, required: ['on', 'note'] } } }];
+  let checked = 0;
+  for (let i = 0; i < 8; ++i) {
+    for (const stream of [false, true]) {
+      const tool_choice = i % 2 ? 'required' : { type: 'function', function: { name: 'flag' } };
+      const r = await collect({ model: 'tiny', messages: [{ role: 'user', content: 'go' }], tools, tool_choice, stream,
+        max_tokens: 200, temperature: 0.7, seed: 40 + i }, client4);
+      if (r.finish === 'length') continue;
+      assert.equal(r.finish, 'tool_calls', JSON.stringify(r));
+      const calls = stream ? r.calls : r.message.tool_calls.map((c) => c.function);
+      assert.equal(calls.length, 1);
+      const schema = tools.find((t) => t.function.name === calls[0].name).function.parameters;
+      assert.deepEqual(validate([{ schema, text: calls[0].arguments }]), [true], calls[0].arguments);
+      ++checked;
+    }
+  }
+  assert.ok(checked >= 4, `only ${checked} calls completed`);
+});
+
+test('strict tools under tool_choice "auto": text that is no call, or a call whose arguments validate', async () => {
+  const tools = [{ type: 'function', function: { name: 'get_weather', strict: true, parameters: SCHEMAS[0] } }];
+  let texts = 0;
+  for (const [c, name] of [[client, 'llama3'], [client4, 'llama4']]) {
+    for (let i = 0; i < 6; ++i) {
+      const stream = i % 2 === 1;
+      const r = await collect({ model: 'tiny', messages: [{ role: 'user', content: 'hello' }], tools, stream,
+        max_tokens: 40, temperature: 1.0, seed: 70 + i }, c);
+      const calls = stream ? r.calls : (r.message.tool_calls ?? []).map((x) => x.function);
+      if (calls.length) {
+        assert.equal(r.finish, 'tool_calls');
+        assert.deepEqual(validate(calls.map((x) => ({ schema: SCHEMAS[0], text: x.arguments }))), calls.map(() => true));
+      } else {
+        // Not the start of a call (a JSON object or a pythonic list) unless it was cut short.
+        if (r.finish !== 'length') assert.doesNotMatch(r.text, /^\s*[{[]/, `${name}: ${r.text}`);
+        ++texts;
+      }
+    }
+  }
+  assert.ok(texts > 0);
 });
 
 test('schema and grammar errors are 400s naming the keyword and pointer, before any SSE byte', async () => {
