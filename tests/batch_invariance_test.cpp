@@ -8,6 +8,7 @@
 #include <map>
 #include <random>
 
+#include "backend/cpu/kernels.h"
 #include "engine/generator.h"
 #include "model/synth.h"
 #include "test_util.h"
@@ -153,6 +154,15 @@ TEST(BatchInvariance, BF16) {
   auto e = open_model(test::fixture("hf/llama32_tied_bf16"));
   ASSERT_TRUE(e);
   check_invariance(*e, 2);
+}
+// BF16 through the AMX tiles (opt-in): every path of the type goes through them.
+TEST(BatchInvariance, BF16AmxTiles) {
+  if (!kernels_best().amx_bf16) GTEST_SKIP() << "no AMX-BF16 on " << kernels_isa_name();
+  setenv("CORRAL_AMX_BF16", "1", 1);
+  auto e = open_model(test::fixture("hf/llama32_tied_bf16"));
+  ASSERT_TRUE(e);
+  check_invariance(*e, 12);
+  unsetenv("CORRAL_AMX_BF16");
 }
 TEST(BatchInvariance, Llama4MoeF32) {
   auto e = open_model(test::fixture("hf/llama4_moe_f32"));

@@ -425,7 +425,7 @@ TEST(Kernels, Repacked16BitIsBatchInvariant) {
         if (t == DType::F32)
           repacked_f32_row(packed.data(), n_in, r, row.data());
         else
-          repacked_16bit_row(packed.data(), n_in, r, reinterpret_cast<uint16_t*>(row.data()));
+          repacked_16bit_row(t, packed.data(), n_in, n_out, r, reinterpret_cast<uint16_t*>(row.data()));
         ASSERT_EQ(std::memcmp(row.data(), w.row(r), w.row_size()), 0)
             << type_name(t) << " row " << r;
       }
@@ -449,6 +449,46 @@ TEST(Kernels, Repacked16BitIsBatchInvariant) {
       }
     }
   }
+}
+
+// AMX-BF16 (opt-in, CORRAL_AMX_BF16=1): every token count through the tiles, bitwise the same
+// per token in any batch (tails of 1-15 rows included), within 1e-5 of the float64 reference
+// (activations split in two bf16 parts), and rows read back from the tile layout exactly.
+TEST(Kernels, AmxBf16TilesAreBatchInvariantAndExactEnough) {
+  if (!kernels_best().amx_bf16) GTEST_SKIP() << "no AMX-BF16 on " << kernels_isa_name();
+  setenv("CORRAL_AMX_BF16", "1", 1);
+  Context ctx(2);
+  const int64_t n_in = 256 + 64, n_out = 8 * 11;  // 5 pairs and an odd last group
+  auto wf = randn(n_in * n_out, 41);
+  wf[5] = 0, wf[7] = 1e-39f, wf[9] = -3e38f / 1e30f;  // a zero, a subnormal, a large value
+  const QuantWeights qw = quantize_weights(DType::BF16, wf, n_in, n_out);
+  const TensorView& w = qw.view;
+  ASSERT_TRUE(bf16_tile_layout(w.type, n_in));
+  std::vector<uint8_t> packed(repacked_bytes(w));
+  repack_weight(w, packed.data());
+  std::vector<uint16_t> back(static_cast<size_t>(n_in));
+  for (int64_t r = 0; r < n_out; ++r) {
+    repacked_16bit_row(w.type, packed.data(), n_in, n_out, r, back.data());
+    ASSERT_EQ(std::memcmp(back.data(), w.row(r), w.row_size()), 0) << "row " << r;
+  }
+  TensorView wp = w;
+  wp.data = packed.data();
+  wp.repacked = true;
+  const int64_t T = 50;
+  const auto x = randn(n_in * T, 42);
+  std::vector<float> all(size_t(n_out * T)), yr(size_t(n_out * T));
+  MatmulScratch s;
+  matmul(ctx, wp, x.data(), T, all.data(), s);
+  matmul_reference(w, x.data(), T, yr.data());
+  EXPECT_TRUE(near_reference(all, yr, wf, x, n_in, n_out, T, 1e-5));
+  for (int64_t n : {1, 2, 5, 15, 16, 17, 33}) {
+    std::vector<float> y(size_t(n_out * n));
+    for (int64_t t0 = 0; t0 + n <= T; t0 += 9) {
+      matmul(ctx, wp, x.data() + t0 * n_in, n, y.data(), s);
+      ASSERT_EQ(std::memcmp(y.data(), all.data() + t0 * n_out, y.size() * 4), 0) << "batch of " << n << " at token " << t0;
+    }
+  }
+  unsetenv("CORRAL_AMX_BF16");
 }
 
 // The two-group kernels (AVX-512 VNNI) against the one-group AVX2 kernels, bitwise: a token's

@@ -169,8 +169,45 @@ size_t quantize_activations_q8k(Context& ctx, const float* x, int64_t K, int64_t
 // Repacked F16/BF16/F32: up to 8 tokens through gemv16 (4 groups per call for one token, so four
 // chains hide the multiply-add latency; 2 groups x up to 4 tokens otherwise), more through the
 // f32 GEMM. Both give every output the same k-ordered fused multiply-adds: batch-invariant.
+// Repacked BF16 on the AMX table (repack.h's tile layout): every token count through the tiles
+// (one token is a tile with 15 zero rows), so each output is the same arithmetic in any batch. A
+// target's odd last group (column layout) takes gemv16 for every token count.
+bool matmul_bf16_amx(Context& ctx, const TensorView& w, const float* x, int64_t T, float* y,
+                     MatmulScratch& s) {
+  const KernelTable& k = kernels_best();
+  const int64_t K = w.ne[0], N = w.ne[1], groups = N / 8;
+  if (!bf16_tile_layout(w.type, K)) return false;
+  const int64_t T16 = (T + 15) / 16 * 16;
+  s.act.assign(size_t(T16 * K) * 2 * sizeof(uint16_t), 0);
+  uint16_t* xh = reinterpret_cast<uint16_t*>(s.act.data());
+  uint16_t* xl = xh + T16 * K;
+  // Block-major (kernels.h): token t's 32-value chunk q at (t / 16) * 16 * K + 512 q + (t % 16) * 32.
+  ctx.pool->parallel_for(T, [&](int64_t t) {
+    const int64_t off = t / 16 * 16 * K + t % 16 * 32;
+    for (int64_t q = 0; q < K / 32; ++q)
+      k.split_bf16(x + t * K + 32 * q, 32, xh + off + 512 * q, xl + off + 512 * q);
+  });
+  const size_t gbytes = repacked_group_bytes(w.type, K);
+  const uint8_t* base = static_cast<const uint8_t*>(w.data);
+  const Gemv16Fn gemv = k.gemv16[uint32_t(w.type)];
+  // Row pairs across the pool; the odd last group through gemv16.
+  ctx.pool->parallel_for((groups + 1) / 2, [&](int64_t item) {
+    const int64_t gi = item * 2;
+    if (gi + 1 < groups) return k.amx_bf16(K, base + size_t(gi) * gbytes, gbytes, xh, xl, T, y + gi * 8, N);
+    float o[4 * 8];
+    for (int64_t t0 = 0; t0 < T; t0 += 4) {
+      const int nt = int(std::min<int64_t>(4, T - t0));
+      gemv(K, base + size_t(gi) * gbytes, gbytes, 1, x + t0 * K, K, nt, o);
+      for (int t = 0; t < nt; ++t)
+        for (int r = 0; r < 8; ++r) y[(t0 + t) * N + gi * 8 + r] = o[t * 8 + r];
+    }
+  });
+  return true;
+}
+
 void matmul_16bit_repacked(Context& ctx, const TensorView& w, const float* x, int64_t T, float* y,
                            MatmulScratch& s) {
+  if (w.type == DType::BF16 && matmul_bf16_amx(ctx, w, x, T, y, s)) return;
   constexpr int64_t kMaxGemvTokens = 8;
   if (T > kMaxGemvTokens) return matmul_gemm(ctx, w, x, T, y, s);
   const KernelTable& k = kernels_best();

@@ -12,6 +12,8 @@
 // x 32 levels, natural order), and C = A x B is 16 tokens x 16 rows of int32.
 #include <immintrin.h>
 
+#include <algorithm>
+
 #include <vector>
 
 #include "backend/cpu/avx512_pair.h"
@@ -31,7 +33,14 @@ struct alignas(64) TileConfig {
 // Two sets, for even and odd blocks (so one block's tile multiply overlaps the previous block's
 // float steps): C (16 tokens x 16 int32) in tiles 0 and 3, A (16 tokens x 32 levels) in 1 and 4,
 // B (8 x 64 bytes) in 2 and 5.
+// The configuration a thread's tiles hold (0: none yet; 1: int8 kernels; 2: BF16): loaded only
+// when it changes, and never released, since loading and releasing per call cost more than a
+// one-token multiply (the state goes with the thread).
+thread_local int tl_config = 0;
+
 void load_config() {
+  if (tl_config == 1) return;
+  tl_config = 1;
   TileConfig c;
   for (int s = 0; s < 2; ++s) {
     c.rows[3 * s] = 16, c.colsb[3 * s] = 64;
@@ -111,7 +120,6 @@ void amx_pair(int64_t K, const uint8_t* g, size_t gbytes, const int8_t* xq, int6
     for (int t = 0; t < 16; ++t) _mm512_storeu_ps(out + (t0 + t) * ldo, acc[t]);
   }
 #undef CORRAL_AMX_BLOCK
-  _tile_release();
 }
 
 // Q4_K: per superblock and row pair, each 32-value sub-block's sums are one tile multiply (s8
@@ -184,12 +192,109 @@ void amx_q4_k_pair(int64_t K, const uint8_t* g, size_t gbytes, const uint8_t* x8
     }
     for (int t = 0; t < 16; ++t) _mm512_storeu_ps(out + (t0 + t) * ldo, acc[t]);
   }
-  _tile_release();
+}
+
+// ---- BF16 ----
+// Tiles: accumulators hi/lo of the first token tile in 0/1, of the second in 2/3; A in 4, 5, 6
+// (reused); B (16 pair rows x 16 rows' pairs) in 7; all 16 rows of 64 bytes.
+// m: the rows of the accumulator and A tiles (tokens; 16 but for a batch's last tile).
+void load_bf16_config(int m) {
+  if (tl_config == 100 + m) return;
+  tl_config = 100 + m;
+  TileConfig c;
+  for (int i = 0; i < 8; ++i) c.rows[i] = uint8_t(i == 7 ? 16 : m), c.colsb[i] = 64;
+  _tile_loadconfig(&c);
+}
+
+void split_bf16(const float* x, int64_t n, uint16_t* hi, uint16_t* lo) {
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    const __m512 v = _mm512_loadu_ps(x + i);
+    const __m256i h = (__m256i)_mm512_cvtneps_pbh(v);
+    const __m512 hf = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+    const __m256i l = (__m256i)_mm512_cvtneps_pbh(_mm512_sub_ps(v, hf));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(hi + i), h);
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(lo + i), l);
+  }
+  if (i < n) {  // the tail through a zero-padded vector: the same rounding per value
+    alignas(64) float t[16] = {};
+    alignas(64) uint16_t h[16], l[16];
+    for (int64_t j = i; j < n; ++j) t[j - i] = x[j];
+    split_bf16(t, 16, h, l);
+    for (int64_t j = i; j < n; ++j) hi[j] = h[j - i], lo[j] = l[j - i];
+  }
+}
+
+// Per output: the hi parts' products accumulated over k in one tile chain, the lo parts' in
+// another (independent chains, so tile multiplies overlap), then hi + lo: the same arithmetic for
+// every token whichever loop below takes it.
+void amx_bf16_pair(int64_t K, const uint8_t* g, size_t gbytes, const uint16_t* xh, const uint16_t* xl,
+                   int64_t T, float* out, int64_t ldo) {
+  // The pair's weights are already B tiles (repack.h's BF16 tile layout), chunk q at g + 1 KiB q;
+  // the activations are block-major (kernels.h), so each A tile is 1 KiB in a row.
+  (void)gbytes;
+  const int64_t nc = K / 32;
+  const uint8_t* bt = g;
+  alignas(64) float ch[16 * 16], cl[16 * 16];
+  auto store = [&](int64_t t0, int m) {
+    for (int t = 0; t < m; ++t)
+      _mm512_storeu_ps(out + (t0 + t) * ldo, _mm512_add_ps(_mm512_load_ps(ch + 16 * t), _mm512_load_ps(cl + 16 * t)));
+  };
+  auto prefetch = [&](int64_t q) {  // tile loads are not prefetched by the hardware streams
+    if (q < nc)
+      for (int i = 0; i < 16; ++i) _mm_prefetch(reinterpret_cast<const char*>(bt + q * 1024 + 64 * i), _MM_HINT_T0);
+  };
+  int64_t t0 = 0;
+  if (T >= 16) load_bf16_config(16);
+  for (; t0 + 32 <= T; t0 += 32) {  // two token tiles share each B tile
+    const uint16_t *h0 = xh + t0 * K, *l0 = xl + t0 * K, *h1 = h0 + 16 * K, *l1 = l0 + 16 * K;
+    _tile_zero(0);
+    _tile_zero(1);
+    _tile_zero(2);
+    _tile_zero(3);
+    for (int64_t q = 0; q < nc; ++q) {
+      if (t0 == 0) prefetch(q + 32);
+      _tile_loadd(7, bt + q * 1024, 64);
+      _tile_loadd(4, h0 + 512 * q, 64);
+      _tile_loadd(5, l0 + 512 * q, 64);
+      _tile_loadd(6, h1 + 512 * q, 64);
+      _tile_dpbf16ps(0, 4, 7);
+      _tile_dpbf16ps(1, 5, 7);
+      _tile_dpbf16ps(2, 6, 7);
+      _tile_loadd(4, l1 + 512 * q, 64);
+      _tile_dpbf16ps(3, 4, 7);
+    }
+    _tile_stored(0, ch, 64);
+    _tile_stored(1, cl, 64);
+    store(t0, 16);
+    _tile_stored(2, ch, 64);
+    _tile_stored(3, cl, 64);
+    store(t0 + 16, 16);
+  }
+  for (; t0 < T; t0 += 16) {  // one tile of up to 16 tokens (a tile of one row for decode)
+    const int m = int(std::min<int64_t>(16, T - t0));
+    load_bf16_config(m);
+    _tile_zero(0);
+    _tile_zero(1);
+    for (int64_t q = 0; q < nc; ++q) {
+      if (t0 < 32) prefetch(q + 32);
+      _tile_loadd(7, bt + q * 1024, 64);
+      _tile_loadd(4, xh + t0 * K + 512 * q, 64);
+      _tile_loadd(5, xl + t0 * K + 512 * q, 64);
+      _tile_dpbf16ps(0, 4, 7);
+      _tile_dpbf16ps(1, 5, 7);
+    }
+    _tile_stored(0, ch, 64);
+    _tile_stored(1, cl, 64);
+    store(t0, m);
+  }
 }
 
 }  // namespace
 
 void set_amx_kernels(KernelTable& t) {
+  t.amx_bf16 = amx_bf16_pair;
+  t.split_bf16 = split_bf16;
   t.amx_pair_q4_k = amx_q4_k_pair;
   t.isa = "amx";
   t.amx_pair_q4_0 = amx_pair<false>;

@@ -266,6 +266,13 @@ bool cpu_has_amx_int8() {
   if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return false;
   return (d >> 24 & 1) && (d >> 25 & 1);
 }
+// EDX bit 22 AMX-BF16, and AVX512_BF16 (CPUID.(EAX=7,ECX=1):EAX bit 5) for the activation split.
+bool cpu_has_amx_bf16() {
+  unsigned a = 0, b = 0, c = 0, d = 0;
+  if (!__get_cpuid_count(7, 0, &a, &b, &c, &d) || !(d >> 22 & 1)) return false;
+  if (!__get_cpuid_count(7, 1, &a, &b, &c, &d)) return false;
+  return a >> 5 & 1;
+}
 }  // namespace
 
 const KernelTable* kernels_amx(std::string* why) {
@@ -292,6 +299,7 @@ const KernelTable* kernels_amx(std::string* why) {
     }
     static KernelTable amx = *kernels_avx512();
     set_amx_kernels(amx);
+    if (!cpu_has_amx_bf16()) amx.amx_bf16 = nullptr, amx.split_bf16 = nullptr;
     return &amx;
   }();
   if (why) *why = reason;

@@ -37,7 +37,13 @@ inline bool repacked_by_column(DType t) {
   return t == DType::F16 || t == DType::BF16 || t == DType::F32;
 }
 void repack_16bit_x8(const TensorView& w, uint8_t* dst, ThreadPool* pool = nullptr);
-void repacked_16bit_row(const uint8_t* data, int64_t K, int64_t r, uint16_t* out);
+// Row r of a repacked F16/BF16 weight of n_rows rows (either layout below).
+void repacked_16bit_row(DType t, const uint8_t* data, int64_t K, int64_t n_rows, int64_t r, uint16_t* out);
+// BF16 on the AMX table (K a multiple of 32): each pair of groups (16 rows) is laid out as AMX-BF16
+// B tiles instead, chunk c (values 32c..32c+31) 16 rows of 64 bytes, row p holding for each of
+// the 16 weight rows its values 32c+2p and 32c+2p+1 (1 KiB per chunk, the pair's same 2*K*16
+// bytes); a weight's odd last group keeps the column layout.
+bool bf16_tile_layout(DType t, int64_t K);
 void repacked_f32_row(const uint8_t* data, int64_t K, int64_t r, float* out);
 
 // Whether a weight can be repacked (Q4_0/Q8_0 with rows a multiple of 8, Q4_K 2-d) and a kernel
