@@ -39,7 +39,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (!src.empty() && (src[0] == '{' || src[0] == '[' || src[0] == 't' || src[0] == 'f')) {
     auto j = nlohmann::ordered_json::parse(src, nullptr, false);
     if (j.is_discarded()) return 0;
-    g = schema_to_grammar(j);
+    // The same schema as a pythonic call's keyword arguments (Llama 4 tool calls), when the
+    // first byte says so.
+    g = (size & 1) ? kwargs_grammar(j) : schema_to_grammar(j);
   } else if (src.find("::=") != std::string::npos) {
     g = parse_gbnf(src);
   } else {

@@ -157,9 +157,10 @@ void repack_columns_x8(const TensorView& w, uint8_t* dst, ThreadPool* pool) {
 }  // namespace
 
 bool bf16_tile_layout(DType t, int64_t K) {
-  // Opt-in (CORRAL_AMX_BF16=1): the tiles make prompts 1.4-1.5x faster and matmuls of 128
-  // tokens 4.4x, but one-token decode 1.3-1.8x slower, and no vector code can take decode over
-  // bitwise (the tile's accumulation order is not a chain of fused multiply-adds).
+  // Opt-in (CORRAL_AMX_BF16=1): on the 1B shape the tiles make pp128 1.9-2.0x and pp512
+  // 1.4-1.55x faster (a 2048x8192 matmul of 128 tokens 4.4x), but decode 0.80-0.82x, and no
+  // vector code can take decode over bitwise (measured: the tile's accumulation is not a chain
+  // of fused multiply-adds in either order, nor pairs summed first).
   // Read per call (tests turn it on around one model); the layout is fixed when a weight is
   // repacked, so it must not change while a model is loaded.
   if (t != DType::BF16) return false;
