@@ -410,6 +410,7 @@ TEST(Attention, MatchesDirectComputation) {
 // whether it is alone (gemv16, 4 groups), among a few (gemv16, 2 groups x 4 tokens) or in a
 // prompt (the f32 GEMM over unpacked rows), and within float noise of the reference.
 TEST(Kernels, Repacked16BitIsBatchInvariant) {
+  test::ScopedEnv env("CORRAL_AMX_BF16", "0");  // the vector kernels (the AMX tiles: the next test)
   Context ctx(2);
   for (int64_t n_in : {256, 37 * 8 + 3}) {
     const int64_t n_out = 8 * 13;  // 13 groups: one item of 4 groups is short
@@ -451,12 +452,12 @@ TEST(Kernels, Repacked16BitIsBatchInvariant) {
   }
 }
 
-// AMX-BF16 (opt-in, CORRAL_AMX_BF16=1): every token count through the tiles, bitwise the same
+// AMX-BF16 (the AMX table's default; CORRAL_AMX_BF16=0 turns it off): every token count through the tiles, bitwise the same
 // per token in any batch (tails of 1-15 rows included), within 1e-5 of the float64 reference
 // (activations split in two bf16 parts), and rows read back from the tile layout exactly.
 TEST(Kernels, AmxBf16TilesAreBatchInvariantAndExactEnough) {
   if (!kernels_best().amx_bf16) GTEST_SKIP() << "no AMX-BF16 on " << kernels_isa_name();
-  setenv("CORRAL_AMX_BF16", "1", 1);
+  test::ScopedEnv env("CORRAL_AMX_BF16", "1");
   Context ctx(2);
   const int64_t n_in = 256 + 64, n_out = 8 * 11;  // 5 pairs and an odd last group
   auto wf = randn(n_in * n_out, 41);
@@ -488,7 +489,6 @@ TEST(Kernels, AmxBf16TilesAreBatchInvariantAndExactEnough) {
       ASSERT_EQ(std::memcmp(y.data(), all.data() + t0 * n_out, y.size() * 4), 0) << "batch of " << n << " at token " << t0;
     }
   }
-  unsetenv("CORRAL_AMX_BF16");
 }
 
 // The two-group kernels (AVX-512 VNNI) against the one-group AVX2 kernels, bitwise: a token's

@@ -3,6 +3,8 @@
 #pragma once
 #include <cstdio>
 #include <fstream>
+#include <optional>
+#include <cstdlib>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
@@ -16,6 +18,20 @@ inline nlohmann::json load_json(const std::string& path) {
   std::ifstream f(path);
   return nlohmann::json::parse(f);
 }
+// Sets an environment variable for a scope (also when an assertion returns early), then restores it.
+struct ScopedEnv {
+  std::string name;
+  std::optional<std::string> old;
+  ScopedEnv(const std::string& n, const std::string& v) : name(n) {
+    if (const char* o = std::getenv(n.c_str())) old = o;
+    setenv(n.c_str(), v.c_str(), 1);
+  }
+  ~ScopedEnv() {
+    if (old) setenv(name.c_str(), old->c_str(), 1);
+    else unsetenv(name.c_str());
+  }
+};
+
 inline std::string tmp_path(const std::string& name) {
   return std::string(::testing::TempDir()) + "corral_" + name;
 }

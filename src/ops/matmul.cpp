@@ -190,10 +190,15 @@ bool matmul_bf16_amx(Context& ctx, const TensorView& w, const float* x, int64_t 
   const size_t gbytes = repacked_group_bytes(w.type, K);
   const uint8_t* base = static_cast<const uint8_t*>(w.data);
   const Gemv16Fn gemv = k.gemv16[uint32_t(w.type)];
-  // Row pairs across the pool; the odd last group through gemv16.
-  ctx.pool->parallel_for((groups + 1) / 2, [&](int64_t item) {
-    const int64_t gi = item * 2;
-    if (gi + 1 < groups) return k.amx_bf16(K, base + size_t(gi) * gbytes, gbytes, xh, xl, T, y + gi * 8, N);
+  // Two row pairs (32 rows) per item across the pool; the odd last group through gemv16.
+  const int64_t pairs = groups / 2;
+  ctx.pool->parallel_for((pairs + 1) / 2 + groups % 2, [&](int64_t item) {
+    const int64_t p0 = item * 2;
+    if (p0 < pairs) {
+      const int np = int(std::min<int64_t>(2, pairs - p0));
+      return k.amx_bf16(K, base + size_t(p0 * 2) * gbytes, gbytes, np, xh, xl, T, y + p0 * 16, N);
+    }
+    const int64_t gi = groups - 1;
     float o[4 * 8];
     for (int64_t t0 = 0; t0 < T; t0 += 4) {
       const int nt = int(std::min<int64_t>(4, T - t0));

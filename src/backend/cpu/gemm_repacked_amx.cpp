@@ -202,7 +202,7 @@ void load_bf16_config(int m) {
   if (tl_config == 100 + m) return;
   tl_config = 100 + m;
   TileConfig c;
-  for (int i = 0; i < 8; ++i) c.rows[i] = uint8_t(i == 7 ? 16 : m), c.colsb[i] = 64;
+  for (int i = 0; i < 8; ++i) c.rows[i] = uint8_t(i >= 6 ? 16 : m), c.colsb[i] = 64;  // 6, 7: B
   _tile_loadconfig(&c);
 }
 
@@ -227,73 +227,101 @@ void split_bf16(const float* x, int64_t n, uint16_t* hi, uint16_t* lo) {
 
 // Per output: the hi parts' products accumulated over k in one tile chain, the lo parts' in
 // another (independent chains, so tile multiplies overlap), then hi + lo: the same arithmetic for
-// every token whichever loop below takes it.
-void amx_bf16_pair(int64_t K, const uint8_t* g, size_t gbytes, const uint16_t* xh, const uint16_t* xl,
-                   int64_t T, float* out, int64_t ldo) {
-  // The pair's weights are already B tiles (repack.h's BF16 tile layout), chunk q at g + 1 KiB q;
+// every token whichever loop below takes it. np (1 or 2) pairs at g, g + 2 gbytes: the last tile
+// (decode's one row) runs both pairs' four chains together, since one row's chain is short of
+// work to hide the multiply's latency.
+void amx_bf16_pairs(int64_t K, const uint8_t* g, size_t gbytes, int np, const uint16_t* xh,
+                    const uint16_t* xl, int64_t T, float* out, int64_t ldo) {
+  // The pairs' weights are already B tiles (repack.h's BF16 tile layout), chunk q at + 1 KiB q;
   // the activations are block-major (kernels.h), so each A tile is 1 KiB in a row.
-  (void)gbytes;
   const int64_t nc = K / 32;
-  const uint8_t* bt = g;
+  const size_t pstride = 2 * gbytes;
   alignas(64) float ch[16 * 16], cl[16 * 16];
-  auto store = [&](int64_t t0, int m) {
+  auto store = [&](float* o, int64_t t0, int m) {
     for (int t = 0; t < m; ++t)
-      _mm512_storeu_ps(out + (t0 + t) * ldo, _mm512_add_ps(_mm512_load_ps(ch + 16 * t), _mm512_load_ps(cl + 16 * t)));
+      _mm512_storeu_ps(o + (t0 + t) * ldo, _mm512_add_ps(_mm512_load_ps(ch + 16 * t), _mm512_load_ps(cl + 16 * t)));
   };
-  auto prefetch = [&](int64_t q) {  // tile loads are not prefetched by the hardware streams
+  auto prefetch = [&](const uint8_t* bt, int64_t q) {  // tile loads are not prefetched by the hardware streams
     if (q < nc)
       for (int i = 0; i < 16; ++i) _mm_prefetch(reinterpret_cast<const char*>(bt + q * 1024 + 64 * i), _MM_HINT_T0);
   };
-  int64_t t0 = 0;
-  if (T >= 16) load_bf16_config(16);
-  for (; t0 + 32 <= T; t0 += 32) {  // two token tiles share each B tile
-    const uint16_t *h0 = xh + t0 * K, *l0 = xl + t0 * K, *h1 = h0 + 16 * K, *l1 = l0 + 16 * K;
-    _tile_zero(0);
-    _tile_zero(1);
-    _tile_zero(2);
-    _tile_zero(3);
-    for (int64_t q = 0; q < nc; ++q) {
-      if (t0 == 0) prefetch(q + 32);
-      _tile_loadd(7, bt + q * 1024, 64);
-      _tile_loadd(4, h0 + 512 * q, 64);
-      _tile_loadd(5, l0 + 512 * q, 64);
-      _tile_loadd(6, h1 + 512 * q, 64);
-      _tile_dpbf16ps(0, 4, 7);
-      _tile_dpbf16ps(1, 5, 7);
-      _tile_dpbf16ps(2, 6, 7);
-      _tile_loadd(4, l1 + 512 * q, 64);
-      _tile_dpbf16ps(3, 4, 7);
+  const int64_t full = T / 32 * 32;  // tokens taken two tiles at a time
+  if (full > 0) load_bf16_config(16);
+  for (int p = 0; p < np && full > 0; ++p) {
+    const uint8_t* bt = g + p * pstride;
+    float* o = out + 16 * p;
+    for (int64_t t0 = 0; t0 < full; t0 += 32) {  // two token tiles share each B tile
+      const uint16_t *h0 = xh + t0 * K, *l0 = xl + t0 * K, *h1 = h0 + 16 * K, *l1 = l0 + 16 * K;
+      _tile_zero(0);
+      _tile_zero(1);
+      _tile_zero(2);
+      _tile_zero(3);
+      for (int64_t q = 0; q < nc; ++q) {
+        if (t0 == 0) prefetch(bt, q + 16);
+        _tile_loadd(7, bt + q * 1024, 64);
+        _tile_loadd(4, h0 + 512 * q, 64);
+        _tile_loadd(5, l0 + 512 * q, 64);
+        _tile_loadd(6, h1 + 512 * q, 64);
+        _tile_dpbf16ps(0, 4, 7);
+        _tile_dpbf16ps(1, 5, 7);
+        _tile_dpbf16ps(2, 6, 7);
+        _tile_loadd(4, l1 + 512 * q, 64);
+        _tile_dpbf16ps(3, 4, 7);
+      }
+      _tile_stored(0, ch, 64);
+      _tile_stored(1, cl, 64);
+      store(o, t0, 16);
+      _tile_stored(2, ch, 64);
+      _tile_stored(3, cl, 64);
+      store(o, t0 + 16, 16);
     }
-    _tile_stored(0, ch, 64);
-    _tile_stored(1, cl, 64);
-    store(t0, 16);
-    _tile_stored(2, ch, 64);
-    _tile_stored(3, cl, 64);
-    store(t0 + 16, 16);
   }
-  for (; t0 < T; t0 += 16) {  // one tile of up to 16 tokens (a tile of one row for decode)
+  for (int64_t t0 = full; t0 < T; t0 += 16) {  // tiles of up to 16 tokens, both pairs at once
     const int m = int(std::min<int64_t>(16, T - t0));
     load_bf16_config(m);
+    const uint8_t *b0 = g, *b1 = g + (np > 1 ? pstride : 0);
+    const uint16_t *h = xh + t0 * K, *l = xl + t0 * K;
     _tile_zero(0);
     _tile_zero(1);
-    for (int64_t q = 0; q < nc; ++q) {
-      if (t0 < 32) prefetch(q + 32);
-      _tile_loadd(7, bt + q * 1024, 64);
-      _tile_loadd(4, xh + t0 * K + 512 * q, 64);
-      _tile_loadd(5, xl + t0 * K + 512 * q, 64);
-      _tile_dpbf16ps(0, 4, 7);
-      _tile_dpbf16ps(1, 5, 7);
+    if (np > 1) {
+      _tile_zero(2);
+      _tile_zero(3);
+      for (int64_t q = 0; q < nc; ++q) {
+        if (full == 0) prefetch(b0, q + 16), prefetch(b1, q + 16);
+        _tile_loadd(4, h + 512 * q, 64);
+        _tile_loadd(5, l + 512 * q, 64);
+        _tile_loadd(6, b0 + q * 1024, 64);
+        _tile_loadd(7, b1 + q * 1024, 64);
+        _tile_dpbf16ps(0, 4, 6);
+        _tile_dpbf16ps(1, 5, 6);
+        _tile_dpbf16ps(2, 4, 7);
+        _tile_dpbf16ps(3, 5, 7);
+      }
+    } else {
+      for (int64_t q = 0; q < nc; ++q) {
+        if (full == 0) prefetch(b0, q + 16);
+        _tile_loadd(4, h + 512 * q, 64);
+        _tile_loadd(5, l + 512 * q, 64);
+        _tile_loadd(6, b0 + q * 1024, 64);
+        _tile_dpbf16ps(0, 4, 6);
+        _tile_dpbf16ps(1, 5, 6);
+      }
     }
     _tile_stored(0, ch, 64);
     _tile_stored(1, cl, 64);
-    store(t0, m);
+    store(out, t0, m);
+    if (np > 1) {
+      _tile_stored(2, ch, 64);
+      _tile_stored(3, cl, 64);
+      store(out + 16, t0, m);
+    }
   }
 }
 
 }  // namespace
 
 void set_amx_kernels(KernelTable& t) {
-  t.amx_bf16 = amx_bf16_pair;
+  t.amx_bf16 = amx_bf16_pairs;
   t.split_bf16 = split_bf16;
   t.amx_pair_q4_k = amx_q4_k_pair;
   t.isa = "amx";

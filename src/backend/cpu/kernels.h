@@ -83,13 +83,14 @@ using AmxPairFn = void (*)(int64_t K, const uint8_t* g, size_t gbytes, const int
 using AmxPairKFn = void (*)(int64_t K, const uint8_t* g, size_t gbytes, const uint8_t* x8k,
                             size_t ldx, int64_t T16, float* out, int64_t ldo);
 
-// AMX-BF16: a pair of repacked BF16 groups (16 rows at g, in repack.h's tile layout) against T
-// tokens (the last tile has T % 16 rows: one row for decode), out[t * ldo + r]. Activations come split in two bf16 parts, x = hi + lo (+ a
-// rest under 2^-16 |x|), block-major: token t's values 32q..32q+31 at xh + (t / 16) * 16 * K +
-// 512 q + (t % 16) * 32 (each A tile 1 KiB in a row); each output is the hi parts' tile
+// AMX-BF16: np (1 or 2) pairs of repacked BF16 groups (16 rows each, at g and g + 2 gbytes, in
+// repack.h's tile layout) against T tokens (the last tile has T % 16 rows: one row for decode),
+// out[t * ldo + r], r < 16 np. Activations come split in two bf16 parts, x = hi + lo (+ a rest
+// under 2^-16 |x|), block-major: token t's values 32q..32q+31 at xh + (t / 16) * 16 * K + 512 q
+// + (t % 16) * 32 (each A tile 1 KiB in a row); each output is the hi parts' tile
 // multiply-adds over k into one f32 accumulator, the lo parts' into another, then their sum:
 // it depends only on its own token. Every BF16 output of the AMX table takes this path.
-using AmxBf16Fn = void (*)(int64_t K, const uint8_t* g, size_t gbytes, const uint16_t* xh,
+using AmxBf16Fn = void (*)(int64_t K, const uint8_t* g, size_t gbytes, int np, const uint16_t* xh,
                            const uint16_t* xl, int64_t T, float* out, int64_t ldo);
 // n floats to their two bf16 parts (round to nearest even, then the remainder likewise).
 using SplitBf16Fn = void (*)(const float* x, int64_t n, uint16_t* hi, uint16_t* lo);

@@ -157,15 +157,14 @@ void repack_columns_x8(const TensorView& w, uint8_t* dst, ThreadPool* pool) {
 }  // namespace
 
 bool bf16_tile_layout(DType t, int64_t K) {
-  // Opt-in (CORRAL_AMX_BF16=1): on the 1B shape the tiles make pp128 1.9-2.0x and pp512
-  // 1.4-1.55x faster (a 2048x8192 matmul of 128 tokens 4.4x), but decode 0.80-0.82x, and no
-  // vector code can take decode over bitwise (measured: the tile's accumulation is not a chain
-  // of fused multiply-adds in either order, nor pairs summed first).
-  // Read per call (tests turn it on around one model); the layout is fixed when a weight is
-  // repacked, so it must not change while a model is loaded.
-  if (t != DType::BF16) return false;
+  // On the AMX table by default (CORRAL_AMX_BF16=0 turns it off): on the 1B shape pp128 2x and
+  // pp512 1.4-1.5x, decode even. Every BF16 matmul then goes through the tiles, since no vector
+  // code can take any of them over bitwise (measured: the tile's accumulation is not a chain of
+  // fused multiply-adds in either order, nor pairs summed first). Read per call (tests switch it
+  // around one model); a weight's layout is fixed when it is repacked.
+  if (t != DType::BF16 || K % 32 != 0 || kernels_best().amx_bf16 == nullptr) return false;
   const char* e = std::getenv("CORRAL_AMX_BF16");
-  return e && std::string(e) == "1" && t == DType::BF16 && K % 32 == 0 && kernels_best().amx_bf16 != nullptr;
+  return !(e && std::string(e) == "0");
 }
 
 namespace {
