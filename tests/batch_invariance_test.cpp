@@ -30,7 +30,8 @@ std::unique_ptr<Engine> open_model(const std::string& path) {
 }
 
 std::string synth(const std::string& shape, DType t) {
-  const std::string out = test::tmp_path("inv_" + shape + "_" + std::string(type_name(t)) + ".gguf");
+  const std::string out =
+      test::tmp_path("inv_" + shape + "_" + std::string(type_name(t)) + ".gguf");
   SynthOptions o;
   o.shape = shape;
   o.type = t;
@@ -86,7 +87,9 @@ void check_invariance(Engine& e, uint32_t seed_base) {
       ASSERT_TRUE(e.model->forward(*e.ctx, kv, b, e.scratch, &out).is_ok());
       size_t r = 0;
       for (auto& t : b)
-        if (t.logits) ref[{int(i), t.pos}].assign(out.begin() + long(r * V), out.begin() + long((r + 1) * V)), ++r;
+        if (t.logits)
+          ref[{int(i), t.pos}].assign(out.begin() + long(r * V), out.begin() + long((r + 1) * V)),
+              ++r;
     }
     // Mixed: random batches of random chunks; a shared sequence starts once its source is done
     // and takes the source's full blocks from the prefix cache.
@@ -98,7 +101,8 @@ void check_invariance(Engine& e, uint32_t seed_base) {
     for (int guard = 0; guard < 10000; ++guard) {
       std::vector<size_t> ready;
       for (size_t i = 0; i < seqs.size(); ++i)
-        if (!finished[i] && (seqs[i].shared_with < 0 || finished[size_t(seqs[i].shared_with)])) ready.push_back(i);
+        if (!finished[i] && (seqs[i].shared_with < 0 || finished[size_t(seqs[i].shared_with)]))
+          ready.push_back(i);
       if (ready.empty()) break;
       std::vector<BatchToken> b;
       for (size_t i : ready) {
@@ -110,7 +114,8 @@ void check_invariance(Engine& e, uint32_t seed_base) {
           cached_positions += done[i];
         }
         const int64_t left = int64_t(s.tokens.size()) - done[i];
-        const int64_t n = done[i] >= s.n_prompt ? 1 : std::min<int64_t>(left, int64_t(rng() % 97) + 1);
+        const int64_t n =
+            done[i] >= s.n_prompt ? 1 : std::min<int64_t>(left, int64_t(rng() % 97) + 1);
         for (int64_t p = done[i]; p < done[i] + n; ++p)
           b.push_back({int32_t(i + 1), int32_t(p), s.tokens[size_t(p)], wanted(s, p)});
         done[i] += n;
@@ -124,7 +129,10 @@ void check_invariance(Engine& e, uint32_t seed_base) {
       ASSERT_TRUE(e.model->forward(*e.ctx, kv, b, e.scratch, &out).is_ok());
       size_t r = 0;
       for (auto& t : b)
-        if (t.logits) got[{t.seq - 1, t.pos}].assign(out.begin() + long(r * V), out.begin() + long((r + 1) * V)), ++r;
+        if (t.logits)
+          got[{t.seq - 1, t.pos}].assign(out.begin() + long(r * V),
+                                         out.begin() + long((r + 1) * V)),
+              ++r;
       for (size_t i : ready)
         if (started[i] && done[i] == int64_t(seqs[i].tokens.size()) && !finished[i]) {
           finished[i] = true;
@@ -138,7 +146,8 @@ void check_invariance(Engine& e, uint32_t seed_base) {
       auto it = ref.find(k);
       ASSERT_NE(it, ref.end());
       ASSERT_EQ(std::memcmp(v.data(), it->second.data(), v.size() * 4), 0)
-          << "sequence " << k.first << " position " << k.second << " differs (round " << round << ")";
+          << "sequence " << k.first << " position " << k.second << " differs (round " << round
+          << ")";
       ++compared;
     }
     EXPECT_GT(compared, 40);

@@ -1,15 +1,13 @@
 // Every dot kernel, on every ISA this CPU has, against a plain reference on random data:
 // dequantize the weight row, use the activation row exactly as the kernel sees it, sum in double.
+#include <gtest/gtest.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <fstream>
-#include <gtest/gtest.h>
-
-#include "test_util.h"
-
 #include <cmath>
 #include <cstring>
+#include <fstream>
+#include <optional>
 #include <random>
 
 #include "backend/cpu/kernels.h"
@@ -20,6 +18,8 @@
 #include "format/quant.h"
 #include "model/layers/attention.h"
 #include "ops/matmul.h"
+#include "ops/packed.h"
+#include "test_util.h"
 
 using namespace corral;
 
@@ -426,7 +426,8 @@ TEST(Kernels, Repacked16BitIsBatchInvariant) {
         if (t == DType::F32)
           repacked_f32_row(packed.data(), n_in, r, row.data());
         else
-          repacked_16bit_row(t, packed.data(), n_in, n_out, r, reinterpret_cast<uint16_t*>(row.data()));
+          repacked_16bit_row(t, packed.data(), n_in, n_out, r,
+                             reinterpret_cast<uint16_t*>(row.data()));
         ASSERT_EQ(std::memcmp(row.data(), w.row(r), w.row_size()), 0)
             << type_name(t) << " row " << r;
       }
@@ -452,9 +453,56 @@ TEST(Kernels, Repacked16BitIsBatchInvariant) {
   }
 }
 
-// AMX-BF16 (the AMX table's default; CORRAL_AMX_BF16=0 turns it off): every token count through the tiles, bitwise the same
-// per token in any batch (tails of 1-15 rows included), within 1e-5 of the float64 reference
-// (activations split in two bf16 parts), and rows read back from the tile layout exactly.
+// Every packed layout of this table (and, with CORRAL_NO_AMX=1, the vector layouts the AMX ones
+// hand their left-over tokens to): rows read back exactly, multiply within the type's tolerance
+// of the layout's scalar reference, and each token bitwise the same in batches of any size.
+TEST(PackedLayouts, EachMatchesItsReferenceAndIsBatchInvariant) {
+  Context ctx(2);
+  const int64_t n_in = 512, n_out = 8 * 7;  // 3 pairs of groups and an odd one
+  const auto wf = randn(n_in * n_out, 51);
+  const int64_t T = 40;
+  const auto x = randn(n_in * T, 52);
+  for (const char* no_amx : {"0", "1"}) {
+    std::optional<test::ScopedEnv> env;
+    if (std::string(no_amx) == "1") env.emplace("CORRAL_NO_AMX", "1");
+    for (DType t : {DType::F32, DType::F16, DType::BF16, DType::Q8_0, DType::Q4_0, DType::Q4_K}) {
+      const QuantWeights qw = quantize_weights(t, wf, n_in, n_out);
+      const TensorView& w = qw.view;
+      if (!repack_supported(w)) continue;
+      const PackedLayout* l = packed_layout(t, n_in);
+      ASSERT_NE(l, nullptr) << type_name(t);
+      std::vector<uint8_t> packed(repacked_bytes(w));
+      repack_weight(w, packed.data());
+      TensorView wp = w;
+      wp.data = packed.data();
+      wp.repacked = true;
+      std::vector<uint8_t> back(w.row_size());
+      for (int64_t r = 0; r < n_out; ++r) {
+        l->row(wp, r, back.data());
+        ASSERT_EQ(std::memcmp(back.data(), w.row(r), w.row_size()), 0) << l->name << " row " << r;
+      }
+      std::vector<float> all(size_t(n_out * T)), yr(size_t(n_out * T));
+      MatmulScratch s;
+      matmul(ctx, wp, x.data(), T, all.data(), s);
+      packed_reference(wp, x.data(), T, yr.data());
+      const double tol = t == DType::F32 || t == DType::F16 || t == DType::BF16 ? 1e-5 : 2e-2;
+      EXPECT_TRUE(near_reference(all, yr, wf, x, n_in, n_out, T, tol)) << l->name;
+      for (int64_t n : {1, 2, 3, 4, 7, 16, 17, 33}) {
+        std::vector<float> y(size_t(n_out * n));
+        for (int64_t t0 = 0; t0 + n <= T; t0 += 11) {
+          matmul(ctx, wp, x.data() + t0 * n_in, n, y.data(), s);
+          ASSERT_EQ(std::memcmp(y.data(), all.data() + t0 * n_out, y.size() * 4), 0)
+              << l->name << ": batch of " << n << " at token " << t0;
+        }
+      }
+    }
+  }
+}
+
+// AMX-BF16 (the AMX table's default; CORRAL_AMX_BF16=0 turns it off): every token count through the
+// tiles, bitwise the same per token in any batch (tails of 1-15 rows included), within 1e-5 of the
+// float64 reference (activations split in two bf16 parts), and rows read back from the tile layout
+// exactly.
 TEST(Kernels, AmxBf16TilesAreBatchInvariantAndExactEnough) {
   if (!kernels_best().amx_bf16) GTEST_SKIP() << "no AMX-BF16 on " << kernels_isa_name();
   test::ScopedEnv env("CORRAL_AMX_BF16", "1");
@@ -486,7 +534,8 @@ TEST(Kernels, AmxBf16TilesAreBatchInvariantAndExactEnough) {
     std::vector<float> y(size_t(n_out * n));
     for (int64_t t0 = 0; t0 + n <= T; t0 += 9) {
       matmul(ctx, wp, x.data() + t0 * n_in, n, y.data(), s);
-      ASSERT_EQ(std::memcmp(y.data(), all.data() + t0 * n_out, y.size() * 4), 0) << "batch of " << n << " at token " << t0;
+      ASSERT_EQ(std::memcmp(y.data(), all.data() + t0 * n_out, y.size() * 4), 0)
+          << "batch of " << n << " at token " << t0;
     }
   }
 }
@@ -507,7 +556,7 @@ TEST(Kernels, AmxTilesEqualVnniPairKernels) {
     const int64_t nb = K / 32;
     for (DType t : {DType::Q4_0, DType::Q8_0}) {
       auto wf = randn(16 * K, 50 + uint32_t(K));
-      for (int i = 0; i < K; ++i) wf[size_t(3 * K + i)] = 0.f;                 // a zero row: zero scales
+      for (int i = 0; i < K; ++i) wf[size_t(3 * K + i)] = 0.f;  // a zero row: zero scales
       for (int i = 0; i < 32; ++i) wf[size_t(5 * K + i)] = 1e-42f * float(i);  // a subnormal scale
       QuantWeights qw = quantize_weights(t, wf, K, 16);
       if (t == DType::Q8_0)
@@ -527,29 +576,37 @@ TEST(Kernels, AmxTilesEqualVnniPairKernels) {
                                    xs.data() + tk * nb, 1);
         const int64_t ldo = 40;  // wider than 16: rows land where the caller says
         std::vector<float> got(size_t(T16 * ldo), -1.f);
-        (t == DType::Q8_0 ? amx->amx_pair_q8_0 : amx->amx_pair_q4_0)(K, packed.data(), gbytes, xq.data(), K, 32,
-                                                                 xd.data(), xs.data(), nb, T16, got.data(), ldo);
+        (t == DType::Q8_0 ? amx->amx_pair_q8_0 : amx->amx_pair_q4_0)(
+            K, packed.data(), gbytes, xq.data(), K, 32, xd.data(), xs.data(), nb, T16, got.data(),
+            ldo);
         // Block-major levels give the same.
         std::vector<int8_t> bm(size_t(T16 * K));
         for (int64_t tk = 0; tk < T16; ++tk)
-          for (int64_t b = 0; b < nb; ++b) std::memcpy(&bm[size_t((b * T16 + tk) * 32)], &xq[size_t(tk * K + 32 * b)], 32);
+          for (int64_t b = 0; b < nb; ++b)
+            std::memcpy(&bm[size_t((b * T16 + tk) * 32)], &xq[size_t(tk * K + 32 * b)], 32);
         std::vector<float> got_bm(size_t(T16 * ldo), -1.f);
-        (t == DType::Q8_0 ? amx->amx_pair_q8_0 : amx->amx_pair_q4_0)(K, packed.data(), gbytes, bm.data(), 32, 32 * T16,
-                                                                 xd.data(), xs.data(), nb, T16, got_bm.data(), ldo);
-        ASSERT_EQ(std::memcmp(got.data(), got_bm.data(), got.size() * 4), 0) << "block-major layout";
+        (t == DType::Q8_0 ? amx->amx_pair_q8_0 : amx->amx_pair_q4_0)(
+            K, packed.data(), gbytes, bm.data(), 32, 32 * T16, xd.data(), xs.data(), nb, T16,
+            got_bm.data(), ldo);
+        ASSERT_EQ(std::memcmp(got.data(), got_bm.data(), got.size() * 4), 0)
+            << "block-major layout";
         const RepackedPairFn pair = (t == DType::Q8_0 ? wide->pair_q8_0 : wide->pair_q4_0)[1];
         for (int64_t t0 = 0; t0 < T16; t0 += 4) {
           float want[64];
-          pair(K, packed.data(), gbytes, xq.data() + t0 * K, K, xd.data() + t0 * nb, xs.data() + t0 * nb, nb, want);
+          pair(K, packed.data(), gbytes, xq.data() + t0 * K, K, xd.data() + t0 * nb,
+               xs.data() + t0 * nb, nb, want);
           for (int tt = 0; tt < 4; ++tt)
             for (int r = 0; r < 16; ++r) {
-              const float w = want[(r / 8) * 32 + tt * 8 + r % 8], g = got[size_t((t0 + tt) * ldo + r)];
-              ASSERT_EQ(std::memcmp(&w, &g, 4), 0) << type_name(t) << " K=" << K << " token " << t0 + tt
-                                                   << " row " << r << ": " << g << " vs " << w;
+              const float w = want[(r / 8) * 32 + tt * 8 + r % 8],
+                          g = got[size_t((t0 + tt) * ldo + r)];
+              ASSERT_EQ(std::memcmp(&w, &g, 4), 0)
+                  << type_name(t) << " K=" << K << " token " << t0 + tt << " row " << r << ": " << g
+                  << " vs " << w;
             }
         }
         for (int64_t tk = 0; tk < T16; ++tk)
-          for (int r = 16; r < ldo; ++r) ASSERT_EQ(got[size_t(tk * ldo + r)], -1.f) << "wrote outside its rows";
+          for (int r = 16; r < ldo; ++r)
+            ASSERT_EQ(got[size_t(tk * ldo + r)], -1.f) << "wrote outside its rows";
         std::vector<float> row(static_cast<size_t>(K));
         for (int r = 0; r < 16; ++r) {
           dequantize_row(t, qw.view.row(r), row.data(), K);
@@ -559,7 +616,8 @@ TEST(Kernels, AmxTilesEqualVnniPairKernels) {
             ref += double(row[size_t(i)]) * xv;
             mag += std::fabs(double(row[size_t(i)]) * xv);
           }
-          ASSERT_NEAR(got[size_t(r)], ref, 1e-5 * mag + 1e-6) << type_name(t) << " K=" << K << " row " << r;
+          ASSERT_NEAR(got[size_t(r)], ref, 1e-5 * mag + 1e-6)
+              << type_name(t) << " K=" << K << " row " << r;
         }
       }
     }
@@ -582,11 +640,14 @@ TEST(Kernels, AmxRefusedFallsBackCleanly) {
   } restore{saved_isa, isa != nullptr};
   const std::string model = test::tmp_path("amx_deny.gguf");
   ASSERT_EQ(test::run_corral("synth --shape tiny --type q8_0 --seed 3 " + model).status, 0);
-  const std::string run = "run -m " + model + " --prompt-ids 1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,20 -n 8 --temp 0 --print-ids";
+  const std::string run =
+      "run -m " + model +
+      " --prompt-ids 1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,20 -n 8 --temp 0 --print-ids";
   auto with = test::run_corral(run);
   test::CmdResult denied{0, "", ""};
   {
-    const std::string cmd = "CORRAL_AMX_DENY=1 " + std::string(CORRAL_BINARY) + " " + run + " 2>" + model + ".err";
+    const std::string cmd =
+        "CORRAL_AMX_DENY=1 " + std::string(CORRAL_BINARY) + " " + run + " 2>" + model + ".err";
     FILE* p = popen(cmd.c_str(), "r");
     ASSERT_NE(p, nullptr);
     char buf[4096];
@@ -599,9 +660,12 @@ TEST(Kernels, AmxRefusedFallsBackCleanly) {
   }
   ASSERT_EQ(with.status, 0) << with.err;
   EXPECT_EQ(with.err.find("AMX kernels unavailable"), std::string::npos) << with.err;
-  EXPECT_NE(denied.err.find("AMX kernels unavailable (the kernel refused the tile state (simulated by CORRAL_AMX_DENY)): using avx512"),
-            std::string::npos) << denied.err;
-  EXPECT_EQ(denied.out, with.out) << "a 20-token prompt through tiles and through VNNI: the same greedy ids";
+  EXPECT_NE(denied.err.find("AMX kernels unavailable (the kernel refused the tile state (simulated "
+                            "by CORRAL_AMX_DENY)): using avx512"),
+            std::string::npos)
+      << denied.err;
+  EXPECT_EQ(denied.out, with.out)
+      << "a 20-token prompt through tiles and through VNNI: the same greedy ids";
   std::remove(model.c_str());
 }
 
@@ -621,7 +685,8 @@ TEST(Kernels, AmxQ4KTilesEqualTheQ4KKernels) {
     const size_t arow = row_bytes(DType::Q8_K, K);
     const auto x = randn(size_t(T16 * K), 90);
     std::vector<uint8_t> act(arow * size_t(T16));
-    for (int64_t t = 0; t < T16; ++t) amx->quantize_q8_k(x.data() + t * K, act.data() + size_t(t) * arow, K);
+    for (int64_t t = 0; t < T16; ++t)
+      amx->quantize_q8_k(x.data() + t * K, act.data() + size_t(t) * arow, K);
     std::vector<float> got(size_t(T16 * 16));
     amx->amx_pair_q4_k(K, packed.data(), gbytes, act.data(), arow, T16, got.data(), 16);
     for (int64_t t0 = 0; t0 < T16; t0 += 4)
@@ -631,8 +696,8 @@ TEST(Kernels, AmxQ4KTilesEqualTheQ4KKernels) {
         for (int tt = 0; tt < 4; ++tt)
           for (int i = 0; i < 8; ++i) {
             const float w = want[tt * 8 + i], g = got[size_t((t0 + tt) * 16 + h * 8 + i)];
-            ASSERT_EQ(std::memcmp(&w, &g, 4), 0) << "K=" << K << " token " << t0 + tt << " row " << h * 8 + i
-                                                 << ": " << g << " vs " << w;
+            ASSERT_EQ(std::memcmp(&w, &g, 4), 0) << "K=" << K << " token " << t0 + tt << " row "
+                                                 << h * 8 + i << ": " << g << " vs " << w;
           }
       }
   }

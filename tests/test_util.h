@@ -2,10 +2,10 @@
 // files.
 #pragma once
 #include <cstdio>
-#include <fstream>
-#include <optional>
 #include <cstdlib>
+#include <fstream>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -18,7 +18,8 @@ inline nlohmann::json load_json(const std::string& path) {
   std::ifstream f(path);
   return nlohmann::json::parse(f);
 }
-// Sets an environment variable for a scope (also when an assertion returns early), then restores it.
+// Sets an environment variable for a scope (also when an assertion returns early), then restores
+// it.
 struct ScopedEnv {
   std::string name;
   std::optional<std::string> old;
@@ -27,8 +28,10 @@ struct ScopedEnv {
     setenv(n.c_str(), v.c_str(), 1);
   }
   ~ScopedEnv() {
-    if (old) setenv(name.c_str(), old->c_str(), 1);
-    else unsetenv(name.c_str());
+    if (old)
+      setenv(name.c_str(), old->c_str(), 1);
+    else
+      unsetenv(name.c_str());
   }
 };
 

@@ -13,7 +13,6 @@
 #include <immintrin.h>
 
 #include <algorithm>
-
 #include <vector>
 
 #include "backend/cpu/avx512_pair.h"
@@ -50,7 +49,6 @@ void load_config() {
   _tile_loadconfig(&c);
 }
 
-
 // Both groups' weights of every block as B tiles ([nb][8][64]) and their scales ([nb][16]).
 template <bool Q8>
 void unpack_pair(int64_t nb, const uint8_t* g, const uint8_t* h, uint8_t* tiles, float* scales) {
@@ -59,7 +57,8 @@ void unpack_pair(int64_t nb, const uint8_t* g, const uint8_t* h, uint8_t* tiles,
   for (int64_t b = 0; b < nb; ++b, g += gb, h += gb) {
     uint8_t* t = tiles + b * 512;
     if (Q8) {
-      for (int c = 0; c < 8; ++c) _mm512_storeu_si512(t + 64 * c, pair_load(g + 16 + 32 * c, h + 16 + 32 * c));
+      for (int c = 0; c < 8; ++c)
+        _mm512_storeu_si512(t + 64 * c, pair_load(g + 16 + 32 * c, h + 16 + 32 * c));
     } else {
       for (int c = 0; c < 4; ++c) {
         const __m512i bits = pair_load(g + 16 + 32 * c, h + 16 + 32 * c);
@@ -73,8 +72,8 @@ void unpack_pair(int64_t nb, const uint8_t* g, const uint8_t* h, uint8_t* tiles,
 
 template <bool Q8>
 void amx_pair(int64_t K, const uint8_t* g, size_t gbytes, const int8_t* xq, int64_t ldx,
-              int64_t bstride, const float* xd, const float* xs, int64_t ldb, int64_t T16, float* out,
-              int64_t ldo) {
+              int64_t bstride, const float* xd, const float* xs, int64_t ldb, int64_t T16,
+              float* out, int64_t ldo) {
   const int64_t nb = K / 32;
   thread_local std::vector<uint8_t> tiles;
   thread_local std::vector<float> scales;
@@ -86,16 +85,16 @@ void amx_pair(int64_t K, const uint8_t* g, size_t gbytes, const int8_t* xq, int6
   const uint8_t* bt = tiles.data();
   // Block b's integer sums into c[b % 2] (s8 levels x s8 levels for Q8_0; s8 levels x u8
   // nibbles for Q4_0, whose -8 offset is applied in float below).
-#define CORRAL_AMX_BLOCK(C, A, B, b)                               \
-  do {                                                              \
-    _tile_zero(C);                                                  \
-    _tile_loadd(A, xq + t0 * ldx + bstride * (b), ldx);             \
-    _tile_loadd(B, bt + (b) * 512, 64);                             \
-    if (Q8)                                                         \
-      _tile_dpbssd(C, A, B);                                        \
-    else                                                            \
-      _tile_dpbsud(C, A, B);                                        \
-    _tile_stored(C, c[(b) & 1], 64);                                \
+#define CORRAL_AMX_BLOCK(C, A, B, b)                    \
+  do {                                                  \
+    _tile_zero(C);                                      \
+    _tile_loadd(A, xq + t0 * ldx + bstride * (b), ldx); \
+    _tile_loadd(B, bt + (b)*512, 64);                   \
+    if (Q8)                                             \
+      _tile_dpbssd(C, A, B);                            \
+    else                                                \
+      _tile_dpbsud(C, A, B);                            \
+    _tile_stored(C, c[(b)&1], 64);                      \
   } while (0)
   for (int64_t t0 = 0; t0 < T16; t0 += 16) {
     __m512 acc[16];
@@ -144,7 +143,8 @@ void amx_q4_k_pair(int64_t K, const uint8_t* g, size_t gbytes, const uint8_t* x8
       for (int c = 0; c < 8; ++c) {
         const __m512i bits = pair_load(ga + 160 + 256 * j + 32 * c, gb + 160 + 256 * j + 32 * c);
         _mm512_storeu_si512(sb + (2 * j) * 512 + 64 * c, _mm512_and_si512(bits, m4));
-        _mm512_storeu_si512(sb + (2 * j + 1) * 512 + 64 * c, _mm512_and_si512(_mm512_srli_epi16(bits, 4), m4));
+        _mm512_storeu_si512(sb + (2 * j + 1) * 512 + 64 * c,
+                            _mm512_and_si512(_mm512_srli_epi16(bits, 4), m4));
       }
     int32_t* sc = reinterpret_cast<int32_t*>(sb + 8 * 512);
     int32_t* mn = sc + 8 * 16;
@@ -181,9 +181,11 @@ void amx_q4_k_pair(int64_t K, const uint8_t* g, size_t gbytes, const uint8_t* x8
         const BlockQ8_K& xb = reinterpret_cast<const BlockQ8_K*>(x8k + size_t(t0 + t) * ldx)[s];
         __m512i is = _mm512_setzero_si512(), ms = _mm512_setzero_si512();
         for (int q = 0; q < 8; ++q) {
-          is = _mm512_add_epi32(is, _mm512_mullo_epi32(_mm512_loadu_si512(sc + 16 * q), _mm512_load_si512(c[q] + 16 * t)));
-          ms = _mm512_add_epi32(ms, _mm512_mullo_epi32(_mm512_loadu_si512(mn + 16 * q),
-                                                       _mm512_set1_epi32(xb.bsums[2 * q] + xb.bsums[2 * q + 1])));
+          is = _mm512_add_epi32(is, _mm512_mullo_epi32(_mm512_loadu_si512(sc + 16 * q),
+                                                       _mm512_load_si512(c[q] + 16 * t)));
+          ms = _mm512_add_epi32(
+              ms, _mm512_mullo_epi32(_mm512_loadu_si512(mn + 16 * q),
+                                     _mm512_set1_epi32(xb.bsums[2 * q] + xb.bsums[2 * q + 1])));
         }
         const __m512 xd = _mm512_set1_ps(xb.d);
         acc[t] = _mm512_fmadd_ps(_mm512_mul_ps(d, xd), _mm512_cvtepi32_ps(is), acc[t]);
@@ -239,11 +241,14 @@ void amx_bf16_pairs(int64_t K, const uint8_t* g, size_t gbytes, int np, const ui
   alignas(64) float ch[16 * 16], cl[16 * 16];
   auto store = [&](float* o, int64_t t0, int m) {
     for (int t = 0; t < m; ++t)
-      _mm512_storeu_ps(o + (t0 + t) * ldo, _mm512_add_ps(_mm512_load_ps(ch + 16 * t), _mm512_load_ps(cl + 16 * t)));
+      _mm512_storeu_ps(o + (t0 + t) * ldo,
+                       _mm512_add_ps(_mm512_load_ps(ch + 16 * t), _mm512_load_ps(cl + 16 * t)));
   };
-  auto prefetch = [&](const uint8_t* bt, int64_t q) {  // tile loads are not prefetched by the hardware streams
+  auto prefetch = [&](const uint8_t* bt,
+                      int64_t q) {  // tile loads are not prefetched by the hardware streams
     if (q < nc)
-      for (int i = 0; i < 16; ++i) _mm_prefetch(reinterpret_cast<const char*>(bt + q * 1024 + 64 * i), _MM_HINT_T0);
+      for (int i = 0; i < 16; ++i)
+        _mm_prefetch(reinterpret_cast<const char*>(bt + q * 1024 + 64 * i), _MM_HINT_T0);
   };
   const int64_t full = T / 32 * 32;  // tokens taken two tiles at a time
   if (full > 0) load_bf16_config(16);

@@ -173,10 +173,12 @@ void repack_bf16_tiles(const TensorView& w, uint8_t* dst, ThreadPool* pool) {
   const size_t pair_bytes = size_t(K) * 16 * 2;
   for_each_group(pool, pairs, [&](int64_t p) {
     uint8_t* o = dst + size_t(p) * pair_bytes;
+    // Values k and k + 1 (k even) of a row are 4 bytes both in the row and in its tile slot.
     for (int n = 0; n < 16; ++n) {
-      const uint16_t* in = reinterpret_cast<const uint16_t*>(w.row(p * 16 + n));
-      for (int64_t k = 0; k < K; ++k)
-        std::memcpy(o + (k / 32) * 1024 + ((k % 32) / 2) * 64 + n * 4 + (k % 2) * 2, in + k, 2);
+      const uint8_t* in = static_cast<const uint8_t*>(w.row(p * 16 + n));
+      for (int64_t c = 0; c < K / 32; ++c)
+        for (int q = 0; q < 16; ++q)
+          std::memcpy(o + c * 1024 + q * 64 + n * 4, in + c * 64 + q * 4, 4);
     }
   });
   if (groups % 2) {  // the odd last group: column layout
@@ -205,7 +207,8 @@ void repacked_column_row(const uint8_t* data, int64_t K, int64_t r, T* out) {
 }
 }  // namespace
 
-void repacked_16bit_row(DType t, const uint8_t* data, int64_t K, int64_t n_rows, int64_t r, uint16_t* out) {
+void repacked_16bit_row(DType t, const uint8_t* data, int64_t K, int64_t n_rows, int64_t r,
+                        uint16_t* out) {
   // Slices of kRepackSliceRows rows (a multiple of 16) are repacked one after another.
   const int64_t slice = r / kRepackSliceRows * kRepackSliceRows;
   data += size_t(slice) * size_t(K) * 2;
@@ -215,7 +218,8 @@ void repacked_16bit_row(DType t, const uint8_t* data, int64_t K, int64_t n_rows,
   if (!bf16_tile_layout(t, K) || r >= pairs * 16) return repacked_column_row(data, K, r, out);
   const uint8_t* p = data + size_t(r / 16) * size_t(K) * 32;
   const int n = int(r % 16);
-  for (int64_t k = 0; k < K; ++k) std::memcpy(out + k, p + (k / 32) * 1024 + ((k % 32) / 2) * 64 + n * 4 + (k % 2) * 2, 2);
+  for (int64_t k = 0; k < K; ++k)
+    std::memcpy(out + k, p + (k / 32) * 1024 + ((k % 32) / 2) * 64 + n * 4 + (k % 2) * 2, 2);
 }
 
 void repacked_f32_row(const uint8_t* data, int64_t K, int64_t r, float* out) {

@@ -1,0 +1,48 @@
+#include "ops/packed.h"
+
+#include <cstdlib>
+#include <vector>
+
+#include "backend/cpu/kernels.h"
+#include "backend/cpu/repack.h"
+#include "format/quant.h"
+
+namespace corral {
+
+const PackedLayout* packed_layout(DType t, int64_t K) {
+  const KernelTable& k = kernels_best();
+  const bool amx = std::getenv("CORRAL_NO_AMX") == nullptr;
+  switch (t) {
+    case DType::Q4_0:
+      return amx && k.amx_pair_q4_0 ? &packed_q4_0_amx() : &packed_q4_0_vector();
+    case DType::Q8_0:
+      return amx && k.amx_pair_q8_0 ? &packed_q8_0_amx() : &packed_q8_0_vector();
+    case DType::Q4_K:
+      return amx && k.amx_pair_q4_k ? &packed_q4_k_amx() : &packed_q4_k_vector();
+    case DType::BF16:
+      return bf16_tile_layout(t, K) ? &packed_bf16_tiles() : &packed_columns();
+    case DType::F16:
+    case DType::F32:
+      return &packed_columns();
+    default:
+      return nullptr;
+  }
+}
+
+void packed_reference(const TensorView& packed, const float* x, int64_t T, float* y) {
+  const PackedLayout* l = packed_layout(packed.type, packed.ne[0]);
+  const int64_t K = packed.ne[0], N = packed.ne[1];
+  std::vector<uint8_t> enc(row_bytes(packed.type, K));
+  std::vector<float> row(static_cast<size_t>(K));
+  for (int64_t r = 0; r < N; ++r) {
+    l->row(packed, r, enc.data());
+    dequantize_row(packed.type, enc.data(), row.data(), K);
+    for (int64_t t = 0; t < T; ++t) {
+      double s = 0;
+      for (int64_t i = 0; i < K; ++i) s += double(row[size_t(i)]) * x[t * K + i];
+      y[t * N + r] = float(s);
+    }
+  }
+}
+
+}  // namespace corral
