@@ -458,17 +458,20 @@ TEST(Kernels, Repacked16BitIsBatchInvariant) {
 // of the layout's scalar reference, and each token bitwise the same in batches of any size.
 TEST(PackedLayouts, EachMatchesItsReferenceAndIsBatchInvariant) {
   Context ctx(2);
-  const int64_t n_in = 512, n_out = 8 * 7;  // 3 pairs of groups and an odd one
-  const auto wf = randn(n_in * n_out, 51);
-  const int64_t T = 40;
+  const int64_t n_in = 512, T = 40;
   const auto x = randn(n_in * T, 52);
+  int tested = 0;
   for (const char* no_amx : {"0", "1"}) {
     std::optional<test::ScopedEnv> env;
     if (std::string(no_amx) == "1") env.emplace("CORRAL_NO_AMX", "1");
-    for (DType t : {DType::F32, DType::F16, DType::BF16, DType::Q8_0, DType::Q4_0, DType::Q4_K}) {
+    for (DType t : {DType::F32, DType::F16, DType::BF16, DType::Q8_0, DType::Q4_0, DType::Q4_K, DType::Q6_K}) {
+      // 3 pairs of groups and an odd one; Q6_K's kernels take pairs only: 4 pairs.
+      const int64_t n_out = t == DType::Q6_K ? 16 * 4 : 8 * 7;
+      const auto wf = randn(n_in * n_out, 51);
       const QuantWeights qw = quantize_weights(t, wf, n_in, n_out);
       const TensorView& w = qw.view;
       if (!repack_supported(w)) continue;
+      ++tested;
       const PackedLayout* l = packed_layout(t, n_in);
       ASSERT_NE(l, nullptr) << type_name(t);
       std::vector<uint8_t> packed(repacked_bytes(w));
@@ -497,6 +500,7 @@ TEST(PackedLayouts, EachMatchesItsReferenceAndIsBatchInvariant) {
       }
     }
   }
+  EXPECT_GE(tested, 8);
 }
 
 // AMX-BF16 (the AMX table's default; CORRAL_AMX_BF16=0 turns it off): every token count through the

@@ -19,6 +19,7 @@ const PackedLayout* packed_layout(DType t, int64_t K) {
       return amx && k.amx_pair_q8_0 ? &packed_q8_0_amx() : &packed_q8_0_vector();
     case DType::Q4_K:
       return amx && k.amx_pair_q4_k ? &packed_q4_k_amx() : &packed_q4_k_vector();
+    case DType::Q6_K: return &packed_q6_k_vector();
     case DType::BF16:
       return bf16_tile_layout(t, K) ? &packed_bf16_tiles() : &packed_columns();
     case DType::F16:

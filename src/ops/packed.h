@@ -32,6 +32,7 @@ void packed_reference(const TensorView& packed, const float* x, int64_t T, float
 const PackedLayout& packed_q4_0_vector();
 const PackedLayout& packed_q8_0_vector();
 const PackedLayout& packed_q4_k_vector();
+const PackedLayout& packed_q6_k_vector();
 const PackedLayout& packed_q4_0_amx();
 const PackedLayout& packed_q8_0_amx();
 const PackedLayout& packed_q4_k_amx();

@@ -145,10 +145,32 @@ void q4k_amx_multiply(Context& ctx, std::initializer_list<MatmulTarget> targets,
   if (t_amx < T) q4k_vector_tokens(ctx, targets, T, t_amx, arow, s);
 }
 
+// ---- Q6_K: pairs of groups (rows a multiple of 16), 4 tokens per call for prompts ----
+void q6k_vector_multiply(Context& ctx, std::initializer_list<MatmulTarget> targets, const float* x, int64_t T,
+                         MatmulScratch& s) {
+  const KernelTable& k = kernels_best();
+  const MatmulTarget* tg = targets.begin();
+  const int64_t K = tg->w->ne[0], pc = per_call(T), Tp = padded(T);
+  const size_t gbytes = repacked_group_bytes(DType::Q6_K, K);
+  const size_t arow = quantize_activations_q8k(ctx, x, K, T, Tp, s);
+  const uint8_t* act = s.act.data();
+  const Q6KPairFn kern = k.pair_q6_k[pc == 4 ? 1 : 0];
+  for_each_amx_pair(ctx, targets, [&](size_t j, int64_t gi, float* y, int64_t N, bool) {
+    const uint8_t* g = group_of(tg, j, gi, gbytes);
+    float o[4 * 16];
+    for (int64_t t = 0; t < Tp; t += pc) {
+      kern(K, g, gbytes, act + size_t(t) * arow, arow, o);
+      for (int64_t tt = 0; tt < pc && t + tt < T; ++tt)
+        for (int r = 0; r < 16; ++r) y[(t + tt) * N + gi * 8 + r] = o[tt * 16 + r];
+    }
+  });
+}
+
 void block_row(const TensorView& w, int64_t r, void* out) {
   const auto* d = static_cast<const uint8_t*>(w.data);
   auto* o = static_cast<uint8_t*>(out);
   if (w.type == DType::Q4_K) return repacked_q4_k_row(d, w.ne[0], r, o);
+  if (w.type == DType::Q6_K) return repacked_q6_k_row(d, w.ne[0], r, o);
   if (w.type == DType::Q8_0) return repacked_q8_0_row(d, w.ne[0], r, o);
   repacked_q4_0_row(d, w.ne[0], r, o);
 }
@@ -165,6 +187,10 @@ const PackedLayout& packed_q8_0_vector() {
 }
 const PackedLayout& packed_q4_k_vector() {
   static const PackedLayout l{"q4_kx8 vector", q4k_vector_multiply, block_row};
+  return l;
+}
+const PackedLayout& packed_q6_k_vector() {
+  static const PackedLayout l{"q6_kx16 vector", q6k_vector_multiply, block_row};
   return l;
 }
 const PackedLayout& packed_q4_0_amx() {

@@ -60,7 +60,9 @@ test(`${kind}: kill -9 under 16 streams: each record holds the tokens its client
   const streams = [];
   const t0 = Date.now();
   for (let round = 0; round < 5; ++round) {
-    const srv = await startServer(['-m', `tiny=${tinyModel('q4_0')}`, '--ledger', dsn, '--instance', 'node-b', '--parallel', '16']);
+    // 17 slots: the 16 endless streams and the non-streamed request below (with 16 it would wait
+    // for a stream to fill its context, minutes on a slower kernel table).
+    const srv = await startServer(['-m', `tiny=${tinyModel('q4_0')}`, '--ledger', dsn, '--instance', 'node-b', '--parallel', '17']);
     const mine = [...Array(16).keys()].map((i) => ({ tokens: 0, round, i }));
     const clients = mine.map((o, i) => streamCount(srv.url, tenant.api_key,
       { model: 'tiny', prompt: `tale ${round} ${i}`, max_tokens: 100000, ignore_eos: true, stream: true, temperature: 1, seed: i }, o));

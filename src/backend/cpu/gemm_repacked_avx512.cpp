@@ -10,6 +10,7 @@
 #include "backend/cpu/avx512_pair.h"
 #include "backend/cpu/kernels.h"
 #include "backend/cpu/repack.h"
+#include "format/quant.h"
 
 namespace corral {
 namespace {
@@ -103,9 +104,60 @@ void q8_0_pair(int64_t K, const uint8_t* g, size_t gbytes, const int8_t* xq, int
   for (int t = 0; t < NT; ++t) store_pair(out, t, acc[t]);
 }
 
+// Q6_K (repack.h's q6_k layout) against Q8_K activations: per superblock and 16-value sub-block
+// j, lane r (row r of the pair) gets s = sum q * a (u8 6-bit levels times s8, vpdpbusd, exact),
+// then isum += scale_j * (s - 32 * bsum_j): the exact integer sum_j scale_j * sum (q - 32) a;
+// then one fused multiply-add by d_w * d_x per superblock. Token t's Q8_K row at x8k + t * ldx;
+// out[t * 16 + r].
+template <int NT>
+void q6_k_pair(int64_t K, const uint8_t* g, size_t gbytes, const uint8_t* x8k, size_t ldx, float* out) {
+  const int64_t nsb = K / QK_K;
+  const uint8_t* h = g + gbytes;
+  const __m512i m4 = _mm512_set1_epi8(0xF), m3 = _mm512_set1_epi8(3);
+  __m512 acc[NT];
+  for (int t = 0; t < NT; ++t) acc[t] = _mm512_setzero_ps();
+  for (int64_t sb = 0; sb < nsb; ++sb, g += kQ6KGroupBytes, h += kQ6KGroupBytes) {
+    const BlockQ8_K* x[NT];
+    for (int t = 0; t < NT; ++t) x[t] = reinterpret_cast<const BlockQ8_K*>(x8k + size_t(t) * ldx) + sb;
+    __m512i isum[NT];
+    for (int t = 0; t < NT; ++t) isum[t] = _mm512_setzero_si512();
+    for (int j = 0; j < 16; ++j) {
+      const uint8_t *gj = g + 144 + 96 * j, *hj = h + 144 + 96 * j;
+      if (NT == 1) {
+        _mm_prefetch(reinterpret_cast<const char*>(gj) + 2048, _MM_HINT_T0);
+        _mm_prefetch(reinterpret_cast<const char*>(hj) + 2048, _MM_HINT_T0);
+      }
+      const __m512i l0 = pair_load(gj, hj), l1 = pair_load(gj + 32, hj + 32), hb = pair_load(gj + 64, hj + 64);
+      __m512i q[4];
+      q[0] = _mm512_or_si512(_mm512_and_si512(l0, m4), _mm512_slli_epi16(_mm512_and_si512(hb, m3), 4));
+      q[1] = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(l0, 4), m4),
+                             _mm512_slli_epi16(_mm512_and_si512(_mm512_srli_epi16(hb, 2), m3), 4));
+      q[2] = _mm512_or_si512(_mm512_and_si512(l1, m4),
+                             _mm512_slli_epi16(_mm512_and_si512(_mm512_srli_epi16(hb, 4), m3), 4));
+      q[3] = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(l1, 4), m4),
+                             _mm512_slli_epi16(_mm512_and_si512(_mm512_srli_epi16(hb, 6), m3), 4));
+      const __m512i sc = _mm512_cvtepi8_epi32(
+          _mm_unpacklo_epi64(_mm_loadl_epi64((const __m128i*)(g + 16 + 8 * j)), _mm_loadl_epi64((const __m128i*)(h + 16 + 8 * j))));
+      for (int t = 0; t < NT; ++t) {
+        __m512i sj = _mm512_setzero_si512();
+        for (int m = 0; m < 4; ++m)
+          sj = _mm512_dpbusd_epi32(sj, q[m], _mm512_set1_epi32(load32(x[t]->qs + 16 * j + 4 * m)));
+        sj = _mm512_sub_epi32(sj, _mm512_set1_epi32(32 * int32_t(x[t]->bsums[j])));
+        isum[t] = _mm512_add_epi32(isum[t], _mm512_mullo_epi32(sc, sj));
+      }
+    }
+    const __m512 d = pair_scales(g, h);
+    for (int t = 0; t < NT; ++t)
+      acc[t] = _mm512_fmadd_ps(_mm512_mul_ps(d, _mm512_set1_ps(x[t]->d)), _mm512_cvtepi32_ps(isum[t]), acc[t]);
+  }
+  for (int t = 0; t < NT; ++t) _mm512_storeu_ps(out + 16 * t, acc[t]);
+}
+
 }  // namespace
 
 void set_repacked_pair_kernels_avx512(KernelTable& t) {
+  t.pair_q6_k[0] = q6_k_pair<1>;
+  t.pair_q6_k[1] = q6_k_pair<4>;
   t.pair_q4_0[0] = q4_0_pair<1>;
   t.pair_q4_0[1] = q4_0_pair<4>;
   t.pair_q8_0[0] = q8_0_pair<1>;

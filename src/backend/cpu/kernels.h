@@ -95,6 +95,12 @@ using AmxBf16Fn = void (*)(int64_t K, const uint8_t* g, size_t gbytes, int np, c
 // n floats to their two bf16 parts (round to nearest even, then the remainder likewise).
 using SplitBf16Fn = void (*)(const float* x, int64_t n, uint16_t* hi, uint16_t* lo);
 
+// Repacked Q6_K (repack.h): two 8-row groups (g, g + gbytes) against 1 or 4 Q8_K activation rows
+// (x8k + t * ldx bytes); out[t * 16 + r]. Each output: per superblock one exact integer, sum_j
+// scale_j * sum (q - 32) a over the 16-value sub-blocks j, then one fused multiply-add by d_w * d_x.
+using Q6KPairFn = void (*)(int64_t K, const uint8_t* g, size_t gbytes, const uint8_t* x8k, size_t ldx,
+                           float* out);
+
 // One activation row to s8 blocks of 32: levels q[K], and per block b its scale d[b * stride]
 // and scale * sum(levels) s[b * stride] (the repacked Q4_0/Q8_0 kernels' input).
 using QuantizeBlocksFn = void (*)(const float* x, int64_t K, int8_t* q, float* d, float* s,
@@ -107,6 +113,7 @@ struct KernelTable {
   GemmRepacked8Fn gemm_q8_0x8x4;
   RepackedPairFn pair_q4_0[2];  // [0]: 1 token, [1]: 4 tokens; nullptr: one group per call
   RepackedPairFn pair_q8_0[2];
+  Q6KPairFn pair_q6_k[2] = {nullptr, nullptr};  // [0]: 1 token, [1]: 4; AVX-512 only
   GemmRepackedFn gemm_q4_0x8x4;
   GemmRepackedKFn gemm_q4_kx8;
   GemvRepackedFn gemv_q4_0x8;

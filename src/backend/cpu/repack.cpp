@@ -18,6 +18,9 @@ bool repack_supported(const TensorView& w) {
   if (w.type == DType::Q8_0) return w.ne[0] % 32 == 0 && k.gemv_q8_0x8 && k.gemm_q8_0x8x4;
   if (w.type == DType::Q4_K)
     return w.ne[0] % QK_K == 0 && w.ne[2] == 1 && w.ne[3] == 1 && k.gemv_q4_kx8 && k.gemm_q4_kx8;
+  if (w.type == DType::Q6_K)
+    return w.ne[0] % QK_K == 0 && w.ne[1] % 16 == 0 && w.ne[2] == 1 && w.ne[3] == 1 && k.pair_q6_k[0] &&
+           k.pair_q6_k[1] && std::getenv("CORRAL_NO_REPACK_Q6_K") == nullptr;
   if (repacked_by_column(w.type))
     return w.ne[2] == 1 && w.ne[3] == 1 && k.gemv16[uint32_t(w.type)] &&
            k.unpack16[uint32_t(w.type)] && std::getenv("CORRAL_NO_REPACK_F16") == nullptr;
@@ -26,6 +29,7 @@ bool repack_supported(const TensorView& w) {
 
 size_t repacked_group_bytes(DType t, int64_t K) {
   if (t == DType::Q4_K) return size_t(K / QK_K) * kQ4KGroupBytes;
+  if (t == DType::Q6_K) return size_t(K / QK_K) * kQ6KGroupBytes;
   if (t == DType::F16 || t == DType::BF16) return size_t(K) * 16;
   if (t == DType::F32) return size_t(K) * 32;
   return size_t(K / 32) * (t == DType::Q8_0 ? kQ8_0GroupBytes : kQ4_0GroupBytes);
@@ -65,6 +69,64 @@ void repack_q4_k(const TensorView& w, uint8_t* dst, ThreadPool* pool) {
     }
   };
   for_each_group(pool, rows / 8, group);
+}
+
+namespace {
+// Value l (0..255) of a Q6_K block as its 6-bit level q (the value is q - 32).
+uint8_t q6_level(const BlockQ6_K& b, int l) {
+  const int h = l / 128, l2 = l % 128, grp = l2 / 32, i = l2 % 32;
+  const int lo = (b.ql[64 * h + 32 * (grp & 1) + i] >> (4 * (grp >> 1))) & 0xF;
+  const int hi = (b.qh[32 * h + i] >> (2 * grp)) & 3;
+  return uint8_t(lo | (hi << 4));
+}
+void set_q6_level(BlockQ6_K& b, int l, uint8_t q) {
+  const int h = l / 128, l2 = l % 128, grp = l2 / 32, i = l2 % 32;
+  b.ql[64 * h + 32 * (grp & 1) + i] |= uint8_t((q & 0xF) << (4 * (grp >> 1)));
+  b.qh[32 * h + i] |= uint8_t((q >> 4) << (2 * grp));
+}
+}  // namespace
+
+void repack_q6_k(const TensorView& w, uint8_t* dst, ThreadPool* pool) {
+  const int64_t K = w.ne[0], nsb = K / QK_K, rows = w.rows();
+  for_each_group(pool, rows / 8, [&](int64_t g) {
+    for (int64_t s = 0; s < nsb; ++s) {
+      uint8_t* o = dst + size_t(g * nsb + s) * kQ6KGroupBytes;
+      std::memset(o, 0, kQ6KGroupBytes);
+      for (int i = 0; i < 8; ++i) {
+        const auto& b = reinterpret_cast<const BlockQ6_K*>(w.row(g * 8 + i))[s];
+        std::memcpy(o + 2 * i, &b.d, 2);
+        for (int j = 0; j < 16; ++j) {
+          o[16 + 8 * j + i] = uint8_t(b.scales[j]);
+          uint8_t* c = o + 144 + 96 * j;
+          for (int v = 0; v < 16; ++v) {
+            const uint8_t q = q6_level(b, 16 * j + v);
+            const int part = v / 8, nib = (v % 8) / 4, bb = v % 4, m = v / 4;
+            c[32 * part + 4 * i + bb] |= uint8_t((q & 0xF) << (4 * nib));
+            c[64 + 4 * i + bb] |= uint8_t((q >> 4) << (2 * m));
+          }
+        }
+      }
+    }
+  });
+}
+
+void repacked_q6_k_row(const uint8_t* data, int64_t K, int64_t r, uint8_t* out) {
+  const int64_t nsb = K / QK_K, g = r / 8, i = r % 8;
+  for (int64_t s = 0; s < nsb; ++s) {
+    const uint8_t* in = data + size_t(g * nsb + s) * kQ6KGroupBytes;
+    auto& b = reinterpret_cast<BlockQ6_K*>(out)[s];
+    std::memset(&b, 0, sizeof(b));
+    std::memcpy(&b.d, in + 2 * i, 2);
+    for (int j = 0; j < 16; ++j) {
+      b.scales[j] = int8_t(in[16 + 8 * j + i]);
+      const uint8_t* c = in + 144 + 96 * j;
+      for (int v = 0; v < 16; ++v) {
+        const int part = v / 8, nib = (v % 8) / 4, bb = v % 4, m = v / 4;
+        const uint8_t q = uint8_t(((c[32 * part + 4 * i + bb] >> (4 * nib)) & 0xF) | (((c[64 + 4 * i + bb] >> (2 * m)) & 3) << 4));
+        set_q6_level(b, 16 * j + v, q);
+      }
+    }
+  }
 }
 
 void repacked_q4_k_row(const uint8_t* data, int64_t K, int64_t r, uint8_t* out) {
@@ -236,6 +298,8 @@ void repack_weight(const TensorView& w, uint8_t* dst, ThreadPool* pool,
     part.n_dims = 2;
     if (w.type == DType::Q4_K)
       repack_q4_k(part, dst + out, pool);
+    else if (w.type == DType::Q6_K)
+      repack_q6_k(part, dst + out, pool);
     else if (repacked_by_column(w.type))
       repack_16bit_x8(part, dst + out, pool);
     else if (w.type == DType::Q8_0)

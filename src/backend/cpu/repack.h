@@ -29,6 +29,16 @@ constexpr size_t kQ4KGroupBytes = 1184;
 // (the Q4_0 grouping with whole bytes).
 constexpr size_t kQ8_0GroupBytes = 272;
 
+// Q6_K (2-d weights, rows a multiple of 16: its kernels take two groups at once), per group of 8
+// rows and superblock (1680 bytes, the size of 8 Q6_K blocks): d[8] (fp16), scales[16 sub][8 rows]
+// (s8), then per 16-value sub-block j, 96 bytes: two chunks of 32 bytes whose bytes [4i .. 4i+3]
+// hold row i's low 4 bits of values 16j+b (low nibble) and 16j+4+b (high nibble), resp. 16j+8+b
+// and 16j+12+b, b = 0..3; then 32 bytes whose byte 4i+b holds the high 2 bits of values
+// 16j+4m+b at bits 2m, 2m+1 (m = 0..3).
+constexpr size_t kQ6KGroupBytes = 1680;
+void repack_q6_k(const TensorView& w, uint8_t* dst, ThreadPool* pool = nullptr);
+void repacked_q6_k_row(const uint8_t* data, int64_t K, int64_t r, uint8_t* out_blocks);
+
 // F16 / BF16 / F32 (2-d weights only), per group of 8 rows: for each k, the 8 rows' values (16
 // bytes, 32 for F32), so one load is a column of the group and the few-token kernels keep one
 // output row per lane, each a fused multiply-add after another in k order (the f32 GEMM's
