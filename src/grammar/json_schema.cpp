@@ -5,6 +5,7 @@
 #include <charconv>
 #include <cmath>
 #include <functional>
+#include <iterator>
 #include <map>
 #include <optional>
 #include <set>
@@ -633,6 +634,13 @@ struct Compiler {
     }
     return t;
   }
+  static std::set<std::string> shared_types(const OJ& a, const OJ& b) {
+    const std::set<std::string> ta = value_types(a), tb = value_types(b);
+    std::set<std::string> shared;
+    std::set_intersection(ta.begin(), ta.end(), tb.begin(), tb.end(),
+                          std::inserter(shared, shared.end()));
+    return shared;
+  }
   static std::optional<std::vector<OJ>> values_of(const OJ& s) {
     if (!s.is_object()) return std::nullopt;
     if (s.contains("const")) return std::vector<OJ>{s["const"]};
@@ -661,9 +669,7 @@ struct Compiler {
       return false;
     if (b.is_object() && (b.contains("anyOf") || b.contains("oneOf") || b.contains("allOf")))
       return false;
-    std::set<std::string> shared;
-    for (auto& t : value_types(a))
-      if (value_types(b).count(t)) shared.insert(t);
+    const std::set<std::string> shared = shared_types(a, b);
     if (shared.empty()) return true;
     auto va = values_of(a), vb = values_of(b);
     if (va && vb) {
@@ -689,9 +695,7 @@ struct Compiler {
         auto ri = deref(branches[i], ptr, 0), rj = deref(branches[j], ptr, 0);
         if (!ri.is_ok()) return ri.error();
         if (!rj.is_ok()) return rj.error();
-        std::set<std::string> shared;
-        for (auto& t : value_types(*ri))
-          if (value_types(*rj).count(t)) shared.insert(t);
+        const std::set<std::string> shared = shared_types(*ri, *rj);
         const std::set<std::string> qi = required_of(*ri), qj = required_of(*rj);
         std::string only_i, only_j;
         for (auto& k : qi)
@@ -795,9 +799,10 @@ struct Compiler {
   Expected<int32_t> object(const OJ& s, const std::string& ptr, bool kwargs = false) {
     auto key = [&](const std::string& k) -> Expected<int32_t> {
       if (!kwargs) return g.seq({g.literal(json_quote(k)), sep(':')});
-      bool ident = !k.empty() && !(k[0] >= '0' && k[0] <= '9');
-      for (char c : k) ident = ident && (std::isalnum(static_cast<unsigned char>(c)) || c == '_');
-      if (!ident) return err("property '" + k + "' is not a Python identifier (pythonic tool calls pass keyword arguments)", ptr);
+      if (!python_identifier(k))
+        return err("property '" + k +
+                       "' is not a Python identifier (pythonic tool calls pass keyword arguments)",
+                   ptr);
       return g.seq({g.literal(k), sep('=')});
     };
     struct Prop {
@@ -1103,6 +1108,13 @@ Expected<Grammar> schema_to_grammar(const OJ& schema, const SchemaOptions& o) {
   return std::move(c.g);
 }
 
+bool python_identifier(std::string_view s) {
+  if (s.empty() || (s[0] >= '0' && s[0] <= '9')) return false;
+  for (char c : s)
+    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '_') return false;
+  return true;
+}
+
 Expected<Grammar> kwargs_grammar(const OJ& schema, const SchemaOptions& o0) {
   SchemaOptions o = o0;
   o.python = true;
@@ -1117,9 +1129,13 @@ Expected<Grammar> kwargs_grammar(const OJ& schema, const SchemaOptions& o0) {
   if (s.is_boolean() && s.get<bool>()) s = OJ::object();
   if (!s.is_object()) return err("tool parameters must be an object schema", "");
   for (auto& [k, v] : s.items())
-    if (!kKeywords.count(k) && !kAnnotations.count(k)) return err("unsupported keyword '" + k + "'", "/" + ptr_escape(k));
+    if (!kKeywords.count(k) && !kAnnotations.count(k))
+      return err("unsupported keyword '" + k + "'", "/" + ptr_escape(k));
   for (const char* k : {"anyOf", "oneOf", "enum", "const"})
-    if (s.contains(k)) return err(std::string("'") + k + "' at the top of a pythonic call's parameters is not supported", "");
+    if (s.contains(k))
+      return err(
+          std::string("'") + k + "' at the top of a pythonic call's parameters is not supported",
+          "");
   if (s.contains("type") && !(s["type"].is_string() && s["type"].get<std::string>() == "object"))
     return err("tool parameters must be an object schema", "/type");
   auto e = c.object(s, "", true);

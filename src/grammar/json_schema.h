@@ -3,6 +3,7 @@
 // ignored). Properties come in the schema's order; whitespace between tokens is bounded.
 #pragma once
 #include <nlohmann/json.hpp>
+#include <string_view>
 
 #include "core/status.h"
 #include "grammar/grammar.h"
@@ -18,7 +19,8 @@ struct SchemaOptions {
   bool python = false;
 };
 
-Expected<Grammar> schema_to_grammar(const nlohmann::ordered_json& schema, const SchemaOptions& o = {});
+Expected<Grammar> schema_to_grammar(const nlohmann::ordered_json& schema,
+                                    const SchemaOptions& o = {});
 
 // Any JSON object (response_format json_object).
 Grammar json_object_grammar(const SchemaOptions& o = {});
@@ -27,6 +29,9 @@ Grammar json_object_grammar(const SchemaOptions& o = {});
 // arguments of a pythonic tool call, Llama 4's format). Only the schema's own properties are
 // written (additional ones would need names that are Python identifiers); a property whose name
 // is not an identifier, or a schema that is not an object schema, is an error.
+// ASCII letters, digits and '_', not starting with a digit (what the pythonic call parser reads).
+bool python_identifier(std::string_view s);
+
 Expected<Grammar> kwargs_grammar(const nlohmann::ordered_json& schema, const SchemaOptions& o = {});
 
 // A grammar matching exactly `text` (a literal), then whatever `rest` matches (used for the

@@ -5,7 +5,6 @@
 
 #include "backend/cpu/kernels.h"
 #include "backend/cpu/repack.h"
-#include "format/quant.h"
 
 namespace corral {
 
@@ -19,7 +18,8 @@ const PackedLayout* packed_layout(DType t, int64_t K) {
       return amx && k.amx_pair_q8_0 ? &packed_q8_0_amx() : &packed_q8_0_vector();
     case DType::Q4_K:
       return amx && k.amx_pair_q4_k ? &packed_q4_k_amx() : &packed_q4_k_vector();
-    case DType::Q6_K: return &packed_q6_k_vector();
+    case DType::Q6_K:
+      return &packed_q6_k_vector();
     case DType::BF16:
       return bf16_tile_layout(t, K) ? &packed_bf16_tiles() : &packed_columns();
     case DType::F16:
@@ -31,19 +31,15 @@ const PackedLayout* packed_layout(DType t, int64_t K) {
 }
 
 void packed_reference(const TensorView& packed, const float* x, int64_t T, float* y) {
+  // The rows read back into the file's own encoding, then the plain reference.
   const PackedLayout* l = packed_layout(packed.type, packed.ne[0]);
-  const int64_t K = packed.ne[0], N = packed.ne[1];
-  std::vector<uint8_t> enc(row_bytes(packed.type, K));
-  std::vector<float> row(static_cast<size_t>(K));
-  for (int64_t r = 0; r < N; ++r) {
-    l->row(packed, r, enc.data());
-    dequantize_row(packed.type, enc.data(), row.data(), K);
-    for (int64_t t = 0; t < T; ++t) {
-      double s = 0;
-      for (int64_t i = 0; i < K; ++i) s += double(row[size_t(i)]) * x[t * K + i];
-      y[t * N + r] = float(s);
-    }
-  }
+  std::vector<uint8_t> plain(packed.nbytes());
+  const size_t rb = packed.row_size();
+  for (int64_t r = 0; r < packed.ne[1]; ++r) l->row(packed, r, plain.data() + size_t(r) * rb);
+  TensorView w = packed;
+  w.data = plain.data();
+  w.repacked = false;
+  matmul_reference(w, x, T, y);
 }
 
 }  // namespace corral

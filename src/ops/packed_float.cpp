@@ -31,9 +31,7 @@ void columns_one(Context& ctx, const TensorView& w, const float* x, int64_t T, f
     for (int64_t t0 = 0; t0 < T; t0 += 4) {
       const int nt = int(std::min<int64_t>(4, T - t0));
       gemv(K, base + size_t(g0) * gbytes, gbytes, cnt, x + t0 * K, K, nt, o);
-      for (int t = 0; t < nt; ++t)
-        for (int g = 0; g < cnt; ++g)
-          for (int r = 0; r < 8; ++r) y[(t0 + t) * N + (g0 + g) * 8 + r] = o[(t * cnt + g) * 8 + r];
+      packed_detail::store_rows(y, N, g0 * 8, cnt * 8, o, t0, nt);
     }
   });
 }
@@ -72,8 +70,7 @@ void bf16_tiles_one(Context& ctx, const TensorView& w, const float* x, int64_t T
     for (int64_t t0 = 0; t0 < T; t0 += 4) {
       const int nt = int(std::min<int64_t>(4, T - t0));
       gemv(K, base + size_t(gi) * gbytes, gbytes, 1, x + t0 * K, K, nt, o);
-      for (int t = 0; t < nt; ++t)
-        for (int r = 0; r < 8; ++r) y[(t0 + t) * N + gi * 8 + r] = o[t * 8 + r];
+      packed_detail::store_rows(y, N, gi * 8, 8, o, t0, nt);
     }
   });
 }

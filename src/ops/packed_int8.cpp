@@ -88,8 +88,7 @@ void s8_amx_multiply(Context& ctx, std::initializer_list<MatmulTarget> targets, 
           k.gemm_q8_0x8x4(K, g, xq + t * K, K, xd + t * nb, nb, o);
         else
           k.gemm_q4_0x8x4(K, g, xq + t * K, K, xd + t * nb, xs + t * nb, nb, o);
-        for (int64_t tt = 0; tt < 4; ++tt)
-          for (int i = 0; i < 8; ++i) y[(t + tt) * N + gi * 8 + i] = o[tt * 8 + i];
+        store_rows(y, N, gi * 8, 8, o, t, 4);
       }
     });
   }
@@ -138,16 +137,15 @@ void q4k_amx_multiply(Context& ctx, std::initializer_list<MatmulTarget> targets,
       float o[32];
       for (int64_t t = 0; t < t_amx; t += 4) {
         k.gemm_q4_kx8(K, g, act + size_t(t) * arow, arow, o);
-        for (int64_t tt = 0; tt < 4; ++tt)
-          for (int i = 0; i < 8; ++i) y[(t + tt) * N + gi * 8 + i] = o[tt * 8 + i];
+        store_rows(y, N, gi * 8, 8, o, t, 4);
       }
     });
   if (t_amx < T) q4k_vector_tokens(ctx, targets, T, t_amx, arow, s);
 }
 
 // ---- Q6_K: pairs of groups (rows a multiple of 16), 4 tokens per call for prompts ----
-void q6k_vector_multiply(Context& ctx, std::initializer_list<MatmulTarget> targets, const float* x, int64_t T,
-                         MatmulScratch& s) {
+void q6k_vector_multiply(Context& ctx, std::initializer_list<MatmulTarget> targets, const float* x,
+                         int64_t T, MatmulScratch& s) {
   const KernelTable& k = kernels_best();
   const MatmulTarget* tg = targets.begin();
   const int64_t K = tg->w->ne[0], pc = per_call(T), Tp = padded(T);
@@ -160,8 +158,7 @@ void q6k_vector_multiply(Context& ctx, std::initializer_list<MatmulTarget> targe
     float o[4 * 16];
     for (int64_t t = 0; t < Tp; t += pc) {
       kern(K, g, gbytes, act + size_t(t) * arow, arow, o);
-      for (int64_t tt = 0; tt < pc && t + tt < T; ++tt)
-        for (int r = 0; r < 16; ++r) y[(t + tt) * N + gi * 8 + r] = o[tt * 16 + r];
+      store_rows(y, N, gi * 8, 16, o, t, std::min(pc, T - t));
     }
   });
 }

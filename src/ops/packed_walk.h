@@ -12,6 +12,14 @@ namespace corral::packed_detail {
 // Most weights one matmul_shared_input call fuses into one pass (Q, K, V).
 constexpr size_t kMaxFusedTargets = 4;
 
+// A kernel's outputs for tokens t .. t + n - 1, o[tt * cols + c], into y ([T][N]) at columns
+// c0 .. c0 + cols - 1.
+inline void store_rows(float* y, int64_t N, int64_t c0, int64_t cols, const float* o, int64_t t,
+                       int64_t n) {
+  for (int64_t tt = 0; tt < n; ++tt)
+    std::copy(o + tt * cols, o + (tt + 1) * cols, y + (t + tt) * N + c0);
+}
+
 // Walks the 8-row groups of one or more repacked weights (one output each) across the pool in
 // panels of 8 groups x 64-token blocks (a panel's weights stay in cache across its tokens).
 // tile(j, gi, t, out, two) fills out[tt * 8 + i] for target j's group gi and tokens t ..
@@ -44,8 +52,7 @@ void for_each_repacked_tile(Context& ctx, std::initializer_list<MatmulTarget> ta
            t += per_call) {
         tile(j, gi, t, o, n_g == 2);
         for (int h = 0; h < n_g; ++h)
-          for (int64_t tt = 0; tt < per_call && t + tt < T; ++tt)
-            for (int i = 0; i < 8; ++i) y[(t + tt) * N + (gi + h) * 8 + i] = o[h * 32 + tt * 8 + i];
+          store_rows(y, N, (gi + h) * 8, 8, o + h * 32, t, std::min(per_call, T - t));
       }
       g += n_g;
     }

@@ -77,9 +77,7 @@ Expected<int32_t> json_call(Grammar& g, const ToolGrammarTool& t, const char* ke
 
 // NAME(k=v, ...) with the schema's properties, or any keyword arguments.
 Expected<int32_t> python_call(Grammar& g, const ToolGrammarTool& t, bool constrain) {
-  bool ident = !t.name.empty() && !(t.name[0] >= '0' && t.name[0] <= '9');
-  for (char c : t.name) ident = ident && (std::isalnum(static_cast<unsigned char>(c)) || c == '_');
-  if (!ident)
+  if (!grammar::python_identifier(t.name))
     return make_error("tool '" + t.name +
                       "': the name is not a Python identifier (pythonic calls)");
   int32_t args;

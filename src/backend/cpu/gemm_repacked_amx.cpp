@@ -29,14 +29,14 @@ struct alignas(64) TileConfig {
   uint8_t rows[16] = {};
 };
 
+// The configuration a thread's tiles hold (0: none yet; 1: the int8 kernels'; 100 + m: BF16 with
+// m-row tiles): loaded only when it changes, and never released, since loading and releasing per
+// call cost more than a one-token multiply (the state goes with the thread).
+thread_local int tl_config = 0;
+
 // Two sets, for even and odd blocks (so one block's tile multiply overlaps the previous block's
 // float steps): C (16 tokens x 16 int32) in tiles 0 and 3, A (16 tokens x 32 levels) in 1 and 4,
 // B (8 x 64 bytes) in 2 and 5.
-// The configuration a thread's tiles hold (0: none yet; 1: int8 kernels; 2: BF16): loaded only
-// when it changes, and never released, since loading and releasing per call cost more than a
-// one-token multiply (the state goes with the thread).
-thread_local int tl_config = 0;
-
 void load_config() {
   if (tl_config == 1) return;
   tl_config = 1;
@@ -244,8 +244,8 @@ void amx_bf16_pairs(int64_t K, const uint8_t* g, size_t gbytes, int np, const ui
       _mm512_storeu_ps(o + (t0 + t) * ldo,
                        _mm512_add_ps(_mm512_load_ps(ch + 16 * t), _mm512_load_ps(cl + 16 * t)));
   };
-  auto prefetch = [&](const uint8_t* bt,
-                      int64_t q) {  // tile loads are not prefetched by the hardware streams
+  // Tile loads are not prefetched by the hardware streams.
+  auto prefetch = [&](const uint8_t* bt, int64_t q) {
     if (q < nc)
       for (int i = 0; i < 16; ++i)
         _mm_prefetch(reinterpret_cast<const char*>(bt + q * 1024 + 64 * i), _MM_HINT_T0);
