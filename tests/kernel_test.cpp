@@ -77,6 +77,46 @@ QuantWeights quantize_weights(DType t, const std::vector<float>& wf, int64_t n_i
   return ::testing::AssertionSuccess();
 }
 
+// w repacked as the engine does it: the copy in buf, seen as a repacked view.
+TensorView repacked_view(const TensorView& w, std::vector<uint8_t>& buf) {
+  buf.resize(repacked_bytes(w));
+  repack_weight(w, buf.data());
+  TensorView wp = w;
+  wp.data = buf.data();
+  wp.repacked = true;
+  return wp;
+}
+
+// Every row of the repacked copy read back by its layout, byte for byte the file's row.
+::testing::AssertionResult rows_read_back(const TensorView& w, const TensorView& wp) {
+  const PackedLayout* l = packed_layout(w.type, w.ne[0]);
+  std::vector<uint8_t> back(w.row_size());
+  for (int64_t r = 0; r < w.ne[1]; ++r) {
+    l->row(wp, r, back.data());
+    if (std::memcmp(back.data(), w.row(r), w.row_size()) != 0)
+      return ::testing::AssertionFailure() << l->name << " row " << r;
+  }
+  return ::testing::AssertionSuccess();
+}
+
+// Batches of each size, every `step` tokens, bitwise what the T-token call gave (all: [T][N]).
+::testing::AssertionResult same_in_every_batch(Context& ctx, const TensorView& wp,
+                                               const std::vector<float>& x, int64_t T,
+                                               const std::vector<float>& all,
+                                               std::initializer_list<int64_t> sizes, int64_t step) {
+  const int64_t n_in = wp.ne[0], n_out = wp.ne[1];
+  MatmulScratch s;
+  for (int64_t n : sizes) {
+    std::vector<float> y(size_t(n_out * n));
+    for (int64_t t0 = 0; t0 + n <= T; t0 += step) {
+      matmul(ctx, wp, x.data() + t0 * n_in, n, y.data(), s);
+      if (std::memcmp(y.data(), all.data() + t0 * n_out, y.size() * 4) != 0)
+        return ::testing::AssertionFailure() << "batch of " << n << " at token " << t0;
+    }
+  }
+  return ::testing::AssertionSuccess();
+}
+
 const DType kTypes[] = {DType::F32,  DType::F16,  DType::BF16, DType::Q8_0,
                         DType::Q4_0, DType::Q4_K, DType::Q6_K};
 
@@ -419,21 +459,9 @@ TEST(Kernels, Repacked16BitIsBatchInvariant) {
       const QuantWeights qw = quantize_weights(t, wf, n_in, n_out);
       const TensorView& w = qw.view;
       if (!repack_supported(w)) GTEST_SKIP() << "no repacked F16 kernels on " << kernels_isa_name();
-      std::vector<uint8_t> packed(repacked_bytes(w));
-      repack_weight(w, packed.data());
-      std::vector<float> row(static_cast<size_t>(n_in));  // room for either element size
-      for (int64_t r = 0; r < n_out; ++r) {
-        if (t == DType::F32)
-          repacked_f32_row(packed.data(), n_in, r, row.data());
-        else
-          repacked_16bit_row(t, packed.data(), n_in, n_out, r,
-                             reinterpret_cast<uint16_t*>(row.data()));
-        ASSERT_EQ(std::memcmp(row.data(), w.row(r), w.row_size()), 0)
-            << type_name(t) << " row " << r;
-      }
-      TensorView wp = w;
-      wp.data = packed.data();
-      wp.repacked = true;
+      std::vector<uint8_t> packed;
+      const TensorView wp = repacked_view(w, packed);
+      ASSERT_TRUE(rows_read_back(w, wp)) << type_name(t);
       const int64_t T = 30;
       const auto x = randn(n_in * T, 32);
       std::vector<float> all(size_t(n_out * T)), yr(size_t(n_out * T));
@@ -441,14 +469,8 @@ TEST(Kernels, Repacked16BitIsBatchInvariant) {
       matmul(ctx, wp, x.data(), T, all.data(), s);  // T > 8: the GEMM
       matmul_reference(w, x.data(), T, yr.data());
       ASSERT_TRUE(near_reference(all, yr, wf, x, n_in, n_out, T, 1e-5)) << type_name(t);
-      for (int64_t n : {1, 2, 3, 5, 8}) {
-        std::vector<float> y(size_t(n_out * n));
-        for (int64_t t0 = 0; t0 + n <= T; t0 += 7) {
-          matmul(ctx, wp, x.data() + t0 * n_in, n, y.data(), s);
-          ASSERT_EQ(std::memcmp(y.data(), all.data() + t0 * n_out, y.size() * 4), 0)
-              << type_name(t) << " K=" << n_in << " batch of " << n << " at token " << t0;
-        }
-      }
+      ASSERT_TRUE(same_in_every_batch(ctx, wp, x, T, all, {1, 2, 3, 5, 8}, 7))
+          << type_name(t) << " K=" << n_in;
     }
   }
 }
@@ -464,7 +486,8 @@ TEST(PackedLayouts, EachMatchesItsReferenceAndIsBatchInvariant) {
   for (const char* no_amx : {"0", "1"}) {
     std::optional<test::ScopedEnv> env;
     if (std::string(no_amx) == "1") env.emplace("CORRAL_NO_AMX", "1");
-    for (DType t : {DType::F32, DType::F16, DType::BF16, DType::Q8_0, DType::Q4_0, DType::Q4_K, DType::Q6_K}) {
+    for (DType t : {DType::F32, DType::F16, DType::BF16, DType::Q8_0, DType::Q4_0, DType::Q4_K,
+                    DType::Q6_K}) {
       // 3 pairs of groups and an odd one; Q6_K's kernels take pairs only: 4 pairs.
       const int64_t n_out = t == DType::Q6_K ? 16 * 4 : 8 * 7;
       const auto wf = randn(n_in * n_out, 51);
@@ -474,32 +497,20 @@ TEST(PackedLayouts, EachMatchesItsReferenceAndIsBatchInvariant) {
       ++tested;
       const PackedLayout* l = packed_layout(t, n_in);
       ASSERT_NE(l, nullptr) << type_name(t);
-      std::vector<uint8_t> packed(repacked_bytes(w));
-      repack_weight(w, packed.data());
-      TensorView wp = w;
-      wp.data = packed.data();
-      wp.repacked = true;
-      std::vector<uint8_t> back(w.row_size());
-      for (int64_t r = 0; r < n_out; ++r) {
-        l->row(wp, r, back.data());
-        ASSERT_EQ(std::memcmp(back.data(), w.row(r), w.row_size()), 0) << l->name << " row " << r;
-      }
+      std::vector<uint8_t> packed;
+      const TensorView wp = repacked_view(w, packed);
+      ASSERT_TRUE(rows_read_back(w, wp));
       std::vector<float> all(size_t(n_out * T)), yr(size_t(n_out * T));
       MatmulScratch s;
       matmul(ctx, wp, x.data(), T, all.data(), s);
       packed_reference(wp, x.data(), T, yr.data());
       const double tol = t == DType::F32 || t == DType::F16 || t == DType::BF16 ? 1e-5 : 2e-2;
       EXPECT_TRUE(near_reference(all, yr, wf, x, n_in, n_out, T, tol)) << l->name;
-      for (int64_t n : {1, 2, 3, 4, 7, 16, 17, 33}) {
-        std::vector<float> y(size_t(n_out * n));
-        for (int64_t t0 = 0; t0 + n <= T; t0 += 11) {
-          matmul(ctx, wp, x.data() + t0 * n_in, n, y.data(), s);
-          ASSERT_EQ(std::memcmp(y.data(), all.data() + t0 * n_out, y.size() * 4), 0)
-              << l->name << ": batch of " << n << " at token " << t0;
-        }
-      }
+      ASSERT_TRUE(same_in_every_batch(ctx, wp, x, T, all, {1, 2, 3, 4, 7, 16, 17, 33}, 11))
+          << l->name;
     }
   }
+  if (tested == 0) GTEST_SKIP() << "the " << kernels_isa_name() << " table packs no weight type";
   EXPECT_GE(tested, 8);
 }
 
@@ -517,16 +528,9 @@ TEST(Kernels, AmxBf16TilesAreBatchInvariantAndExactEnough) {
   const QuantWeights qw = quantize_weights(DType::BF16, wf, n_in, n_out);
   const TensorView& w = qw.view;
   ASSERT_TRUE(bf16_tile_layout(w.type, n_in));
-  std::vector<uint8_t> packed(repacked_bytes(w));
-  repack_weight(w, packed.data());
-  std::vector<uint16_t> back(static_cast<size_t>(n_in));
-  for (int64_t r = 0; r < n_out; ++r) {
-    repacked_16bit_row(w.type, packed.data(), n_in, n_out, r, back.data());
-    ASSERT_EQ(std::memcmp(back.data(), w.row(r), w.row_size()), 0) << "row " << r;
-  }
-  TensorView wp = w;
-  wp.data = packed.data();
-  wp.repacked = true;
+  std::vector<uint8_t> packed;
+  const TensorView wp = repacked_view(w, packed);
+  ASSERT_TRUE(rows_read_back(w, wp));
   const int64_t T = 50;
   const auto x = randn(n_in * T, 42);
   std::vector<float> all(size_t(n_out * T)), yr(size_t(n_out * T));
@@ -534,14 +538,7 @@ TEST(Kernels, AmxBf16TilesAreBatchInvariantAndExactEnough) {
   matmul(ctx, wp, x.data(), T, all.data(), s);
   matmul_reference(w, x.data(), T, yr.data());
   EXPECT_TRUE(near_reference(all, yr, wf, x, n_in, n_out, T, 1e-5));
-  for (int64_t n : {1, 2, 5, 15, 16, 17, 33}) {
-    std::vector<float> y(size_t(n_out * n));
-    for (int64_t t0 = 0; t0 + n <= T; t0 += 9) {
-      matmul(ctx, wp, x.data() + t0 * n_in, n, y.data(), s);
-      ASSERT_EQ(std::memcmp(y.data(), all.data() + t0 * n_out, y.size() * 4), 0)
-          << "batch of " << n << " at token " << t0;
-    }
-  }
+  EXPECT_TRUE(same_in_every_batch(ctx, wp, x, T, all, {1, 2, 5, 15, 16, 17, 33}, 9));
 }
 
 // The two-group kernels (AVX-512 VNNI) against the one-group AVX2 kernels, bitwise: a token's
