@@ -33,6 +33,8 @@ Action add_statement(CLI::App& app);
 Action add_license(CLI::App& app);
 Action add_template(CLI::App& app);
 Action add_grammar(CLI::App& app);
+Action add_finetune(CLI::App& app);
+Action add_merge(CLI::App& app);
 
 // "1,2,3" -> ids; error names the bad item.
 Expected<std::vector<int32_t>> parse_id_list(const std::string& s, const std::string& flag);

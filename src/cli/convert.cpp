@@ -4,7 +4,10 @@
 
 #include "cli/commands.h"
 #include "core/logger.h"
+#include "core/mapped_file.h"
 #include "format/gguf.h"
+#include "format/lora.h"
+#include <nlohmann/json.hpp>
 #include "hosting/license.h"
 #include "template/jinja.h"
 
@@ -71,12 +74,59 @@ Status convert(const std::string& in, const std::string& out, const std::string&
   return write_model_gguf(m, out, co);
 }
 
+// Head counts of a base model (for the q/k row order of PEFT adapters).
+Status base_heads(const std::string& base, int64_t* n_head, int64_t* n_head_kv) {
+  CORRAL_ASSIGN_OR_RETURN(LoadedModel m, load_model(base));
+  *n_head = m.meta.get_int(m.meta.akey("attention.head_count")).value_or(0);
+  *n_head_kv = m.meta.get_int(m.meta.akey("attention.head_count_kv")).value_or(*n_head);
+  if (*n_head <= 0) return make_error(base + ": no attention.head_count");
+  return Status::ok();
+}
+
+// PEFT folder <-> GGUF adapter.
+Status convert_adapter(const std::string& in, const std::string& out, const std::string& format,
+                       const std::string& base) {
+  Logger log;
+  int64_t nh = 0, nkv = 0;
+  if (is_peft_dir(in)) {
+    if (format == "peft") return make_error("--format peft: the input is a PEFT folder already");
+    std::string b = base;
+    if (b.empty()) {  // the adapter's own base, when it names a local model
+      auto cfg = read_text_file(in + "/adapter_config.json");
+      if (cfg) {
+        auto j = nlohmann::json::parse(*cfg, nullptr, false);
+        if (j.is_object() && j.contains("base_model_name_or_path") && j["base_model_name_or_path"].is_string() &&
+            file_exists(j["base_model_name_or_path"].get<std::string>()))
+          b = j["base_model_name_or_path"];
+      }
+    }
+    if (b.empty())
+      return make_error(in + ": a PEFT adapter's q/k rows depend on the base's heads: give --base MODEL");
+    CORRAL_RETURN_IF_ERROR(base_heads(b, &nh, &nkv));
+    CORRAL_ASSIGN_OR_RETURN(LoraAdapter a, load_peft(in, nh, nkv));
+    CORRAL_ASSIGN_OR_RETURN(LoadedModel bm, load_model(b));
+    a.arch = bm.meta.arch();
+    CORRAL_RETURN_IF_ERROR(write_lora_gguf(out, a));
+    log.info("wrote " + out + " (LoRA rank " + std::to_string(a.rank) + ", alpha " + std::to_string(a.alpha) + ")");
+    return Status::ok();
+  }
+  CORRAL_ASSIGN_OR_RETURN(LoraAdapter a, load_lora_gguf(in));
+  if (format != "peft") return make_error(in + ": an adapter converts to --format peft (it is a GGUF already)");
+  nh = a.n_head, nkv = a.n_head_kv;
+  if (!base.empty()) CORRAL_RETURN_IF_ERROR(base_heads(base, &nh, &nkv));
+  if (nh <= 0 && !a.targets().empty())
+    return make_error(in + ": the adapter does not record its base's head counts: give --base MODEL");
+  CORRAL_RETURN_IF_ERROR(write_peft(out, a, nh, nkv));
+  log.info("wrote " + out + "/adapter_config.json and adapter_model.safetensors");
+  return Status::ok();
+}
+
 }  // namespace
 
 Action add_convert(CLI::App& app) {
   auto* sub = app.add_subcommand("convert", "Convert an HF folder, llama2.c .bin or GGUF to GGUF");
   struct Args {
-    std::string in, out, type, tok, license, chat_template;
+    std::string in, out, type, tok, license, chat_template, format = "gguf", base;
   };
   auto a = std::make_shared<Args>();
   sub->add_option("--chat-template", a->chat_template,
@@ -88,7 +138,14 @@ Action add_convert(CLI::App& app) {
   sub->add_option("OUTPUT", a->out, "output .gguf")->required();
   sub->add_option("--type", a->type, "f32|f16|bf16|q8_0|q4_0|q4_k|q6_k (default: keep)");
   sub->add_option("--tokenizer", a->tok, "tokenizer file or folder to embed");
-  return [=] { return convert(a->in, a->out, a->type, a->tok, false, a->license, a->chat_template); };
+  sub->add_option("--format", a->format, "gguf, or peft for a LoRA adapter (a folder out)");
+  sub->add_option("--base", a->base, "a PEFT adapter's base model (for its q/k row order)");
+  return [=] {
+    if (is_peft_dir(a->in) || is_lora_gguf(a->in) || a->format == "peft")
+      return convert_adapter(a->in, a->out, a->format, a->base);
+    if (a->format != "gguf") return Status(make_error("--format: '" + a->format + "' (choose gguf or peft)"));
+    return convert(a->in, a->out, a->type, a->tok, false, a->license, a->chat_template);
+  };
 }
 
 Action add_quantize(CLI::App& app) {

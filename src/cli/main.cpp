@@ -57,6 +57,8 @@ int main(int argc, char** argv) {
   actions["license"] = add_license(app);
   actions["template"] = add_template(app);
   actions["grammar"] = add_grammar(app);
+  actions["finetune"] = add_finetune(app);
+  actions["merge"] = add_merge(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {

@@ -41,6 +41,21 @@ struct Rope {
       }
     }
   }
+
+  // Backward of apply(): the rotation is orthogonal, so the gradient turns back by -angle.
+  void apply_backward(float* dx, int64_t n_heads, int64_t head_dim, int64_t pos) const {
+    const int64_t half = head_dim / 2;
+    for (int64_t i = 0; i < half; ++i) {
+      const double a = double(pos) * pos_scale * inv_freq[size_t(i)];
+      const float c = float(std::cos(a)), s = float(std::sin(a));
+      for (int64_t h = 0; h < n_heads; ++h) {
+        float* p = dx + h * head_dim + 2 * i;
+        const float g0 = p[0], g1 = p[1];
+        p[0] = g0 * c + g1 * s;
+        p[1] = -g0 * s + g1 * c;
+      }
+    }
+  }
 };
 
 }  // namespace corral

@@ -1,0 +1,72 @@
+// corral finetune -m BASE --data TRAIN.jsonl [--val VAL.jsonl] -o ADAPTER.gguf: LoRA training.
+#include "cli/engine_flags.h"
+#include "template/chat.h"
+#include "train/trainer.h"
+
+namespace corral::cli {
+
+namespace {
+
+struct FinetuneArgs {
+  EngineFlags ef;
+  TrainOptions o;
+  std::string targets = "q,k,v,o,gate,up,down", chat_template;
+  bool no_progress = false;
+};
+
+Status run_finetune(FinetuneArgs& a) {
+  Logger log;
+  CORRAL_ASSIGN_OR_RETURN(auto targets, parse_lora_targets(a.targets));
+  a.o.targets = targets;
+  a.o.progress = !a.no_progress;
+  a.o.base_path = a.ef.opts.model_path;
+  if (a.o.epochs > 0 && a.o.steps > 0) return make_error("give --epochs or --steps, not both");
+  a.ef.opts.ctx_size = 16;  // the engine's KV cache is not used for training
+  CORRAL_ASSIGN_OR_RETURN(auto e, open_from_flags(a.ef, log));
+  if (!e->tok) return run_training(*e->ctx, *e->model, nullptr, nullptr, a.o, log);
+  CORRAL_ASSIGN_OR_RETURN(ChatFormat chat, load_chat_format(e->tok->vocab(), a.chat_template));
+  return run_training(*e->ctx, *e->model, e->tok.get(), &chat, a.o, log);
+}
+
+}  // namespace
+
+Action add_finetune(CLI::App& app) {
+  auto* sub = app.add_subcommand("finetune", "LoRA fine-tuning of a frozen base (any weight type) on JSONL data");
+  auto a = std::make_shared<FinetuneArgs>();
+  add_engine_flags(sub, a->ef);
+  TrainOptions& o = a->o;
+  sub->add_option("--data", o.data, "training records (JSONL: messages, prompt/completion, text or ids)")->required();
+  sub->add_option("--val", o.val, "validation records (JSONL), scored at the end and every --eval-every steps");
+  sub->add_option("-o,--out", o.out, "the adapter to write (GGUF, llama.cpp's LoRA format)")->required();
+  sub->add_option("--rank", o.rank, "LoRA rank r (default 16)");
+  sub->add_option("--alpha", o.alpha, "LoRA alpha: the update is scaled by alpha / r (default 32)");
+  sub->add_option("--dropout", o.dropout, "dropout on the LoRA inputs (default 0)");
+  sub->add_option("--targets", a->targets, "projections to adapt (default q,k,v,o,gate,up,down)");
+  sub->add_option("--lr", o.opt.lr, "peak learning rate (default 2e-4)");
+  sub->add_option("--schedule", o.opt.schedule, "cosine, linear or constant (default cosine)");
+  sub->add_option("--warmup", o.opt.warmup, "warmup steps (default 0)");
+  sub->add_option("--weight-decay", o.opt.weight_decay, "decoupled weight decay (default 0)");
+  sub->add_option("--clip", o.opt.clip, "clip the gradients' global norm to this (0: off; default 1)");
+  sub->add_option("--optimizer", o.opt.kind, "adamw or sgd (plain p -= lr * grad) (default adamw)");
+  sub->add_option("--epochs", o.epochs, "passes over the data (default 1)");
+  sub->add_option("--steps", o.steps, "optimizer steps instead of epochs");
+  sub->add_option("--batch-tokens", o.batch_tokens, "tokens per step (records are whole; default 4096)");
+  sub->add_option("--ctx", o.ctx, "tokens per packed sequence; longer records are cut (default 1024)");
+  sub->add_option("--grad-accum", o.grad_accum, "micro-batches per step: record i goes to i mod N (default 1)");
+  sub->add_option("--seed", o.seed, "seed of the adapter's initialisation, dropout and --shuffle (default 0)");
+  sub->add_flag("--shuffle", o.shuffle, "shuffle the records each epoch (seeded)");
+  sub->add_flag("--train-on-prompt", o.train_on_prompt, "loss on prompt tokens too");
+  sub->add_option("--checkpoint", o.checkpoint_dir, "write DIR/step-N/ checkpoints");
+  sub->add_option("--checkpoint-every", o.checkpoint_every, "steps between checkpoints (default: only the last)");
+  sub->add_option("--resume", o.resume_dir, "continue from the newest checkpoint in DIR");
+  sub->add_option("--init-adapter", o.init_adapter, "start from this adapter's A and B (GGUF)");
+  sub->add_option("--log", o.log_path, "JSON-lines log, one line per step");
+  sub->add_option("--eval-every", o.eval_every, "steps between validation scores (default: the end only)");
+  sub->add_option("--recompute", o.recompute, "auto, on or off: recompute activations in the backward (default auto)");
+  sub->add_option("--chat-template", a->chat_template, "the template for messages records (default: the model's own)");
+  sub->add_flag("--no-progress", a->no_progress, "no progress bar");
+  sub->add_option("--dump-grads", o.grads_out, "write step 1's loss and gradients as a PEFT folder and stop (checks)");
+  return [a] { return run_finetune(*a); };
+}
+
+}  // namespace corral::cli

@@ -1,0 +1,483 @@
+#include "format/lora.h"
+
+#include <sys/stat.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <map>
+#include <nlohmann/json.hpp>
+
+#include "core/mapped_file.h"
+#include "format/gguf.h"
+#include "format/convert.h"
+#include "format/hf.h"
+#include "format/model_file.h"
+#include "format/quant.h"
+#include "format/safetensors.h"
+
+namespace corral {
+
+namespace {
+
+constexpr const char* kFlags[kLoraTargets] = {"q", "k", "v", "o", "gate", "up", "down"};
+constexpr const char* kGguf[kLoraTargets] = {"attn_q",   "attn_k", "attn_v",  "attn_output",
+                                              "ffn_gate", "ffn_up", "ffn_down"};
+constexpr const char* kPeft[kLoraTargets] = {"self_attn.q_proj", "self_attn.k_proj",
+                                              "self_attn.v_proj", "self_attn.o_proj",
+                                              "mlp.gate_proj",    "mlp.up_proj",
+                                              "mlp.down_proj"};
+
+// Tensor values as f32 (F32, F16 or BF16 stored).
+Expected<std::vector<float>> to_f32(DType t, const uint8_t* data, int64_t n, const std::string& what) {
+  if (t != DType::F32 && t != DType::F16 && t != DType::BF16)
+    return make_error(what + ": type " + std::string(type_name(t)) + " (adapters hold F32, F16 or BF16)");
+  std::vector<float> out(static_cast<size_t>(n));
+  dequantize_row(t, data, out.data(), n);
+  for (int64_t i = 0; i < n; ++i)
+    if (!std::isfinite(out[size_t(i)]))
+      return make_error(what + ": value " + std::to_string(i) + " is not finite");
+  return out;
+}
+
+// Whole rows of q/k B matrices ([n_out][r]) between HF and GGUF RoPE order.
+void permute_b(LoraMatrix& m, int64_t heads, bool to_gguf) {
+  std::vector<float> out(m.b.size());
+  permute_qk_rows(reinterpret_cast<const uint8_t*>(m.b.data()), reinterpret_cast<uint8_t*>(out.data()),
+                  m.n_out, heads, size_t(m.b.size() / size_t(m.n_out)) * 4, to_gguf);
+  m.b = std::move(out);
+}
+
+Status check_rank(LoraAdapter& a, int64_t r, const std::string& what) {
+  if (r <= 0 || r > 65536) return make_error(what + ": rank " + std::to_string(r) + " out of range");
+  if (a.rank == 0) a.rank = r;
+  if (a.rank != r)
+    return make_error(what + ": rank " + std::to_string(r) + ", other matrices have " +
+                      std::to_string(a.rank) + " (one rank per adapter)");
+  return Status::ok();
+}
+
+LoraMatrix& slot(LoraAdapter& a, int64_t layer, int t) {
+  if (int64_t(a.layers.size()) <= layer) a.layers.resize(size_t(layer + 1));
+  return a.layers[size_t(layer)][size_t(t)];
+}
+
+// "blk.N.attn_q.weight.lora_a" -> (N, target, is_a); false when not an adapter tensor name.
+bool parse_gguf_name(const std::string& n, int64_t* layer, int* t, bool* is_a) {
+  if (n.rfind("blk.", 0) != 0) return false;
+  size_t p = 4, q = n.find('.', p);
+  if (q == std::string::npos || q == p || q - p > 6) return false;
+  for (size_t i = p; i < q; ++i)
+    if (n[i] < '0' || n[i] > '9') return false;
+  *layer = std::stoll(n.substr(p, q - p));
+  const std::string rest = n.substr(q + 1);
+  for (int k = 0; k < kLoraTargets; ++k)
+    for (int ab = 0; ab < 2; ++ab)
+      if (rest == std::string(kGguf[k]) + ".weight.lora_" + (ab ? "b" : "a")) {
+        *t = k, *is_a = ab == 0;
+        return true;
+      }
+  return false;
+}
+
+// "base_model.model.model.layers.N.self_attn.q_proj.lora_A[.default].weight".
+bool parse_peft_name(const std::string& n, int64_t* layer, int* t, bool* is_a) {
+  const std::string pre = "base_model.model.model.layers.";
+  if (n.rfind(pre, 0) != 0) return false;
+  size_t p = pre.size(), q = n.find('.', p);
+  if (q == std::string::npos || q == p || q - p > 6) return false;
+  for (size_t i = p; i < q; ++i)
+    if (n[i] < '0' || n[i] > '9') return false;
+  *layer = std::stoll(n.substr(p, q - p));
+  const std::string rest = n.substr(q + 1);
+  for (int k = 0; k < kLoraTargets; ++k)
+    for (int ab = 0; ab < 2; ++ab)
+      for (const char* mid : {"", ".default"}) {
+        const std::string want =
+            std::string(kPeft[k]) + ".lora_" + (ab ? "B" : "A") + mid + ".weight";
+        if (rest == want) {
+          *t = k, *is_a = ab == 0;
+          return true;
+        }
+      }
+  return false;
+}
+
+// Every present matrix has both halves with agreeing ranks.
+Status check_complete(const LoraAdapter& a) {
+  if (a.rank == 0) return make_error(a.path + ": no LoRA tensors");
+  for (size_t l = 0; l < a.layers.size(); ++l)
+    for (int t = 0; t < kLoraTargets; ++t) {
+      const LoraMatrix& m = a.layers[l][size_t(t)];
+      const bool has_a = !m.a.empty(), has_b = !m.b.empty();
+      if (has_a != has_b)
+        return make_error(a.path + ": layer " + std::to_string(l) + " " + kGguf[t] + ": lora_" +
+                          (has_a ? "a" : "b") + " without lora_" + (has_a ? "b" : "a"));
+    }
+  return Status::ok();
+}
+
+Status write_file_atomic(const std::string& path, const std::string& bytes) {
+  const std::string tmp = path + ".tmp";
+  FILE* f = std::fopen(tmp.c_str(), "wb");
+  if (!f) return make_error(path + ": cannot open for writing");
+  const bool ok = std::fwrite(bytes.data(), 1, bytes.size(), f) == bytes.size();
+  if (std::fclose(f) != 0 || !ok || std::rename(tmp.c_str(), path.c_str()) != 0) {
+    std::remove(tmp.c_str());
+    return make_error(path + ": write failed");
+  }
+  return Status::ok();
+}
+
+}  // namespace
+
+const char* lora_target_flag(int t) { return kFlags[t]; }
+const char* lora_target_gguf(int t) { return kGguf[t]; }
+const char* lora_target_peft(int t) { return kPeft[t]; }
+
+Expected<std::vector<int>> parse_lora_targets(const std::string& s) {
+  std::vector<int> out;
+  auto add = [&](int t) {
+    if (std::find(out.begin(), out.end(), t) == out.end()) out.push_back(t);
+  };
+  size_t p = 0;
+  while (p <= s.size()) {
+    size_t q = s.find(',', p);
+    if (q == std::string::npos) q = s.size();
+    const std::string item = s.substr(p, q - p);
+    bool found = false;
+    if (item == "all" || item == "attn" || item == "mlp") {
+      for (int t = 0; t < kLoraTargets; ++t)
+        if (item == "all" || (item == "attn") == (t <= kLoraO)) add(t);
+      found = true;
+    }
+    for (int t = 0; t < kLoraTargets && !found; ++t)
+      if (item == kFlags[t] || item == std::string(kPeft[t]).substr(std::string(kPeft[t]).find('.') + 1))
+        add(t), found = true;
+    if (!found)
+      return make_error("--targets: '" + item + "' is not a projection (choose from q,k,v,o,gate,up,down)");
+    p = q + 1;
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+int64_t LoraAdapter::n_params() const {
+  int64_t n = 0;
+  for (auto& l : layers)
+    for (auto& m : l) n += int64_t(m.a.size() + m.b.size());
+  return n;
+}
+
+std::vector<int> LoraAdapter::targets() const {
+  std::vector<int> out;
+  for (int t = 0; t < kLoraTargets; ++t)
+    for (auto& l : layers)
+      if (l[size_t(t)].present()) {
+        out.push_back(t);
+        break;
+      }
+  return out;
+}
+
+bool is_lora_gguf(const std::string& path) {
+  if (is_directory(path)) return false;
+  auto m = load_gguf(path);
+  return m.is_ok() && m->meta.get_str("general.type").value_or("") == "adapter";
+}
+
+bool is_peft_dir(const std::string& path) {
+  return is_directory(path) && file_exists(path + "/adapter_config.json");
+}
+
+Expected<LoraAdapter> load_lora_gguf(const std::string& path) {
+  CORRAL_ASSIGN_OR_RETURN(auto f, load_gguf(path));
+  LoraAdapter a;
+  a.path = path;
+  const std::string type = f.meta.get_str("general.type").value_or("");
+  if (type != "adapter")
+    return make_error(path + ": field general.type: '" + type + "', expected 'adapter' (is this a model, not a LoRA adapter?)");
+  const std::string at = f.meta.get_str("adapter.type").value_or("");
+  if (at != "lora") return make_error(path + ": field adapter.type: '" + at + "', expected 'lora'");
+  a.arch = f.meta.arch();
+  if (a.arch.empty()) return make_error(path + ": field general.architecture: missing");
+  a.base_name = f.meta.get_str("general.name").value_or("");
+  const auto alpha = f.meta.get_float("adapter.lora.alpha");
+  if (!alpha) return make_error(path + ": field adapter.lora.alpha: missing");
+  if (!std::isfinite(*alpha)) return make_error(path + ": field adapter.lora.alpha: not finite");
+  a.alpha = float(*alpha);
+  a.n_head = f.meta.get_int("adapter.lora.head_count").value_or(0);
+  a.n_head_kv = f.meta.get_int("adapter.lora.head_count_kv").value_or(0);
+  for (const ModelTensor& t : f.tensors) {
+    int64_t layer;
+    int tg;
+    bool is_a;
+    if (!parse_gguf_name(t.name, &layer, &tg, &is_a))
+      return make_error(path + ": tensor '" + t.name + "': not a LoRA tensor name (blk.N.attn_q.weight.lora_a ...)");
+    if (layer > 4096) return make_error(path + ": tensor '" + t.name + "': layer out of range");
+    if (t.ne.size() != 2) return make_error(path + ": tensor '" + t.name + "': must be 2-d");
+    LoraMatrix& m = slot(a, layer, tg);
+    const std::string what = path + ": tensor '" + t.name + "'";
+    // lora_a ne = [n_in, r]; lora_b ne = [r, n_out].
+    const int64_t r = is_a ? t.ne[1] : t.ne[0];
+    CORRAL_RETURN_IF_ERROR(check_rank(a, r, what));
+    if (t.ne[0] <= 0 || t.ne[1] <= 0 || t.ne[0] > (int64_t(1) << 20) || t.ne[1] > (int64_t(1) << 20))
+      return make_error(what + ": shape out of range");
+    CORRAL_ASSIGN_OR_RETURN(auto v, to_f32(t.type, t.data, t.ne[0] * t.ne[1], what));
+    if (is_a) {
+      if (!m.a.empty()) return make_error(what + ": appears twice");
+      m.n_in = t.ne[0], m.a = std::move(v);
+    } else {
+      if (!m.b.empty()) return make_error(what + ": appears twice");
+      m.n_out = t.ne[1], m.b = std::move(v);
+    }
+  }
+  CORRAL_RETURN_IF_ERROR(check_complete(a));
+  return a;
+}
+
+Status write_lora_gguf(const std::string& path, const LoraAdapter& a, const Metadata& extra) {
+  Metadata meta;
+  meta.set("general.architecture", GgufValue::of_str(a.arch));
+  meta.set("general.type", GgufValue::of_str("adapter"));
+  if (!a.base_name.empty()) meta.set("general.name", GgufValue::of_str(a.base_name));
+  meta.set("adapter.type", GgufValue::of_str("lora"));
+  meta.set("adapter.lora.alpha", GgufValue::of_f32(a.alpha));
+  if (a.n_head > 0) meta.set("adapter.lora.head_count", GgufValue::of_u32(uint32_t(a.n_head)));
+  if (a.n_head_kv > 0) meta.set("adapter.lora.head_count_kv", GgufValue::of_u32(uint32_t(a.n_head_kv)));
+  for (auto& [k, v] : extra.kv) meta.set(k, v);
+  std::vector<GgufWriteTensor> ts;
+  for (size_t l = 0; l < a.layers.size(); ++l)
+    for (int t = 0; t < kLoraTargets; ++t) {
+      const LoraMatrix& m = a.layers[l][size_t(t)];
+      if (!m.present()) continue;
+      const std::string base = "blk." + std::to_string(l) + "." + kGguf[t] + ".weight.lora_";
+      const std::vector<float>* pa = &m.a;
+      const std::vector<float>* pb = &m.b;
+      ts.push_back({base + "a", DType::F32, {m.n_in, a.rank}, [pa](uint8_t* dst) {
+                      std::memcpy(dst, pa->data(), pa->size() * 4);
+                      return Status::ok();
+                    }});
+      ts.push_back({base + "b", DType::F32, {a.rank, m.n_out}, [pb](uint8_t* dst) {
+                      std::memcpy(dst, pb->data(), pb->size() * 4);
+                      return Status::ok();
+                    }});
+    }
+  if (ts.empty()) return make_error(path + ": the adapter has no matrices to write");
+  return write_gguf(path, meta, ts);
+}
+
+Expected<LoraAdapter> load_peft(const std::string& dir, int64_t n_head, int64_t n_head_kv) {
+  const std::string cfg_path = dir + "/adapter_config.json";
+  CORRAL_ASSIGN_OR_RETURN(std::string text, read_text_file(cfg_path));
+  const auto cfg = nlohmann::json::parse(text, nullptr, false);
+  if (cfg.is_discarded() || !cfg.is_object()) return make_error(cfg_path + ": not a JSON object");
+  const std::string pt = cfg.value("peft_type", std::string("LORA"));
+  if (pt != "LORA") return make_error(cfg_path + ": field peft_type: '" + pt + "', only LORA is supported");
+  if (!cfg.contains("r") || !cfg["r"].is_number_integer())
+    return make_error(cfg_path + ": field r: missing or not an integer");
+  if (!cfg.contains("lora_alpha") || !cfg["lora_alpha"].is_number())
+    return make_error(cfg_path + ": field lora_alpha: missing or not a number");
+  if (cfg.value("fan_in_fan_out", false))
+    return make_error(cfg_path + ": field fan_in_fan_out: true is not supported (Conv1D bases)");
+  if (cfg.contains("bias") && cfg["bias"].is_string() && cfg["bias"] != "none")
+    return make_error(cfg_path + ": field bias: '" + cfg["bias"].get<std::string>() + "', only 'none' is supported");
+  LoraAdapter a;
+  a.path = dir;
+  a.rank = 0;
+  const int64_t r = cfg["r"].get<int64_t>();
+  a.alpha = cfg["lora_alpha"].get<float>();
+  // rsLoRA scales by alpha / sqrt(r): the same product with alpha' = alpha sqrt(r).
+  if (cfg.value("use_rslora", false)) a.alpha *= std::sqrt(float(r));
+  a.base_name = cfg.value("base_model_name_or_path", std::string());
+  std::string st = dir + "/adapter_model.safetensors";
+  if (!file_exists(st)) return make_error(dir + ": no adapter_model.safetensors");
+  CORRAL_ASSIGN_OR_RETURN(auto sf, load_safetensors(st));
+  for (const SafeTensor& t : sf.tensors) {
+    int64_t layer;
+    int tg;
+    bool is_a;
+    const std::string what = st + ": tensor '" + t.name + "'";
+    if (!parse_peft_name(t.name, &layer, &tg, &is_a))
+      return make_error(what + ": not a LoRA tensor of a Llama projection (base_model.model.model.layers.N.self_attn.q_proj.lora_A.weight ...)");
+    if (layer > 4096) return make_error(what + ": layer out of range");
+    if (t.shape.size() != 2) return make_error(what + ": must be 2-d");
+    // lora_A [r, n_in]; lora_B [n_out, r].
+    CORRAL_RETURN_IF_ERROR(check_rank(a, is_a ? t.shape[0] : t.shape[1], what));
+    if (a.rank != r)
+      return make_error(what + ": rank " + std::to_string(a.rank) + " but adapter_config.json says r = " + std::to_string(r));
+    CORRAL_ASSIGN_OR_RETURN(auto v, to_f32(t.type, t.data, t.shape[0] * t.shape[1], what));
+    LoraMatrix& m = slot(a, layer, tg);
+    if (is_a) {
+      if (!m.a.empty()) return make_error(what + ": appears twice");
+      m.n_in = t.shape[1], m.a = std::move(v);
+    } else {
+      if (!m.b.empty()) return make_error(what + ": appears twice");
+      m.n_out = t.shape[0], m.b = std::move(v);
+    }
+  }
+  CORRAL_RETURN_IF_ERROR(check_complete(a));
+  a.n_head = n_head, a.n_head_kv = n_head_kv;
+  for (auto& l : a.layers)
+    for (int t : {int(kLoraQ), int(kLoraK)}) {
+      LoraMatrix& m = l[size_t(t)];
+      if (!m.present()) continue;
+      const int64_t heads = t == kLoraQ ? n_head : n_head_kv;
+      if (heads <= 0 || m.n_out % heads != 0 || (m.n_out / heads) % 2 != 0)
+        return make_error(dir + ": " + kPeft[t] + ": " + std::to_string(m.n_out) +
+                          " outputs do not split into " + std::to_string(heads) + " heads");
+      permute_b(m, heads, true);
+    }
+  return a;
+}
+
+Status write_peft(const std::string& dir, const LoraAdapter& in, int64_t n_head, int64_t n_head_kv) {
+  LoraAdapter a = in;
+  for (auto& l : a.layers)
+    for (int t : {int(kLoraQ), int(kLoraK)}) {
+      LoraMatrix& m = l[size_t(t)];
+      if (!m.present()) continue;
+      const int64_t heads = t == kLoraQ ? n_head : n_head_kv;
+      if (heads <= 0 || m.n_out % heads != 0)
+        return make_error(dir + ": " + kPeft[t] + ": " + std::to_string(m.n_out) +
+                          " outputs do not split into " + std::to_string(heads) + " heads");
+      permute_b(m, heads, false);
+    }
+  ::mkdir(dir.c_str(), 0755);
+  if (!is_directory(dir)) return make_error(dir + ": cannot create the folder");
+  // safetensors: u64 header length, the JSON header (padded with spaces to 8 bytes), the data.
+  nlohmann::ordered_json hdr = nlohmann::ordered_json::object();
+  hdr["__metadata__"] = {{"format", "pt"}};
+  std::string data;
+  for (size_t l = 0; l < a.layers.size(); ++l)
+    for (int t = 0; t < kLoraTargets; ++t) {
+      const LoraMatrix& m = a.layers[l][size_t(t)];
+      if (!m.present()) continue;
+      const std::string base = "base_model.model.model.layers." + std::to_string(l) + "." + kPeft[t];
+      for (int ab = 0; ab < 2; ++ab) {
+        const std::vector<float>& v = ab ? m.b : m.a;
+        const size_t b0 = data.size();
+        data.append(reinterpret_cast<const char*>(v.data()), v.size() * 4);
+        hdr[base + (ab ? ".lora_B.weight" : ".lora_A.weight")] = {
+            {"dtype", "F32"},
+            {"shape", ab ? std::vector<int64_t>{m.n_out, a.rank} : std::vector<int64_t>{a.rank, m.n_in}},
+            {"data_offsets", {b0, data.size()}}};
+      }
+    }
+  std::string h = hdr.dump();
+  while (h.size() % 8) h += ' ';
+  std::string file(8, '\0');
+  const uint64_t n = h.size();
+  std::memcpy(file.data(), &n, 8);
+  file += h;
+  file += data;
+  CORRAL_RETURN_IF_ERROR(write_file_atomic(dir + "/adapter_model.safetensors", file));
+  nlohmann::ordered_json cfg;
+  std::vector<std::string> mods;
+  for (int t : a.targets()) {
+    const std::string p = kPeft[t];
+    mods.push_back(p.substr(p.find('.') + 1));
+  }
+  cfg["peft_type"] = "LORA";
+  cfg["task_type"] = "CAUSAL_LM";
+  cfg["base_model_name_or_path"] = a.base_name;
+  cfg["r"] = a.rank;
+  cfg["lora_alpha"] = a.alpha;
+  cfg["lora_dropout"] = 0.0;
+  cfg["target_modules"] = mods;
+  cfg["bias"] = "none";
+  cfg["fan_in_fan_out"] = false;
+  cfg["use_rslora"] = false;
+  cfg["inference_mode"] = true;
+  return write_file_atomic(dir + "/adapter_config.json", cfg.dump(2) + "\n");
+}
+
+Status check_lora_shapes(const LoraAdapter& a, int64_t n_layer,
+                         const std::array<std::array<int64_t, 2>, kLoraTargets>& dims) {
+  if (int64_t(a.layers.size()) > n_layer)
+    return make_error(a.path + ": targets layer " + std::to_string(a.layers.size() - 1) +
+                      " but the base has " + std::to_string(n_layer) + " layers");
+  for (size_t l = 0; l < a.layers.size(); ++l)
+    for (int t = 0; t < kLoraTargets; ++t) {
+      const LoraMatrix& m = a.layers[l][size_t(t)];
+      if (!m.present()) continue;
+      if (m.n_in != dims[size_t(t)][0] || m.n_out != dims[size_t(t)][1])
+        return make_error(a.path + ": blk." + std::to_string(l) + "." + kGguf[t] + ": " +
+                          std::to_string(m.n_in) + " -> " + std::to_string(m.n_out) +
+                          ", the base's projection is " + std::to_string(dims[size_t(t)][0]) +
+                          " -> " + std::to_string(dims[size_t(t)][1]));
+    }
+  return Status::ok();
+}
+
+}  // namespace corral
+
+namespace corral {
+
+Status merge_lora_gguf(const LoadedModel& base, const LoraAdapter& a, const std::string& out,
+                       std::optional<DType> type, const Logger* log) {
+  if (base.meta.arch() != a.arch)
+    return make_error(a.path + ": an adapter of a '" + a.arch + "' base, the model is '" + base.meta.arch() + "'");
+  Metadata meta = base.meta;
+  meta.erase("general.alignment");
+  if (type) {
+    meta.set("general.file_type", GgufValue::of_u32(file_type_for(*type)));
+    if (type_traits(*type)->quantized) meta.set("general.quantization_version", GgufValue::of_u32(2));
+  }
+  // Which tensor each matrix changes.
+  std::map<std::string, const LoraMatrix*> delta;
+  for (size_t l = 0; l < a.layers.size(); ++l)
+    for (int t = 0; t < kLoraTargets; ++t)
+      if (a.layers[l][size_t(t)].present())
+        delta["blk." + std::to_string(l) + "." + kGguf[t] + ".weight"] = &a.layers[l][size_t(t)];
+  std::vector<GgufWriteTensor> wts;
+  const float s = a.scale();
+  const int64_t r = a.rank;
+  for (const ModelTensor& t : base.tensors) {
+    GgufWriteTensor w;
+    w.name = t.name;
+    w.ne = t.ne;
+    std::string note;
+    w.type = type ? choose_tensor_type(t, *type, &note) : t.type;
+    auto it = delta.find(t.name);
+    const LoraMatrix* m = it == delta.end() ? nullptr : it->second;
+    if (m) {
+      if (t.ne.size() != 2 || t.ne[0] != m->n_in || t.ne[1] != m->n_out)
+        return make_error(a.path + ": " + t.name + " is " + std::to_string(m->n_in) + " -> " +
+                          std::to_string(m->n_out) + " in the adapter, the base's is another shape");
+      delta.erase(it);
+    }
+    if ((m || w.type != t.type) && !can_dequantize(t.type))
+      return make_error(base.path + ": tensor '" + t.name + "': cannot convert from type " + std::string(type_name(t.type)));
+    const ModelTensor* src = &t;
+    const DType dst_type = w.type;
+    w.fill = [src, dst_type, m, s, r](uint8_t* dst) -> Status {
+      if (src->type == dst_type && !m) {
+        std::memcpy(dst, src->data, src->nbytes);
+        return Status::ok();
+      }
+      const int64_t n0 = src->ne[0], rows = src->nelements() / (n0 ? n0 : 1);
+      const size_t sb = row_bytes(src->type, n0), db = row_bytes(dst_type, n0);
+      std::vector<float> tmp(static_cast<size_t>(n0));
+      for (int64_t o = 0; o < rows; ++o) {
+        dequantize_row(src->type, src->data + size_t(o) * sb, tmp.data(), n0);
+        if (m)
+          for (int64_t j = 0; j < r; ++j) {
+            const float c = s * m->b[size_t(o * r + j)];
+            const float* aj = m->a.data() + j * n0;
+            for (int64_t i = 0; i < n0; ++i) tmp[size_t(i)] += c * aj[i];
+          }
+        quantize_row(dst_type, tmp.data(), dst + size_t(o) * db, n0);
+      }
+      return Status::ok();
+    };
+    wts.push_back(std::move(w));
+  }
+  if (!delta.empty()) return make_error(a.path + ": the base has no tensor '" + delta.begin()->first + "'");
+  GgufWriteOptions wo;
+  wo.log = log;
+  return write_gguf(out, meta, wts, wo);
+}
+
+}  // namespace corral

@@ -1,0 +1,27 @@
+// A LoRA term on a projection, forward and backward: y += s B (A x), s = alpha / r.
+// Shapes: x [T][n_in], y [T][n_out], A [r][n_in], B [n_out][r], ax [T][r] (kept for backward).
+// Every output element is one thread's fixed-order sum, so results do not depend on the thread
+// count or on the other tokens (batch invariance).
+#pragma once
+#include <cstdint>
+
+#include "core/context.h"
+
+namespace corral {
+
+struct LoraView {
+  const float* a = nullptr;  // [r][n_in]
+  const float* b = nullptr;  // [n_out][r]
+  int64_t n_in = 0, n_out = 0, r = 0;
+  float scale = 0;
+};
+
+// ax = A x; y += s B ax.
+void lora_forward(Context& ctx, const LoraView& m, const float* x, int64_t T, float* ax, float* y);
+
+// Given dy: dB += s dy^T ax, dA += (s B^T dy)^T x, and dx += (s B^T dy) A when dx is not null.
+// dax: scratch [T][r].
+void lora_backward(Context& ctx, const LoraView& m, const float* x, int64_t T, const float* ax,
+                   const float* dy, float* dA, float* dB, float* dx, float* dax);
+
+}  // namespace corral

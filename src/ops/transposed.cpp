@@ -1,0 +1,67 @@
+#include "ops/transposed.h"
+
+#include <cstdlib>
+#include <cstring>
+#include <string>
+
+#include "backend/cpu/repack.h"
+#include "core/fp16.h"
+#include "format/quant.h"
+#include "ops/packed.h"
+
+namespace corral {
+
+void weight_row_f32(const TensorView& w, int64_t r, float* out) {
+  if (!w.repacked) return dequantize_row(w.type, w.row(r), out, w.ne[0]);
+  std::vector<uint8_t> plain(w.row_size());
+  packed_layout(w.type, w.ne[0])->row(w, r, plain.data());
+  dequantize_row(w.type, plain.data(), out, w.ne[0]);
+}
+
+Expected<std::unique_ptr<TransposedWeight>> transpose_weight(const TensorView& w, ThreadPool* pool) {
+  if (w.ne[2] != 1 || w.ne[3] != 1) return make_error("transpose_weight: 2-d weights only");
+  const int64_t I = w.ne[0], O = w.ne[1];
+  const char* f32env = std::getenv("CORRAL_BACKWARD_F32");
+  const bool f32 = w.type == DType::F32 || (f32env && *f32env && std::string(f32env) != "0");
+  const DType as = f32 ? DType::F32 : DType::BF16;
+  auto t = std::make_unique<TransposedWeight>();
+  t->view.type = as;
+  t->view.ne = {O, I, 1, 1};
+  t->view.n_dims = 2;
+  const size_t esz = f32 ? 4 : 2;
+  t->bytes.resize(size_t(O) * size_t(I) * esz);
+  uint8_t* dst = t->bytes.data();
+  constexpr int64_t kRows = 64;
+  auto block = [&](int64_t c) {
+    std::vector<float> rows(size_t(kRows * I));
+    const int64_t o0 = c * kRows, o1 = std::min(O, o0 + kRows);
+    for (int64_t o = o0; o < o1; ++o) weight_row_f32(w, o, rows.data() + (o - o0) * I);
+    for (int64_t i = 0; i < I; ++i)
+      for (int64_t o = o0; o < o1; ++o) {
+        const float v = rows[size_t((o - o0) * I + i)];
+        const size_t at = size_t(i) * size_t(O) + size_t(o);
+        if (f32)
+          std::memcpy(dst + at * 4, &v, 4);
+        else {
+          const uint16_t b = f32_to_bf16(v);
+          std::memcpy(dst + at * 2, &b, 2);
+        }
+      }
+  };
+  const int64_t n = (O + kRows - 1) / kRows;
+  if (pool)
+    pool->parallel_for(n, block);
+  else
+    for (int64_t c = 0; c < n; ++c) block(c);
+  t->view.data = t->bytes.data();
+  if (repack_supported(t->view)) {
+    std::vector<uint8_t> packed(repacked_bytes(t->view));
+    repack_weight(t->view, packed.data(), pool);
+    t->bytes = std::move(packed);
+    t->view.data = t->bytes.data();
+    t->view.repacked = true;
+  }
+  return t;
+}
+
+}  // namespace corral

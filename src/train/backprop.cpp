@@ -1,0 +1,381 @@
+#include "train/backprop.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+#include "model/layers/causal_attention.h"
+#include "model/layers/lora.h"
+#include "model/layers/mlp.h"
+#include "model/layers/norm.h"
+#include "ops/matmul.h"
+
+namespace corral {
+
+const TensorView& TrainBase::weight(int64_t l, int t) const {
+  const LayerWeights& w = m->layers[size_t(l)];
+  switch (t) {
+    case kLoraQ: return w.wq;
+    case kLoraK: return w.wk;
+    case kLoraV: return w.wv;
+    case kLoraO: return w.wo;
+    case kLoraGate: return w.ffn_gate;
+    case kLoraUp: return w.ffn_up;
+    default: return w.ffn_down;
+  }
+}
+
+std::array<std::array<int64_t, 2>, kLoraTargets> TrainBase::dims() const {
+  std::array<std::array<int64_t, 2>, kLoraTargets> d{};
+  for (int t = 0; t < kLoraTargets; ++t) d[size_t(t)] = {weight(0, t).ne[0], weight(0, t).ne[1]};
+  return d;
+}
+
+Expected<std::unique_ptr<TrainBase>> prepare_train_base(const Model& m, ThreadPool* pool) {
+  if (m.hp.arch != "llama")
+    return make_error("fine-tuning supports dense Llama bases (llama 1-3.x); '" + m.hp.arch +
+                      "' (Llama 4's experts) is not supported yet");
+  auto b = std::make_unique<TrainBase>();
+  b->m = &m;
+  b->rope = Rope::make(m.hp.head_dim, m.hp.rope_theta, m.hp.rope_freq_div, m.hp.rope_linear_factor,
+                       m.hp.rope_freq_bf16);
+  b->wt.resize(size_t(m.hp.n_layer));
+  for (int64_t l = 0; l < m.hp.n_layer; ++l)
+    for (int t = 0; t < kLoraTargets; ++t) {
+      CORRAL_ASSIGN_OR_RETURN(b->wt[size_t(l)][size_t(t)], transpose_weight(b->weight(l, t), pool));
+    }
+  CORRAL_ASSIGN_OR_RETURN(b->out_t, transpose_weight(m.output, pool));
+  return b;
+}
+
+namespace {
+
+struct Acts {
+  std::vector<float> xin, h, q, k, v, att, lse, xmid, h2, g, u, a;
+  std::array<std::vector<float>, kLoraTargets> ax, xd;
+};
+
+uint64_t mix(uint64_t z) {
+  z += 0x9E3779B97F4A7C15ull;
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  return z ^ (z >> 31);
+}
+
+// The dropout multiplier (0 or 1 / (1 - p)) of input i of target tg, layer l, for token t: a hash
+// of (seed, step, layer, target, document, position, i), so it is the same however the token
+// was packed or which process trained it.
+struct Mask {
+  const Dropout& d;
+  const PackedSequence& s;
+  uint64_t key(int64_t l, int tg, int64_t t) const {
+    return mix(d.seed ^ mix(uint64_t(d.step) ^ mix(uint64_t(l) * 8 + uint64_t(tg) ^
+                                                   mix(uint64_t(s.doc[size_t(t)]) ^ mix(uint64_t(s.pos[size_t(t)]))))));
+  }
+  float at(uint64_t k, int64_t i) const {
+    const double u = double(mix(k + uint64_t(i)) >> 11) * (1.0 / 9007199254740992.0);
+    return u < double(d.p) ? 0.f : 1.f / (1.f - d.p);
+  }
+};
+
+struct Ctx {
+  Context& ctx;
+  const TrainBase& b;
+  const LoraAdapter& ad;
+  const PackedSequence& s;
+  const Dropout& drop;
+  int64_t T;
+  MatmulScratch mm;
+  double flops = 0;
+
+  const HParams& hp() const { return b.m->hp; }
+  LoraView view(int64_t l, int t) const {
+    if (size_t(l) >= ad.layers.size()) return {};
+    const LoraMatrix& m = ad.layers[size_t(l)][size_t(t)];
+    if (!m.present()) return {};
+    return {m.a.data(), m.b.data(), m.n_in, m.n_out, ad.rank, ad.scale()};
+  }
+
+  // The LoRA input of target t: x itself, or its dropped-out copy (kept in A.xd[t]).
+  const float* lora_input(int64_t l, int t, const float* x, int64_t n, Acts& A) {
+    if (drop.p <= 0) return x;
+    std::vector<float>& xd = A.xd[size_t(t)];
+    xd.resize(size_t(T * n));
+    const Mask mk{drop, s};
+    for (int64_t tk = 0; tk < T; ++tk) {
+      const uint64_t k = mk.key(l, t, tk);
+      for (int64_t i = 0; i < n; ++i) xd[size_t(tk * n + i)] = x[tk * n + i] * mk.at(k, i);
+    }
+    return xd.data();
+  }
+
+  void lora_fwd(int64_t l, int t, const float* x, float* y, Acts& A) {
+    const LoraView v = view(l, t);
+    if (!v.a) return;
+    const float* in = lora_input(l, t, x, v.n_in, A);
+    A.ax[size_t(t)].resize(size_t(T * v.r));
+    lora_forward(ctx, v, in, T, A.ax[size_t(t)].data(), y);
+    flops += 2.0 * double(T) * double(v.r) * double(v.n_in + v.n_out);
+  }
+
+  // grads of target t from dy; dx += the LoRA's input gradient.
+  void lora_bwd(int64_t l, int t, const float* x, const float* dy, float* dx, Acts& A, LoraAdapter* g) {
+    const LoraView v = view(l, t);
+    if (!v.a) return;
+    LoraMatrix& gm = g->layers[size_t(l)][size_t(t)];
+    std::vector<float> dax(size_t(T * v.r));
+    const float* in = drop.p > 0 ? A.xd[size_t(t)].data() : x;
+    if (drop.p <= 0) {
+      lora_backward(ctx, v, in, T, A.ax[size_t(t)].data(), dy, gm.a.data(), gm.b.data(), dx, dax.data());
+    } else {
+      std::vector<float> tmp(size_t(T * v.n_in), 0.f);
+      lora_backward(ctx, v, in, T, A.ax[size_t(t)].data(), dy, gm.a.data(), gm.b.data(), tmp.data(), dax.data());
+      const Mask mk{drop, s};
+      for (int64_t tk = 0; tk < T; ++tk) {
+        const uint64_t k = mk.key(l, t, tk);
+        for (int64_t i = 0; i < v.n_in; ++i) dx[tk * v.n_in + i] += tmp[size_t(tk * v.n_in + i)] * mk.at(k, i);
+      }
+    }
+    flops += 4.0 * double(T) * double(v.r) * double(v.n_in + v.n_out);
+  }
+
+  void mm_fwd(const TensorView& w, const float* x, float* y) {
+    matmul(ctx, w, x, T, y, mm);
+    flops += 2.0 * double(T) * double(w.ne[0]) * double(w.ne[1]);
+  }
+  // dx += W^T dy
+  void mm_bwd(int64_t l, int t, const float* dy, float* dx, std::vector<float>& tmp) {
+    const TensorView& wt = b.wt[size_t(l)][size_t(t)]->view;
+    tmp.resize(size_t(T * wt.ne[1]));
+    matmul(ctx, wt, dy, T, tmp.data(), mm);
+    for (int64_t i = 0; i < T * wt.ne[1]; ++i) dx[i] += tmp[size_t(i)];
+    flops += 2.0 * double(T) * double(wt.ne[0]) * double(wt.ne[1]);
+  }
+
+  double attention_pairs() const {
+    double p = 0;
+    for (int64_t t = 0; t < T; ++t) p += double(t - s.start[size_t(t)] + 1);
+    return p;
+  }
+
+  void layer_forward(int64_t l, std::vector<float>& x, Acts& A) {
+    const HParams& h = hp();
+    const LayerWeights& w = b.m->layers[size_t(l)];
+    const int64_t E = h.n_embd, hd = h.head_dim, qd = h.n_head * hd, kvd = h.n_head_kv * hd, F = h.n_ff;
+    A.xin = x;
+    A.h.resize(size_t(T * E));
+    for (int64_t t = 0; t < T; ++t) rms_norm(x.data() + t * E, w.attn_norm.data(), E, h.eps, A.h.data() + t * E);
+    A.q.assign(size_t(T * qd), 0.f);
+    A.k.assign(size_t(T * kvd), 0.f);
+    A.v.assign(size_t(T * kvd), 0.f);
+    matmul_shared_input(ctx, {{&w.wq, A.q.data()}, {&w.wk, A.k.data()}, {&w.wv, A.v.data()}}, A.h.data(), T, mm);
+    flops += 2.0 * double(T) * double(E) * double(qd + 2 * kvd);
+    lora_fwd(l, kLoraQ, A.h.data(), A.q.data(), A);
+    lora_fwd(l, kLoraK, A.h.data(), A.k.data(), A);
+    lora_fwd(l, kLoraV, A.h.data(), A.v.data(), A);
+    for (int64_t t = 0; t < T; ++t) {
+      b.rope.apply(A.q.data() + t * qd, h.n_head, hd, s.pos[size_t(t)]);
+      b.rope.apply(A.k.data() + t * kvd, h.n_head_kv, hd, s.pos[size_t(t)]);
+    }
+    A.att.resize(size_t(T * qd));
+    A.lse.resize(size_t(h.n_head * T));
+    const DenseAttention ap{h.n_head, h.n_head_kv, hd, 1.f / std::sqrt(float(hd))};
+    causal_attention_forward(ctx, ap, T, s.start.data(), A.q.data(), A.k.data(), A.v.data(), A.att.data(), A.lse.data());
+    flops += 4.0 * attention_pairs() * double(hd) * double(h.n_head);
+    std::vector<float> o(size_t(T * E));
+    mm_fwd(w.wo, A.att.data(), o.data());
+    lora_fwd(l, kLoraO, A.att.data(), o.data(), A);
+    for (int64_t i = 0; i < T * E; ++i) x[size_t(i)] += o[size_t(i)];
+    A.xmid = x;
+    A.h2.resize(size_t(T * E));
+    for (int64_t t = 0; t < T; ++t) rms_norm(x.data() + t * E, w.ffn_norm.data(), E, h.eps, A.h2.data() + t * E);
+    A.g.assign(size_t(T * F), 0.f);
+    A.u.assign(size_t(T * F), 0.f);
+    matmul_shared_input(ctx, {{&w.ffn_gate, A.g.data()}, {&w.ffn_up, A.u.data()}}, A.h2.data(), T, mm);
+    flops += 4.0 * double(T) * double(E) * double(F);
+    lora_fwd(l, kLoraGate, A.h2.data(), A.g.data(), A);
+    lora_fwd(l, kLoraUp, A.h2.data(), A.u.data(), A);
+    A.a.resize(size_t(T * F));
+    for (int64_t i = 0; i < T * F; ++i) A.a[size_t(i)] = silu(A.g[size_t(i)]) * A.u[size_t(i)];
+    mm_fwd(w.ffn_down, A.a.data(), o.data());
+    lora_fwd(l, kLoraDown, A.a.data(), o.data(), A);
+    for (int64_t i = 0; i < T * E; ++i) x[size_t(i)] += o[size_t(i)];
+  }
+
+  // dx: gradient of the layer's output in, of its input out.
+  void layer_backward(int64_t l, std::vector<float>& dx, Acts& A, LoraAdapter* g) {
+    const HParams& h = hp();
+    const LayerWeights& w = b.m->layers[size_t(l)];
+    const int64_t E = h.n_embd, hd = h.head_dim, qd = h.n_head * hd, kvd = h.n_head_kv * hd, F = h.n_ff;
+    std::vector<float> tmp;
+    // FFN: out = xmid + down(silu(gate h2) * up h2)
+    std::vector<float> da(size_t(T * F), 0.f);
+    mm_bwd(l, kLoraDown, dx.data(), da.data(), tmp);
+    lora_bwd(l, kLoraDown, A.a.data(), dx.data(), da.data(), A, g);
+    std::vector<float> dg(size_t(T * F)), du(size_t(T * F));
+    swiglu_backward(A.g.data(), A.u.data(), da.data(), T * F, dg.data(), du.data());
+    std::vector<float> dh(size_t(T * E), 0.f);
+    mm_bwd(l, kLoraGate, dg.data(), dh.data(), tmp);
+    mm_bwd(l, kLoraUp, du.data(), dh.data(), tmp);
+    lora_bwd(l, kLoraGate, A.h2.data(), dg.data(), dh.data(), A, g);
+    lora_bwd(l, kLoraUp, A.h2.data(), du.data(), dh.data(), A, g);
+    for (int64_t t = 0; t < T; ++t)
+      rms_norm_backward(A.xmid.data() + t * E, w.ffn_norm.data(), E, h.eps, dh.data() + t * E, dx.data() + t * E);
+    // Attention: xmid = xin + o(attn(rope(q h), rope(k h), v h))
+    std::vector<float> datt(size_t(T * qd), 0.f);
+    mm_bwd(l, kLoraO, dx.data(), datt.data(), tmp);
+    lora_bwd(l, kLoraO, A.att.data(), dx.data(), datt.data(), A, g);
+    std::vector<float> dq(size_t(T * qd)), dk(size_t(T * kvd)), dv(size_t(T * kvd));
+    const DenseAttention ap{h.n_head, h.n_head_kv, hd, 1.f / std::sqrt(float(hd))};
+    causal_attention_backward(ctx, ap, T, s.start.data(), A.q.data(), A.k.data(), A.v.data(), A.att.data(),
+                              A.lse.data(), datt.data(), dq.data(), dk.data(), dv.data());
+    flops += 10.0 * attention_pairs() * double(hd) * double(h.n_head);
+    for (int64_t t = 0; t < T; ++t) {
+      b.rope.apply_backward(dq.data() + t * qd, h.n_head, hd, s.pos[size_t(t)]);
+      b.rope.apply_backward(dk.data() + t * kvd, h.n_head_kv, hd, s.pos[size_t(t)]);
+    }
+    std::fill(dh.begin(), dh.end(), 0.f);
+    mm_bwd(l, kLoraQ, dq.data(), dh.data(), tmp);
+    mm_bwd(l, kLoraK, dk.data(), dh.data(), tmp);
+    mm_bwd(l, kLoraV, dv.data(), dh.data(), tmp);
+    lora_bwd(l, kLoraQ, A.h.data(), dq.data(), dh.data(), A, g);
+    lora_bwd(l, kLoraK, A.h.data(), dk.data(), dh.data(), A, g);
+    lora_bwd(l, kLoraV, A.h.data(), dv.data(), dh.data(), A, g);
+    for (int64_t t = 0; t < T; ++t)
+      rms_norm_backward(A.xin.data() + t * E, w.attn_norm.data(), E, h.eps, dh.data() + t * E, dx.data() + t * E);
+  }
+
+  // The LM head and cross-entropy over the predicted tokens; dx (when not null) gets the gradient
+  // of loss_scale * loss_sum.
+  SeqStats head(const std::vector<float>& x, float loss_scale, std::vector<float>* dx) {
+    const Model& m = *b.m;
+    const int64_t E = m.hp.n_embd, V = m.hp.n_vocab;
+    std::vector<int64_t> pred;
+    for (int64_t t = 0; t < T; ++t)
+      if (s.target[size_t(t)] >= 0) pred.push_back(t);
+    SeqStats st;
+    constexpr int64_t kChunk = 32;
+    std::vector<float> hn, logits, dl, dhn;
+    for (size_t c0 = 0; c0 < pred.size(); c0 += kChunk) {
+      const int64_t n = std::min<int64_t>(kChunk, int64_t(pred.size() - c0));
+      hn.resize(size_t(n * E));
+      for (int64_t i = 0; i < n; ++i)
+        rms_norm(x.data() + pred[c0 + size_t(i)] * E, m.output_norm.data(), E, m.hp.eps, hn.data() + i * E);
+      logits.resize(size_t(n * V));
+      matmul(ctx, m.output, hn.data(), n, logits.data(), mm);
+      flops += 2.0 * double(n) * double(E) * double(V);
+      if (dx) dl.resize(size_t(n * V));
+      for (int64_t i = 0; i < n; ++i) {
+        const float* lg = logits.data() + i * V;
+        const int32_t tgt = s.target[size_t(pred[c0 + size_t(i)])];
+        int64_t best = 0;
+        for (int64_t v = 1; v < V; ++v)
+          if (lg[v] > lg[best]) best = v;
+        const double mx = lg[best];
+        double sum = 0;
+        for (int64_t v = 0; v < V; ++v) sum += std::exp(double(lg[v]) - mx);
+        const double lse = mx + std::log(sum);
+        st.loss_sum += lse - double(lg[tgt]);
+        st.correct += best == tgt;
+        ++st.predicted;
+        if (dx) {
+          float* d = dl.data() + i * V;
+          for (int64_t v = 0; v < V; ++v) d[v] = float(std::exp(double(lg[v]) - lse) * loss_scale);
+          d[tgt] -= loss_scale;
+        }
+      }
+      if (!dx) continue;
+      dhn.resize(size_t(n * E));
+      matmul(ctx, b.out_t->view, dl.data(), n, dhn.data(), mm);
+      flops += 2.0 * double(n) * double(E) * double(V);
+      for (int64_t i = 0; i < n; ++i) {
+        const int64_t t = pred[c0 + size_t(i)];
+        rms_norm_backward(x.data() + t * E, m.output_norm.data(), E, m.hp.eps, dhn.data() + i * E,
+                          dx->data() + t * E);
+      }
+    }
+    return st;
+  }
+};
+
+Status check_sequence(const Model& m, const PackedSequence& s) {
+  const size_t T = s.tokens.size();
+  if (T == 0) return make_error("an empty training sequence");
+  if (s.pos.size() != T || s.start.size() != T || s.target.size() != T || s.doc.size() != T)
+    return make_error("a training sequence's fields differ in length");
+  for (size_t t = 0; t < T; ++t) {
+    if (s.tokens[t] < 0 || s.tokens[t] >= m.hp.n_vocab || s.target[t] >= m.hp.n_vocab)
+      return make_error("token id " + std::to_string(std::max(s.tokens[t], s.target[t])) +
+                        " is outside the vocabulary (" + std::to_string(m.hp.n_vocab) + " tokens)");
+    if (s.start[t] < 0 || size_t(s.start[t]) > t) return make_error("a document start past its token");
+  }
+  return Status::ok();
+}
+
+std::vector<float> embed(const Model& m, const PackedSequence& s) {
+  const int64_t E = m.hp.n_embd, T = int64_t(s.tokens.size());
+  std::vector<float> x(size_t(T * E));
+  for (int64_t t = 0; t < T; ++t) weight_row_f32(m.token_embd, s.tokens[size_t(t)], x.data() + t * E);
+  return x;
+}
+
+}  // namespace
+
+size_t layer_activation_bytes(const HParams& hp, const LoraAdapter& ad, int64_t T, bool dropout) {
+  const int64_t E = hp.n_embd, qd = hp.n_head * hp.head_dim, kvd = hp.n_head_kv * hp.head_dim;
+  int64_t per = 4 * E + 2 * qd + 2 * kvd + 3 * hp.n_ff + hp.n_head;
+  for (int t = 0; t < kLoraTargets; ++t)
+    for (auto& l : ad.layers) {
+      if (!l[size_t(t)].present()) continue;
+      per += ad.rank + (dropout ? l[size_t(t)].n_in : 0);
+      break;
+    }
+  return size_t(T) * size_t(per) * 4;
+}
+
+Expected<SeqStats> forward_backward(Context& ctx, const TrainBase& b, const LoraAdapter& ad,
+                                    const PackedSequence& s, float loss_scale, const Dropout& drop,
+                                    bool recompute, LoraAdapter* grads) {
+  CORRAL_RETURN_IF_ERROR(check_sequence(*b.m, s));
+  Ctx c{ctx, b, ad, s, drop, int64_t(s.tokens.size()), {}, 0};
+  const int64_t L = b.m->hp.n_layer;
+  std::vector<float> x = embed(*b.m, s);
+  std::vector<Acts> acts(static_cast<size_t>(L));
+  for (int64_t l = 0; l < L; ++l) {
+    c.layer_forward(l, x, acts[size_t(l)]);
+    if (recompute) {  // keep the input only
+      std::vector<float> xin = std::move(acts[size_t(l)].xin);
+      acts[size_t(l)] = Acts{};
+      acts[size_t(l)].xin = std::move(xin);
+    }
+  }
+  std::vector<float> dx(x.size(), 0.f);
+  SeqStats st = c.head(x, loss_scale, &dx);
+  for (int64_t l = L - 1; l >= 0; --l) {
+    if (recompute) {
+      std::vector<float> xr = acts[size_t(l)].xin;
+      c.layer_forward(l, xr, acts[size_t(l)]);
+    }
+    c.layer_backward(l, dx, acts[size_t(l)], grads);
+    acts[size_t(l)] = Acts{};
+  }
+  st.flops = c.flops;
+  return st;
+}
+
+Expected<SeqStats> forward_loss(Context& ctx, const TrainBase& b, const LoraAdapter& ad,
+                                const PackedSequence& s) {
+  CORRAL_RETURN_IF_ERROR(check_sequence(*b.m, s));
+  const Dropout none;
+  Ctx c{ctx, b, ad, s, none, int64_t(s.tokens.size()), {}, 0};
+  std::vector<float> x = embed(*b.m, s);
+  for (int64_t l = 0; l < b.m->hp.n_layer; ++l) {
+    Acts a;
+    c.layer_forward(l, x, a);
+  }
+  SeqStats st = c.head(x, 0.f, nullptr);
+  st.flops = c.flops;
+  return st;
+}
+
+}  // namespace corral

@@ -1,0 +1,61 @@
+// Loss and LoRA gradients of a dense Llama (Llama 1-3.x) over one packed training sequence,
+// composed from the model's own layers (model/layers: RMSNorm, RoPE, SwiGLU, causal attention,
+// LoRA, each with its backward beside the forward) and the base's frozen weights in their file's
+// type (the backward multiplies by transposed copies, ops/transposed.h).
+#pragma once
+#include <array>
+#include <memory>
+#include <vector>
+
+#include "format/lora.h"
+#include "model/layers/rope.h"
+#include "model/model.h"
+#include "ops/transposed.h"
+
+namespace corral {
+
+// The base prepared for training: its transposes for the activation gradients.
+struct TrainBase {
+  const Model* m = nullptr;
+  std::vector<std::array<std::unique_ptr<TransposedWeight>, kLoraTargets>> wt;  // per layer
+  std::unique_ptr<TransposedWeight> out_t;
+  Rope rope;
+  // The projection each target id names, of layer l.
+  const TensorView& weight(int64_t l, int t) const;
+  std::array<std::array<int64_t, 2>, kLoraTargets> dims() const;  // {n_in, n_out} per target
+};
+Expected<std::unique_ptr<TrainBase>> prepare_train_base(const Model& m, ThreadPool* pool);
+
+// Documents packed into one sequence: pos restarts at 0 per document, start[t] is the index of
+// t's document's first token, target[t] the id to predict at t (-1: no loss there). doc[t] and
+// pos[t] key the dropout masks, so a token's mask does not depend on how it was packed.
+struct PackedSequence {
+  std::vector<int32_t> tokens, pos, start, target;
+  std::vector<int64_t> doc;  // the record's global index
+};
+
+struct Dropout {
+  float p = 0;
+  uint64_t seed = 0;
+  int64_t step = 0;
+};
+
+struct SeqStats {
+  double loss_sum = 0;  // sum over predicted tokens of -log p(target)
+  int64_t predicted = 0, correct = 0;
+  double flops = 0;     // counted for what was computed
+};
+
+// Adds d(loss_scale * loss_sum)/dA and /dB into grads (shaped like ad). recompute: keep only each
+// layer's input and recompute its activations during the backward (less memory, one more forward).
+Expected<SeqStats> forward_backward(Context& ctx, const TrainBase& b, const LoraAdapter& ad,
+                                    const PackedSequence& s, float loss_scale, const Dropout& drop,
+                                    bool recompute, LoraAdapter* grads);
+// Forward only (validation): no dropout.
+Expected<SeqStats> forward_loss(Context& ctx, const TrainBase& b, const LoraAdapter& ad,
+                                const PackedSequence& s);
+
+// Bytes of activations one layer keeps for a sequence of T tokens.
+size_t layer_activation_bytes(const HParams& hp, const LoraAdapter& ad, int64_t T, bool dropout);
+
+}  // namespace corral

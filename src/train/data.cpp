@@ -1,0 +1,227 @@
+#include "train/data.h"
+
+#include <algorithm>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <random>
+
+#include "template/chat.h"
+#include "tokenizer/tokenizer.h"
+#include "tokenizer/vocab.h"
+
+namespace corral {
+
+namespace {
+
+using ojson = nlohmann::ordered_json;
+
+void append(Example& e, const std::vector<int32_t>& ids, bool loss) {
+  e.tokens.insert(e.tokens.end(), ids.begin(), ids.end());
+  e.loss.insert(e.loss.end(), ids.size(), loss ? 1 : 0);
+}
+
+std::vector<int32_t> encode(const Tokenizer& tok, const std::string& s, bool special) {
+  EncodeOptions eo;
+  eo.parse_special = special;
+  return tok.encode(s, eo);
+}
+
+Expected<std::string> render(const ChatFormat& chat, const ojson& msgs, const ojson& tools, bool gen) {
+  ChatInput in;
+  in.messages = prepare_messages(msgs);
+  in.tools = tools;
+  in.add_generation_prompt = gen;
+  return render_chat(chat, in);
+}
+
+// A conversation: the text between renders of messages [0, i) (with the generation prompt) and
+// [0, i] is assistant turn i; everything else is prompt.
+Status conversation(const Tokenizer& tok, const ChatFormat& chat, const ojson& rec, bool all, Example& e,
+                    const std::string& where) {
+  const ojson& msgs = rec["messages"];
+  if (!msgs.is_array() || msgs.empty()) return make_error(where + ": field messages: not a non-empty array");
+  const ojson tools = rec.contains("tools") ? rec["tools"] : ojson();
+  std::string done;  // text already turned into tokens
+  auto add = [&](const std::string& upto, bool loss) -> Status {
+    if (upto.compare(0, done.size(), done) != 0)
+      return make_error(where + ": the chat template's rendering of a conversation is not a prefix of its "
+                        "rendering with more turns, so assistant turns cannot be told apart");
+    std::vector<int32_t> ids = encode(tok, upto.substr(done.size()), true);
+    append(e, ids, loss || all);
+    done = upto;
+    return Status::ok();
+  };
+  bool any = false;
+  for (size_t i = 0; i < msgs.size(); ++i) {
+    if (!msgs[i].is_object() || !msgs[i].contains("role") || !msgs[i]["role"].is_string())
+      return make_error(where + ": messages[" + std::to_string(i) + "]: no role");
+    if (msgs[i]["role"] != "assistant") continue;
+    any = true;
+    ojson before = ojson::array(), with = ojson::array();
+    for (size_t j = 0; j < i; ++j) before.push_back(msgs[j]);
+    with = before;
+    with.push_back(msgs[i]);
+    auto pre = render(chat, before, tools, true);
+    if (!pre) return make_error(where + ": the chat template failed: " + pre.message());
+    auto full = render(chat, with, tools, false);
+    if (!full) return make_error(where + ": the chat template failed: " + full.message());
+    CORRAL_RETURN_IF_ERROR(add(*pre, false));
+    CORRAL_RETURN_IF_ERROR(add(*full, true));
+  }
+  if (!any && !all) return make_error(where + ": no assistant message to learn from");
+  auto whole = render(chat, msgs, tools, false);
+  if (!whole) return make_error(where + ": the chat template failed: " + whole.message());
+  CORRAL_RETURN_IF_ERROR(add(*whole, false));
+  const Vocab& v = tok.vocab();
+  if (v.add_bos && v.bos >= 0 && (e.tokens.empty() || e.tokens[0] != v.bos)) {
+    e.tokens.insert(e.tokens.begin(), v.bos);
+    e.loss.insert(e.loss.begin(), 0);
+  }
+  return Status::ok();
+}
+
+}  // namespace
+
+Expected<DataSet> load_jsonl(const std::string& path, const Tokenizer* tokp, const ChatFormat* chatp,
+                             int64_t n_vocab, const DataOptions& o) {
+  std::ifstream in(path);
+  if (!in) return make_error(path + ": cannot open");
+  DataSet d;
+  static const Vocab none{};
+  const Vocab& v = tokp ? tokp->vocab() : none;
+  std::string line;
+  int64_t lineno = 0;
+  while (std::getline(in, line)) {
+    ++lineno;
+    if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
+    const std::string where = path + ":" + std::to_string(lineno);
+    const ojson rec = ojson::parse(line, nullptr, false);
+    if (rec.is_discarded() || !rec.is_object()) return make_error(where + ": not a JSON object");
+    Example e;
+    e.index = int64_t(d.examples.size());
+    if (!rec.contains("ids") && (!tokp || !chatp))
+      return make_error(where + ": the model has no tokenizer, so only {\"ids\": [...]} records can be used (or give --tokenizer)");
+    const Tokenizer& tok = *tokp;
+    const ChatFormat& chat = *chatp;
+    auto bos = [&] {
+      if (v.add_bos && v.bos >= 0) append(e, {v.bos}, false);
+    };
+    if (rec.contains("messages")) {
+      CORRAL_RETURN_IF_ERROR(conversation(tok, chat, rec, o.train_on_prompt, e, where));
+    } else if (rec.contains("prompt") || rec.contains("completion")) {
+      if (!rec.contains("prompt") || !rec["prompt"].is_string())
+        return make_error(where + ": field prompt: missing or not a string");
+      if (!rec.contains("completion") || !rec["completion"].is_string())
+        return make_error(where + ": field completion: missing or not a string");
+      bos();
+      append(e, encode(tok, rec["prompt"].get<std::string>(), false), o.train_on_prompt);
+      append(e, encode(tok, rec["completion"].get<std::string>(), false), true);
+      if (v.eos >= 0) append(e, {v.eos}, true);
+    } else if (rec.contains("text")) {
+      if (!rec["text"].is_string()) return make_error(where + ": field text: not a string");
+      bos();
+      append(e, encode(tok, rec["text"].get<std::string>(), false), true);
+      if (v.eos >= 0) append(e, {v.eos}, true);
+    } else if (rec.contains("ids")) {
+      if (!rec["ids"].is_array()) return make_error(where + ": field ids: not an array");
+      for (size_t i = 0; i < rec["ids"].size(); ++i) {
+        const ojson& x = rec["ids"][i];
+        if (!x.is_number_integer() || x.get<int64_t>() < 0 || x.get<int64_t>() >= n_vocab)
+          return make_error(where + ": ids[" + std::to_string(i) + "]: not a token id of this model (" +
+                            std::to_string(n_vocab) + " tokens)");
+        append(e, {x.get<int32_t>()}, true);
+      }
+    } else {
+      return make_error(where + ": a record needs messages, prompt and completion, text, or ids");
+    }
+    if (e.tokens.size() < 2) return make_error(where + ": fewer than 2 tokens: nothing to predict");
+    if (int64_t(e.tokens.size()) > o.ctx) {
+      e.tokens.resize(size_t(o.ctx));
+      e.loss.resize(size_t(o.ctx));
+      ++d.truncated;
+    }
+    e.loss[0] = 0;  // the first token is never predicted
+    if (std::find(e.loss.begin(), e.loss.end(), 1) == e.loss.end())
+      return make_error(where + ": no token to learn from within the first " + std::to_string(o.ctx) + " tokens");
+    d.tokens += int64_t(e.tokens.size());
+    d.examples.push_back(std::move(e));
+  }
+  if (d.examples.empty()) return make_error(path + ": no records");
+  return d;
+}
+
+StepPlan plan_steps(const DataSet& d, int64_t batch_tokens, int64_t epochs, int64_t steps, bool shuffle,
+                    uint64_t seed) {
+  StepPlan p;
+  const int64_t n = int64_t(d.examples.size());
+  for (int64_t ep = 0; steps > 0 ? int64_t(p.steps.size()) < steps : ep < epochs; ++ep) {
+    std::vector<int64_t> order(static_cast<size_t>(n));
+    for (int64_t i = 0; i < n; ++i) order[size_t(i)] = i;
+    if (shuffle) {
+      std::mt19937_64 rng(seed * 1000003 + uint64_t(ep));
+      for (int64_t i = n - 1; i > 0; --i) std::swap(order[size_t(i)], order[size_t(rng() % uint64_t(i + 1))]);
+    }
+    std::vector<int64_t> cur;
+    int64_t tok = 0;
+    for (int64_t i : order) {
+      const int64_t len = int64_t(d.examples[size_t(i)].tokens.size());
+      if (!cur.empty() && tok + len > batch_tokens) {
+        p.steps.push_back(std::move(cur));
+        p.epoch_of.push_back(ep);
+        cur.clear();
+        tok = 0;
+        if (steps > 0 && int64_t(p.steps.size()) == steps) return p;
+      }
+      cur.push_back(i);
+      tok += len;
+    }
+    if (!cur.empty()) {
+      p.steps.push_back(std::move(cur));
+      p.epoch_of.push_back(ep);
+    }
+  }
+  if (steps > 0 && int64_t(p.steps.size()) > steps) {
+    p.steps.resize(size_t(steps));
+    p.epoch_of.resize(size_t(steps));
+  }
+  return p;
+}
+
+std::vector<int64_t> micro_batch(const std::vector<int64_t>& step, int64_t m, int64_t n) {
+  std::vector<int64_t> out;
+  for (size_t i = 0; i < step.size(); ++i)
+    if (int64_t(i) % n == m) out.push_back(step[i]);
+  return out;
+}
+
+int64_t predicted_tokens(const DataSet& d, const std::vector<int64_t>& records) {
+  int64_t n = 0;
+  for (int64_t r : records)
+    for (uint8_t l : d.examples[size_t(r)].loss) n += l;
+  return n;
+}
+
+std::vector<PackedSequence> pack(const DataSet& d, const std::vector<int64_t>& records, int64_t ctx) {
+  std::vector<PackedSequence> out;
+  PackedSequence cur;
+  for (int64_t r : records) {
+    const Example& e = d.examples[size_t(r)];
+    const size_t n = e.tokens.size();
+    if (!cur.tokens.empty() && int64_t(cur.tokens.size() + n) > ctx) {
+      out.push_back(std::move(cur));
+      cur = PackedSequence{};
+    }
+    const int32_t s0 = int32_t(cur.tokens.size());
+    for (size_t i = 0; i < n; ++i) {
+      cur.tokens.push_back(e.tokens[i]);
+      cur.pos.push_back(int32_t(i));
+      cur.start.push_back(s0);
+      cur.target.push_back(i + 1 < n && e.loss[i + 1] ? e.tokens[i + 1] : -1);
+      cur.doc.push_back(e.index);
+    }
+  }
+  if (!cur.tokens.empty()) out.push_back(std::move(cur));
+  return out;
+}
+
+}  // namespace corral

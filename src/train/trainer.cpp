@@ -1,0 +1,268 @@
+#include "train/trainer.h"
+
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <fstream>
+#include <random>
+
+#include "core/context.h"
+#include "model/model.h"
+#include "template/chat.h"
+#include "tokenizer/tokenizer.h"
+#include "train/backprop.h"
+#include "train/checkpoint.h"
+#include "train/data.h"
+
+namespace corral {
+
+namespace {
+
+double now_s() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+double cpu_seconds() {
+  rusage u{};
+  getrusage(RUSAGE_SELF, &u);
+  return double(u.ru_utime.tv_sec + u.ru_stime.tv_sec) + 1e-6 * double(u.ru_utime.tv_usec + u.ru_stime.tv_usec);
+}
+
+double peak_rss_mib() {
+  rusage u{};
+  getrusage(RUSAGE_SELF, &u);
+  return double(u.ru_maxrss) / 1024.0;
+}
+
+void add_into(LoraAdapter& to, LoraAdapter& from) {
+  auto a = adapter_tensors(to), b = adapter_tensors(from);
+  for (size_t k = 0; k < a.size(); ++k)
+    for (size_t i = 0; i < a[k]->size(); ++i) (*a[k])[i] += (*b[k])[i];
+}
+
+std::string fmt_time(double s) {
+  if (!std::isfinite(s) || s < 0) return "?";
+  char b[32];
+  const long t = long(s + 0.5);
+  if (t >= 3600)
+    std::snprintf(b, sizeof b, "%ldh%02ldm", t / 3600, t / 60 % 60);
+  else
+    std::snprintf(b, sizeof b, "%ldm%02lds", t / 60, t % 60);
+  return b;
+}
+
+// What the run computes, so a resume with other data or options is refused.
+std::string digest_of(const TrainOptions& o, const StepPlan& p, const DataSet& d) {
+  uint64_t h = 1469598103934665603ull;
+  auto add = [&](uint64_t v) { h = (h ^ v) * 1099511628211ull; };
+  for (auto& s : p.steps) {
+    add(s.size());
+    for (int64_t r : s) add(uint64_t(r));
+  }
+  for (auto& e : d.examples)
+    for (int32_t t : e.tokens) add(uint32_t(t));
+  add(uint64_t(o.rank));
+  add(uint64_t(o.grad_accum));
+  add(uint64_t(o.ctx));
+  add(o.seed);
+  char b[20];
+  std::snprintf(b, sizeof b, "%016llx", (unsigned long long)h);
+  return b;
+}
+
+}  // namespace
+
+LoraAdapter init_adapter(const std::array<std::array<int64_t, 2>, kLoraTargets>& dims, int64_t n_layer,
+                         const std::vector<int>& targets, int64_t rank, float alpha, uint64_t seed) {
+  LoraAdapter a;
+  a.rank = rank;
+  a.alpha = alpha;
+  a.layers.resize(size_t(n_layer));
+  std::mt19937_64 rng(seed ^ 0x10CA1ull);
+  for (int64_t l = 0; l < n_layer; ++l)
+    for (int t : targets) {
+      LoraMatrix& m = a.layers[size_t(l)][size_t(t)];
+      m.n_in = dims[size_t(t)][0];
+      m.n_out = dims[size_t(t)][1];
+      const double bound = 1.0 / std::sqrt(double(m.n_in));
+      std::uniform_real_distribution<double> u(-bound, bound);
+      m.a.resize(size_t(rank * m.n_in));
+      for (float& x : m.a) x = float(u(rng));
+      m.b.assign(size_t(m.n_out * rank), 0.f);
+    }
+  return a;
+}
+
+Status run_training(Context& ctx, const Model& m, const Tokenizer* tok, const ChatFormat* chat,
+                    const TrainOptions& o, const Logger& log) {
+  if (o.grad_accum < 1) return make_error("--grad-accum: must be at least 1");
+  if (o.ctx < 2) return make_error("--ctx: must be at least 2");
+  if (o.batch_tokens < 1) return make_error("--batch-tokens: must be positive");
+  if (o.rank < 1) return make_error("--rank: must be positive");
+  if (o.dropout < 0 || o.dropout >= 1) return make_error("--dropout: must be in [0, 1)");
+  if (o.opt.kind != "adamw" && o.opt.kind != "sgd")
+    return make_error("--optimizer: '" + o.opt.kind + "' (choose adamw or sgd)");
+  if (o.opt.schedule != "cosine" && o.opt.schedule != "linear" && o.opt.schedule != "constant")
+    return make_error("--schedule: '" + o.opt.schedule + "' (choose cosine, linear or constant)");
+  const double t0 = now_s();
+  log.info("preparing the base for training (transposed copies for the backward pass)");
+  CORRAL_ASSIGN_OR_RETURN(auto base, prepare_train_base(m, ctx.pool.get()));
+  DataOptions dop;
+  dop.ctx = o.ctx;
+  dop.train_on_prompt = o.train_on_prompt;
+  CORRAL_ASSIGN_OR_RETURN(DataSet data, load_jsonl(o.data, tok, chat, m.hp.n_vocab, dop));
+  DataSet val;
+  if (!o.val.empty()) {
+    CORRAL_ASSIGN_OR_RETURN(val, load_jsonl(o.val, tok, chat, m.hp.n_vocab, dop));
+  }
+  if (data.truncated) log.info("notice: " + std::to_string(data.truncated) + " records cut to --ctx " + std::to_string(o.ctx) + " tokens");
+  const int64_t epochs = o.steps > 0 ? 0 : std::max<int64_t>(1, o.epochs);
+  const StepPlan plan = plan_steps(data, o.batch_tokens, epochs, o.steps, o.shuffle, o.seed);
+  OptimizerConfig oc = o.opt;
+  oc.total_steps = int64_t(plan.steps.size());
+  const std::string digest = digest_of(o, plan, data);
+
+  LoraAdapter ad;
+  OptimizerState st;
+  int64_t start = 0;
+  if (!o.resume_dir.empty()) {
+    CORRAL_ASSIGN_OR_RETURN(Checkpoint c, load_latest_checkpoint(o.resume_dir));
+    if (c.state.value("digest", std::string()) != digest)
+      return make_error("--resume " + o.resume_dir + ": its checkpoint is of another run (other data, "
+                        "--rank, --grad-accum, --ctx or --seed)");
+    ad = std::move(c.adapter);
+    st = std::move(c.opt);
+    start = c.step;
+    log.info("resuming from " + o.resume_dir + "/step-" + std::to_string(start));
+  } else if (!o.init_adapter.empty()) {
+    CORRAL_ASSIGN_OR_RETURN(ad, load_lora_gguf(o.init_adapter));
+  } else {
+    ad = init_adapter(base->dims(), m.hp.n_layer, o.targets, o.rank, o.alpha, o.seed);
+  }
+  ad.arch = m.hp.arch;
+  ad.n_head = m.hp.n_head, ad.n_head_kv = m.hp.n_head_kv;
+  if (ad.base_name.empty()) ad.base_name = m.file.meta.get_str("general.name").value_or("");
+  CORRAL_RETURN_IF_ERROR(check_lora_shapes(ad, m.hp.n_layer, base->dims()));
+  if (int64_t(ad.layers.size()) < m.hp.n_layer) ad.layers.resize(size_t(m.hp.n_layer));
+
+  // Activations of a full --ctx sequence past 8 GiB: recompute each layer's in the backward.
+  const size_t act = layer_activation_bytes(m.hp, ad, o.ctx, o.dropout > 0) * size_t(m.hp.n_layer);
+  const bool recompute = o.recompute == "on" || (o.recompute == "auto" && act > (size_t(8) << 30));
+  log.info("training " + std::to_string(ad.n_params()) + " LoRA parameters (rank " + std::to_string(ad.rank) +
+           ") on " + std::to_string(data.examples.size()) + " records, " + std::to_string(plan.steps.size()) +
+           " steps" + (recompute ? ", recomputing activations" : "") + "; ready in " +
+           std::to_string(int(now_s() - t0)) + " s");
+
+  std::ofstream logf;
+  if (!o.log_path.empty()) {
+    logf.open(o.log_path, start > 0 ? std::ios::app : std::ios::trunc);
+    if (!logf) return make_error("--log " + o.log_path + ": cannot open for writing");
+  }
+  const bool bar = o.progress && isatty(2);
+  auto validate = [&]() -> Expected<double> {
+    double loss = 0;
+    int64_t n = 0;
+    std::vector<int64_t> all(val.examples.size());
+    for (size_t i = 0; i < all.size(); ++i) all[i] = int64_t(i);
+    for (const PackedSequence& s : pack(val, all, o.ctx)) {
+      CORRAL_ASSIGN_OR_RETURN(SeqStats vs, forward_loss(ctx, *base, ad, s));
+      loss += vs.loss_sum;
+      n += vs.predicted;
+    }
+    return n ? loss / double(n) : 0.0;
+  };
+  double flops_total = 0, tokens_total = 0;
+  const double run_t0 = now_s(), cpu0 = cpu_seconds();
+  for (int64_t step = start; step < int64_t(plan.steps.size()); ++step) {
+    const double s0 = now_s();
+    const std::vector<int64_t>& recs = plan.steps[size_t(step)];
+    const int64_t n_pred = predicted_tokens(data, recs);
+    const float scale = n_pred ? 1.f / float(n_pred) : 0.f;
+    LoraAdapter grads = zeros_like(ad);
+    SeqStats tot;
+    int64_t step_tokens = 0;
+    const Dropout drop{o.dropout, o.seed, step};
+    for (int64_t mb = 0; mb < o.grad_accum; ++mb) {
+      LoraAdapter g = zeros_like(ad);
+      for (const PackedSequence& s : pack(data, micro_batch(recs, mb, o.grad_accum), o.ctx)) {
+        CORRAL_ASSIGN_OR_RETURN(SeqStats ss, forward_backward(ctx, *base, ad, s, scale, drop, recompute, &g));
+        tot.loss_sum += ss.loss_sum;
+        tot.predicted += ss.predicted;
+        tot.correct += ss.correct;
+        tot.flops += ss.flops;
+        step_tokens += int64_t(s.tokens.size());
+      }
+      add_into(grads, g);
+    }
+    const double loss = tot.predicted ? tot.loss_sum / double(tot.predicted) : 0;
+    if (!o.grads_out.empty()) {
+      LoraAdapter out = grads;
+      out.alpha = ad.alpha;
+      CORRAL_RETURN_IF_ERROR(write_peft(o.grads_out, out, m.hp.n_head, m.hp.n_head_kv));
+      std::ofstream(o.grads_out + "/loss.json") << "{\"loss\": " << nlohmann::json(loss).dump() << ", \"predicted\": " << tot.predicted << "}\n";
+      log.info("wrote the loss and gradients of step 1 to " + o.grads_out);
+      return Status::ok();
+    }
+    const double norm = grad_norm(grads);
+    clip_grads(grads, norm, oc.clip);
+    const double lr = lr_at(oc, step);
+    optimizer_step(oc, lr, ad, grads, st);
+    const double dt = now_s() - s0;
+    flops_total += tot.flops;
+    tokens_total += double(step_tokens);
+    nlohmann::json rec = {{"step", step + 1},
+                          {"loss", loss},
+                          {"accuracy", tot.predicted ? double(tot.correct) / double(tot.predicted) : 0.0},
+                          {"lr", lr},
+                          {"grad_norm", norm},
+                          {"tokens", step_tokens},
+                          {"predicted", tot.predicted},
+                          {"tok_s", dt > 0 ? double(step_tokens) / dt : 0.0},
+                          {"flops", tot.flops},
+                          {"cpu_seconds", cpu_seconds() - cpu0},
+                          {"peak_rss_mib", peak_rss_mib()},
+                          {"epoch", plan.epoch_of[size_t(step)]}};
+    const bool last = step + 1 == int64_t(plan.steps.size());
+    if (!val.examples.empty() && (last || (o.eval_every > 0 && (step + 1) % o.eval_every == 0))) {
+      CORRAL_ASSIGN_OR_RETURN(double vl, validate());
+      rec["val_loss"] = vl;
+    }
+    if (logf) logf << rec.dump() << "\n" << std::flush;
+    if (bar) {
+      const int64_t done = step + 1, total = int64_t(plan.steps.size());
+      const int w = 24, fill = int(w * done / total);
+      const double el = now_s() - run_t0;
+      std::fprintf(stderr, "\r\033[Kstep %lld/%lld [%.*s%*s] loss %.4f lr %.2e %.0f tok/s ETA %s",
+                   (long long)done, (long long)total, fill, "########################", w - fill, "", loss, lr,
+                   tokens_total / std::max(el, 1e-9), fmt_time(el / double(done - start) * double(total - done)).c_str());
+      std::fflush(stderr);
+    } else {
+      char b[200];
+      std::snprintf(b, sizeof b, "step %lld/%lld loss %.4f lr %.3g grad_norm %.3g %.0f tok/s",
+                    (long long)(step + 1), (long long)plan.steps.size(), loss, lr, norm,
+                    dt > 0 ? double(step_tokens) / dt : 0.0);
+      log.info(std::string(b) + (rec.contains("val_loss") ? " val_loss " + std::to_string(rec["val_loss"].get<double>()) : ""));
+    }
+    if (!o.checkpoint_dir.empty() && ((o.checkpoint_every > 0 && (step + 1) % o.checkpoint_every == 0) || last)) {
+      Checkpoint c;
+      c.step = step + 1;
+      c.adapter = ad;
+      c.opt = st;
+      c.state = {{"digest", digest}, {"base", o.base_path}, {"data", o.data}};
+      CORRAL_RETURN_IF_ERROR(save_checkpoint(o.checkpoint_dir, c));
+    }
+  }
+  if (bar) std::fprintf(stderr, "\n");
+  Metadata extra;
+  extra.set("training.steps", GgufValue::of_u32(uint32_t(plan.steps.size())));
+  extra.set("training.tokens", GgufValue::of_u64(uint64_t(data.tokens)));
+  CORRAL_RETURN_IF_ERROR(write_lora_gguf(o.out, ad, extra));
+  log.info("wrote " + o.out + " (" + std::to_string(plan.steps.size()) + " steps, " +
+           std::to_string(int(now_s() - run_t0)) + " s, " + std::to_string(flops_total / 1e9) + " GFLOP)");
+  return Status::ok();
+}
+
+}  // namespace corral

@@ -1,0 +1,44 @@
+// `corral finetune`: LoRA training of a frozen base on JSONL data, with checkpoints, resume,
+// a progress bar and a JSON-lines log. A step's loss is the mean cross-entropy over all predicted
+// tokens of its batch; with grad_accum N, record i of a step goes to micro-batch i mod N and the
+// micro-batches' gradients are summed in order (so N processes give the same sum).
+#pragma once
+#include <string>
+#include <vector>
+
+#include "core/logger.h"
+#include "format/lora.h"
+#include "train/optimizer.h"
+
+namespace corral {
+
+class Tokenizer;
+struct ChatFormat;
+struct Model;
+struct Context;
+
+struct TrainOptions {
+  std::string data, val, out, log_path, checkpoint_dir, resume_dir, init_adapter, base_path;
+  int64_t rank = 16;
+  float alpha = 32, dropout = 0;
+  std::vector<int> targets = {0, 1, 2, 3, 4, 5, 6};
+  OptimizerConfig opt;
+  int64_t epochs = 0, steps = 0, batch_tokens = 4096, ctx = 1024, grad_accum = 1;
+  int64_t checkpoint_every = 0, eval_every = 0;
+  uint64_t seed = 0;
+  bool shuffle = false, train_on_prompt = false;
+  std::string recompute = "auto";  // auto | on | off
+  bool progress = true;            // the bar on a terminal
+  std::string grads_out;           // write the first step's loss and gradients (PEFT folder) and stop
+};
+
+// tok and chat may be null (ids records only).
+Status run_training(Context& ctx, const Model& m, const Tokenizer* tok, const ChatFormat* chat,
+                    const TrainOptions& o, const Logger& log);
+
+// A fresh adapter as PEFT initialises one: A ~ U(-1/sqrt(n_in), 1/sqrt(n_in)) (Kaiming-uniform
+// with a = sqrt(5)), B = 0, from seed.
+LoraAdapter init_adapter(const std::array<std::array<int64_t, 2>, kLoraTargets>& dims, int64_t n_layer,
+                         const std::vector<int>& targets, int64_t rank, float alpha, uint64_t seed);
+
+}  // namespace corral

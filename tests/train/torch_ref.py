@@ -1,0 +1,257 @@
+#!/usr/bin/python3
+"""LoRA fine-tuning against an independent float64 reference (Debian's python3-torch, autograd).
+
+For each shared HF fixture (its config.json and model.safetensors, read here without Corral):
+  1. a straightforward float64 Llama forward (HF's rotate-half RoPE, llama3 rope scaling, GQA,
+     tied embeddings) is checked against the fixture's own reference logits;
+  2. a random PEFT adapter (B non-zero, so every gradient is) is written, converted with
+     `corral convert PEFT ADAPTER.gguf --base`, and the loss and every LoRA gradient of one batch
+     (three documents packed in one sequence, positions restarting, no attention across them)
+     from `corral finetune --dump-grads` are compared: relative error <= 1e-4;
+  3. three SGD steps and three AdamW steps (warmup, cosine, weight decay, clipping) from that
+     adapter: the adapter Corral writes (converted back with --format peft) against torch's.
+Usage: torch_ref.py CORRAL_BIN FIXTURES_DIR WORK_DIR
+"""
+import json, math, os, struct, subprocess, sys
+
+try:
+    import torch
+except ImportError:
+    print("python3-torch is not installed (make deps installs it)")
+    sys.exit(77)
+
+torch.set_default_dtype(torch.float64)
+BIN, FIX, WORK = sys.argv[1], sys.argv[2], sys.argv[3]
+os.makedirs(WORK, exist_ok=True)
+DT = {"F32": torch.float32, "BF16": torch.bfloat16, "F16": torch.float16}
+
+
+def read_st(path):
+    with open(path, "rb") as f:
+        n = struct.unpack("<Q", f.read(8))[0]
+        hdr = json.loads(f.read(n))
+        data = f.read()
+    out = {}
+    for k, v in hdr.items():
+        if k == "__metadata__":
+            continue
+        b, e = v["data_offsets"]
+        t = torch.frombuffer(bytearray(data[b:e]), dtype=DT[v["dtype"]]).reshape(v["shape"])
+        out[k] = t.to(torch.float64)
+    return out
+
+
+def write_st(path, tensors):
+    hdr, blob = {}, b""
+    for k, t in tensors.items():
+        raw = t.to(torch.float32).contiguous().numpy().tobytes()
+        hdr[k] = {"dtype": "F32", "shape": list(t.shape), "data_offsets": [len(blob), len(blob) + len(raw)]}
+        blob += raw
+    h = json.dumps(hdr).encode()
+    h += b" " * ((8 - len(h) % 8) % 8)
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(h)) + h + blob)
+
+
+class Llama:
+    def __init__(self, d):
+        c = json.load(open(os.path.join(d, "config.json")))
+        self.c = c
+        self.w = read_st(os.path.join(d, "model.safetensors"))
+        self.E, self.H, self.L = c["hidden_size"], c["num_attention_heads"], c["num_hidden_layers"]
+        self.KV = c.get("num_key_value_heads", self.H)
+        self.hd = c.get("head_dim") or self.E // self.H
+        self.eps = c["rms_norm_eps"]
+        rp = c.get("rope_parameters") or c.get("rope_scaling") or {}
+        theta = rp.get("rope_theta", c.get("rope_theta", 10000.0))
+        inv = 1.0 / (theta ** (torch.arange(0, self.hd, 2, dtype=torch.float64) / self.hd))
+        if rp.get("rope_type") == "llama3":
+            f, lo, hi, old = rp["factor"], rp["low_freq_factor"], rp["high_freq_factor"], rp["original_max_position_embeddings"]
+            wl = 2 * math.pi / inv
+            scaled = torch.where(wl > old / lo, inv / f, inv)
+            sm = (old / wl - lo) / (hi - lo)
+            smoothed = (1 - sm) * scaled / f + sm * scaled
+            med = ~(wl < old / hi) & ~(wl > old / lo)
+            inv = torch.where(med, smoothed, scaled)
+        if c.get("dtype", c.get("torch_dtype")) == "bfloat16":  # HF's buffer follows the model's dtype
+            inv = inv.to(torch.bfloat16).to(torch.float64)
+        self.inv = inv
+        self.tied = c.get("tie_word_embeddings", False)
+
+    def norm(self, x, w):
+        return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps) * w
+
+    def rope(self, x, pos):  # x [T, heads, hd]
+        f = pos[:, None].to(torch.float64) * self.inv[None, :]
+        emb = torch.cat([f, f], -1)
+        cos, sin = emb.cos()[:, None, :], emb.sin()[:, None, :]
+        x1, x2 = x[..., : self.hd // 2], x[..., self.hd // 2 :]
+        return x * cos + torch.cat([-x2, x1], -1) * sin
+
+    def forward(self, ids, pos, doc, lora=None, scale=0.0):
+        w, T = self.w, len(ids)
+        x = w["model.embed_tokens.weight"][torch.tensor(ids)]
+        pos, doc = torch.tensor(pos), torch.tensor(doc)
+        i = torch.arange(T)
+        mask = (i[None, :] <= i[:, None]) & (doc[None, :] == doc[:, None])
+
+        def lin(name, l, x):
+            y = x @ w[f"model.layers.{l}.{name}.weight"].T
+            if lora is not None and (l, name) in lora:
+                A, B = lora[(l, name)]
+                y = y + scale * ((x @ A.T) @ B.T)
+            return y
+
+        for l in range(self.L):
+            h = self.norm(x, w[f"model.layers.{l}.input_layernorm.weight"])
+            q = lin("self_attn.q_proj", l, h).view(T, self.H, self.hd)
+            k = lin("self_attn.k_proj", l, h).view(T, self.KV, self.hd)
+            v = lin("self_attn.v_proj", l, h).view(T, self.KV, self.hd)
+            q, k = self.rope(q, pos), self.rope(k, pos)
+            g = self.H // self.KV
+            k, v = k.repeat_interleave(g, 1), v.repeat_interleave(g, 1)
+            s = torch.einsum("thd,shd->hts", q, k) / math.sqrt(self.hd)
+            s = s.masked_fill(~mask[None], float("-inf"))
+            a = torch.einsum("hts,shd->thd", s.softmax(-1), v).reshape(T, self.H * self.hd)
+            x = x + lin("self_attn.o_proj", l, a)
+            h = self.norm(x, w[f"model.layers.{l}.post_attention_layernorm.weight"])
+            m = torch.nn.functional.silu(lin("mlp.gate_proj", l, h)) * lin("mlp.up_proj", l, h)
+            x = x + lin("mlp.down_proj", l, m)
+        x = self.norm(x, w["model.norm.weight"])
+        head = w["model.embed_tokens.weight"] if self.tied else w["lm_head.weight"]
+        return x @ head.T
+
+
+MODS = ["self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj", "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj"]
+PEFT = "base_model.model.model.layers.{}.{}.lora_{}.weight"
+
+
+def run(*args):
+    r = subprocess.run([BIN, *args], capture_output=True, text=True)
+    if r.returncode != 0:
+        sys.exit(f"corral {' '.join(args)} failed:\n{r.stderr}")
+    return r
+
+
+def rel(a, b):
+    return (a - b).abs().max().item() / max(b.abs().max().item(), 1e-30)
+
+
+failures = []
+
+
+def check(what, err, tol):
+    ok = err <= tol
+    print(f"  {'ok ' if ok else 'BAD'} {what}: relative error {err:.2e} (limit {tol:g})")
+    if not ok:
+        failures.append(what)
+
+
+def loss_of(model, docs, lora, scale):
+    ids, pos, doc = [], [], []
+    for di, d in enumerate(docs):
+        ids += d
+        pos += list(range(len(d)))
+        doc += [di] * len(d)
+    logits = model.forward(ids, pos, doc, lora, scale)
+    tgt, rows = [], []
+    o = 0
+    for d in docs:
+        for j in range(len(d) - 1):
+            rows.append(o + j)
+            tgt.append(d[j + 1])
+        o += len(d)
+    return torch.nn.functional.cross_entropy(logits[torch.tensor(rows)], torch.tensor(tgt))
+
+
+def read_adapter(d, model):
+    st = read_st(os.path.join(d, "adapter_model.safetensors"))
+    return {(l, m): (st[PEFT.format(l, m, "A")], st[PEFT.format(l, m, "B")]) for l in range(model.L) for m in MODS}
+
+
+for name in sorted(os.listdir(os.path.join(FIX, "hf"))):
+    fx = os.path.join(FIX, "hf", name)
+    if "llama4" in name:
+        continue  # Llama 4 (MoE) fine-tuning is not supported yet
+    print(name)
+    model = Llama(fx)
+    refs = json.load(open(os.path.join(fx, "refs.json")))
+    long = refs["prompts"]["long"]
+    ids = long["ids"]
+    V = model.c["vocab_size"]
+    ref = torch.frombuffer(bytearray(open(os.path.join(fx, os.path.basename(long["logits_file"])), "rb").read()), dtype=torch.float32)
+    got = model.forward(ids, list(range(len(ids))), [0] * len(ids))
+    check("reference forward vs the fixture's logits", rel(got.reshape(-1), ref.to(torch.float64)), 1e-4)
+
+    g = torch.Generator().manual_seed(7)
+    r, alpha = 4, 8.0
+    scale = alpha / r
+    lora = {}
+    for l in range(model.L):
+        for m in MODS:
+            W = model.w[f"model.layers.{l}.{m}.weight"]
+            lora[(l, m)] = (torch.rand(r, W.shape[1], generator=g) * 0.4 - 0.2, torch.rand(W.shape[0], r, generator=g) * 0.2 - 0.1)
+    wd = os.path.join(WORK, name)
+    peft = os.path.join(wd, "init_peft")
+    os.makedirs(peft, exist_ok=True)
+    write_st(os.path.join(peft, "adapter_model.safetensors"), {PEFT.format(l, m, ab): t for (l, m), (A, B) in lora.items() for ab, t in (("A", A), ("B", B))})
+    json.dump({"peft_type": "LORA", "r": r, "lora_alpha": alpha, "target_modules": [m.split(".")[1] for m in MODS], "bias": "none"}, open(os.path.join(peft, "adapter_config.json"), "w"))
+    init = os.path.join(wd, "init.gguf")
+    run("convert", peft, init, "--base", fx)
+    # Float32 round trip of the adapter: the reference starts from the same values.
+    lora = {k: (A.to(torch.float32).to(torch.float64), B.to(torch.float32).to(torch.float64)) for k, (A, B) in lora.items()}
+
+    gen = torch.Generator().manual_seed(11)
+    docs = [[1] + torch.randint(3, V, (n,), generator=gen).tolist() for n in (8, 16, 11)]
+    data = os.path.join(wd, "train.jsonl")
+    with open(data, "w") as f:
+        for d in docs:
+            f.write(json.dumps({"ids": d}) + "\n")
+    common = ["-m", fx, "--data", data, "--ctx", "64", "--batch-tokens", "4096", "--no-progress", "-t", "2"]
+
+    # 2. loss and gradients of one batch
+    params = {k: (A.clone().requires_grad_(), B.clone().requires_grad_()) for k, (A, B) in lora.items()}
+    loss = loss_of(model, docs, params, scale)
+    loss.backward()
+    gdir = os.path.join(wd, "grads")
+    run("finetune", *common, "--init-adapter", init, "-o", os.path.join(wd, "unused.gguf"), "--dump-grads", gdir)
+    lj = json.load(open(os.path.join(gdir, "loss.json")))
+    check("loss", abs(lj["loss"] - loss.item()) / abs(loss.item()), 1e-5)
+    cg = read_adapter(gdir, model)
+    worst = max(max(rel(cg[k][0], A.grad), rel(cg[k][1], B.grad)) for k, (A, B) in params.items())
+    check(f"every LoRA gradient ({len(params) * 2} matrices)", worst, 1e-4)
+
+    # 3. optimizer steps from the same adapter
+    for opt in ("sgd", "adamw"):
+        steps, lr = 3, 0.05 if opt == "sgd" else 0.01
+        params = {k: (A.clone().requires_grad_(), B.clone().requires_grad_()) for k, (A, B) in lora.items()}
+        flat = [t for AB in params.values() for t in AB]
+        if opt == "sgd":
+            o = torch.optim.SGD(flat, lr=lr)
+            args = ["--optimizer", "sgd", "--schedule", "constant", "--clip", "0"]
+            sched = lambda s: 1.0
+        else:
+            o = torch.optim.AdamW(flat, lr=lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.01)
+            args = ["--optimizer", "adamw", "--schedule", "cosine", "--warmup", "1", "--weight-decay", "0.01", "--clip", "0.5"]
+            sched = lambda s: s / 1 if s < 1 else 0.5 * (1 + math.cos(math.pi * (s - 1) / (steps - 1)))
+        for s in range(steps):
+            for gr in o.param_groups:
+                gr["lr"] = lr * sched(s)
+            o.zero_grad()
+            loss_of(model, docs, params, scale).backward()
+            if opt == "adamw":
+                torch.nn.utils.clip_grad_norm_(flat, 0.5)
+            o.step()
+        out = os.path.join(wd, f"{opt}.gguf")
+        run("finetune", *common, "--init-adapter", init, "-o", out, "--steps", str(steps), "--lr", str(lr), *args)
+        pd = os.path.join(wd, f"{opt}_peft")
+        run("convert", out, pd, "--format", "peft")
+        got = read_adapter(pd, model)
+        worst = max(max(rel(got[k][0], A.detach()), rel(got[k][1], B.detach())) for k, (A, B) in params.items())
+        # Adam divides by the root of the second moment, so near-zero gradients' rounding (about
+        # 2e-5 relative on the BF16 base) moves their update by up to lr: a looser limit there.
+        check(f"the adapter after {steps} {opt} steps", worst, 1e-4 if opt == "sgd" else 1e-3)
+
+if failures:
+    sys.exit("FAILED: " + "; ".join(failures))
+print("all checks passed")
