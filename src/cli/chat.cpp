@@ -95,6 +95,7 @@ Action add_chat(CLI::App& app) {
   auto* sub = app.add_subcommand("chat", "Interactive chat with the model's chat template");
   auto a = std::make_shared<ChatArgs>();
   add_engine_flags(sub, a->ef);
+  add_lora_flag(sub, a->ef);
   sub->add_option("--system", a->system, "system message");
   sub->add_option("--chat-template", a->chat_template, "a Jinja FILE, a NAME the model ships, or llama2/llama3/llama4 (default: the model's own)");
   sub->add_option("-n,--n-predict", a->n, "most tokens per answer (default 1024)");

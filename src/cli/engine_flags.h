@@ -20,6 +20,11 @@ inline void add_engine_flags(CLI::App* sub, EngineFlags& f) {
   sub->add_option("--kv-type", f.kv_type, "KV cache type: f16, f32 or auto (default: f32 for f32 weights, else f16)");
 }
 
+// --lora for the commands that generate (run, chat, logits).
+inline void add_lora_flag(CLI::App* sub, EngineFlags& f) {
+  sub->add_option("--lora", f.opts.lora_path, "a LoRA adapter (GGUF, llama.cpp's format) to run the model with");
+}
+
 inline Expected<std::unique_ptr<Engine>> open_from_flags(EngineFlags& f, const Logger& log) {
   f.opts.kv_type_auto = f.kv_type == "auto";
   if (f.kv_type == "f16") f.opts.kv_type = DType::F16;

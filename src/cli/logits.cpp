@@ -43,6 +43,7 @@ Action add_logits(CLI::App& app) {
   auto* sub = app.add_subcommand("logits", "Write the logits at every prompt position");
   auto a = std::make_shared<LogitsArgs>();
   add_engine_flags(sub, a->ef);
+  add_lora_flag(sub, a->ef);
   sub->add_option("--prompt-ids", a->ids, "token ids: 1,2,3")->required();
   sub->add_option("--out", a->out, "output file (f32, [T, V])")->required();
   return [a] { return run_logits(*a); };

@@ -109,6 +109,7 @@ Action add_run(CLI::App& app) {
   auto* sub = app.add_subcommand("run", "Generate text from a prompt");
   auto a = std::make_shared<RunArgs>();
   add_engine_flags(sub, a->ef);
+  add_lora_flag(sub, a->ef);
   a->prompt_opt = sub->add_option("-p,--prompt", a->prompt, "prompt text");
   a->file_opt = sub->add_option("-f,--file", a->file, "read the prompt from a file");
   a->ids_opt = sub->add_option("--prompt-ids", a->prompt_ids, "prompt as token ids: 1,2,3 (used as given)");

@@ -58,8 +58,25 @@ Expected<std::unique_ptr<Engine>> open_engine(const EngineOptions& opts, const L
     return make_error("cannot reserve the KV pool (" + std::to_string(kv_bytes >> 20) +
                       " MiB); lower --kv-memory, --parallel or --ctx-size");
   }
+  if (!opts.lora_path.empty()) {
+    CORRAL_ASSIGN_OR_RETURN(e->adapter, load_adapter_for(*e->model, opts.lora_path));
+  }
   e->load_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   return e;
+}
+
+Expected<std::shared_ptr<const LoraAdapter>> load_adapter_for(const Model& m, const std::string& path) {
+  CORRAL_ASSIGN_OR_RETURN(LoraAdapter a, load_lora_gguf(path));
+  if (a.arch != m.hp.arch)
+    return make_error(path + ": an adapter of a '" + a.arch + "' base; the model is '" + m.hp.arch + "'");
+  if (m.hp.arch != "llama")
+    return make_error(path + ": LoRA adapters run on dense Llama bases (llama 1-3.x) only so far");
+  std::array<std::array<int64_t, 2>, kLoraTargets> dims{};
+  const LayerWeights& w = m.layers[0];
+  const TensorView* tv[kLoraTargets] = {&w.wq, &w.wk, &w.wv, &w.wo, &w.ffn_gate, &w.ffn_up, &w.ffn_down};
+  for (int t = 0; t < kLoraTargets; ++t) dims[size_t(t)] = {tv[t]->ne[0], tv[t]->ne[1]};
+  CORRAL_RETURN_IF_ERROR(check_lora_shapes(a, m.hp.n_layer, dims));
+  return std::make_shared<const LoraAdapter>(std::move(a));
 }
 
 Status Engine::eval(int32_t seq, const std::vector<int32_t>& ids, int64_t pos0, bool all_logits,
@@ -69,8 +86,12 @@ Status Engine::eval(int32_t seq, const std::vector<int32_t>& ids, int64_t pos0, 
                       " positions needed, --ctx-size is " + std::to_string(ctx_size));
   std::vector<BatchToken> batch(ids.size());
   for (size_t i = 0; i < ids.size(); ++i)
-    batch[i] = {seq, int32_t(pos0 + int64_t(i)), ids[i], all_logits || i + 1 == ids.size()};
-  return model->forward(*ctx, *kv, batch, scratch, out);
+    batch[i] = {seq, int32_t(pos0 + int64_t(i)), ids[i], all_logits || i + 1 == ids.size(), adapter ? 0 : -1};
+  scratch.adapters.clear();
+  if (adapter) scratch.adapters.push_back(adapter.get());
+  Status st = model->forward(*ctx, *kv, batch, scratch, out);
+  scratch.adapters.clear();
+  return st;
 }
 
 }  // namespace corral

@@ -7,6 +7,7 @@
 
 #include "core/context.h"
 #include "engine/kv_cache.h"
+#include "format/lora.h"
 #include "model/model.h"
 #include "tokenizer/tokenizer.h"
 
@@ -23,6 +24,7 @@ struct EngineOptions {
   bool kv_type_auto = true;
   int64_t n_seq = 1;       // sequences the KV cache must hold at ctx_size each
   int64_t kv_mib = 0;      // KV pool size in MiB instead (0: n_seq * ctx_size positions)
+  std::string lora_path;   // a LoRA adapter (GGUF) every eval() runs through
 };
 
 struct Engine {
@@ -33,6 +35,7 @@ struct Engine {
   ForwardScratch scratch;
   int64_t ctx_size = 0;
   double load_seconds = 0;
+  std::shared_ptr<const LoraAdapter> adapter;  // eval()'s adapter (null: the base alone)
 
   // Runs ids at positions [pos0, pos0 + n) of seq; logits of the last position (all positions
   // when all_logits) are appended to out.
@@ -41,5 +44,8 @@ struct Engine {
 };
 
 Expected<std::unique_ptr<Engine>> open_engine(const EngineOptions& opts, const Logger& log);
+
+// A LoRA adapter checked against the model it will run on (architecture, layers, shapes).
+Expected<std::shared_ptr<const LoraAdapter>> load_adapter_for(const Model& m, const std::string& path);
 
 }  // namespace corral

@@ -97,11 +97,11 @@ int32_t PagedKvCache::lookup(int32_t parent, const int32_t* toks) const {
 }
 
 int64_t PagedKvCache::attach_prefix(int32_t seq, const std::vector<int32_t>& tokens,
-                                    int64_t max_tokens) {
+                                    int64_t max_tokens, int32_t space) {
   auto& t = tables_[seq];
   if (!t.empty()) return 0;
   const int64_t bs = cfg_.block_size;
-  int32_t parent = -1;
+  int32_t parent = -1 - space;
   for (int64_t n = bs; n <= std::min<int64_t>(max_tokens, int64_t(tokens.size())); n += bs) {
     const int32_t b = lookup(parent, tokens.data() + (n - bs));
     if (b < 0) break;
@@ -117,12 +117,12 @@ int64_t PagedKvCache::attach_prefix(int32_t seq, const std::vector<int32_t>& tok
   return int64_t(t.size()) * bs;
 }
 
-void PagedKvCache::publish(int32_t seq, const std::vector<int32_t>& tokens, int64_t n) {
+void PagedKvCache::publish(int32_t seq, const std::vector<int32_t>& tokens, int64_t n, int32_t space) {
   auto it = tables_.find(seq);
   if (it == tables_.end()) return;
   const int64_t bs = cfg_.block_size;
   const int64_t full = std::min<int64_t>(n, int64_t(tokens.size())) / bs;
-  int32_t parent = -1;
+  int32_t parent = -1 - space;
   for (int64_t i = 0; i < full && i < int64_t(it->second.size()); ++i) {
     const int32_t b = it->second[size_t(i)];
     const int32_t* toks = tokens.data() + i * bs;

@@ -45,15 +45,18 @@ class PagedKvCache : public KvStore {
   size_t bytes() const { return block_bytes_ * size_t(cfg_.n_blocks) * size_t(cfg_.n_layer) * 2; }
 
   // Attaches the longest run of cached blocks that starts `tokens` to seq (which must hold no
-  // blocks), covering at most max_tokens positions; returns the positions covered.
-  int64_t attach_prefix(int32_t seq, const std::vector<int32_t>& tokens, int64_t max_tokens);
+  // blocks), covering at most max_tokens positions; returns the positions covered. `space`
+  // keeps computations apart that differ for the same tokens (0: the base; a LoRA adapter's
+  // own number otherwise).
+  int64_t attach_prefix(int32_t seq, const std::vector<int32_t>& tokens, int64_t max_tokens,
+                        int32_t space = 0);
   // Offers seq's full blocks holding tokens[0 .. n) (already computed) to the cache.
-  void publish(int32_t seq, const std::vector<int32_t>& tokens, int64_t n);
+  void publish(int32_t seq, const std::vector<int32_t>& tokens, int64_t n, int32_t space = 0);
 
  private:
   struct Cached {
     uint64_t key;
-    int32_t parent;               // block before it, -1 for the first ...
+    int32_t parent;               // block before it, -1 - space for the first ...
     uint32_t parent_gen;          // ... while it still holds what it held then
     std::vector<int32_t> tokens;  // the block's tokens, compared on lookup (no false hits)
     std::list<int32_t>::iterator lru;

@@ -16,6 +16,7 @@
 
 #include "engine/generator.h"
 #include "engine/sampler.h"
+#include "format/lora.h"
 #include "grammar/matcher.h"
 
 namespace corral {
@@ -32,6 +33,10 @@ struct SeqRequest {
   // Structured output: only tokens this grammar allows are sampled (masks applied to the
   // logits after the forward pass, so the logits themselves stay batch-invariant).
   std::shared_ptr<grammar::GrammarRuntime> grammar;
+  // A LoRA adapter over the base (null: none): its tokens go through it in the same batch as
+  // everyone else's; adapter_space keeps its prefix-cache blocks apart (unique per adapter).
+  std::shared_ptr<const LoraAdapter> adapter;
+  int32_t adapter_space = 0;
 };
 
 struct TokenLogprob {

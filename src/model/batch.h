@@ -14,6 +14,7 @@ struct BatchToken {
   int32_t pos = 0;
   int32_t token = 0;
   bool logits = false;  // produce logits for this entry
+  int32_t adapter = -1;  // index into ForwardScratch::adapters (-1: the base alone)
 };
 
 // K and V rows live in fixed-size blocks; each sequence has a table of block ids. The engine
@@ -32,7 +33,12 @@ class KvStore {
 };
 
 // Buffers reused across forward calls.
+struct LoraAdapter;
+
 struct ForwardScratch {
+  // The LoRA adapters this batch's tokens name (BatchToken::adapter), set by the caller.
+  std::vector<const LoraAdapter*> adapters;
+  std::vector<float> lora_in, lora_ax, lora_out;
   std::vector<float> x, h, q, k, v, att, o, g, u, moe;
   std::vector<float> att_scores;  // per thread
   MatmulScratch mm;

@@ -3,7 +3,9 @@
 #include <cstring>
 #include <map>
 
+#include "format/lora.h"
 #include "format/quant.h"
+#include "model/layers/lora.h"
 #include "model/layers/norm.h"
 
 namespace corral {
@@ -54,6 +56,7 @@ void attend_and_add(Context& ctx, KvStore& kv, const AttnParams& ap, const Layer
   kv_store(kv, ap, batch, s.k.data(), s.v.data());
   attention(ctx, kv, ap, batch, s.q.data(), s.att.data(), s);
   matmul(ctx, w.wo, s.att.data(), T, s.o.data(), s.mm);
+  lora_apply_batch(ctx, batch, s, ap.layer, kLoraO, s.att.data(), w.wo.ne[0], s.o.data(), n_embd);
   for (int64_t i = 0; i < T * n_embd; ++i) s.x[size_t(i)] += s.o[size_t(i)];
 }
 

@@ -251,6 +251,20 @@ for name in sorted(os.listdir(os.path.join(FIX, "hf"))):
         # Adam divides by the root of the second moment, so near-zero gradients' rounding (about
         # 2e-5 relative on the BF16 base) moves their update by up to lr: a looser limit there.
         check(f"the adapter after {steps} {opt} steps", worst, 1e-4 if opt == "sgd" else 1e-3)
+        if opt != "sgd":
+            continue
+        # 4. the trained adapter at inference: `--lora` on the base, and baked in by `corral merge`,
+        # against the reference forward with the same A and B.
+        want = model.forward(ids, list(range(len(ids))), [0] * len(ids), got, scale).reshape(-1)
+        lf = os.path.join(wd, "lora_logits.f32")
+        run("logits", "-m", fx, "--lora", out, "--prompt-ids", ",".join(map(str, ids)), "--out", lf)
+        lg = torch.frombuffer(bytearray(open(lf, "rb").read()), dtype=torch.float32).to(torch.float64)
+        check("logits with --lora against the reference with the adapter", rel(lg, want), 1e-4)
+        merged = os.path.join(wd, "merged.gguf")
+        run("merge", fx, out, "-o", merged, "--type", "f32")
+        run("logits", "-m", merged, "--prompt-ids", ",".join(map(str, ids)), "--out", lf)
+        lg = torch.frombuffer(bytearray(open(lf, "rb").read()), dtype=torch.float32).to(torch.float64)
+        check("logits of the merged model against the reference with the adapter", rel(lg, want), 1e-4)
 
 if failures:
     sys.exit("FAILED: " + "; ".join(failures))

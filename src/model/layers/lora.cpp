@@ -2,6 +2,9 @@
 
 #include <algorithm>
 
+#include "format/lora.h"
+#include "model/batch.h"
+
 namespace corral {
 
 namespace {
@@ -76,6 +79,35 @@ void lora_backward(Context& ctx, const LoraView& m, const float* x, int64_t T, c
       for (int64_t i = 0; i < m.n_in; ++i) g[i] += d[j] * aj[i];
     }
   });
+}
+
+void lora_apply_batch(Context& ctx, const std::vector<BatchToken>& batch, ForwardScratch& s,
+                      int64_t layer, int target, const float* x, int64_t n_in, float* y, int64_t n_out) {
+  if (s.adapters.empty()) return;
+  const int64_t T = int64_t(batch.size());
+  for (size_t k = 0; k < s.adapters.size(); ++k) {
+    const LoraAdapter* ad = s.adapters[k];
+    if (!ad || size_t(layer) >= ad->layers.size()) continue;
+    const LoraMatrix& m = ad->layers[size_t(layer)][size_t(target)];
+    if (!m.present() || m.n_in != n_in || m.n_out != n_out) continue;
+    std::vector<int64_t> rows;
+    for (int64_t t = 0; t < T; ++t)
+      if (batch[size_t(t)].adapter == int32_t(k)) rows.push_back(t);
+    if (rows.empty()) continue;
+    const int64_t n = int64_t(rows.size());
+    s.lora_in.resize(size_t(n * n_in));
+    s.lora_ax.resize(size_t(n * ad->rank));
+    s.lora_out.assign(size_t(n * n_out), 0.f);
+    for (int64_t i = 0; i < n; ++i)
+      std::copy(x + rows[size_t(i)] * n_in, x + (rows[size_t(i)] + 1) * n_in, s.lora_in.data() + i * n_in);
+    const LoraView v{m.a.data(), m.b.data(), n_in, n_out, ad->rank, ad->scale()};
+    lora_forward(ctx, v, s.lora_in.data(), n, s.lora_ax.data(), s.lora_out.data());
+    for (int64_t i = 0; i < n; ++i) {
+      float* yt = y + rows[size_t(i)] * n_out;
+      const float* d = s.lora_out.data() + i * n_out;
+      for (int64_t o = 0; o < n_out; ++o) yt[o] += d[o];
+    }
+  }
 }
 
 }  // namespace corral

@@ -4,6 +4,7 @@
 // count or on the other tokens (batch invariance).
 #pragma once
 #include <cstdint>
+#include <vector>
 
 #include "core/context.h"
 
@@ -23,5 +24,15 @@ void lora_forward(Context& ctx, const LoraView& m, const float* x, int64_t T, fl
 // dax: scratch [T][r].
 void lora_backward(Context& ctx, const LoraView& m, const float* x, int64_t T, const float* ax,
                    const float* dy, float* dA, float* dB, float* dx, float* dax);
+
+struct BatchToken;
+struct ForwardScratch;
+
+// The adapters of a serving batch: each token through its own adapter's A and B (its rows
+// gathered per adapter, multiplied, added back), tokens without one untouched. A token's result
+// depends on nothing else in the batch. No-op when no token names an adapter.
+// x [T][n_in] (the projection's input), y [T][n_out] (its output, added to).
+void lora_apply_batch(Context& ctx, const std::vector<BatchToken>& batch, ForwardScratch& s,
+                      int64_t layer, int target, const float* x, int64_t n_in, float* y, int64_t n_out);
 
 }  // namespace corral
