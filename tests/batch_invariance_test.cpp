@@ -11,6 +11,7 @@
 #include "backend/cpu/kernels.h"
 #include "engine/generator.h"
 #include "model/synth.h"
+#include "train/trainer.h"
 #include "test_util.h"
 
 using namespace corral;
@@ -57,7 +58,10 @@ bool wanted(const Seq& s, int64_t p) {
 
 using Logits = std::map<std::pair<int, int64_t>, std::vector<float>>;
 
-void check_invariance(Engine& e, uint32_t seed_base) {
+// adapters (optional): sequence i runs through adapter i % (n + 1) - 1 (-1: the base alone), a
+// sequence that shares a prefix through its source's, so that its blocks may be reused.
+void check_invariance(Engine& e, uint32_t seed_base,
+                      const std::vector<std::shared_ptr<const LoraAdapter>>* adapters = nullptr) {
   const int64_t V = e.model->hp.n_vocab, max_prompt = std::min<int64_t>(300, e.ctx_size - 12);
   const KvCacheConfig base{e.model->hp.n_layer, e.model->hp.n_head_kv * e.model->hp.head_dim, 16,
                            256, e.kv->type()};
@@ -76,13 +80,21 @@ void check_invariance(Engine& e, uint32_t seed_base) {
         std::copy(o.tokens.begin(), o.tokens.begin() + k, s.tokens.begin());
       }
     }
+    std::vector<int32_t> ad(seqs.size(), -1);
+    e.scratch.adapters.clear();
+    if (adapters) {
+      for (auto& a : *adapters) e.scratch.adapters.push_back(a.get());
+      for (size_t i = 0; i < seqs.size(); ++i)
+        ad[i] = seqs[i].shared_with >= 0 ? ad[size_t(seqs[i].shared_with)]
+                                         : int32_t(i % (adapters->size() + 1)) - 1;
+    }
     // Alone: each sequence in one forward call, all wanted positions.
     Logits ref;
     for (size_t i = 0; i < seqs.size(); ++i) {
       PagedKvCache kv(base);
       std::vector<BatchToken> b;
       for (int64_t p = 0; p < int64_t(seqs[i].tokens.size()); ++p)
-        b.push_back({1, int32_t(p), seqs[i].tokens[size_t(p)], wanted(seqs[i], p)});
+        b.push_back({1, int32_t(p), seqs[i].tokens[size_t(p)], wanted(seqs[i], p), ad[i]});
       std::vector<float> out;
       ASSERT_TRUE(e.model->forward(*e.ctx, kv, b, e.scratch, &out).is_ok());
       size_t r = 0;
@@ -110,14 +122,14 @@ void check_invariance(Engine& e, uint32_t seed_base) {
         Seq& s = seqs[i];
         if (!started[i]) {
           started[i] = true;
-          done[i] = kv.attach_prefix(int32_t(i + 1), s.tokens, s.n_prompt - 1);
+          done[i] = kv.attach_prefix(int32_t(i + 1), s.tokens, s.n_prompt - 1, ad[i] + 1);
           cached_positions += done[i];
         }
         const int64_t left = int64_t(s.tokens.size()) - done[i];
         const int64_t n =
             done[i] >= s.n_prompt ? 1 : std::min<int64_t>(left, int64_t(rng() % 97) + 1);
         for (int64_t p = done[i]; p < done[i] + n; ++p)
-          b.push_back({int32_t(i + 1), int32_t(p), s.tokens[size_t(p)], wanted(s, p)});
+          b.push_back({int32_t(i + 1), int32_t(p), s.tokens[size_t(p)], wanted(s, p), ad[i]});
         done[i] += n;
       }
       if (b.empty()) continue;
@@ -136,7 +148,7 @@ void check_invariance(Engine& e, uint32_t seed_base) {
       for (size_t i : ready)
         if (started[i] && done[i] == int64_t(seqs[i].tokens.size()) && !finished[i]) {
           finished[i] = true;
-          kv.publish(int32_t(i + 1), seqs[i].tokens, done[i]);
+          kv.publish(int32_t(i + 1), seqs[i].tokens, done[i], ad[i] + 1);
           kv.release(int32_t(i + 1));
         }
     }
@@ -151,6 +163,43 @@ void check_invariance(Engine& e, uint32_t seed_base) {
       ++compared;
     }
     EXPECT_GT(compared, 40);
+  }
+  e.scratch.adapters.clear();
+}
+
+// Random adapters (B non-zero) on every projection.
+std::vector<std::shared_ptr<const LoraAdapter>> random_adapters(const Engine& e, int n) {
+  const LayerWeights& w = e.model->layers[0];
+  const TensorView* tv[kLoraTargets] = {&w.wq, &w.wk, &w.wv, &w.wo, &w.ffn_gate, &w.ffn_up, &w.ffn_down};
+  std::array<std::array<int64_t, 2>, kLoraTargets> dims{};
+  for (int t = 0; t < kLoraTargets; ++t) dims[size_t(t)] = {tv[t]->ne[0], tv[t]->ne[1]};
+  std::vector<std::shared_ptr<const LoraAdapter>> out;
+  for (int k = 0; k < n; ++k) {
+    LoraAdapter a = init_adapter(dims, e.model->hp.n_layer, {0, 1, 2, 3, 4, 5, 6}, 4 + 4 * k, 8, uint64_t(k));
+    std::mt19937 rng(uint32_t(100 + k));
+    std::uniform_real_distribution<float> u(-0.05f, 0.05f);
+    for (auto& l : a.layers)
+      for (auto& m : l)
+        for (float& x : m.b) x = u(rng);
+    out.push_back(std::make_shared<const LoraAdapter>(std::move(a)));
+  }
+  return out;
+}
+
+TEST(BatchInvariance, LoraAdaptersMixedInOneBatch) {
+  for (DType t : {DType::Q8_0, DType::BF16}) {
+    auto e = open_model(synth("tiny", t));
+    ASSERT_TRUE(e);
+    const auto ads = random_adapters(*e, 3);
+    // The adapters change the logits (else the check below could not fail).
+    PagedKvCache kv({e->model->hp.n_layer, e->model->hp.n_head_kv * e->model->hp.head_dim, 16, 8, e->kv->type()});
+    std::vector<float> base, with;
+    ASSERT_TRUE(e->model->forward(*e->ctx, kv, {{1, 0, 42, true}}, e->scratch, &base).is_ok());
+    e->scratch.adapters = {ads[0].get()};
+    ASSERT_TRUE(e->model->forward(*e->ctx, kv, {{1, 0, 42, true, 0}}, e->scratch, &with).is_ok());
+    e->scratch.adapters.clear();
+    ASSERT_NE(std::memcmp(base.data(), with.data(), base.size() * 4), 0) << "the adapter changed nothing";
+    check_invariance(*e, 71, &ads);
   }
 }
 

@@ -36,6 +36,8 @@ struct ServeArgs {
   std::string ledger, instance, admin_key_file, ledger_sync = "full";
   std::vector<std::string> licenses;  // FAMILY (every model) or ID=FAMILY
   std::string host_name;
+  std::vector<std::string> loras;  // NAME=ADAPTER.gguf[@BASE_ID]
+  std::string lora_dir;
 };
 
 int g_signal_pipe[2] = {-1, -1};
@@ -144,6 +146,7 @@ Status serve(ServeArgs& a) {
   so.port = a.port;
   so.log_json = a.log_format == "json";
   so.host_name = a.host_name.empty() ? default_host_name() : a.host_name;
+  so.lora_dir = a.lora_dir;
   {
     std::string now = a.now;
     if (now.empty())
@@ -236,6 +239,18 @@ Status serve(ServeArgs& a) {
     if (auto w = naming_warning(m->lic, m->id)) log.info("warning: model " + m->id + ": " + *w);
     server.add_model(std::move(m));
   }
+  for (const auto& spec : a.loras) {
+    const size_t eq = spec.find('=');
+    if (eq == std::string::npos || eq == 0)
+      return fail(make_error("--lora " + spec + ": expected NAME=ADAPTER.gguf or NAME=ADAPTER.gguf@BASE_ID"));
+    std::string path = spec.substr(eq + 1), base;
+    const size_t at = path.rfind('@');
+    std::error_code ec;
+    if (at != std::string::npos && !std::filesystem::exists(path, ec)) base = path.substr(at + 1), path = path.substr(0, at);
+    Status st = server.add_adapter(spec.substr(0, eq), path, base);
+    if (!st.is_ok()) return fail(make_error("--lora " + spec + ": " + st.message()));
+    log.info("adapter " + spec.substr(0, eq) + ": " + path);
+  }
   // --license ID=FAMILY must name a served model (a typo would leave the model unlicensed).
   for (const auto& l : a.licenses) {
     const size_t e = l.find('=');
@@ -277,6 +292,8 @@ Action add_serve(CLI::App& app) {
   auto a = std::make_shared<ServeArgs>();
   sub->add_option("-m,--model", a->models, "model file (PATH or ID=PATH); repeat for several")
       ->required();
+  sub->add_option("--lora", a->loras, "serve a LoRA adapter as model NAME: NAME=ADAPTER.gguf[@BASE_ID] (repeatable)");
+  sub->add_option("--lora-dir", a->lora_dir, "folder the admin API may load adapters from (POST /admin/v1/adapters)");
   sub->add_option("--host", a->host, "address to listen on (default 127.0.0.1)");
   sub->add_option("--port", a->port, "port (default 8080; 0 = any free port)");
   sub->add_option("--api-key", a->api_keys, "require this bearer key on /v1/* (repeatable)");

@@ -145,7 +145,7 @@ void Scheduler::finish(Seq* s, const std::string& reason, const std::string& err
   std::string out = s->text.substr(std::min(s->released, s->text.size()));
   s->released = s->text.size();
   if (s->id > 0) {
-    e_.kv->publish(s->id, s->tokens, s->computed);
+    e_.kv->publish(s->id, s->tokens, s->computed, s->req.adapter_space);
     e_.kv->release(s->id);
     s->id = 0;
   }
@@ -178,7 +178,7 @@ void Scheduler::admit() {
     s->order = s->order ? s->order : s->id;
     // Reuse cached prompt blocks; the last token is always run (its logits start the answer).
     if (!s->req.prompt_logprobs || s->prompt_lps_done) {
-      s->computed = e_.kv->attach_prefix(s->id, s->tokens, int64_t(s->tokens.size()) - 1);
+      s->computed = e_.kv->attach_prefix(s->id, s->tokens, int64_t(s->tokens.size()) - 1, s->req.adapter_space);
       if (s->generated == 0) {
         s->h->cached_tokens = s->computed;
         stats_.cached_tokens += s->computed;
@@ -192,7 +192,7 @@ void Scheduler::admit() {
 }
 
 void Scheduler::preempt(Seq* s) {
-  e_.kv->publish(s->id, s->tokens, s->computed);
+  e_.kv->publish(s->id, s->tokens, s->computed, s->req.adapter_space);
   e_.kv->release(s->id);
   s->id = 0;
   s->computed = 0;
@@ -338,15 +338,23 @@ bool Scheduler::step() {
     if (seqs.empty()) return true;
   }
   std::vector<BatchToken> batch;
+  e_.scratch.adapters.clear();  // this step's adapters, each once
   for (size_t i = 0; i < seqs.size(); ++i) {
     Seq* s = seqs[i];
     const bool all = s->req.prompt_logprobs && !s->prompt_lps_done;
+    int32_t ai = -1;
+    if (const LoraAdapter* a = s->req.adapter.get()) {
+      auto at = std::find(e_.scratch.adapters.begin(), e_.scratch.adapters.end(), a);
+      ai = int32_t(at - e_.scratch.adapters.begin());
+      if (at == e_.scratch.adapters.end()) e_.scratch.adapters.push_back(a);
+    }
     for (int64_t p = s->computed; p < ends[i]; ++p)
-      batch.push_back(
-          {s->id, int32_t(p), s->tokens[size_t(p)], all || p + 1 == int64_t(s->tokens.size())});
+      batch.push_back({s->id, int32_t(p), s->tokens[size_t(p)],
+                       all || p + 1 == int64_t(s->tokens.size()), ai});
   }
   std::vector<float> logits;
   Status st = e_.model->forward(*e_.ctx, *e_.kv, batch, e_.scratch, &logits);
+  e_.scratch.adapters.clear();
   stats_.steps++;
   stats_.last_batch = int64_t(batch.size());
   if (!st.is_ok()) {
@@ -386,7 +394,7 @@ bool Scheduler::step() {
       if (to >= s->n_prompt) s->prompt_lps_done = true;
     }
     if (!s->prompt_published && to >= s->n_prompt) {
-      e_.kv->publish(s->id, s->tokens, s->n_prompt);
+      e_.kv->publish(s->id, s->tokens, s->n_prompt, s->req.adapter_space);
       s->prompt_published = true;
     }
     if (!at_end) continue;

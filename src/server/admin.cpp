@@ -8,6 +8,8 @@
 #include "hosting/statement.h"
 #include "server/http_server.h"
 
+#include <filesystem>
+
 namespace corral {
 
 using json = nlohmann::json;
@@ -169,6 +171,62 @@ void HttpServer::admin_routes() {
                               : exists ? "conflict"
                                        : "invalid_value"});
   };
+  // LoRA adapters served over a base, added and removed while serving. The file must lie under
+  // --lora-dir (its real path, links resolved), so the admin key cannot read arbitrary files.
+  auto admin_only = [this](httplib::Response& res) {
+    if (current_auth().admin) return true;
+    reply_error(res, ApiError{403, "The admin API needs the admin key.", "permission_error", "", "admin_only"});
+    return false;
+  };
+  auto adapter_json = [](const ServedModel& m) {
+    return json{{"id", m.id}, {"parent", m.parent}, {"path", m.path}, {"rank", m.adapter->rank},
+                {"alpha", m.adapter->alpha}, {"family", m.lic.family.empty() ? json(nullptr) : json(m.lic.family)}};
+  };
+  s.Get("/admin/v1/adapters", [=, this](const httplib::Request&, httplib::Response& res) {
+    if (!admin_only(res)) return;
+    json data = json::array();
+    for (ServedModel* m : model_list())
+      if (m->adapter) data.push_back(adapter_json(*m));
+    res.set_content(dump(json{{"object", "list"}, {"data", data}}), "application/json");
+  });
+  s.Post("/admin/v1/adapters", [=, this](const httplib::Request& req, httplib::Response& res) {
+    if (!admin_only(res)) return;
+    const json b = json::parse(req.body, nullptr, false);
+    auto bad = [&](const std::string& msg, const std::string& param, int status = 400) {
+      reply_error(res, ApiError{status, msg, "invalid_request_error", param, status == 409 ? "conflict" : "invalid_value"});
+    };
+    if (!b.is_object()) return bad("The body must be a JSON object {\"id\", \"path\", \"base\"}.", "");
+    if (!b.contains("id") || !b["id"].is_string() || b["id"].get<std::string>().empty())
+      return bad("id: a non-empty string is required", "id");
+    if (!b.contains("path") || !b["path"].is_string()) return bad("path: a string is required", "path");
+    if (b.contains("base") && !b["base"].is_string()) return bad("base: must be a string", "base");
+    if (o_.lora_dir.empty())
+      return bad("Adapters can be added only when the server runs with --lora-dir DIR.", "path", 403);
+    std::error_code ec;
+    const auto dir = std::filesystem::weakly_canonical(o_.lora_dir, ec);
+    const auto file = std::filesystem::weakly_canonical(b["path"].get<std::string>(), ec);
+    const std::string d = dir.string() + "/", f = file.string();
+    if (ec || f.compare(0, d.size(), d) != 0)
+      return bad("path: '" + b["path"].get<std::string>() + "' is not under --lora-dir " + o_.lora_dir, "path", 403);
+    Status st = add_adapter(b["id"], f, b.value("base", std::string()));
+    if (!st.is_ok())
+      return bad(st.message(), "", st.message().find("already served") != std::string::npos ? 409 : 400);
+    ServedModel* m = find_model(b["id"]);
+    res.status = 201;
+    res.set_content(dump(adapter_json(*m)), "application/json");
+    log_.info("adapter " + m->id + " added over " + m->parent + " (" + f + ")");
+  });
+  s.Delete(R"(/admin/v1/adapters/(.+))", [=, this](const httplib::Request& req, httplib::Response& res) {
+    if (!admin_only(res)) return;
+    ServedModel* m = find_model(req.matches[1]);
+    if (!m || !m->adapter) {
+      reply_error(res, ApiError{404, "No adapter '" + req.matches[1].str() + "' is served.", "invalid_request_error", "", "not_found"});
+      return;
+    }
+    m->removed = true;  // running requests keep their own reference to the adapter
+    res.set_content(dump(json{{"id", m->id}, {"deleted", true}}), "application/json");
+    log_.info("adapter " + m->id + " removed");
+  });
   s.Get("/admin/v1/tenants", [=, this](const httplib::Request&, httplib::Response& res) {
     if (!guard(res)) return;
     auto ts = o_.ledger->list_tenants(month_start_ms(now_ms()));

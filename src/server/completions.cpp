@@ -156,6 +156,7 @@ void set_ratelimit_headers(httplib::Response& res, const AdmitResult& r) {
 
 std::shared_ptr<grammar::GrammarCache> HttpServer::grammar_cache(ServedModel& m) {
   std::lock_guard<std::mutex> lk(grammar_mu_);
+  if (m.base) return grammar_cache(*m.base);  // an adapter: its base's tokenizer and cache
   if (!m.grammars) m.grammars = std::make_shared<grammar::GrammarCache>(grammar::token_index(*m.engine->tok));
   return m.grammars;
 }
@@ -343,6 +344,8 @@ void HttpServer::handle_generate(const httplib::Request& req, httplib::Response&
       auto tools = chat ? std::make_shared<ChatToolState>(*m, g) : nullptr;
       sr.render_special = tools && tools->active;  // the call markers must reach the parser
       sr.grammar = constraint;
+      sr.adapter = m->adapter;
+      sr.adapter_space = m->adapter_space;
       auto h = m->sched->submit(std::move(sr));
       if (!h) {
         for (auto& ch : choices) ch.h->cancel = true;

@@ -145,10 +145,58 @@ std::optional<ApiError> HttpServer::authenticate(const httplib::Request& req, Au
 }
 
 ServedModel* HttpServer::find_model(const std::string& id) {
-  if (id.empty()) return models_.front().get();
+  std::lock_guard<std::mutex> lk(models_mu_);
+  if (id.empty()) return models_.empty() ? nullptr : models_.front().get();
   for (auto& m : models_)
-    if (m->id == id) return m.get();
+    if (m->id == id && !m->removed) return m.get();
   return nullptr;
+}
+
+std::vector<ServedModel*> HttpServer::model_list() {
+  std::lock_guard<std::mutex> lk(models_mu_);
+  std::vector<ServedModel*> out;
+  for (auto& m : models_)
+    if (!m->removed) out.push_back(m.get());
+  return out;
+}
+
+Status HttpServer::add_adapter(const std::string& id, const std::string& path, const std::string& base_id) {
+  if (id.empty()) return make_error("an adapter needs a model id");
+  ServedModel* base = nullptr;
+  {
+    std::lock_guard<std::mutex> lk(models_mu_);
+    int bases = 0;
+    for (auto& m : models_) {
+      if (m->removed) continue;
+      if (m->id == id) return make_error("model id '" + id + "' is already served");
+      if (m->parent.empty()) {
+        ++bases;
+        if (base_id.empty() ? bases == 1 : m->id == base_id) base = m.get();
+      }
+    }
+    if (base_id.empty() && bases > 1)
+      return make_error("adapter '" + id + "': several base models are served; name one (NAME=ADAPTER@BASE_ID, or \"base\")");
+  }
+  if (!base) return make_error("adapter '" + id + "': no base model '" + base_id + "' is served");
+  CORRAL_ASSIGN_OR_RETURN(auto ad, load_adapter_for(*base->engine->model, path));
+  auto m = std::make_unique<ServedModel>();
+  m->id = id;
+  m->path = path;
+  m->license = base->license;
+  m->lic = base->lic;
+  m->engine = base->engine;
+  m->sched = base->sched;
+  m->chat = base->chat;
+  m->has_chat = base->has_chat;
+  m->parent = base->id;
+  m->base = base;
+  m->adapter = std::move(ad);
+  std::lock_guard<std::mutex> lk(models_mu_);
+  for (auto& o : models_)
+    if (o->id == id && !o->removed) return make_error("model id '" + id + "' is already served");
+  m->adapter_space = next_space_++;
+  models_.push_back(std::move(m));
+  return Status::ok();
 }
 
 void HttpServer::log_request(const httplib::Request& req, int status, const std::string& extra) {
@@ -286,6 +334,7 @@ void HttpServer::handle_models(const httplib::Request& req, httplib::Response& r
                 {"created", 0},
                 {"owned_by", "corral"},
                 {"max_model_len", m.engine->ctx_size},
+                {"parent", m.parent.empty() ? json(nullptr) : json(m.parent)},
                 {"license", m.license.empty() ? json(nullptr) : json(m.license)},
                 {"family", m.lic.family.empty() ? json(nullptr) : json(m.lic.family)},
                 {"license_name", m.lic.name.empty() ? json(nullptr) : json(m.lic.name)},
@@ -304,7 +353,7 @@ void HttpServer::handle_models(const httplib::Request& req, httplib::Response& r
     }
   } else {
     json data = json::array();
-    for (auto& m : models_) data.push_back(entry(*m));
+    for (ServedModel* m : model_list()) data.push_back(entry(*m));
     res.set_content(dump(json{{"object", "list"}, {"data", data}}), "application/json");
   }
   metrics_.count("/v1/models", res.status);
@@ -430,9 +479,10 @@ std::string HttpServer::render_metrics() {
   for (auto& g : gauges) {
     s +=
         std::string("# HELP ") + g.name + " " + g.help + "\n# TYPE " + g.name + " " + g.type + "\n";
-    for (auto& m : models_)
-      s += std::string(g.name) + "{model=\"" + m->id + "\"} " +
-           std::to_string(g.f(m->sched->stats())) + "\n";
+    for (ServedModel* m : model_list())
+      if (m->parent.empty())  // an adapter shares its base's scheduler
+        s += std::string(g.name) + "{model=\"" + m->id + "\"} " +
+             std::to_string(g.f(m->sched->stats())) + "\n";
   }
   s += metrics_.ttft.render("corral_time_to_first_token_seconds",
                             "Time from arrival to the first generated token.");
@@ -473,7 +523,8 @@ void HttpServer::shutdown() {
   const auto t0 = std::chrono::steady_clock::now();
   auto busy = [&] {
     int64_t n = 0;
-    for (auto& m : models_) n += m->sched->active();
+    for (ServedModel* m : model_list())
+      if (m->parent.empty()) n += m->sched->active();
     return n;
   };
   while (busy() > 0 &&
@@ -481,7 +532,7 @@ void HttpServer::shutdown() {
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
   if (busy() > 0) {
     log_.info("cancelling " + std::to_string(busy()) + " requests still running");
-    for (auto& m : models_) m->sched->cancel_all();
+    for (ServedModel* m : model_list()) m->sched->cancel_all();
   }
   // Let streams write their last bytes before the listener goes.
   const auto t1 = std::chrono::steady_clock::now();

@@ -29,11 +29,17 @@ struct ServedModel {
   std::string path;
   std::string license;  // general.license (or --license), or empty
   ModelLicense lic;     // its Llama license family, if any
-  std::unique_ptr<Engine> engine;
-  std::unique_ptr<Scheduler> sched;
+  std::shared_ptr<Engine> engine;      // a LoRA adapter's entry shares its base's
+  std::shared_ptr<Scheduler> sched;
   ChatFormat chat;  // its chat template (own Jinja or the built-in fallback) and tool format
   bool has_chat = false;
   std::shared_ptr<grammar::GrammarCache> grammars;  // compiled output constraints (made on first use)
+  // A LoRA adapter served as its own model id over a base (--lora, the admin API).
+  std::string parent;                          // the base's id ("" for a base)
+  ServedModel* base = nullptr;
+  std::shared_ptr<const LoraAdapter> adapter;
+  int32_t adapter_space = 0;                   // its prefix-cache blocks' own namespace
+  std::atomic<bool> removed{false};            // DELETEd: no longer found (kept for running requests)
 };
 
 
@@ -50,6 +56,7 @@ struct ServerOptions {
   std::string instance;              // this server's name in the ledger
   std::string admin_key;             // empty: no admin API
   std::string host_name = "corral";  // the host named on statements
+  std::string lora_dir;              // the admin API loads adapters only from under it
   std::time_t now = 0;               // strftime_now's date in templates (--now); 0: the clock
 };
 
@@ -78,7 +85,12 @@ class HttpServer {
   void run();
   void shutdown();
   // Models are added after bind() while /health says 503; then set_ready() opens /v1/*.
-  void add_model(std::unique_ptr<ServedModel> m) { models_.push_back(std::move(m)); }
+  void add_model(std::unique_ptr<ServedModel> m) {
+    std::lock_guard<std::mutex> lk(models_mu_);
+    models_.push_back(std::move(m));
+  }
+  // Serves a LoRA adapter as model `id` over base `base_id` ("" with one base); errors name why.
+  Status add_adapter(const std::string& id, const std::string& path, const std::string& base_id);
   const std::vector<std::unique_ptr<ServedModel>>& models() const { return models_; }
   void set_ready(bool r) { ready_ = r; }
   void set_instance(const std::string& name) { o_.instance = name; }
@@ -102,6 +114,9 @@ class HttpServer {
   void reply_error(httplib::Response& res, const ApiError& e);
 
   std::vector<std::unique_ptr<ServedModel>> models_;
+  std::mutex models_mu_;  // models_ grows (and entries are marked removed) while serving
+  int32_t next_space_ = 1;
+  std::vector<ServedModel*> model_list();  // the live entries, under the lock
   ServerOptions o_;
   Logger log_;
   std::unique_ptr<httplib::Server> svr_;
