@@ -22,6 +22,18 @@ got=$("$corral" run -m "$gguf" --prompt-ids "$ids" -n 40 --temp 0 --print-ids 2>
 echo "llama.cpp: $want"
 echo "corral:    $got"
 [ "$want" = "$got" ] || { echo "greedy tokens differ"; exit 1; }
+# A LoRA adapter trained by `corral finetune` loads in llama.cpp (--lora) with the same greedy
+# tokens as `corral run --lora`, and changes them.
+printf '{"text": "The little cat sat on a warm mat and sang a happy song %s."}\n' 1 2 3 4 5 6 > "$work/lora.jsonl"
+"$corral" finetune -m "$gguf" --data "$work/lora.jsonl" -o "$work/lora.gguf" --rank 4 --steps 3 --lr 0.0025 \
+  --no-progress 2>/dev/null
+want=$(node "$work/llamacpp_agree.mjs" "$gguf" "$ids" 40 "$work/lora.gguf")
+got=$("$corral" run -m "$gguf" --lora "$work/lora.gguf" --prompt-ids "$ids" -n 40 --temp 0 --print-ids 2>/dev/null | tr -d ' ')
+echo "llama.cpp --lora: $want"
+echo "corral --lora:    $got"
+[ "$want" = "$got" ] || { echo "greedy tokens with the adapter differ"; exit 1; }
+base=$("$corral" run -m "$gguf" --prompt-ids "$ids" -n 40 --temp 0 --print-ids 2>/dev/null | tr -d ' ')
+[ "$base" != "$got" ] || { echo "the adapter did not change the greedy tokens"; exit 1; }
 # And the Q8_0 quantization of it loads too.
 "$corral" quantize "$gguf" "$work/aidreams_q8.gguf" Q8_0 2>/dev/null
 node "$work/llamacpp_agree.mjs" "$work/aidreams_q8.gguf" "$ids" 8 >/dev/null
