@@ -32,6 +32,8 @@ run() {  # target, corpus dir
 # A small real GGUF as a seed: the vocab file's first 64 KiB plus a tiny writer-made file.
 run gguf_fuzz "$(corpus gguf_fuzz gguf "$fixtures/llamacpp-vocab/ggml-vocab-llama-spm.gguf")"
 run safetensors_fuzz "$(corpus safetensors_fuzz st "$fixtures/hf/llama2_mha_f32/model.safetensors" "$fixtures/llama2c/aidreams260K.bin")"
+# LoRA adapters: a GGUF adapter the tests' llama.cpp check trains, when it has run, plus the seeds.
+run lora_fuzz "$(corpus lora_fuzz lora "$out"/../llamacpp/lora.gguf)"
 run tokenizer_files_fuzz "$(corpus tokenizer_files_fuzz tok "$fixtures/llama2c/tok512.bin" "$fixtures/tokenizers/llama2/tokenizer.model")"
 run openai_request_fuzz "$(corpus openai_request_fuzz openai)"
 # Chat templates: the feature templates, the tests' real ones and every jinja file found there.

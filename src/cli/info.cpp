@@ -2,6 +2,8 @@
 #include <map>
 #include <nlohmann/json.hpp>
 
+#include "format/lora.h"
+
 #include "cli/commands.h"
 #include "format/model_file.h"
 #include "hosting/license.h"
@@ -37,7 +39,48 @@ Expected<ChatFormat> chat_info(const Metadata& meta, const std::string& path) {
   return load_chat_format(*v, "");
 }
 
+// A LoRA adapter (GGUF or PEFT folder): what it targets, its rank, alpha and size.
+Status adapter_info(const std::string& path, bool as_json) {
+  LoraAdapter a;
+  if (is_peft_dir(path)) {
+    CORRAL_ASSIGN_OR_RETURN(a, load_peft(path, 0, 0));
+  } else {
+    CORRAL_ASSIGN_OR_RETURN(a, load_lora_gguf(path));
+  }
+  std::vector<std::string> targets;
+  for (int t : a.targets()) targets.push_back(lora_target_flag(t));
+  int64_t layers = 0;
+  for (auto& l : a.layers)
+    for (auto& m : l) layers += m.present() ? 1 : 0;
+  nlohmann::json j = {{"file", path},
+                      {"format", is_peft_dir(path) ? "peft" : "gguf"},
+                      {"type", "lora"},
+                      {"architecture", a.arch},
+                      {"base", a.base_name},
+                      {"rank", a.rank},
+                      {"alpha", a.alpha},
+                      {"scale", a.scale()},
+                      {"targets", targets},
+                      {"layers", a.layers.size()},
+                      {"matrices", layers},
+                      {"parameters", a.n_params()}};
+  if (as_json) {
+    std::printf("%s\n", j.dump(2).c_str());
+    return Status::ok();
+  }
+  std::string tl;
+  for (auto& t : targets) tl += (tl.empty() ? "" : ",") + t;
+  std::printf("file:          %s\nformat:        %s LoRA adapter\narchitecture:  %s\nbase:          %s\n"
+              "rank:          %lld\nalpha:         %g (scale alpha/r = %g)\ntargets:       %s\n"
+              "layers:        %zu (%lld matrices)\nparameters:    %lld (%.2f MiB as F32)\n",
+              path.c_str(), is_peft_dir(path) ? "PEFT" : "GGUF", a.arch.c_str(),
+              a.base_name.empty() ? "(not recorded)" : a.base_name.c_str(), (long long)a.rank, a.alpha, a.scale(),
+              tl.c_str(), a.layers.size(), (long long)layers, (long long)a.n_params(), double(a.n_params()) * 4 / (1 << 20));
+  return Status::ok();
+}
+
 Status run_info(const std::string& path, bool as_json, const std::string& tokenizer) {
+  if (is_peft_dir(path) || is_lora_gguf(path)) return adapter_info(path, as_json);
   LoadOptions lo;
   lo.tokenizer_path = tokenizer;
   CORRAL_ASSIGN_OR_RETURN(LoadedModel m, load_model(path, lo));

@@ -193,6 +193,15 @@ bool is_peft_dir(const std::string& path) {
 
 Expected<LoraAdapter> load_lora_gguf(const std::string& path) {
   CORRAL_ASSIGN_OR_RETURN(auto f, load_gguf(path));
+  return lora_from_gguf(f, path);
+}
+
+Expected<LoraAdapter> parse_lora_gguf(const uint8_t* data, size_t size, const std::string& name) {
+  CORRAL_ASSIGN_OR_RETURN(auto f, parse_gguf(data, size, name));
+  return lora_from_gguf(f, name);
+}
+
+Expected<LoraAdapter> lora_from_gguf(const LoadedModel& f, const std::string& path) {
   LoraAdapter a;
   a.path = path;
   const std::string type = f.meta.get_str("general.type").value_or("");
@@ -271,15 +280,25 @@ Status write_lora_gguf(const std::string& path, const LoraAdapter& a, const Meta
 Expected<LoraAdapter> load_peft(const std::string& dir, int64_t n_head, int64_t n_head_kv) {
   const std::string cfg_path = dir + "/adapter_config.json";
   CORRAL_ASSIGN_OR_RETURN(std::string text, read_text_file(cfg_path));
+  std::string st = dir + "/adapter_model.safetensors";
+  if (!file_exists(st)) return make_error(dir + ": no adapter_model.safetensors");
+  CORRAL_ASSIGN_OR_RETURN(auto sf, load_safetensors(st));
+  return parse_peft(text, sf.tensors, n_head, n_head_kv, dir);
+}
+
+Expected<LoraAdapter> parse_peft(const std::string& text, const std::vector<SafeTensor>& tensors, int64_t n_head,
+                                 int64_t n_head_kv, const std::string& dir) {
+  const std::string cfg_path = dir + "/adapter_config.json";
+  const std::string st = dir + "/adapter_model.safetensors";
   const auto cfg = nlohmann::json::parse(text, nullptr, false);
   if (cfg.is_discarded() || !cfg.is_object()) return make_error(cfg_path + ": not a JSON object");
-  const std::string pt = cfg.value("peft_type", std::string("LORA"));
+  const std::string pt = cfg.contains("peft_type") && cfg["peft_type"].is_string() ? cfg["peft_type"].get<std::string>() : "LORA";
   if (pt != "LORA") return make_error(cfg_path + ": field peft_type: '" + pt + "', only LORA is supported");
   if (!cfg.contains("r") || !cfg["r"].is_number_integer())
     return make_error(cfg_path + ": field r: missing or not an integer");
   if (!cfg.contains("lora_alpha") || !cfg["lora_alpha"].is_number())
     return make_error(cfg_path + ": field lora_alpha: missing or not a number");
-  if (cfg.value("fan_in_fan_out", false))
+  if (cfg.contains("fan_in_fan_out") && cfg["fan_in_fan_out"].is_boolean() && cfg["fan_in_fan_out"].get<bool>())
     return make_error(cfg_path + ": field fan_in_fan_out: true is not supported (Conv1D bases)");
   if (cfg.contains("bias") && cfg["bias"].is_string() && cfg["bias"] != "none")
     return make_error(cfg_path + ": field bias: '" + cfg["bias"].get<std::string>() + "', only 'none' is supported");
@@ -288,13 +307,13 @@ Expected<LoraAdapter> load_peft(const std::string& dir, int64_t n_head, int64_t 
   a.rank = 0;
   const int64_t r = cfg["r"].get<int64_t>();
   a.alpha = cfg["lora_alpha"].get<float>();
+  if (!std::isfinite(a.alpha)) return make_error(cfg_path + ": field lora_alpha: not finite");
   // rsLoRA scales by alpha / sqrt(r): the same product with alpha' = alpha sqrt(r).
-  if (cfg.value("use_rslora", false)) a.alpha *= std::sqrt(float(r));
-  a.base_name = cfg.value("base_model_name_or_path", std::string());
-  std::string st = dir + "/adapter_model.safetensors";
-  if (!file_exists(st)) return make_error(dir + ": no adapter_model.safetensors");
-  CORRAL_ASSIGN_OR_RETURN(auto sf, load_safetensors(st));
-  for (const SafeTensor& t : sf.tensors) {
+  if (cfg.contains("use_rslora") && cfg["use_rslora"].is_boolean() && cfg["use_rslora"].get<bool>())
+    a.alpha *= std::sqrt(float(std::max<int64_t>(r, 1)));
+  if (cfg.contains("base_model_name_or_path") && cfg["base_model_name_or_path"].is_string())
+    a.base_name = cfg["base_model_name_or_path"];
+  for (const SafeTensor& t : tensors) {
     int64_t layer;
     int tg;
     bool is_a;
@@ -324,6 +343,7 @@ Expected<LoraAdapter> load_peft(const std::string& dir, int64_t n_head, int64_t 
       LoraMatrix& m = l[size_t(t)];
       if (!m.present()) continue;
       const int64_t heads = t == kLoraQ ? n_head : n_head_kv;
+      if (n_head == 0) continue;  // the rows as stored (corral info)
       if (heads <= 0 || m.n_out % heads != 0 || (m.n_out / heads) % 2 != 0)
         return make_error(dir + ": " + kPeft[t] + ": " + std::to_string(m.n_out) +
                           " outputs do not split into " + std::to_string(heads) + " heads");

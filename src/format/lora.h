@@ -52,13 +52,21 @@ struct LoraAdapter {
 };
 
 Expected<LoraAdapter> load_lora_gguf(const std::string& path);
+struct LoadedModel;
+struct SafeTensor;
+// The same from memory (the fuzz target) or from a parsed GGUF.
+Expected<LoraAdapter> parse_lora_gguf(const uint8_t* data, size_t size, const std::string& name);
+Expected<LoraAdapter> lora_from_gguf(const LoadedModel& f, const std::string& path);
 // Writes F32 tensors (under path + ".tmp", then renamed). `extra` keys (e.g. training
 // provenance) are added to the metadata.
 Status write_lora_gguf(const std::string& path, const LoraAdapter& a, const Metadata& extra = {});
 
-// PEFT folders. n_head / n_head_kv: the base's, for the q/k row permutation.
+// PEFT folders. n_head / n_head_kv: the base's, for the q/k row permutation (0: rows as stored).
 Expected<LoraAdapter> load_peft(const std::string& dir, int64_t n_head, int64_t n_head_kv);
 Status write_peft(const std::string& dir, const LoraAdapter& a, int64_t n_head, int64_t n_head_kv);
+// A PEFT adapter from its config text and parsed safetensors (the fuzz target); dir names it.
+Expected<LoraAdapter> parse_peft(const std::string& config_json, const std::vector<SafeTensor>& tensors,
+                                 int64_t n_head, int64_t n_head_kv, const std::string& dir);
 
 // Whether `path` holds an adapter (a GGUF with general.type = adapter, or a PEFT folder).
 bool is_lora_gguf(const std::string& path);
