@@ -94,9 +94,18 @@ Status bench_serve(BenchServeArgs& a) {
   std::mt19937 rng(1234);
   for (int i = 0; i < int(a.prompt_tokens) * 2 + 64; ++i)
     text += std::string(words[rng() % 18]) + " ";
+  // --model a,b,c: request r goes to model r mod 3 (e.g. several LoRA adapters over one base).
+  std::vector<std::string> model_ids;
+  for (size_t p0 = 0; p0 <= a.model.size();) {
+    size_t q = a.model.find(',', p0);
+    if (q == std::string::npos) q = a.model.size();
+    if (q > p0) model_ids.push_back(a.model.substr(p0, q - p0));
+    p0 = q + 1;
+  }
+  if (model_ids.empty()) return make_error("--model: no model id");
   std::vector<int64_t> ids;
   auto tk = probe.Post("/tokenize", hdr,
-                       json{{"model", a.model}, {"prompt", text}, {"content", text}}.dump(),
+                       json{{"model", model_ids[0]}, {"prompt", text}, {"content", text}}.dump(),
                        "application/json");
   if (tk && tk->status == 200) {
     json t = json::parse(tk->body, nullptr, false);
@@ -121,7 +130,7 @@ Status bench_serve(BenchServeArgs& a) {
         p.push_back(ids[(off + i) % ids.size()]);
       p[p.size() - 1] = ids[size_t(r) % ids.size()];  // every prompt differs somewhere
       json body = {
-          {"model", a.model},  {"prompt", p},    {"max_tokens", a.max_tokens},
+          {"model", model_ids[size_t(r) % model_ids.size()]},  {"prompt", p},    {"max_tokens", a.max_tokens},
           {"temperature", 0},  {"stream", true}, {"stream_options", {{"include_usage", true}}},
           {"ignore_eos", true}};
       const double start = now();
@@ -237,7 +246,7 @@ Action add_bench_serve(CLI::App& app) {
   sub->add_option("--prompt-tokens", a->prompt_tokens, "prompt length in tokens (default 128)");
   sub->add_option("--max-tokens", a->max_tokens, "tokens per answer (default 64)");
   sub->add_option("--api-key", a->api_key, "bearer key");
-  sub->add_option("--model", a->model, "model id (default: the first listed)");
+  sub->add_option("--model", a->model, "model id, or ids separated by commas taken in turn (default: the first listed)");
   sub->add_flag("--json", a->json_out, "one JSON object instead of the table");
   return [a] { return bench_serve(*a); };
 }

@@ -2,82 +2,70 @@
 
 #include <algorithm>
 
+#include "backend/cpu/kernels.h"
 #include "format/lora.h"
 #include "model/batch.h"
 
 namespace corral {
 
 namespace {
-constexpr int64_t kChunk = 64;  // columns (or rows) per work item
-int64_t chunks(int64_t n) { return (n + kChunk - 1) / kChunk; }
+
+// [rows][cols] -> [cols][rows]
+std::vector<float> transposed(const float* m, int64_t rows, int64_t cols) {
+  std::vector<float> t(size_t(rows * cols));
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t c = 0; c < cols; ++c) t[size_t(c * rows + r)] = m[r * cols + c];
+  return t;
+}
+
 }  // namespace
 
 void lora_forward(Context& ctx, const LoraView& m, const float* x, int64_t T, float* ax, float* y) {
+  const KernelTable& k = kernels_best();
+  const DotFn dot = k.dot[uint32_t(DType::F32)];
   const int64_t r = m.r;
+  const std::vector<float> bt = transposed(m.b, m.n_out, r);  // [r][n_out]
+  // ax[t] = A x[t]; y[t] += sum_j (s ax[t][j]) B[:, j], each token on its own.
   ctx.pool->parallel_for(T, [&](int64_t t) {
     const float* xt = x + t * m.n_in;
     float* at = ax + t * r;
-    for (int64_t j = 0; j < r; ++j) {
-      const float* aj = m.a + j * m.n_in;
-      float s = 0;
-      for (int64_t i = 0; i < m.n_in; ++i) s += aj[i] * xt[i];
-      at[j] = s;
-    }
+    for (int64_t j = 0; j < r; ++j) at[j] = dot(m.n_in, m.a + j * m.n_in, xt);
     float* yt = y + t * m.n_out;
-    for (int64_t o = 0; o < m.n_out; ++o) {
-      const float* bo = m.b + o * r;
-      float s = 0;
-      for (int64_t j = 0; j < r; ++j) s += bo[j] * at[j];
-      yt[o] += m.scale * s;
-    }
+    for (int64_t j = 0; j < r; ++j) k.axpy_f32(m.n_out, m.scale * at[j], bt.data() + j * m.n_out, yt);
   });
 }
 
 void lora_backward(Context& ctx, const LoraView& m, const float* x, int64_t T, const float* ax,
                    const float* dy, float* dA, float* dB, float* dx, float* dax) {
+  const KernelTable& k = kernels_best();
+  const DotFn dot = k.dot[uint32_t(DType::F32)];
   const int64_t r = m.r;
-  // dax[t] = s B^T dy[t]
+  const std::vector<float> bt = transposed(m.b, m.n_out, r);  // [r][n_out]
+  // dax[t][j] = s B[:, j] . dy[t]
   ctx.pool->parallel_for(T, [&](int64_t t) {
-    const float* g = dy + t * m.n_out;
-    float* d = dax + t * r;
-    std::fill(d, d + r, 0.f);
-    for (int64_t o = 0; o < m.n_out; ++o) {
-      const float* bo = m.b + o * r;
-      for (int64_t j = 0; j < r; ++j) d[j] += g[o] * bo[j];
-    }
-    for (int64_t j = 0; j < r; ++j) d[j] *= m.scale;
+    for (int64_t j = 0; j < r; ++j)
+      dax[t * r + j] = m.scale * dot(m.n_out, bt.data() + j * m.n_out, dy + t * m.n_out);
   });
-  // dB[o][j] += s sum_t dy[t][o] ax[t][j], by chunks of rows o.
-  ctx.pool->parallel_for(chunks(m.n_out), [&](int64_t c) {
-    for (int64_t o = c * kChunk; o < std::min(m.n_out, (c + 1) * kChunk); ++o) {
-      float* db = dB + o * r;
-      for (int64_t t = 0; t < T; ++t) {
-        const float g = m.scale * dy[t * m.n_out + o];
-        const float* at = ax + t * r;
-        for (int64_t j = 0; j < r; ++j) db[j] += g * at[j];
-      }
-    }
+  // Weight gradients as long axpys over column slices (each slice one item, tokens in order):
+  // dB^T[j] += s ax[t][j] dy[t] and dA[j] += dax[t][j] x[t].
+  std::vector<float> dbt(size_t(r * m.n_out), 0.f);
+  constexpr int64_t kCols = 512;
+  ctx.pool->parallel_for((m.n_out + kCols - 1) / kCols, [&](int64_t c) {
+    const int64_t o0 = c * kCols, n = std::min(kCols, m.n_out - o0);
+    for (int64_t t = 0; t < T; ++t)
+      for (int64_t j = 0; j < r; ++j)
+        k.axpy_f32(n, m.scale * ax[t * r + j], dy + t * m.n_out + o0, dbt.data() + j * m.n_out + o0);
   });
-  // dA[j][i] += sum_t dax[t][j] x[t][i], by chunks of columns i.
-  ctx.pool->parallel_for(chunks(m.n_in), [&](int64_t c) {
-    const int64_t i0 = c * kChunk, i1 = std::min(m.n_in, (c + 1) * kChunk);
-    for (int64_t t = 0; t < T; ++t) {
-      const float* xt = x + t * m.n_in;
-      const float* d = dax + t * r;
-      for (int64_t j = 0; j < r; ++j) {
-        float* da = dA + j * m.n_in;
-        for (int64_t i = i0; i < i1; ++i) da[i] += d[j] * xt[i];
-      }
-    }
+  for (int64_t o = 0; o < m.n_out; ++o)
+    for (int64_t j = 0; j < r; ++j) dB[o * r + j] += dbt[size_t(j * m.n_out + o)];
+  ctx.pool->parallel_for((m.n_in + kCols - 1) / kCols, [&](int64_t c) {
+    const int64_t i0 = c * kCols, n = std::min(kCols, m.n_in - i0);
+    for (int64_t t = 0; t < T; ++t)
+      for (int64_t j = 0; j < r; ++j) k.axpy_f32(n, dax[t * r + j], x + t * m.n_in + i0, dA + j * m.n_in + i0);
   });
   if (!dx) return;
   ctx.pool->parallel_for(T, [&](int64_t t) {
-    const float* d = dax + t * r;
-    float* g = dx + t * m.n_in;
-    for (int64_t j = 0; j < r; ++j) {
-      const float* aj = m.a + j * m.n_in;
-      for (int64_t i = 0; i < m.n_in; ++i) g[i] += d[j] * aj[i];
-    }
+    for (int64_t j = 0; j < r; ++j) k.axpy_f32(m.n_in, dax[t * r + j], m.a + j * m.n_in, dx + t * m.n_in);
   });
 }
 
