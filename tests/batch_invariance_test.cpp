@@ -181,6 +181,7 @@ std::vector<std::shared_ptr<const LoraAdapter>> random_adapters(const Engine& e,
     for (auto& l : a.layers)
       for (auto& m : l)
         for (float& x : m.b) x = u(rng);
+    a.prepare_for_serving();
     out.push_back(std::make_shared<const LoraAdapter>(std::move(a)));
   }
   return out;

@@ -76,6 +76,7 @@ Expected<std::shared_ptr<const LoraAdapter>> load_adapter_for(const Model& m, co
   const TensorView* tv[kLoraTargets] = {&w.wq, &w.wk, &w.wv, &w.wo, &w.ffn_gate, &w.ffn_up, &w.ffn_down};
   for (int t = 0; t < kLoraTargets; ++t) dims[size_t(t)] = {tv[t]->ne[0], tv[t]->ne[1]};
   CORRAL_RETURN_IF_ERROR(check_lora_shapes(a, m.hp.n_layer, dims));
+  a.prepare_for_serving();
   return std::make_shared<const LoraAdapter>(std::move(a));
 }
 

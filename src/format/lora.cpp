@@ -163,6 +163,16 @@ Expected<std::vector<int>> parse_lora_targets(const std::string& s) {
   return out;
 }
 
+void LoraAdapter::prepare_for_serving() {
+  for (auto& l : layers)
+    for (auto& m : l) {
+      if (!m.present()) continue;
+      m.bt.assign(m.b.size(), 0.f);
+      for (int64_t o = 0; o < m.n_out; ++o)
+        for (int64_t j = 0; j < rank; ++j) m.bt[size_t(j * m.n_out + o)] = m.b[size_t(o * rank + j)];
+    }
+}
+
 int64_t LoraAdapter::n_params() const {
   int64_t n = 0;
   for (auto& l : layers)

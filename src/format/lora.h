@@ -32,6 +32,7 @@ struct LoraMatrix {
   int64_t n_in = 0, n_out = 0;
   std::vector<float> a;  // [r][n_in]
   std::vector<float> b;  // [n_out][r]
+  std::vector<float> bt;  // B transposed, [r][n_out], for serving (made once by prepare_for_serving)
   bool present() const { return n_in > 0; }
 };
 
@@ -47,6 +48,7 @@ struct LoraAdapter {
   std::vector<std::array<LoraMatrix, kLoraTargets>> layers;
 
   float scale() const { return rank > 0 ? alpha / float(rank) : 0.f; }
+  void prepare_for_serving();  // fills every matrix's bt
   int64_t n_params() const;
   std::vector<int> targets() const;  // the target ids present in any layer
 };

@@ -36,9 +36,9 @@ class KvStore {
 struct LoraAdapter;
 
 struct ForwardScratch {
-  // The LoRA adapters this batch's tokens name (BatchToken::adapter), set by the caller.
+  // The LoRA adapters this batch's tokens name (BatchToken::adapter), set by the caller, each
+  // prepared for serving (LoraAdapter::prepare_for_serving).
   std::vector<const LoraAdapter*> adapters;
-  std::vector<float> lora_in, lora_ax, lora_out;
   std::vector<float> x, h, q, k, v, att, o, g, u, moe;
   std::vector<float> att_scores;  // per thread
   MatmulScratch mm;

@@ -72,30 +72,35 @@ void lora_backward(Context& ctx, const LoraView& m, const float* x, int64_t T, c
 void lora_apply_batch(Context& ctx, const std::vector<BatchToken>& batch, ForwardScratch& s,
                       int64_t layer, int target, const float* x, int64_t n_in, float* y, int64_t n_out) {
   if (s.adapters.empty()) return;
-  const int64_t T = int64_t(batch.size());
-  for (size_t k = 0; k < s.adapters.size(); ++k) {
-    const LoraAdapter* ad = s.adapters[k];
+  const KernelTable& k = kernels_best();
+  const DotFn dot = k.dot[uint32_t(DType::F32)];
+  // The matrix each adapter has here (null: none, or not this shape).
+  std::vector<const LoraMatrix*> mats(s.adapters.size(), nullptr);
+  bool any = false;
+  for (size_t i = 0; i < s.adapters.size(); ++i) {
+    const LoraAdapter* ad = s.adapters[i];
     if (!ad || size_t(layer) >= ad->layers.size()) continue;
     const LoraMatrix& m = ad->layers[size_t(layer)][size_t(target)];
-    if (!m.present() || m.n_in != n_in || m.n_out != n_out) continue;
-    std::vector<int64_t> rows;
-    for (int64_t t = 0; t < T; ++t)
-      if (batch[size_t(t)].adapter == int32_t(k)) rows.push_back(t);
-    if (rows.empty()) continue;
-    const int64_t n = int64_t(rows.size());
-    s.lora_in.resize(size_t(n * n_in));
-    s.lora_ax.resize(size_t(n * ad->rank));
-    s.lora_out.assign(size_t(n * n_out), 0.f);
-    for (int64_t i = 0; i < n; ++i)
-      std::copy(x + rows[size_t(i)] * n_in, x + (rows[size_t(i)] + 1) * n_in, s.lora_in.data() + i * n_in);
-    const LoraView v{m.a.data(), m.b.data(), n_in, n_out, ad->rank, ad->scale()};
-    lora_forward(ctx, v, s.lora_in.data(), n, s.lora_ax.data(), s.lora_out.data());
-    for (int64_t i = 0; i < n; ++i) {
-      float* yt = y + rows[size_t(i)] * n_out;
-      const float* d = s.lora_out.data() + i * n_out;
-      for (int64_t o = 0; o < n_out; ++o) yt[o] += d[o];
-    }
+    if (m.present() && m.n_in == n_in && m.n_out == n_out && m.bt.size() == m.b.size()) mats[i] = &m, any = true;
   }
+  if (!any) return;
+  // One pass over the batch: token t through its own adapter, as lora_forward does for one token.
+  ctx.pool->parallel_for(int64_t(batch.size()), [&](int64_t t) {
+    const int32_t ai = batch[size_t(t)].adapter;
+    if (ai < 0 || size_t(ai) >= mats.size() || !mats[size_t(ai)]) return;
+    const LoraMatrix& m = *mats[size_t(ai)];
+    const LoraAdapter& ad = *s.adapters[size_t(ai)];
+    const int64_t r = ad.rank;
+    const float sc = ad.scale();
+    float at[512];
+    const float* xt = x + t * n_in;
+    float* yt = y + t * n_out;
+    for (int64_t j0 = 0; j0 < r; j0 += 512) {
+      const int64_t n = std::min<int64_t>(512, r - j0);
+      for (int64_t j = 0; j < n; ++j) at[j] = dot(n_in, m.a.data() + (j0 + j) * n_in, xt);
+      for (int64_t j = 0; j < n; ++j) k.axpy_f32(n_out, sc * at[j], m.bt.data() + (j0 + j) * n_out, yt);
+    }
+  });
 }
 
 }  // namespace corral
