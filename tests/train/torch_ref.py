@@ -220,6 +220,17 @@ for name in sorted(os.listdir(os.path.join(FIX, "hf"))):
     cg = read_adapter(gdir, model)
     worst = max(max(rel(cg[k][0], A.grad), rel(cg[k][1], B.grad)) for k, (A, B) in params.items())
     check(f"every LoRA gradient ({len(params) * 2} matrices)", worst, 1e-4)
+    # Recomputing the activations in the backward is the same arithmetic: the same bytes.
+    rdir = os.path.join(wd, "grads_recompute")
+    run("finetune", *common, "--init-adapter", init, "-o", os.path.join(wd, "unused.gguf"), "--dump-grads", rdir, "--recompute", "on")
+    same = open(os.path.join(gdir, "adapter_model.safetensors"), "rb").read() == open(os.path.join(rdir, "adapter_model.safetensors"), "rb").read()
+    check("--recompute on gives the same gradients, byte for byte", 0.0 if same else 1.0, 0.0)
+    # Two micro-batches: the same mean over the step's tokens (summed in another order).
+    adir = os.path.join(wd, "grads_accum")
+    run("finetune", *common, "--init-adapter", init, "-o", os.path.join(wd, "unused.gguf"), "--dump-grads", adir, "--grad-accum", "2")
+    ga = read_adapter(adir, model)
+    worst = max(max(rel(ga[k][0], A.grad), rel(ga[k][1], B.grad)) for k, (A, B) in params.items())
+    check("--grad-accum 2 gradients", worst, 1e-4)
 
     # 3. optimizer steps from the same adapter
     for opt in ("sgd", "adamw"):
