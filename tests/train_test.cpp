@@ -187,7 +187,7 @@ TEST(LoraFiles, HostileAdaptersAreNamedErrors) {
   LoraAdapter a;
   a.alpha = 1, a.rank = 2;
   a.layers.resize(1);
-  a.layers[0][kLoraV] = {4, 4, randv(8, 1), randv(8, 2)};
+  a.layers[0][kLoraV] = {4, 4, randv(8, 1), randv(8, 2), {}};
   const std::string g = test::tmp_path("hostile_adapter.gguf");
   ASSERT_TRUE(write_lora_gguf(g, a).is_ok());
   // A model is not an adapter; shapes that do not fit a base are refused with the tensor named.

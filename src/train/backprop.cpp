@@ -69,7 +69,7 @@ struct Mask {
   const Dropout& d;
   const PackedSequence& s;
   uint64_t key(int64_t l, int tg, int64_t t) const {
-    return mix(d.seed ^ mix(uint64_t(d.step) ^ mix(uint64_t(l) * 8 + uint64_t(tg) ^
+    return mix(d.seed ^ mix(uint64_t(d.step) ^ mix((uint64_t(l) * 8 + uint64_t(tg)) ^
                                                    mix(uint64_t(s.doc[size_t(t)]) ^ mix(uint64_t(s.pos[size_t(t)]))))));
   }
   float at(uint64_t k, int64_t i) const {
