@@ -128,6 +128,7 @@ Expected<std::unique_ptr<ServedModel>> load(const ServeArgs& a, const std::strin
   so.parallel = a.parallel;
   so.max_queue = a.max_queue;
   so.step_tokens = std::max<int64_t>(a.step_tokens, a.parallel);
+  if (const char* t = std::getenv("CORRAL_TRACE_STEPS")) so.trace_path = t;  // diagnostics
   m->sched = std::make_unique<Scheduler>(*m->engine, so);
   return m;
 }

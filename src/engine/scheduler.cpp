@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstring>
 #include <cmath>
 
 namespace corral {
@@ -73,10 +74,17 @@ Scheduler::Scheduler(Engine& e, const SchedulerOptions& o) : e_(e), o_(o) {
     if (e_.tok->vocab().bos >= 0) stop_ids_.push_back(e_.tok->vocab().bos);  // as `corral run`
   }
   stats_.kv_total = e_.kv->total_blocks();
+  if (!o_.trace_path.empty()) trace_ = std::fopen(o_.trace_path.c_str(), "a");
   thread_ = std::thread([this] { loop(); });
 }
 
 Scheduler::~Scheduler() {
+  struct CloseTrace {
+    FILE*& f;
+    ~CloseTrace() {
+      if (f) std::fclose(f), f = nullptr;
+    }
+  } close_trace{trace_};
   {
     std::lock_guard<std::mutex> lk(mu_);
     stop_ = true;
@@ -352,6 +360,13 @@ bool Scheduler::step() {
       batch.push_back({s->id, int32_t(p), s->tokens[size_t(p)],
                        all || p + 1 == int64_t(s->tokens.size()), ai});
   }
+  if (trace_) {
+    std::fprintf(trace_, "step %lld: %zu tokens", (long long)stats_.steps.load(), batch.size());
+    for (size_t i = 0; i < seqs.size(); ++i)
+      std::fprintf(trace_, " [seq %d order %lld: %lld-%lld of %zu]", seqs[i]->id, (long long)seqs[i]->order,
+                   (long long)seqs[i]->computed, (long long)ends[i], seqs[i]->tokens.size());
+    std::fprintf(trace_, "\n");
+  }
   std::vector<float> logits;
   Status st = e_.model->forward(*e_.ctx, *e_.kv, batch, e_.scratch, &logits);
   e_.scratch.adapters.clear();
@@ -415,7 +430,18 @@ bool Scheduler::step() {
         continue;
       }
     }
+    if (trace_) {  // FNV-1a over the logits' bits, after the mask
+      uint64_t h = 1469598103934665603ull;
+      for (int64_t v = 0; v < V; ++v) {
+        uint32_t u;
+        std::memcpy(&u, lg + v, 4);
+        h = (h ^ u) * 1099511628211ull;
+      }
+      std::fprintf(trace_, "  seq %d order %lld pos %zu logits %016llx", s->id, (long long)s->order, s->tokens.size(),
+                   (unsigned long long)h);
+    }
     const int32_t id = s->sampler->sample(lg, V, s->tokens);
+    if (trace_) std::fprintf(trace_, " -> %d\n", id), std::fflush(trace_);
     if (s->matcher) s->matcher->accept(id);
     emit(s, id, raw.empty() ? lg : raw.data());
     if (s->h->done) done.push_back(s);

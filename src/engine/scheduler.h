@@ -6,6 +6,7 @@
 // scheduler knows nothing of HTTP.
 #pragma once
 #include <atomic>
+#include <cstdio>
 #include <condition_variable>
 #include <deque>
 #include <memory>
@@ -78,6 +79,9 @@ struct SchedulerOptions {
   int64_t parallel = 16;      // sequences in one batch at most
   int64_t step_tokens = 256;  // tokens per forward pass at most (decode + prompt chunks)
   int64_t max_queue = 256;    // waiting requests at most
+  // Diagnostics: each step's composition (sequence, positions) and each sampled token (its
+  // sequence, position, a hash of its logits, the id) appended to this file. Empty: off.
+  std::string trace_path;
 };
 
 struct SchedulerStats {
@@ -118,6 +122,7 @@ class Scheduler {
   std::vector<std::unique_ptr<Seq>> running_;
   bool stop_ = false;
   int32_t next_id_ = 1;
+  FILE* trace_ = nullptr;
   std::thread thread_;
 };
 

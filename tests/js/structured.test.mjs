@@ -7,9 +7,10 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, mkdirSync, unlinkSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
 import OpenAI from 'openai';
-import { startServer, tinyModel } from './server.mjs';
+import { startServer, tinyModel, BIN } from './server.mjs';
 
 const PY = existsSync('/usr/bin/python3') ? '/usr/bin/python3' : 'python3';
 // [{schema, text}] -> [true|false]: json.loads(text) validates against schema (format checked).
@@ -41,14 +42,24 @@ const SCHEMAS = [
 ];
 
 let srv, client, srv4, client4;
+// The server's step trace (CORRAL_TRACE_STEPS): kept under build/js-logs when the batch
+// comparison fails, so a rare divergence can be read afterwards (which steps, which logits).
+const logs = join(dirname(resolve(BIN)), 'js-logs');
+const trace = join(logs, `structured-trace-${process.pid}.log`);
+let keepTrace = false;
 before(async () => {
-  srv = await startServer(['-m', `tiny=${tinyModel('q8_0')}`, '--parallel', '16']);
+  mkdirSync(logs, { recursive: true });
+  srv = await startServer(['-m', `tiny=${tinyModel('q8_0')}`, '--parallel', '16'], { env: { CORRAL_TRACE_STEPS: trace } });
   client = new OpenAI({ baseURL: srv.url + '/v1', apiKey: 'x', maxRetries: 0 });
   // Llama 4's built-in rendering: pythonic tool calls.
   srv4 = await startServer(['-m', `tiny=${tinyModel('q8_0')}`, '--chat-template', 'llama4']);
   client4 = new OpenAI({ baseURL: srv4.url + '/v1', apiKey: 'x', maxRetries: 0 });
 });
-after(async () => { await srv.stop(); await srv4.stop(); });
+after(async () => {
+  await srv.stop();
+  await srv4.stop();
+  if (!keepTrace && existsSync(trace)) unlinkSync(trace);
+});
 
 async function collect(params, c = client) {
   if (!params.stream) {
@@ -112,7 +123,8 @@ test('greedy constrained output is the same alone and in a batch of 16', async (
   const alone = [];
   for (let i = 0; i < 4; ++i) alone.push((await collect(params(i))).text);
   const batch = await Promise.all(Array.from({ length: 16 }, (_, i) => collect({ ...params(i), stream: i % 3 === 0 })));
-  batch.forEach((r, i) => assert.equal(r.text, alone[i % 4], `stream ${i}`));
+  if (batch.some((r, i) => r.text !== alone[i % 4])) keepTrace = true;
+  batch.forEach((r, i) => assert.equal(r.text, alone[i % 4], `stream ${i} (the server's step trace: ${trace})`));
 });
 
 test('max_tokens reached inside a value gives finish_reason length', async () => {
