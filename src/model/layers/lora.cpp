@@ -84,22 +84,33 @@ void lora_apply_batch(Context& ctx, const std::vector<BatchToken>& batch, Forwar
     if (m.present() && m.n_in == n_in && m.n_out == n_out && m.bt.size() == m.b.size()) mats[i] = &m, any = true;
   }
   if (!any) return;
-  // One pass over the batch: token t through its own adapter, as lora_forward does for one token.
-  ctx.pool->parallel_for(int64_t(batch.size()), [&](int64_t t) {
-    const int32_t ai = batch[size_t(t)].adapter;
-    if (ai < 0 || size_t(ai) >= mats.size() || !mats[size_t(ai)]) return;
+  // Work items: up to 8 tokens of one adapter, so each row of its A and B^T is read once for all
+  // of them. Per token the arithmetic is lora_forward's (the same dots, the same axpys in order).
+  constexpr size_t kTokens = 8;
+  std::vector<std::vector<int64_t>> items;
+  for (size_t i = 0; i < mats.size(); ++i) {
+    if (!mats[i]) continue;
+    std::vector<int64_t> cur;
+    for (int64_t t = 0; t < int64_t(batch.size()); ++t)
+      if (batch[size_t(t)].adapter == int32_t(i)) {
+        cur.push_back(t);
+        if (cur.size() == kTokens) items.push_back(std::move(cur)), cur.clear();
+      }
+    if (!cur.empty()) items.push_back(std::move(cur));
+  }
+  ctx.pool->parallel_for(int64_t(items.size()), [&](int64_t it) {
+    const std::vector<int64_t>& ts = items[size_t(it)];
+    const int32_t ai = batch[size_t(ts[0])].adapter;
     const LoraMatrix& m = *mats[size_t(ai)];
     const LoraAdapter& ad = *s.adapters[size_t(ai)];
     const int64_t r = ad.rank;
     const float sc = ad.scale();
-    float at[512];
-    const float* xt = x + t * n_in;
-    float* yt = y + t * n_out;
-    for (int64_t j0 = 0; j0 < r; j0 += 512) {
-      const int64_t n = std::min<int64_t>(512, r - j0);
-      for (int64_t j = 0; j < n; ++j) at[j] = dot(n_in, m.a.data() + (j0 + j) * n_in, xt);
-      for (int64_t j = 0; j < n; ++j) k.axpy_f32(n_out, sc * at[j], m.bt.data() + (j0 + j) * n_out, yt);
-    }
+    std::vector<float> at(ts.size() * size_t(r));
+    for (int64_t j = 0; j < r; ++j)
+      for (size_t q = 0; q < ts.size(); ++q) at[q * size_t(r) + size_t(j)] = dot(n_in, m.a.data() + j * n_in, x + ts[q] * n_in);
+    for (int64_t j = 0; j < r; ++j)
+      for (size_t q = 0; q < ts.size(); ++q)
+        k.axpy_f32(n_out, sc * at[q * size_t(r) + size_t(j)], m.bt.data() + j * n_out, y + ts[q] * n_out);
   });
 }
 
