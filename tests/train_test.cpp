@@ -18,6 +18,11 @@
 #include "test_util.h"
 #include "train/data.h"
 #include "train/optimizer.h"
+#include "template/chat.h"
+#include "tokenizer/tokenizer.h"
+
+#include <fstream>
+#include <nlohmann/json.hpp>
 
 using namespace corral;
 
@@ -223,4 +228,38 @@ TEST(TrainData, PackingPositionsAndMicroBatches) {
   EXPECT_DOUBLE_EQ(lr_at(c, 1), 0.5);
   EXPECT_DOUBLE_EQ(lr_at(c, 2), 1);
   EXPECT_NEAR(lr_at(c, 4), 0.5, 1e-12);
+}
+
+// Assistant turns found in the rendering, for a template that honours add_generation_prompt (the
+// built-in Llama 3 one) and for Meta's first Llama 3 template, which adds the assistant header
+// after every conversation: the loss is on exactly the assistant contents and their <|eot_id|>.
+TEST(TrainData, AssistantTurnsOfChatRecords) {
+  auto tok = load_tokenizer(test::fixture("tokenizers/llama3/tokenizer.json"));
+  ASSERT_TRUE(tok.is_ok()) << tok.message();
+  std::ifstream cf(test::fixture("tokenizers/llama3/tokenizer_config.json"));
+  const auto cfg = nlohmann::json::parse(cf);
+  auto jinja = chat_format_from_text(cfg["chat_template"], "tokenizer_config.json", "<|begin_of_text|>", "<|eot_id|>");
+  ASSERT_TRUE(jinja.is_ok()) << jinja.message();
+  auto builtin = load_chat_format((*tok)->vocab(), "llama3");
+  ASSERT_TRUE(builtin.is_ok()) << builtin.message();
+  const std::string path = test::tmp_path("chat_records.jsonl");
+  std::ofstream(path) << R"({"messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"},)"
+                      << R"( {"role": "assistant", "content": "Hello!"}, {"role": "user", "content": "Bye"},)"
+                      << R"( {"role": "assistant", "content": "Goodbye."}]})" << "\n";
+  for (const ChatFormat* f : {&*jinja, &*builtin}) {
+    DataOptions o;
+    auto d = load_jsonl(path, tok->get(), f, 128256, o);
+    ASSERT_TRUE(d.is_ok()) << f->origin << ": " << d.message();
+    const Example& e = d->examples[0];
+    std::vector<int32_t> learned;
+    for (size_t i = 0; i < e.tokens.size(); ++i)
+      if (e.loss[i]) learned.push_back(e.tokens[i]);
+    EXPECT_EQ((*tok)->decode(learned, true), "Hello!<|eot_id|>Goodbye.<|eot_id|>") << f->origin;
+    EXPECT_EQ(e.tokens[0], 128000) << "BOS once";
+    EXPECT_NE(e.tokens[1], 128000);
+  }
+  std::ofstream(path) << R"({"messages": [{"role": "user", "content": "no answer"}]})" << "\n";
+  auto none = load_jsonl(path, tok->get(), &*builtin, 128256, {});
+  ASSERT_FALSE(none.is_ok());
+  EXPECT_NE(none.message().find("chat_records.jsonl:1: no assistant message"), std::string::npos) << none.message();
 }

@@ -34,44 +34,60 @@ Expected<std::string> render(const ChatFormat& chat, const ojson& msgs, const oj
   return render_chat(chat, in);
 }
 
-// A conversation: the text between renders of messages [0, i) (with the generation prompt) and
-// [0, i] is assistant turn i; everything else is prompt.
+// A conversation: the whole rendering W, with assistant turn i from where the rendering of turns
+// [0, i) with the generation prompt ends (a prefix of W) to the end of the turn: where the
+// rendering of turns [0, i] stops agreeing with W, or earlier, just after the first end-of-turn
+// token there (templates such as Llama 3's first one add the assistant header even without the
+// generation prompt). Each piece is tokenized on its own, special tokens parsed.
 Status conversation(const Tokenizer& tok, const ChatFormat& chat, const ojson& rec, bool all, Example& e,
                     const std::string& where) {
   const ojson& msgs = rec["messages"];
   if (!msgs.is_array() || msgs.empty()) return make_error(where + ": field messages: not a non-empty array");
   const ojson tools = rec.contains("tools") ? rec["tools"] : ojson();
-  std::string done;  // text already turned into tokens
-  auto add = [&](const std::string& upto, bool loss) -> Status {
-    if (upto.compare(0, done.size(), done) != 0)
-      return make_error(where + ": the chat template's rendering of a conversation is not a prefix of its "
-                        "rendering with more turns, so assistant turns cannot be told apart");
-    std::vector<int32_t> ids = encode(tok, upto.substr(done.size()), true);
-    append(e, ids, loss || all);
-    done = upto;
-    return Status::ok();
-  };
-  bool any = false;
+  auto whole = render(chat, msgs, tools, false);
+  if (!whole) return make_error(where + ": the chat template failed: " + whole.message());
+  const std::string& W = *whole;
+  std::vector<std::string> stops;
+  for (int32_t id : tok.vocab().stop_ids()) {
+    const std::string t = tok.token_bytes(id, true);
+    if (!t.empty()) stops.push_back(t);
+  }
+  std::vector<std::pair<size_t, size_t>> spans;
   for (size_t i = 0; i < msgs.size(); ++i) {
     if (!msgs[i].is_object() || !msgs[i].contains("role") || !msgs[i]["role"].is_string())
       return make_error(where + ": messages[" + std::to_string(i) + "]: no role");
     if (msgs[i]["role"] != "assistant") continue;
-    any = true;
-    ojson before = ojson::array(), with = ojson::array();
+    ojson before = ojson::array();
     for (size_t j = 0; j < i; ++j) before.push_back(msgs[j]);
-    with = before;
+    ojson with = before;
     with.push_back(msgs[i]);
     auto pre = render(chat, before, tools, true);
     if (!pre) return make_error(where + ": the chat template failed: " + pre.message());
     auto full = render(chat, with, tools, false);
     if (!full) return make_error(where + ": the chat template failed: " + full.message());
-    CORRAL_RETURN_IF_ERROR(add(*pre, false));
-    CORRAL_RETURN_IF_ERROR(add(*full, true));
+    if (W.compare(0, pre->size(), *pre) != 0)
+      return make_error(where + ": messages[" + std::to_string(i) + "]: the chat template's rendering up to this turn "
+                        "is not a prefix of the whole conversation's, so the turn cannot be located");
+    const size_t b = pre->size();
+    size_t en = b;
+    while (en < W.size() && en < full->size() && W[en] == (*full)[en]) ++en;
+    for (const std::string& st : stops) {
+      const size_t at = W.find(st, b);
+      if (at != std::string::npos && at + st.size() <= en) en = at + st.size();
+    }
+    if (en <= b) return make_error(where + ": messages[" + std::to_string(i) + "]: the assistant turn renders empty");
+    if (!spans.empty() && b < spans.back().second)
+      return make_error(where + ": messages[" + std::to_string(i) + "]: assistant turns overlap in the rendering");
+    spans.push_back({b, en});
   }
-  if (!any && !all) return make_error(where + ": no assistant message to learn from");
-  auto whole = render(chat, msgs, tools, false);
-  if (!whole) return make_error(where + ": the chat template failed: " + whole.message());
-  CORRAL_RETURN_IF_ERROR(add(*whole, false));
+  if (spans.empty() && !all) return make_error(where + ": no assistant message to learn from");
+  size_t at = 0;
+  for (auto [b, en] : spans) {
+    append(e, encode(tok, W.substr(at, b - at), true), all);
+    append(e, encode(tok, W.substr(b, en - b), true), true);
+    at = en;
+  }
+  append(e, encode(tok, W.substr(at), true), all);
   const Vocab& v = tok.vocab();
   if (v.add_bos && v.bos >= 0 && (e.tokens.empty() || e.tokens[0] != v.bos)) {
     e.tokens.insert(e.tokens.begin(), v.bos);
