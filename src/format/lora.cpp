@@ -34,7 +34,10 @@ Expected<std::vector<float>> to_f32(DType t, const uint8_t* data, int64_t n, con
   if (t != DType::F32 && t != DType::F16 && t != DType::BF16)
     return make_error(what + ": type " + std::string(type_name(t)) + " (adapters hold F32, F16 or BF16)");
   std::vector<float> out(static_cast<size_t>(n));
-  dequantize_row(t, data, out.data(), n);
+  // Safetensors offsets need not be aligned: decode from an aligned copy.
+  std::vector<uint16_t> aligned(t == DType::F32 ? 0 : size_t(n));
+  if (!aligned.empty()) std::memcpy(aligned.data(), data, size_t(n) * 2);
+  dequantize_row(t, aligned.empty() ? static_cast<const void*>(data) : aligned.data(), out.data(), n);
   for (int64_t i = 0; i < n; ++i)
     if (!std::isfinite(out[size_t(i)]))
       return make_error(what + ": value " + std::to_string(i) + " is not finite");
