@@ -164,6 +164,17 @@ Status run_training(Context& ctx, const Model& m, const Tokenizer* tok, const Ch
            std::to_string(int(now_s() - t0)) + " s");
 
   std::ofstream logf;
+  if (!o.log_path.empty() && start > 0) {
+    // A resumed run: lines of steps past the checkpoint (done before the kill) are written again.
+    std::ifstream in(o.log_path);
+    std::string kept, line;
+    while (std::getline(in, line)) {
+      const auto j = nlohmann::json::parse(line, nullptr, false);
+      if (j.is_object() && j.contains("step") && j["step"].is_number_integer() && j["step"].get<int64_t>() <= start)
+        kept += line + "\n";
+    }
+    std::ofstream(o.log_path, std::ios::trunc) << kept;
+  }
   if (!o.log_path.empty()) {
     logf.open(o.log_path, start > 0 ? std::ios::app : std::ios::trunc);
     if (!logf) return make_error("--log " + o.log_path + ": cannot open for writing");

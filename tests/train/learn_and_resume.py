@@ -74,8 +74,9 @@ t0 = time.time()
 run(*args, "-o", whole, "--checkpoint", ck1)
 print(f"resume: the uninterrupted run took {time.time() - t0:.1f} s")
 ck2, resumed = os.path.join(WORK, "ck_killed"), os.path.join(WORK, "resumed.gguf")
-subprocess.run(["rm", "-rf", ck2, resumed])
-p = subprocess.Popen([BIN, *args, "-o", resumed, "--checkpoint", ck2], stderr=subprocess.DEVNULL)
+subprocess.run(["rm", "-rf", ck2, resumed, os.path.join(WORK, "resumed.jsonl")])
+rlog = os.path.join(WORK, "resumed.jsonl")
+p = subprocess.Popen([BIN, *args, "-o", resumed, "--checkpoint", ck2, "--log", rlog], stderr=subprocess.DEVNULL)
 deadline = time.time() + 120
 while not os.path.exists(os.path.join(ck2, "step-2")) and p.poll() is None and time.time() < deadline:
     time.sleep(0.01)
@@ -83,7 +84,9 @@ killed_at = sorted(d for d in os.listdir(ck2) if d.startswith("step-")) if os.pa
 p.send_signal(signal.SIGKILL)
 p.wait()
 check("killed mid-run", not os.path.exists(resumed), f"checkpoints at the kill: {killed_at}")
-run(*args, "-o", resumed, "--checkpoint", ck2, "--resume", ck2)
+run(*args, "-o", resumed, "--checkpoint", ck2, "--resume", ck2, "--log", rlog)
+steps = [l["step"] for l in log_lines(rlog)]
+check("the log of the killed and resumed run holds each step once", steps == list(range(1, 8)), f"steps {steps}")
 same = open(whole, "rb").read() == open(resumed, "rb").read()
 check("the resumed run's adapter equals the uninterrupted one's, byte for byte", same, f"{os.path.getsize(whole)} bytes")
 a = open(os.path.join(ck1, "step-7", "optimizer.bin"), "rb").read()
