@@ -248,6 +248,13 @@ Expected<LoadedModel> load_hf(const std::string& dir) {
     mt.ne.assign(t.shape.rbegin(), t.shape.rend());
     mt.data = t.data;
     mt.nbytes = t.nbytes;
+    // Safetensors offsets need not be aligned to the element size (a hostile file): reading
+    // such data through typed pointers would be undefined, so it is copied to an aligned buffer.
+    if (reinterpret_cast<uintptr_t>(mt.data) % elem_size(mt.type) != 0) {
+      uint8_t* buf = m.alloc(mt.nbytes);
+      std::memcpy(buf, mt.data, mt.nbytes);
+      mt.data = buf;
+    }
     if (mt.ne.empty()) return make_error(dir + ": tensor '" + t.name + "' is a scalar");
     const bool is_q = name.find(".attn_q.weight") != std::string::npos;
     const bool is_k = name.find(".attn_k.weight") != std::string::npos;
