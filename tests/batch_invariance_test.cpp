@@ -10,6 +10,7 @@
 
 #include "backend/cpu/kernels.h"
 #include "engine/generator.h"
+#include "model/layers/lora.h"
 #include "model/synth.h"
 #include "train/trainer.h"
 #include "test_util.h"
@@ -169,10 +170,7 @@ void check_invariance(Engine& e, uint32_t seed_base,
 
 // Random adapters (B non-zero) on every projection.
 std::vector<std::shared_ptr<const LoraAdapter>> random_adapters(const Engine& e, int n) {
-  const LayerWeights& w = e.model->layers[0];
-  const TensorView* tv[kLoraTargets] = {&w.wq, &w.wk, &w.wv, &w.wo, &w.ffn_gate, &w.ffn_up, &w.ffn_down};
-  std::array<std::array<int64_t, 2>, kLoraTargets> dims{};
-  for (int t = 0; t < kLoraTargets; ++t) dims[size_t(t)] = {tv[t]->ne[0], tv[t]->ne[1]};
+  const auto dims = lora_dims(*e.model);
   std::vector<std::shared_ptr<const LoraAdapter>> out;
   for (int k = 0; k < n; ++k) {
     LoraAdapter a = init_adapter(dims, e.model->hp.n_layer, {0, 1, 2, 3, 4, 5, 6}, 4 + 4 * k, 8, uint64_t(k));

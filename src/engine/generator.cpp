@@ -2,6 +2,8 @@
 
 #include <unistd.h>
 
+#include "model/layers/lora.h"
+
 #include <chrono>
 #include <new>
 
@@ -71,11 +73,7 @@ Expected<std::shared_ptr<const LoraAdapter>> load_adapter_for(const Model& m, co
     return make_error(path + ": an adapter of a '" + a.arch + "' base; the model is '" + m.hp.arch + "'");
   if (m.hp.arch != "llama")
     return make_error(path + ": LoRA adapters run on dense Llama bases (llama 1-3.x) only so far");
-  std::array<std::array<int64_t, 2>, kLoraTargets> dims{};
-  const LayerWeights& w = m.layers[0];
-  const TensorView* tv[kLoraTargets] = {&w.wq, &w.wk, &w.wv, &w.wo, &w.ffn_gate, &w.ffn_up, &w.ffn_down};
-  for (int t = 0; t < kLoraTargets; ++t) dims[size_t(t)] = {tv[t]->ne[0], tv[t]->ne[1]};
-  CORRAL_RETURN_IF_ERROR(check_lora_shapes(a, m.hp.n_layer, dims));
+  CORRAL_RETURN_IF_ERROR(check_lora_shapes(a, m.hp.n_layer, lora_dims(m)));
   a.prepare_for_serving();
   return std::make_shared<const LoraAdapter>(std::move(a));
 }

@@ -63,13 +63,14 @@ Status write_model_gguf(const LoadedModel& m, const std::string& out, const Conv
     std::string note;
     w.type = opts.type ? choose_tensor_type(t, *opts.type, &note) : t.type;
     if (!note.empty() && n_fallback++ == 0) first_note = note;
-    if (w.type != t.type && !can_dequantize(t.type))
+    RowEdit edit = opts.edit ? opts.edit(t) : RowEdit();
+    if ((w.type != t.type || edit) && !can_dequantize(t.type))
       return make_error(m.path + ": tensor '" + t.name + "': cannot convert from type " +
                         std::string(type_name(t.type)));
     const ModelTensor* src = &t;
     const DType dst_type = w.type;
-    w.fill = [src, dst_type](uint8_t* dst) -> Status {
-      if (src->type == dst_type) {
+    w.fill = [src, dst_type, edit](uint8_t* dst) -> Status {
+      if (src->type == dst_type && !edit) {
         std::memcpy(dst, src->data, src->nbytes);
         return Status::ok();
       }
@@ -78,6 +79,7 @@ Status write_model_gguf(const LoadedModel& m, const std::string& out, const Conv
       std::vector<float> tmp(static_cast<size_t>(n0));
       for (int64_t r = 0; r < rows; ++r) {
         dequantize_row(src->type, src->data + size_t(r) * sb, tmp.data(), n0);
+        if (edit) edit(r, tmp.data());
         quantize_row(dst_type, tmp.data(), dst + size_t(r) * db, n0);
       }
       return Status::ok();

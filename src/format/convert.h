@@ -1,5 +1,6 @@
 // Writing any loaded model out as GGUF, optionally re-encoding its weights to one type.
 #pragma once
+#include <functional>
 #include <optional>
 #include <string>
 
@@ -9,9 +10,14 @@
 
 namespace corral {
 
+// Rows of one tensor edited on the way out (values in f32): e.g. a LoRA adapter merged in.
+using RowEdit = std::function<void(int64_t row, float* values)>;
+
 struct ConvertOptions {
   std::optional<DType> type;  // nullopt: keep each tensor's type
   const Logger* log = nullptr;
+  // Optional: the edit for a tensor (empty: written as it is); an edited tensor is re-encoded.
+  std::function<RowEdit(const ModelTensor&)> edit;
 };
 
 // Type a tensor gets when the model is converted to `target`: 1-d tensors, routers and

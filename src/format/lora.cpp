@@ -66,15 +66,22 @@ LoraMatrix& slot(LoraAdapter& a, int64_t layer, int t) {
   return a.layers[size_t(layer)][size_t(t)];
 }
 
-// "blk.N.attn_q.weight.lora_a" -> (N, target, is_a); false when not an adapter tensor name.
-bool parse_gguf_name(const std::string& n, int64_t* layer, int* t, bool* is_a) {
-  if (n.rfind("blk.", 0) != 0) return false;
-  size_t p = 4, q = n.find('.', p);
+// "PREFIX N.rest" -> N and rest (N: 1-6 digits); false otherwise.
+bool split_layer(const std::string& n, const std::string& prefix, int64_t* layer, std::string* rest) {
+  if (n.rfind(prefix, 0) != 0) return false;
+  const size_t p = prefix.size(), q = n.find('.', p);
   if (q == std::string::npos || q == p || q - p > 6) return false;
   for (size_t i = p; i < q; ++i)
     if (n[i] < '0' || n[i] > '9') return false;
   *layer = std::stoll(n.substr(p, q - p));
-  const std::string rest = n.substr(q + 1);
+  *rest = n.substr(q + 1);
+  return true;
+}
+
+// "blk.N.attn_q.weight.lora_a" -> (N, target, is_a); false when not an adapter tensor name.
+bool parse_gguf_name(const std::string& n, int64_t* layer, int* t, bool* is_a) {
+  std::string rest;
+  if (!split_layer(n, "blk.", layer, &rest)) return false;
   for (int k = 0; k < kLoraTargets; ++k)
     for (int ab = 0; ab < 2; ++ab)
       if (rest == std::string(kGguf[k]) + ".weight.lora_" + (ab ? "b" : "a")) {
@@ -86,14 +93,8 @@ bool parse_gguf_name(const std::string& n, int64_t* layer, int* t, bool* is_a) {
 
 // "base_model.model.model.layers.N.self_attn.q_proj.lora_A[.default].weight".
 bool parse_peft_name(const std::string& n, int64_t* layer, int* t, bool* is_a) {
-  const std::string pre = "base_model.model.model.layers.";
-  if (n.rfind(pre, 0) != 0) return false;
-  size_t p = pre.size(), q = n.find('.', p);
-  if (q == std::string::npos || q == p || q - p > 6) return false;
-  for (size_t i = p; i < q; ++i)
-    if (n[i] < '0' || n[i] > '9') return false;
-  *layer = std::stoll(n.substr(p, q - p));
-  const std::string rest = n.substr(q + 1);
+  std::string rest;
+  if (!split_layer(n, "base_model.model.model.layers.", layer, &rest)) return false;
   for (int k = 0; k < kLoraTargets; ++k)
     for (int ab = 0; ab < 2; ++ab)
       for (const char* mid : {"", ".default"}) {
@@ -105,6 +106,17 @@ bool parse_peft_name(const std::string& n, int64_t* layer, int* t, bool* is_a) {
         }
       }
   return false;
+}
+
+// One half of a matrix: A (dim = n_in) or B (dim = n_out), each given once.
+Status put_half(LoraAdapter& a, int64_t layer, int t, bool is_a, int64_t dim, std::vector<float> v,
+                const std::string& what) {
+  LoraMatrix& m = slot(a, layer, t);
+  std::vector<float>& dst = is_a ? m.a : m.b;
+  if (!dst.empty()) return make_error(what + ": appears twice");
+  (is_a ? m.n_in : m.n_out) = dim;
+  dst = std::move(v);
+  return Status::ok();
 }
 
 // Every present matrix has both halves with agreeing ranks.
@@ -239,7 +251,6 @@ Expected<LoraAdapter> lora_from_gguf(const LoadedModel& f, const std::string& pa
       return make_error(path + ": tensor '" + t.name + "': not a LoRA tensor name (blk.N.attn_q.weight.lora_a ...)");
     if (layer > 4096) return make_error(path + ": tensor '" + t.name + "': layer out of range");
     if (t.ne.size() != 2) return make_error(path + ": tensor '" + t.name + "': must be 2-d");
-    LoraMatrix& m = slot(a, layer, tg);
     const std::string what = path + ": tensor '" + t.name + "'";
     // lora_a ne = [n_in, r]; lora_b ne = [r, n_out].
     const int64_t r = is_a ? t.ne[1] : t.ne[0];
@@ -247,13 +258,7 @@ Expected<LoraAdapter> lora_from_gguf(const LoadedModel& f, const std::string& pa
     if (t.ne[0] <= 0 || t.ne[1] <= 0 || t.ne[0] > (int64_t(1) << 20) || t.ne[1] > (int64_t(1) << 20))
       return make_error(what + ": shape out of range");
     CORRAL_ASSIGN_OR_RETURN(auto v, to_f32(t.type, t.data, t.ne[0] * t.ne[1], what));
-    if (is_a) {
-      if (!m.a.empty()) return make_error(what + ": appears twice");
-      m.n_in = t.ne[0], m.a = std::move(v);
-    } else {
-      if (!m.b.empty()) return make_error(what + ": appears twice");
-      m.n_out = t.ne[1], m.b = std::move(v);
-    }
+    CORRAL_RETURN_IF_ERROR(put_half(a, layer, tg, is_a, is_a ? t.ne[0] : t.ne[1], std::move(v), what));
   }
   CORRAL_RETURN_IF_ERROR(check_complete(a));
   return a;
@@ -340,14 +345,7 @@ Expected<LoraAdapter> parse_peft(const std::string& text, const std::vector<Safe
     if (a.rank != r)
       return make_error(what + ": rank " + std::to_string(a.rank) + " but adapter_config.json says r = " + std::to_string(r));
     CORRAL_ASSIGN_OR_RETURN(auto v, to_f32(t.type, t.data, t.shape[0] * t.shape[1], what));
-    LoraMatrix& m = slot(a, layer, tg);
-    if (is_a) {
-      if (!m.a.empty()) return make_error(what + ": appears twice");
-      m.n_in = t.shape[1], m.a = std::move(v);
-    } else {
-      if (!m.b.empty()) return make_error(what + ": appears twice");
-      m.n_out = t.shape[0], m.b = std::move(v);
-    }
+    CORRAL_RETURN_IF_ERROR(put_half(a, layer, tg, is_a, is_a ? t.shape[1] : t.shape[0], std::move(v), what));
   }
   CORRAL_RETURN_IF_ERROR(check_complete(a));
   a.n_head = n_head, a.n_head_kv = n_head_kv;
@@ -452,65 +450,38 @@ Status merge_lora_gguf(const LoadedModel& base, const LoraAdapter& a, const std:
                        std::optional<DType> type, const Logger* log) {
   if (base.meta.arch() != a.arch)
     return make_error(a.path + ": an adapter of a '" + a.arch + "' base, the model is '" + base.meta.arch() + "'");
-  Metadata meta = base.meta;
-  meta.erase("general.alignment");
-  if (type) {
-    meta.set("general.file_type", GgufValue::of_u32(file_type_for(*type)));
-    if (type_traits(*type)->quantized) meta.set("general.quantization_version", GgufValue::of_u32(2));
-  }
-  // Which tensor each matrix changes.
+  // Which tensor each matrix changes, checked against the base before anything is written.
   std::map<std::string, const LoraMatrix*> delta;
   for (size_t l = 0; l < a.layers.size(); ++l)
     for (int t = 0; t < kLoraTargets; ++t)
       if (a.layers[l][size_t(t)].present())
         delta["blk." + std::to_string(l) + "." + kGguf[t] + ".weight"] = &a.layers[l][size_t(t)];
-  std::vector<GgufWriteTensor> wts;
+  for (auto& [name, m] : delta) {
+    const ModelTensor* t = base.find(name);
+    if (!t) return make_error(a.path + ": the base has no tensor '" + name + "'");
+    if (t->ne.size() != 2 || t->ne[0] != m->n_in || t->ne[1] != m->n_out)
+      return make_error(a.path + ": " + name + " is " + std::to_string(m->n_in) + " -> " +
+                        std::to_string(m->n_out) + " in the adapter, the base's is another shape");
+  }
+  ConvertOptions co;
+  co.type = type;
+  co.log = log;
   const float s = a.scale();
   const int64_t r = a.rank;
-  for (const ModelTensor& t : base.tensors) {
-    GgufWriteTensor w;
-    w.name = t.name;
-    w.ne = t.ne;
-    std::string note;
-    w.type = type ? choose_tensor_type(t, *type, &note) : t.type;
+  // Row o of W gains s * sum_j B[o][j] A[j].
+  co.edit = [&delta, s, r](const ModelTensor& t) -> RowEdit {
     auto it = delta.find(t.name);
-    const LoraMatrix* m = it == delta.end() ? nullptr : it->second;
-    if (m) {
-      if (t.ne.size() != 2 || t.ne[0] != m->n_in || t.ne[1] != m->n_out)
-        return make_error(a.path + ": " + t.name + " is " + std::to_string(m->n_in) + " -> " +
-                          std::to_string(m->n_out) + " in the adapter, the base's is another shape");
-      delta.erase(it);
-    }
-    if ((m || w.type != t.type) && !can_dequantize(t.type))
-      return make_error(base.path + ": tensor '" + t.name + "': cannot convert from type " + std::string(type_name(t.type)));
-    const ModelTensor* src = &t;
-    const DType dst_type = w.type;
-    w.fill = [src, dst_type, m, s, r](uint8_t* dst) -> Status {
-      if (src->type == dst_type && !m) {
-        std::memcpy(dst, src->data, src->nbytes);
-        return Status::ok();
+    if (it == delta.end()) return {};
+    const LoraMatrix* m = it->second;
+    return [m, s, r](int64_t o, float* row) {
+      for (int64_t j = 0; j < r; ++j) {
+        const float c = s * m->b[size_t(o * r + j)];
+        const float* aj = m->a.data() + j * m->n_in;
+        for (int64_t i = 0; i < m->n_in; ++i) row[i] += c * aj[i];
       }
-      const int64_t n0 = src->ne[0], rows = src->nelements() / (n0 ? n0 : 1);
-      const size_t sb = row_bytes(src->type, n0), db = row_bytes(dst_type, n0);
-      std::vector<float> tmp(static_cast<size_t>(n0));
-      for (int64_t o = 0; o < rows; ++o) {
-        dequantize_row(src->type, src->data + size_t(o) * sb, tmp.data(), n0);
-        if (m)
-          for (int64_t j = 0; j < r; ++j) {
-            const float c = s * m->b[size_t(o * r + j)];
-            const float* aj = m->a.data() + j * n0;
-            for (int64_t i = 0; i < n0; ++i) tmp[size_t(i)] += c * aj[i];
-          }
-        quantize_row(dst_type, tmp.data(), dst + size_t(o) * db, n0);
-      }
-      return Status::ok();
     };
-    wts.push_back(std::move(w));
-  }
-  if (!delta.empty()) return make_error(a.path + ": the base has no tensor '" + delta.begin()->first + "'");
-  GgufWriteOptions wo;
-  wo.log = log;
-  return write_gguf(out, meta, wts, wo);
+  };
+  return write_model_gguf(base, out, co);
 }
 
 }  // namespace corral

@@ -13,23 +13,10 @@
 namespace corral {
 
 const TensorView& TrainBase::weight(int64_t l, int t) const {
-  const LayerWeights& w = m->layers[size_t(l)];
-  switch (t) {
-    case kLoraQ: return w.wq;
-    case kLoraK: return w.wk;
-    case kLoraV: return w.wv;
-    case kLoraO: return w.wo;
-    case kLoraGate: return w.ffn_gate;
-    case kLoraUp: return w.ffn_up;
-    default: return w.ffn_down;
-  }
+  return lora_projection(m->layers[size_t(l)], t);
 }
 
-std::array<std::array<int64_t, 2>, kLoraTargets> TrainBase::dims() const {
-  std::array<std::array<int64_t, 2>, kLoraTargets> d{};
-  for (int t = 0; t < kLoraTargets; ++t) d[size_t(t)] = {weight(0, t).ne[0], weight(0, t).ne[1]};
-  return d;
-}
+std::array<std::array<int64_t, 2>, kLoraTargets> TrainBase::dims() const { return lora_dims(*m); }
 
 Expected<std::unique_ptr<TrainBase>> prepare_train_base(const Model& m, ThreadPool* pool) {
   if (m.hp.arch != "llama")

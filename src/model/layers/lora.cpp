@@ -5,6 +5,7 @@
 #include "backend/cpu/kernels.h"
 #include "format/lora.h"
 #include "model/batch.h"
+#include "model/model.h"
 
 namespace corral {
 
@@ -18,20 +19,46 @@ std::vector<float> transposed(const float* m, int64_t rows, int64_t cols) {
   return t;
 }
 
-}  // namespace
-
-void lora_forward(Context& ctx, const LoraView& m, const float* x, int64_t T, float* ax, float* y) {
+// The LoRA term of tokens ts: for each, ax = A x (ax [n][r]), then y += (s ax_j) B^T_j for j in
+// order. Each row of A and B^T is read once for all of ts; each token's arithmetic is the same
+// whatever else is in ts (training and serving share it).
+void lora_rows(const float* a, const float* bt, int64_t n_in, int64_t n_out, int64_t r, float scale,
+               const float* x, float* y, const int64_t* ts, size_t n, float* ax) {
   const KernelTable& k = kernels_best();
   const DotFn dot = k.dot[uint32_t(DType::F32)];
-  const int64_t r = m.r;
-  const std::vector<float> bt = transposed(m.b, m.n_out, r);  // [r][n_out]
-  // ax[t] = A x[t]; y[t] += sum_j (s ax[t][j]) B[:, j], each token on its own.
+  for (int64_t j = 0; j < r; ++j)
+    for (size_t q = 0; q < n; ++q) ax[q * size_t(r) + size_t(j)] = dot(n_in, a + j * n_in, x + ts[q] * n_in);
+  for (int64_t j = 0; j < r; ++j)
+    for (size_t q = 0; q < n; ++q) k.axpy_f32(n_out, scale * ax[q * size_t(r) + size_t(j)], bt + j * n_out, y + ts[q] * n_out);
+}
+
+}  // namespace
+
+const TensorView& lora_projection(const LayerWeights& w, int t) {
+  switch (t) {
+    case kLoraQ: return w.wq;
+    case kLoraK: return w.wk;
+    case kLoraV: return w.wv;
+    case kLoraO: return w.wo;
+    case kLoraGate: return w.ffn_gate;
+    case kLoraUp: return w.ffn_up;
+    default: return w.ffn_down;
+  }
+}
+
+std::array<std::array<int64_t, 2>, kLoraTargets> lora_dims(const Model& m) {
+  std::array<std::array<int64_t, 2>, kLoraTargets> d{};
+  for (int t = 0; t < kLoraTargets; ++t) {
+    const TensorView& v = lora_projection(m.layers[0], t);
+    d[size_t(t)] = {v.ne[0], v.ne[1]};
+  }
+  return d;
+}
+
+void lora_forward(Context& ctx, const LoraView& m, const float* x, int64_t T, float* ax, float* y) {
+  const std::vector<float> bt = transposed(m.b, m.n_out, m.r);  // [r][n_out]
   ctx.pool->parallel_for(T, [&](int64_t t) {
-    const float* xt = x + t * m.n_in;
-    float* at = ax + t * r;
-    for (int64_t j = 0; j < r; ++j) at[j] = dot(m.n_in, m.a + j * m.n_in, xt);
-    float* yt = y + t * m.n_out;
-    for (int64_t j = 0; j < r; ++j) k.axpy_f32(m.n_out, m.scale * at[j], bt.data() + j * m.n_out, yt);
+    lora_rows(m.a, bt.data(), m.n_in, m.n_out, m.r, m.scale, x, y, &t, 1, ax + t * m.r);
   });
 }
 
@@ -72,8 +99,6 @@ void lora_backward(Context& ctx, const LoraView& m, const float* x, int64_t T, c
 void lora_apply_batch(Context& ctx, const std::vector<BatchToken>& batch, ForwardScratch& s,
                       int64_t layer, int target, const float* x, int64_t n_in, float* y, int64_t n_out) {
   if (s.adapters.empty()) return;
-  const KernelTable& k = kernels_best();
-  const DotFn dot = k.dot[uint32_t(DType::F32)];
   // The matrix each adapter has here (null: none, or not this shape).
   std::vector<const LoraMatrix*> mats(s.adapters.size(), nullptr);
   bool any = false;
@@ -84,8 +109,7 @@ void lora_apply_batch(Context& ctx, const std::vector<BatchToken>& batch, Forwar
     if (m.present() && m.n_in == n_in && m.n_out == n_out && m.bt.size() == m.b.size()) mats[i] = &m, any = true;
   }
   if (!any) return;
-  // Work items: up to 8 tokens of one adapter, so each row of its A and B^T is read once for all
-  // of them. Per token the arithmetic is lora_forward's (the same dots, the same axpys in order).
+  // Work items: up to 8 tokens of one adapter (lora_rows reads A and B^T once for them).
   constexpr size_t kTokens = 8;
   std::vector<std::vector<int64_t>> items;
   for (size_t i = 0; i < mats.size(); ++i) {
@@ -103,14 +127,8 @@ void lora_apply_batch(Context& ctx, const std::vector<BatchToken>& batch, Forwar
     const int32_t ai = batch[size_t(ts[0])].adapter;
     const LoraMatrix& m = *mats[size_t(ai)];
     const LoraAdapter& ad = *s.adapters[size_t(ai)];
-    const int64_t r = ad.rank;
-    const float sc = ad.scale();
-    std::vector<float> at(ts.size() * size_t(r));
-    for (int64_t j = 0; j < r; ++j)
-      for (size_t q = 0; q < ts.size(); ++q) at[q * size_t(r) + size_t(j)] = dot(n_in, m.a.data() + j * n_in, x + ts[q] * n_in);
-    for (int64_t j = 0; j < r; ++j)
-      for (size_t q = 0; q < ts.size(); ++q)
-        k.axpy_f32(n_out, sc * at[q * size_t(r) + size_t(j)], m.bt.data() + j * n_out, y + ts[q] * n_out);
+    std::vector<float> ax(ts.size() * size_t(ad.rank));
+    lora_rows(m.a.data(), m.bt.data(), n_in, n_out, ad.rank, ad.scale(), x, y, ts.data(), ts.size(), ax.data());
   });
 }
 

@@ -3,10 +3,12 @@
 // Every output element is one thread's fixed-order sum, so results do not depend on the thread
 // count or on the other tokens (batch invariance).
 #pragma once
+#include <array>
 #include <cstdint>
 #include <vector>
 
 #include "core/context.h"
+#include "core/tensor.h"
 
 namespace corral {
 
@@ -27,6 +29,13 @@ void lora_backward(Context& ctx, const LoraView& m, const float* x, int64_t T, c
 
 struct BatchToken;
 struct ForwardScratch;
+struct LayerWeights;
+struct Model;
+
+// The projection LoRA target t (kLoraQ .. kLoraDown, format/lora.h) names in a layer, and
+// {n_in, n_out} of each target in a model.
+const TensorView& lora_projection(const LayerWeights& w, int t);
+std::array<std::array<int64_t, 2>, 7> lora_dims(const Model& m);
 
 // The adapters of a serving batch: each token through its own adapter's A and B (its rows
 // gathered per adapter, multiplied, added back), tokens without one untouched. A token's result

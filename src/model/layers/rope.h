@@ -29,30 +29,26 @@ struct Rope {
 
   // x: [n_heads][head_dim], rotated in place for position pos.
   void apply(float* x, int64_t n_heads, int64_t head_dim, int64_t pos) const {
+    rotate(x, n_heads, head_dim, pos, 1.f);
+  }
+
+  // Backward of apply(): the rotation is orthogonal, so the gradient turns back by -angle.
+  void apply_backward(float* dx, int64_t n_heads, int64_t head_dim, int64_t pos) const {
+    rotate(dx, n_heads, head_dim, pos, -1.f);
+  }
+
+ private:
+  // Each pair (x[2i], x[2i+1]) turned by sign * pos * inv_freq[i] (negating sin is exact).
+  void rotate(float* x, int64_t n_heads, int64_t head_dim, int64_t pos, float sign) const {
     const int64_t half = head_dim / 2;
     for (int64_t i = 0; i < half; ++i) {
       const double a = double(pos) * pos_scale * inv_freq[size_t(i)];
-      const float c = float(std::cos(a)), s = float(std::sin(a));
+      const float c = float(std::cos(a)), s = sign * float(std::sin(a));
       for (int64_t h = 0; h < n_heads; ++h) {
         float* p = x + h * head_dim + 2 * i;
         const float x0 = p[0], x1 = p[1];
         p[0] = x0 * c - x1 * s;
         p[1] = x0 * s + x1 * c;
-      }
-    }
-  }
-
-  // Backward of apply(): the rotation is orthogonal, so the gradient turns back by -angle.
-  void apply_backward(float* dx, int64_t n_heads, int64_t head_dim, int64_t pos) const {
-    const int64_t half = head_dim / 2;
-    for (int64_t i = 0; i < half; ++i) {
-      const double a = double(pos) * pos_scale * inv_freq[size_t(i)];
-      const float c = float(std::cos(a)), s = float(std::sin(a));
-      for (int64_t h = 0; h < n_heads; ++h) {
-        float* p = dx + h * head_dim + 2 * i;
-        const float g0 = p[0], g1 = p[1];
-        p[0] = g0 * c + g1 * s;
-        p[1] = -g0 * s + g1 * c;
       }
     }
   }
