@@ -59,6 +59,7 @@ int main(int argc, char** argv) {
   actions["grammar"] = add_grammar(app);
   actions["finetune"] = add_finetune(app);
   actions["merge"] = add_merge(app);
+  actions["embed"] = add_embed(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {

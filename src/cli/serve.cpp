@@ -38,6 +38,8 @@ struct ServeArgs {
   std::string host_name;
   std::vector<std::string> loras;  // NAME=ADAPTER.gguf[@BASE_ID]
   std::string lora_dir;
+  std::string pooling, embedding_attention;  // overrides of the models' own embedding spec
+  bool embedding_only = false;
 };
 
 int g_signal_pipe[2] = {-1, -1};
@@ -92,7 +94,8 @@ Expected<std::unique_ptr<ServedModel>> load(const ServeArgs& a, const std::strin
   EngineOptions eo;
   eo.model_path = m->path;
   eo.threads = a.threads;
-  eo.n_seq = a.parallel;
+  // Embeddings only: nothing is kept between requests, so the pool holds one context's worth.
+  eo.n_seq = a.embedding_only ? 1 : a.parallel;
   eo.kv_mib = a.kv_memory;
   eo.ctx_size = a.ctx_size;
   eo.ctx_cap = 8192;  // default context: the model's own, at most 8192
@@ -124,6 +127,19 @@ Expected<std::unique_ptr<ServedModel>> load(const ServeArgs& a, const std::strin
     m->chat = std::move(*cf);
     m->has_chat = true;
   }
+  CORRAL_ASSIGN_OR_RETURN(m->embedding, embedding_spec_from_metadata(md));
+  if (!a.pooling.empty()) {
+    auto p = parse_pooling(a.pooling);
+    if (!p) return make_error("--pooling: " + p.message());
+    m->embedding.pooling = *p;
+  }
+  if (!a.embedding_attention.empty()) {
+    if (a.embedding_attention != "causal" && a.embedding_attention != "bidirectional")
+      return make_error("--embedding-attention: '" + a.embedding_attention +
+                        "' is not causal or bidirectional");
+    m->embedding.causal = a.embedding_attention == "causal";
+  }
+  m->embedding_only = a.embedding_only;
   SchedulerOptions so;
   so.parallel = a.parallel;
   so.max_queue = a.max_queue;
@@ -332,6 +348,13 @@ Action add_serve(CLI::App& app) {
   sub->add_option("--chat-template", a->chat_template,
                   "a Jinja FILE, a NAME the model ships (tokenizer.chat_template.NAME), or the "
                   "built-in llama2/llama3/llama4 (default: the model's own)");
+  sub->add_option("--pooling", a->pooling,
+                  "embeddings: last, mean or cls (default: the model's own, else last)");
+  sub->add_option("--embedding-attention", a->embedding_attention,
+                  "embeddings: causal or bidirectional (default: the model's own, else causal)");
+  sub->add_flag("--embedding-only", a->embedding_only,
+                "serve the models for /v1/embeddings only: a KV pool of one context, nothing "
+                "cached between requests, generation routes refused");
   sub->add_option("--now", a->now,
                   "the date templates see through strftime_now, YYYY-MM-DD (default $CORRAL_NOW, "
                   "else today, UTC)");

@@ -102,7 +102,7 @@ std::shared_ptr<SeqHandle> Scheduler::submit(SeqRequest r) {
   s->n_prompt = int64_t(r.prompt.size());
   s->sampler = std::make_unique<Sampler>(r.sampling);
   if (r.grammar) s->matcher = std::make_unique<grammar::Matcher>(r.grammar);
-  if (e_.tok) s->dec = std::make_unique<StreamDecoder>(*e_.tok, r.render_special, r.prompt.back());
+  if (e_.tok && !r.embed && !r.prompt.empty()) s->dec = std::make_unique<StreamDecoder>(*e_.tok, r.render_special, r.prompt.back());
   for (auto& st : r.stop_strings) s->max_stop = std::max(s->max_stop, st.size());
   s->req = std::move(r);
   auto h = s->h;
@@ -153,7 +153,8 @@ void Scheduler::finish(Seq* s, const std::string& reason, const std::string& err
   std::string out = s->text.substr(std::min(s->released, s->text.size()));
   s->released = s->text.size();
   if (s->id > 0) {
-    e_.kv->publish(s->id, s->tokens, s->computed, s->req.adapter_space);
+    // Embedding inputs' K/V may be bidirectional: never shared with generation.
+    if (!s->req.embed) e_.kv->publish(s->id, s->tokens, s->computed, s->req.adapter_space);
     e_.kv->release(s->id);
     s->id = 0;
   }
@@ -185,7 +186,7 @@ void Scheduler::admit() {
     if (next_id_ == INT32_MAX) next_id_ = 1;
     s->order = s->order ? s->order : s->id;
     // Reuse cached prompt blocks; the last token is always run (its logits start the answer).
-    if (!s->req.prompt_logprobs || s->prompt_lps_done) {
+    if (!s->req.embed && (!s->req.prompt_logprobs || s->prompt_lps_done)) {
       s->computed = e_.kv->attach_prefix(s->id, s->tokens, int64_t(s->tokens.size()) - 1, s->req.adapter_space);
       if (s->generated == 0) {
         s->h->cached_tokens = s->computed;
@@ -200,7 +201,7 @@ void Scheduler::admit() {
 }
 
 void Scheduler::preempt(Seq* s) {
-  e_.kv->publish(s->id, s->tokens, s->computed, s->req.adapter_space);
+  if (!s->req.embed) e_.kv->publish(s->id, s->tokens, s->computed, s->req.adapter_space);
   e_.kv->release(s->id);
   s->id = 0;
   s->computed = 0;
@@ -312,9 +313,18 @@ bool Scheduler::step() {
   std::vector<Seq*> seqs;
   std::vector<int64_t> ends;
   int64_t budget = std::max<int64_t>(o_.step_tokens, 1);
+  bool has_chunk = false;  // a prompt chunk (not a decode token) is in this step already
   for (Seq* s : order) {
     if (budget <= 0) break;
-    const int64_t n = std::min<int64_t>(int64_t(s->tokens.size()) - s->computed, budget);
+    const int64_t left = int64_t(s->tokens.size()) - s->computed;
+    int64_t n = std::min<int64_t>(left, budget);
+    if (s->req.embed && n < left) {
+      // An embedding input runs whole or not at all; past the budget only as the step's
+      // first prompt work, so that a long input cannot wait forever.
+      if (has_chunk) continue;
+      n = left;
+    }
+    has_chunk = has_chunk || left > 1;
     seqs.push_back(s);
     ends.push_back(s->computed + n);
     budget -= n;
@@ -356,6 +366,14 @@ bool Scheduler::step() {
       ai = int32_t(at - e_.scratch.adapters.begin());
       if (at == e_.scratch.adapters.end()) e_.scratch.adapters.push_back(a);
     }
+    if (s->req.embed) {
+      const int64_t n = ends[i];
+      const EmbeddingSpec& es = s->req.embedding;
+      for (int64_t p = 0; p < n; ++p)
+        batch.push_back({s->id, int32_t(p), s->tokens[size_t(p)], false, ai,
+                         pooling_reads(es.pooling, p, n), es.causal ? 0 : int32_t(n)});
+      continue;
+    }
     for (int64_t p = s->computed; p < ends[i]; ++p)
       batch.push_back({s->id, int32_t(p), s->tokens[size_t(p)],
                        all || p + 1 == int64_t(s->tokens.size()), ai});
@@ -389,10 +407,27 @@ bool Scheduler::step() {
       masks[i].resize(size_t(seqs[i]->matcher->runtime().index().words));
       seqs[i]->matcher->fill_mask(masks[i].data());
     });
-  size_t row = 0;
+  size_t row = 0, hrow = 0;  // next logits row, next hidden row
   std::vector<Seq*> done;
   for (size_t i = 0; i < seqs.size(); ++i) {
     Seq* s = seqs[i];
+    if (s->req.embed) {
+      const int64_t n = ends[i], E = e_.model->hp.n_embd;
+      const Pooling pl = s->req.embedding.pooling;
+      const int64_t nh = pl == Pooling::kMean ? n : 1;
+      std::vector<float> v =
+          pool_rows(pl, e_.scratch.hidden.data() + hrow * size_t(E), nh, E);
+      hrow += size_t(nh);
+      s->computed = n;
+      stats_.prompt_tokens += n;
+      {
+        std::lock_guard<std::mutex> lk(s->h->mu);
+        s->h->embedding = std::move(v);
+      }
+      finish(s, "stop");
+      done.push_back(s);
+      continue;
+    }
     const bool all = s->req.prompt_logprobs && !s->prompt_lps_done;
     const int64_t from = s->computed, to = ends[i];
     const bool at_end = to == int64_t(s->tokens.size());

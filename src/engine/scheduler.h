@@ -15,6 +15,7 @@
 #include <thread>
 #include <vector>
 
+#include "engine/embed.h"
 #include "engine/generator.h"
 #include "engine/sampler.h"
 #include "format/lora.h"
@@ -38,6 +39,11 @@ struct SeqRequest {
   // everyone else's; adapter_space keeps its prefix-cache blocks apart (unique per adapter).
   std::shared_ptr<const LoraAdapter> adapter;
   int32_t adapter_space = 0;
+  // An embedding instead of a completion: the whole prompt runs in one step (bidirectional
+  // attention needs every key before any query), nothing is sampled, no prefix-cache blocks are
+  // read or published, and SeqHandle::embedding gets the pooled (not yet normalised) vector.
+  bool embed = false;
+  EmbeddingSpec embedding;
 };
 
 struct TokenLogprob {
@@ -61,6 +67,7 @@ struct SeqHandle {
   std::string finish;  // stop, length, cancelled, error
   std::string error;
   int64_t prompt_tokens = 0, cached_tokens = 0, completion_tokens = 0;
+  std::vector<float> embedding;  // embedding requests: [n_embd], set before done
   std::atomic<bool> cancel{false};
   std::atomic<int64_t> generated{0};  // tokens sampled so far (for metering checkpoints)
   double submitted = 0, first_token = 0;  // seconds on the steady clock

@@ -73,11 +73,13 @@ Expected<HfParams> read_config(const std::string& file, Metadata* meta) {
   if (root.contains("text_config") && root["text_config"].is_object()) c = root["text_config"];
   const std::string model_type = c.value("model_type", root.value("model_type", std::string()));
   HfParams p;
-  if (arch_name == "LlamaForCausalLM" || model_type == "llama") p.arch = "llama";
+  // LlamaModel: the bare decoder (no head), as embedding models are saved.
+  if (arch_name == "LlamaForCausalLM" || arch_name == "LlamaModel" || model_type == "llama")
+    p.arch = "llama";
   else if (arch_name.rfind("Llama4", 0) == 0 || model_type.rfind("llama4", 0) == 0) p.arch = "llama4";
   else
     return make_error(file + ": field architectures: unsupported '" + arch_name +
-                      "' (supported: LlamaForCausalLM, Llama4ForCausalLM, "
+                      "' (supported: LlamaForCausalLM, LlamaModel, Llama4ForCausalLM, "
                       "Llama4ForConditionalGeneration)");
   CORRAL_ASSIGN_OR_RETURN(p.n_embd, need_int(c, "hidden_size", file));
   CORRAL_ASSIGN_OR_RETURN(p.n_layer, need_int(c, "num_hidden_layers", file));
@@ -96,6 +98,9 @@ Expected<HfParams> read_config(const std::string& file, Metadata* meta) {
 
   const std::string& a = p.arch;
   meta->set("general.architecture", GgufValue::of_str(a));
+  // Bidirectional embedding models (Llama-Nemotron-Embed, LLM2Vec) say so here.
+  if (c.contains("is_causal") && c["is_causal"].is_boolean())
+    meta->set(a + ".attention.causal", GgufValue::of_bool(c["is_causal"]));
   meta->set(a + ".vocab_size", GgufValue::of_u32(uint32_t(p.n_vocab)));
   meta->set(a + ".context_length", GgufValue::of_u32(uint32_t(p.n_ctx)));
   meta->set(a + ".embedding_length", GgufValue::of_u32(uint32_t(p.n_embd)));
@@ -188,6 +193,9 @@ Expected<HfParams> read_config(const std::string& file, Metadata* meta) {
 // HF tensor name -> llama.cpp name ("" when the tensor is not part of the text model).
 std::string map_name(std::string n) {
   if (n.rfind("language_model.", 0) == 0) n = n.substr(15);
+  // A bare LlamaModel's tensors have no "model." prefix.
+  if (n.rfind("layers.", 0) == 0 || n == "embed_tokens.weight" || n == "norm.weight")
+    n = "model." + n;
   if (n.rfind("vision_model.", 0) == 0 || n.rfind("multi_modal_projector.", 0) == 0) return "";
   static const std::map<std::string, std::string> top = {
       {"model.embed_tokens.weight", "token_embd.weight"},
@@ -222,6 +230,53 @@ std::string map_name(std::string n) {
 }
 
 size_t elem_size(DType t) { return t == DType::F32 ? 4 : 2; }
+
+// A sentence-transformers folder: modules.json lists the modules (Transformer, Pooling,
+// Normalize); the Pooling module's config.json names its mode. Sets {arch}.pooling_type and
+// corral.embedding.normalize; a folder without modules.json is left as it is.
+Status read_sentence_transformers(const std::string& dir, const std::string& arch, Metadata* meta) {
+  const std::string mfile = dir + "/modules.json";
+  if (!file_exists(mfile)) return Status::ok();
+  CORRAL_ASSIGN_OR_RETURN(std::string text, read_text_file(mfile));
+  json mods = json::parse(text, nullptr, false);
+  if (mods.is_discarded() || !mods.is_array())
+    return make_error(mfile + ": not a JSON array of modules");
+  bool normalize = false;
+  for (size_t i = 0; i < mods.size(); ++i) {
+    const json& m = mods[i];
+    const std::string where = mfile + ": [" + std::to_string(i) + "]";
+    if (!m.is_object() || !m.contains("type") || !m["type"].is_string())
+      return make_error(where + ": a module needs a string 'type'");
+    const std::string type = m["type"];
+    const std::string path = m.contains("path") && m["path"].is_string() ? m["path"].get<std::string>() : "";
+    if (path.find("..") != std::string::npos)
+      return make_error(where + ": path '" + path + "' leaves the folder");
+    if (type.find("Normalize") != std::string::npos) normalize = true;
+    if (type.find("Pooling") == std::string::npos) continue;
+    const std::string pfile = dir + "/" + path + "/config.json";
+    CORRAL_ASSIGN_OR_RETURN(std::string ptext, read_text_file(pfile));
+    json pc = json::parse(ptext, nullptr, false);
+    if (pc.is_discarded() || !pc.is_object()) return make_error(pfile + ": not valid JSON");
+    auto on = [&](const char* k) { return pc.contains(k) && pc[k].is_boolean() && pc[k].get<bool>(); };
+    int chosen = 0;
+    int32_t type_id = 0;
+    for (auto [k, id] : {std::pair<const char*, int32_t>{"pooling_mode_mean_tokens", 1},
+                         {"pooling_mode_cls_token", 2},
+                         {"pooling_mode_lasttoken", 3}})
+      if (on(k)) ++chosen, type_id = id;
+    for (const char* k : {"pooling_mode_max_tokens", "pooling_mode_mean_sqrt_len_tokens",
+                          "pooling_mode_weightedmean_tokens"})
+      if (on(k))
+        return make_error(pfile + ": field " + k + ": this pooling is not supported (mean, cls, "
+                          "lasttoken are)");
+    if (chosen != 1)
+      return make_error(pfile + ": exactly one of pooling_mode_mean_tokens, "
+                        "pooling_mode_cls_token, pooling_mode_lasttoken must be true");
+    meta->set(arch + ".pooling_type", GgufValue::of_u32(uint32_t(type_id)));
+  }
+  meta->set("corral.embedding.normalize", GgufValue::of_bool(normalize));
+  return Status::ok();
+}
 
 }  // namespace
 
@@ -321,6 +376,7 @@ Expected<LoadedModel> load_hf(const std::string& dir) {
     rf.data = buf;
     m.tensors.push_back(rf);
   }
+  CORRAL_RETURN_IF_ERROR(read_sentence_transformers(dir, p.arch, &m.meta));
   // Tokenizer files beside the weights, if any.
   CORRAL_RETURN_IF_ERROR(load_tokenizer_dir_into(dir, &m.meta, /*required=*/false));
   return m;

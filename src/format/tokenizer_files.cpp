@@ -241,6 +241,8 @@ void apply_tokenizer_config(const json& cfg, Metadata* meta,
   set_id("pad_token", "tokenizer.ggml.padding_token_id");
   if (cfg.contains("add_bos_token") && cfg["add_bos_token"].is_boolean())
     meta->set("tokenizer.ggml.add_bos_token", GgufValue::of_bool(cfg["add_bos_token"]));
+  if (cfg.contains("add_eos_token") && cfg["add_eos_token"].is_boolean())
+    meta->set("tokenizer.ggml.add_eos_token", GgufValue::of_bool(cfg["add_eos_token"]));
 }
 
 }  // namespace

@@ -15,6 +15,11 @@ struct BatchToken {
   int32_t token = 0;
   bool logits = false;  // produce logits for this entry
   int32_t adapter = -1;  // index into ForwardScratch::adapters (-1: the base alone)
+  bool hidden = false;   // its final-norm hidden state goes to ForwardScratch::hidden (embeddings)
+  // Which positions of its sequence the token attends to: 0 is causal ([0, pos]); n > 0 is
+  // [0, n), every token of an input seeing all of it (bidirectional embedding models; the whole
+  // input is then in this batch, so its keys are all stored before any query reads them).
+  int32_t span = 0;
 };
 
 // K and V rows live in fixed-size blocks; each sequence has a table of block ids. The engine
@@ -41,6 +46,9 @@ struct ForwardScratch {
   std::vector<const LoraAdapter*> adapters;
   std::vector<float> x, h, q, k, v, att, o, g, u, moe;
   std::vector<float> att_scores;  // per thread
+  // Output: [tokens flagged hidden][n_embd], the final norm's output (the last hidden state
+  // HF returns), in batch order; cleared by every forward.
+  std::vector<float> hidden;
   MatmulScratch mm;
 };
 

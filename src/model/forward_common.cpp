@@ -19,6 +19,9 @@ Status forward_begin(const Model& m, KvStore& kv, const std::vector<BatchToken>&
       return make_error("token id " + std::to_string(b.token) + " is outside the vocabulary (" +
                         std::to_string(m.hp.n_vocab) + " tokens)");
     if (b.pos < 0) return make_error("negative position " + std::to_string(b.pos));
+    if (b.span < 0 || (b.span > 0 && b.span <= b.pos))
+      return make_error("token at position " + std::to_string(b.pos) + " has span " +
+                        std::to_string(b.span) + ", which does not include it");
     auto& mp = max_pos[b.seq];
     mp = std::max<int64_t>(mp, b.pos + 1);
   }
@@ -72,6 +75,13 @@ void norm_rows(const float* x, const std::vector<float>& w, int64_t T, int64_t n
 void forward_head(const Model& m, Context& ctx, const std::vector<BatchToken>& batch,
                   const std::vector<float>& x, ForwardScratch& s, std::vector<float>* logits) {
   const int64_t E = m.hp.n_embd, V = m.hp.n_vocab;
+  s.hidden.clear();
+  for (size_t t = 0; t < batch.size(); ++t)
+    if (batch[t].hidden) {
+      s.hidden.resize(s.hidden.size() + size_t(E));
+      norm_rows(x.data() + t * size_t(E), m.output_norm, 1, E, m.hp.eps,
+                s.hidden.data() + s.hidden.size() - size_t(E));
+    }
   std::vector<float>& rows = s.h;
   rows.clear();
   for (size_t t = 0; t < batch.size(); ++t)

@@ -9,13 +9,12 @@
 #include "hosting/checkpoints.h"
 #include "hosting/keys.h"
 #include "server/chat_tools.h"
+#include "server/generation.h"
 #include "server/http_server.h"
 
 namespace corral {
 
 using json = nlohmann::json;
-
-namespace {
 
 std::string random_id(const char* prefix) {
   static thread_local std::mt19937_64 rng{std::random_device{}()};
@@ -24,6 +23,8 @@ std::string random_id(const char* prefix) {
   for (int i = 0; i < 24; ++i) s += hex[rng() % 16];
   return s;
 }
+
+namespace {
 
 json bytes_of(const std::string& s) {
   json a = json::array();
@@ -70,17 +71,8 @@ json legacy_logprobs(const Tokenizer* tok, const std::vector<TokenLogprob>& lps,
       {"tokens", tokens}, {"token_logprobs", lp}, {"top_logprobs", top}, {"text_offset", off}};
 }
 
-struct Choice {
-  std::shared_ptr<SeqHandle> h;
-  size_t prompt;  // index into the request's prompts
-  std::string text;
-  std::vector<TokenLogprob> lps;
-  bool role_sent = false, finished = false;
-  int64_t sent_tokens = 0;  // token chunks written (streams)
-  std::shared_ptr<ChatToolState> tools;  // chat: tool-call parsing of this choice's output
-};
+}  // namespace
 
-// usage: prompt tokens once per prompt (its first choice), completion tokens of every choice.
 json usage_json(const std::vector<Choice>& chs, int64_t n) {
   int64_t prompt = 0, cached = 0, completion = 0;
   for (size_t i = 0; i < chs.size(); ++i) {
@@ -93,53 +85,41 @@ json usage_json(const std::vector<Choice>& chs, int64_t n) {
               {"prompt_tokens_details", {{"cached_tokens", cached}}}};
 }
 
-// The request's ledger row: admitted before generation; before any token's text is written to
-// the client, the tokens written so far plus those being written are committed (group commit,
-// one transaction for all streams' writes of the moment); settled once at the end. A kill -9 so
-// leaves each record at what its client received, plus at most the chunk being written.
-struct Meter {
-  std::shared_ptr<Ledger> ledger;  // null: not metered
-  std::shared_ptr<CheckpointBatcher> batcher;
-  UsageRecord rec;
-  std::mutex mu;
-  bool settled = false;
-  int64_t recorded = 0;
+int64_t Meter::generated(const std::vector<Choice>& chs) {
+  int64_t g = 0;
+  for (auto& c : chs) g += c.h->generated.load();
+  return g;
+}
 
-  static int64_t generated(const std::vector<Choice>& chs) {
-    int64_t g = 0;
-    for (auto& c : chs) g += c.h->generated.load();
-    return g;
-  }
-  // At least `tokens` completion tokens in the ledger before they are written.
-  Status record(int64_t tokens) {
-    if (!ledger) return Status::ok();
-    {
-      std::lock_guard<std::mutex> lk(mu);
-      if (settled || tokens <= recorded) return Status::ok();
-    }
-    CORRAL_RETURN_IF_ERROR(batcher->record(rec.request_id, tokens));
+Status Meter::record(int64_t tokens) {
+  if (!ledger) return Status::ok();
+  {
     std::lock_guard<std::mutex> lk(mu);
-    recorded = std::max(recorded, tokens);
-    return Status::ok();
+    if (settled || tokens <= recorded) return Status::ok();
   }
-  Status settle(const std::vector<Choice>& chs, int64_t n, const std::string& status) {
-    if (!ledger) return Status::ok();
-    std::lock_guard<std::mutex> lk(mu);
-    if (settled) return Status::ok();
-    settled = true;
-    rec.prompt_tokens = rec.cached_tokens = 0;
-    for (size_t i = 0; i < chs.size(); i += size_t(n))
-      rec.prompt_tokens += chs[i].h->prompt_tokens, rec.cached_tokens += chs[i].h->cached_tokens;
-    rec.completion_tokens = generated(chs);
-    rec.ended_ms = now_ms();
-    rec.status = status;
-    rec.finish_reason = chs.empty()                    ? ""
-                        : chs[0].h->finish == "length" ? "length"
-                        : status == "completed"        ? "stop"
-                                                       : status;
-    return ledger->settle(rec);
-  }
-};
+  CORRAL_RETURN_IF_ERROR(batcher->record(rec.request_id, tokens));
+  std::lock_guard<std::mutex> lk(mu);
+  recorded = std::max(recorded, tokens);
+  return Status::ok();
+}
+
+Status Meter::settle(const std::vector<Choice>& chs, int64_t n, const std::string& status) {
+  if (!ledger) return Status::ok();
+  std::lock_guard<std::mutex> lk(mu);
+  if (settled) return Status::ok();
+  settled = true;
+  rec.prompt_tokens = rec.cached_tokens = 0;
+  for (size_t i = 0; i < chs.size(); i += size_t(n))
+    rec.prompt_tokens += chs[i].h->prompt_tokens, rec.cached_tokens += chs[i].h->cached_tokens;
+  rec.completion_tokens = generated(chs);
+  rec.ended_ms = now_ms();
+  rec.status = status;
+  rec.finish_reason = chs.empty()                    ? ""
+                      : chs[0].h->finish == "length" ? "length"
+                      : status == "completed"        ? "stop"
+                                                     : status;
+  return ledger->settle(rec);
+}
 
 void set_ratelimit_headers(httplib::Response& res, const AdmitResult& r) {
   if (r.limit_requests >= 0) {
@@ -152,8 +132,6 @@ void set_ratelimit_headers(httplib::Response& res, const AdmitResult& r) {
   }
 }
 
-}  // namespace
-
 std::shared_ptr<grammar::GrammarCache> HttpServer::grammar_cache(ServedModel& m) {
   std::lock_guard<std::mutex> lk(grammar_mu_);
   if (m.base) return grammar_cache(*m.base);  // an adapter: its base's tokenizer and cache
@@ -161,63 +139,103 @@ std::shared_ptr<grammar::GrammarCache> HttpServer::grammar_cache(ServedModel& m)
   return m.grammars;
 }
 
-void HttpServer::handle_generate(const httplib::Request& req, httplib::Response& res, bool chat) {
-  const std::string route = chat ? "/v1/chat/completions" : "/v1/completions";
-  const double t_arrival = steady_seconds();
-  auto fail = [&](const ApiError& e) {
-    reply_error(res, e);
-    metrics_.count(route, e.status);
-    log_request(req, e.status, e.message);
-  };
-  json body;
-  if (auto e = parse_json_body(req.body, &body)) return fail(*e);
-  GenRequest g;
-  if (auto e = parse_gen_request(body, chat, &g)) return fail(*e);
-  if (chat)
-    if (auto e = chat_template_input(req.body, &g)) return fail(*e);
-  if (auto e = parse_constraint(req.body, &g)) return fail(*e);
-  ServedModel* m = find_model(g.model);
-  if (!m)
-    return fail(ApiError{404, "The model '" + g.model + "' does not exist.",
-                         "invalid_request_error", "model", "model_not_found"});
-  const std::string model_id = g.model.empty() ? m->id : g.model;
-  if (!m->lic.family.empty()) res.set_header("X-Model-License", m->lic.family);
+std::optional<ApiError> HttpServer::license_check(ServedModel& m, const std::string& model_id,
+                                                 httplib::Response& res) {
+  if (!m.lic.family.empty()) res.set_header("X-Model-License", m.lic.family);
   // The license terms, for a tenant's request: the MAU clause (until a grant) and the EU
   // exclusion from multimodal models. Refusals are recorded for the licensor's statement.
-  if (const AuthCtx& au = current_auth(); au.metered && !m->lic.family.empty()) {
-    LicenseGateInput in;
-    in.tenant_mau = au.mau, in.tenant_country = au.country;
-    const LicenseTerms* t = find_license(m->lic.family);
-    if (t && t->mau_limit > 0 && au.mau > t->mau_limit) {
-      auto gs = o_.ledger->list_grants(au.tenant);
-      if (!gs.is_ok())
-        return fail(ApiError{503, "The ledger is unavailable: " + gs.message(),
-                             "service_unavailable", "", "ledger_unavailable"});
-      for (auto& gr : *gs) in.has_grant |= gr.family == m->lic.family;
-    }
-    if (auto refusal = license_gate(m->lic, in)) {
-      (void)o_.ledger->add_license_event({now_ms(), "refusal", au.tenant, model_id, m->lic.family,
-                                          refusal->code, refusal->message});
-      metrics_.license_refusals++;
-      return fail(ApiError{403, refusal->message, "permission_error", "model", refusal->code});
-    }
+  const AuthCtx& au = current_auth();
+  if (!au.metered || m.lic.family.empty()) return std::nullopt;
+  LicenseGateInput in;
+  in.tenant_mau = au.mau, in.tenant_country = au.country;
+  const LicenseTerms* t = find_license(m.lic.family);
+  if (t && t->mau_limit > 0 && au.mau > t->mau_limit) {
+    auto gs = o_.ledger->list_grants(au.tenant);
+    if (!gs.is_ok())
+      return ApiError{503, "The ledger is unavailable: " + gs.message(), "service_unavailable", "",
+                      "ledger_unavailable"};
+    for (auto& gr : *gs) in.has_grant |= gr.family == m.lic.family;
   }
+  if (auto refusal = license_gate(m.lic, in)) {
+    (void)o_.ledger->add_license_event({now_ms(), "refusal", au.tenant, model_id, m.lic.family,
+                                        refusal->code, refusal->message});
+    metrics_.license_refusals++;
+    return ApiError{403, refusal->message, "permission_error", "model", refusal->code};
+  }
+  return std::nullopt;
+}
+
+std::optional<ApiError> HttpServer::admit_usage(ServedModel& m, const std::string& model_id,
+                                                const std::string& id, int64_t prompt_tokens,
+                                                int64_t reserved_tokens, httplib::Response& res,
+                                                Meter& meter) {
+  const AuthCtx auth = current_auth();
+  if (!auth.metered) return std::nullopt;
+  if (!auth.models.empty() &&
+      std::find(auth.models.begin(), auth.models.end(), model_id) == auth.models.end())
+    return ApiError{403, "This API key may not use the model '" + model_id + "'.",
+                    "permission_error", "model", "model_not_allowed"};
+  Admission ad;
+  ad.request_id = id, ad.tenant = auth.tenant, ad.key_id = auth.key_id, ad.model = model_id;
+  ad.instance = o_.instance;
+  ad.family = m.lic.family.empty() ? "none" : m.lic.family;
+  ad.started_ms = now_ms();
+  ad.prompt_tokens = prompt_tokens;
+  ad.reserved_tokens = reserved_tokens;
+  auto r = o_.ledger->admit(ad, month_start_ms(ad.started_ms));
+  if (!r.is_ok())
+    return ApiError{503, "The ledger is unavailable: " + r.message(), "service_unavailable", "",
+                    "ledger_unavailable"};
+  set_ratelimit_headers(res, *r);
+  if (!r->ok) {
+    ApiError err{429, r->message,
+                 r->code == "insufficient_quota" ? "insufficient_quota" : "rate_limit_exceeded", "",
+                 r->code};
+    err.retry_after_s = int(std::max<int64_t>(r->retry_after_s, 1));
+    return err;
+  }
+  meter.ledger = o_.ledger;
+  meter.batcher = checkpoints();
+  meter.rec.request_id = id, meter.rec.tenant = auth.tenant, meter.rec.key_id = auth.key_id;
+  meter.rec.family = ad.family;
+  meter.rec.model = model_id, meter.rec.instance = o_.instance;
+  meter.rec.started_ms = ad.started_ms;
+  return std::nullopt;
+}
+
+std::optional<ApiError> HttpServer::start_generation(const std::string& body_text, const json& body,
+                                                     bool chat, const char* id_prefix,
+                                                     httplib::Response& res, Generation& gen) {
+  GenRequest& g = gen.g;
+  if (auto e = parse_gen_request(body, chat, &g)) return e;
+  if (chat)
+    if (auto e = chat_template_input(body_text, &g)) return e;
+  if (auto e = parse_constraint(body_text, &g)) return e;
+  ServedModel* m = gen.m = find_model(g.model);
+  if (!m)
+    return ApiError{404, "The model '" + g.model + "' does not exist.", "invalid_request_error",
+                    "model", "model_not_found"};
+  const std::string model_id = gen.model_id = g.model.empty() ? m->id : g.model;
+  if (m->embedding_only)
+    return ApiError{400, "The model '" + model_id + "' is served for embeddings only (--embedding-only).",
+                    "invalid_request_error", "model", "model_not_supported"};
+  if (auto e = license_check(*m, model_id, res)) return e;
   Engine& e = *m->engine;
-  const Tokenizer* tok = e.tok.get();
+  const Tokenizer* tok = gen.tok = e.tok.get();
   const int64_t V = e.model->hp.n_vocab;
 
   // Prompts as ids.
-  std::vector<std::vector<int32_t>> prompts;
-  std::vector<std::string> prompt_texts;  // for echo
+  auto& prompts = gen.prompts;
+  auto& prompt_texts = gen.prompt_texts;
   if (chat || !g.prompts.empty()) {
     if (!tok)
-      return fail(ApiError{400, "The model has no tokenizer; send 'prompt' as token ids.",
-                           "invalid_request_error", "prompt", ""});
+      return ApiError{400, "The model has no tokenizer; send 'prompt' as token ids.",
+                      "invalid_request_error", "prompt", ""};
     const Vocab& v = tok->vocab();
     if (chat) {
       auto ids = chat_prompt_ids(*m, g.chat_input, o_.now);
       if (!ids)
-        return fail(ApiError{400, ids.message(), "invalid_request_error", "messages", "template_error"});
+        return ApiError{400, ids.message(), "invalid_request_error", "messages", "template_error"};
       prompts.push_back(std::move(*ids));
     } else {
       for (auto& p : g.prompts) {
@@ -231,10 +249,10 @@ void HttpServer::handle_generate(const httplib::Request& req, httplib::Response&
     for (auto& ids : g.prompt_ids) {
       for (int32_t id : ids)
         if (id >= V)
-          return fail(ApiError{400,
-                               "'prompt' holds token id " + std::to_string(id) +
-                                   ", outside the vocabulary (" + std::to_string(V) + " tokens).",
-                               "invalid_request_error", "prompt", "invalid_value"});
+          return ApiError{400,
+                          "'prompt' holds token id " + std::to_string(id) +
+                              ", outside the vocabulary (" + std::to_string(V) + " tokens).",
+                          "invalid_request_error", "prompt", "invalid_value"};
       prompts.push_back(ids);
       std::string t;
       if (tok)
@@ -246,82 +264,44 @@ void HttpServer::handle_generate(const httplib::Request& req, httplib::Response&
   // schema or grammar error is a plain 400.
   std::shared_ptr<grammar::GrammarRuntime> constraint;
   if (OutputConstraint oc = output_constraint(*m, g); oc.error) {
-    return fail(*oc.error);
+    return *oc.error;
   } else if (oc.spec) {
     if (!tok)
-      return fail(ApiError{400, "The model has no tokenizer, which structured output needs.",
-                           "invalid_request_error", g.constraint.param, ""});
+      return ApiError{400, "The model has no tokenizer, which structured output needs.",
+                      "invalid_request_error", g.constraint.param, ""};
     auto rt = grammar_cache(*m)->get(*oc.spec);
     if (!rt.is_ok()) {
       const std::string param = oc.param.empty() ? "response_format" : oc.param;
-      return fail(ApiError{400, "Invalid " + param + ": " + rt.message(), "invalid_request_error", param,
-                           "invalid_schema"});
+      return ApiError{400, "Invalid " + param + ": " + rt.message(), "invalid_request_error", param,
+                      "invalid_schema"};
     }
     constraint = *rt;
   }
   const char* pparam = chat ? "messages" : "prompt";
   for (auto& p : prompts) {
     if (p.empty())
-      return fail(
-          ApiError{400, "The prompt is empty.", "invalid_request_error", pparam, "invalid_value"});
+      return ApiError{400, "The prompt is empty.", "invalid_request_error", pparam, "invalid_value"};
     if (int64_t(p.size()) >= e.ctx_size)
-      return fail(ApiError{400,
-                           "This model's maximum context length is " + std::to_string(e.ctx_size) +
-                               " tokens, but the prompt has " + std::to_string(p.size()) +
-                               " tokens (at least one more is needed for the answer).",
-                           "invalid_request_error", pparam, "context_length_exceeded"});
+      return ApiError{400,
+                      "This model's maximum context length is " + std::to_string(e.ctx_size) +
+                          " tokens, but the prompt has " + std::to_string(p.size()) +
+                          " tokens (at least one more is needed for the answer).",
+                      "invalid_request_error", pparam, "context_length_exceeded"};
   }
 
-  const std::string id = random_id(chat ? "chatcmpl-" : "cmpl-");
+  gen.id = random_id(id_prefix);
   // Metering: the tenant's limits are checked and the open row written before anything runs.
-  auto meter = std::make_shared<Meter>();
-  const AuthCtx auth = current_auth();
-  if (auth.metered) {
-    if (!auth.models.empty() &&
-        std::find(auth.models.begin(), auth.models.end(), model_id) == auth.models.end())
-      return fail(ApiError{403, "This API key may not use the model '" + model_id + "'.",
-                           "permission_error", "model", "model_not_allowed"});
-    Admission ad;
-    ad.request_id = id, ad.tenant = auth.tenant, ad.key_id = auth.key_id, ad.model = model_id;
-    ad.instance = o_.instance;
-    ad.family = m->lic.family.empty() ? "none" : m->lic.family;
-    ad.started_ms = now_ms();
-    for (auto& p : prompts) {
-      const int64_t room = e.ctx_size - int64_t(p.size());
-      ad.prompt_tokens += int64_t(p.size());
-      ad.reserved_tokens +=
-          int64_t(p.size()) + g.n * (g.max_tokens ? std::min(*g.max_tokens, room) : room);
-    }
-    auto r = o_.ledger->admit(ad, month_start_ms(ad.started_ms));
-    if (!r.is_ok())
-      return fail(ApiError{503, "The ledger is unavailable: " + r.message(), "service_unavailable",
-                           "", "ledger_unavailable"});
-    set_ratelimit_headers(res, *r);
-    if (!r->ok) {
-      ApiError err{429, r->message,
-                   r->code == "insufficient_quota" ? "insufficient_quota" : "rate_limit_exceeded",
-                   "", r->code};
-      reply_error(res, err);
-      res.set_header("Retry-After", std::to_string(r->retry_after_s));
-      metrics_.count(route, 429);
-      log_request(req, 429,
-                  "refused tenant=" + auth.tenant + " reason=" + r->code + ": " + r->message);
-      return;
-    }
-    meter->ledger = o_.ledger;
-    meter->batcher = checkpoints();
-    meter->rec.request_id = id, meter->rec.tenant = auth.tenant, meter->rec.key_id = auth.key_id;
-    meter->rec.family = ad.family;
-    meter->rec.model = model_id, meter->rec.instance = o_.instance,
-    meter->rec.started_ms = ad.started_ms;
+  int64_t prompt_tokens = 0, reserved = 0;
+  for (auto& p : prompts) {
+    const int64_t room = e.ctx_size - int64_t(p.size());
+    prompt_tokens += int64_t(p.size());
+    reserved += int64_t(p.size()) + g.n * (g.max_tokens ? std::min(*g.max_tokens, room) : room);
   }
-  auto fail_metered = [&](const std::vector<Choice>& chs, const ApiError& err) {
-    (void)meter->settle(chs, g.n, "error");
-    fail(err);
-  };
+  if (auto err = admit_usage(*m, model_id, gen.id, prompt_tokens, reserved, res, *gen.meter))
+    return err;
 
   // One sequence per (prompt, choice).
-  std::vector<Choice> choices;
+  auto& choices = gen.choices;
   const uint64_t seed = g.seed ? uint64_t(*g.seed) : std::random_device{}() * 0x9E3779B97F4A7C15ull;
   for (size_t pi = 0; pi < prompts.size(); ++pi)
     for (int64_t c = 0; c < g.n; ++c) {
@@ -349,14 +329,42 @@ void HttpServer::handle_generate(const httplib::Request& req, httplib::Response&
       auto h = m->sched->submit(std::move(sr));
       if (!h) {
         for (auto& ch : choices) ch.h->cancel = true;
-        return fail_metered(
-            choices, ApiError{429,
-                              "The server is busy: " + std::to_string(m->sched->active()) +
-                                  " requests are queued or running (--max-queue). Retry shortly.",
-                              "rate_limit_exceeded", "", "queue_full"});
+        (void)gen.meter->settle(choices, g.n, "error");
+        return ApiError{429,
+                        "The server is busy: " + std::to_string(m->sched->active()) +
+                            " requests are queued or running (--max-queue). Retry shortly.",
+                        "rate_limit_exceeded", "", "queue_full"};
       }
       choices.push_back({h, pi, {}, {}, false, false, 0, tools});
     }
+  return std::nullopt;
+}
+
+void HttpServer::handle_generate(const httplib::Request& req, httplib::Response& res, bool chat) {
+  const std::string route = chat ? "/v1/chat/completions" : "/v1/completions";
+  const double t_arrival = steady_seconds();
+  auto fail = [&](const ApiError& e) {
+    reply_error(res, e);
+    metrics_.count(route, e.status);
+    log_request(req, e.status, e.message);
+  };
+  json body;
+  if (auto e = parse_json_body(req.body, &body)) return fail(*e);
+  Generation gen;
+  if (auto e = start_generation(req.body, body, chat, chat ? "chatcmpl-" : "cmpl-", res, gen))
+    return fail(*e);
+  const GenRequest& g = gen.g;
+  const std::string& id = gen.id;
+  const std::string& model_id = gen.model_id;
+  const Tokenizer* tok = gen.tok;
+  const auto& prompts = gen.prompts;
+  const auto& prompt_texts = gen.prompt_texts;
+  std::vector<Choice>& choices = gen.choices;
+  std::shared_ptr<Meter> meter = gen.meter;
+  auto fail_metered = [&](const std::vector<Choice>& chs, const ApiError& err) {
+    (void)meter->settle(chs, g.n, "error");
+    fail(err);
+  };
 
   const int64_t created = int64_t(std::time(nullptr));
   auto usage_of = [n = g.n](const std::vector<Choice>& chs) { return usage_json(chs, n); };

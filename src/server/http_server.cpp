@@ -74,7 +74,8 @@ HttpServer::~HttpServer() = default;
 
 void HttpServer::reply_error(httplib::Response& res, const ApiError& e) {
   res.status = e.status;
-  if (e.status == 429 || e.status == 503) res.set_header("Retry-After", "1");
+  if (e.status == 429 || e.status == 503)
+    res.set_header("Retry-After", std::to_string(e.retry_after_s > 0 ? e.retry_after_s : 1));
   res.set_content(dump(e.body()), "application/json");
 }
 
@@ -188,6 +189,8 @@ Status HttpServer::add_adapter(const std::string& id, const std::string& path, c
   m->sched = base->sched;
   m->chat = base->chat;
   m->has_chat = base->has_chat;
+  m->embedding = base->embedding;
+  m->embedding_only = base->embedding_only;
   m->parent = base->id;
   m->base = base;
   m->adapter = std::move(ad);
@@ -308,6 +311,18 @@ void HttpServer::routes() {
   });
   s.Post("/v1/completions", [this](const httplib::Request& req, httplib::Response& res) {
     handle_generate(req, res, false);
+  });
+  s.Post("/v1/embeddings", [this](const httplib::Request& req, httplib::Response& res) {
+    handle_embeddings(req, res);
+  });
+  s.Post("/v1/responses", [this](const httplib::Request& req, httplib::Response& res) {
+    handle_responses(req, res);
+  });
+  s.Get(R"(/v1/responses/([^/]+))", [this](const httplib::Request& req, httplib::Response& res) {
+    handle_response_get(req, res, false);
+  });
+  s.Delete(R"(/v1/responses/([^/]+))", [this](const httplib::Request& req, httplib::Response& res) {
+    handle_response_get(req, res, true);
   });
   s.Post("/tokenize", [this](const httplib::Request& req, httplib::Response& res) {
     handle_tokenize(req, res, false);

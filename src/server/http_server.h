@@ -24,6 +24,10 @@ struct Response;
 
 namespace corral {
 
+struct Meter;
+struct Generation;
+struct ResponseStore;
+
 struct ServedModel {
   std::string id;
   std::string path;
@@ -40,6 +44,8 @@ struct ServedModel {
   std::shared_ptr<const LoraAdapter> adapter;
   int32_t adapter_space = 0;                   // its prefix-cache blocks' own namespace
   std::atomic<bool> removed{false};            // DELETEd: no longer found (kept for running requests)
+  EmbeddingSpec embedding;      // /v1/embeddings: pooling, attention, normalisation
+  bool embedding_only = false;  // --embedding-only: generation routes refuse it
 };
 
 
@@ -104,6 +110,20 @@ class HttpServer {
   void log_request(const httplib::Request& req, int status, const std::string& extra);
   ServedModel* find_model(const std::string& id);
   void handle_generate(const httplib::Request& req, httplib::Response& res, bool chat);
+  void handle_embeddings(const httplib::Request& req, httplib::Response& res);
+  void handle_responses(const httplib::Request& req, httplib::Response& res);
+  void handle_response_get(const httplib::Request& req, httplib::Response& res, bool del);
+  // Shared by the generating routes (generation.h): the license terms for this caller, the
+  // ledger's admission (key's models, quotas; the Meter armed), and a chat or completion
+  // request validated, admitted and submitted.
+  std::optional<ApiError> license_check(ServedModel& m, const std::string& model_id,
+                                        httplib::Response& res);
+  std::optional<ApiError> admit_usage(ServedModel& m, const std::string& model_id,
+                                      const std::string& id, int64_t prompt_tokens,
+                                      int64_t reserved_tokens, httplib::Response& res, Meter& meter);
+  std::optional<ApiError> start_generation(const std::string& body_text, const nlohmann::json& body,
+                                           bool chat, const char* id_prefix, httplib::Response& res,
+                                           Generation& gen);
   void handle_models(const httplib::Request& req, httplib::Response& res);
   void handle_tokenize(const httplib::Request& req, httplib::Response& res, bool detok);
   void handle_usage(const httplib::Request& req, httplib::Response& res);
@@ -131,6 +151,7 @@ class HttpServer {
   std::shared_ptr<CheckpointBatcher> checkpoints_;  // with a ledger: streaming progress, group-committed
   std::shared_ptr<CheckpointBatcher> checkpoints() const { return checkpoints_; }
   std::shared_ptr<grammar::GrammarCache> grammar_cache(ServedModel& m);
+  std::shared_ptr<ResponseStore> responses_;  // /v1/responses kept for previous_response_id
   double tenants_checked_ = -1;
   bool tenants_ = false;
 };

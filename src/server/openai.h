@@ -25,6 +25,7 @@ struct ApiError {
   std::string type = "invalid_request_error";
   std::string param;  // empty: null
   std::string code;   // empty: null
+  int retry_after_s = 0;  // 429/503: the Retry-After header (0: 1 second)
   nlohmann::json body() const;
 };
 

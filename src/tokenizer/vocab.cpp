@@ -80,6 +80,7 @@ Expected<std::shared_ptr<Vocab>> vocab_from_metadata(const Metadata& meta, const
   id_key("unknown_token_id", &v->unk);
   id_key("padding_token_id", &v->pad);
   v->add_bos = meta.get_bool("tokenizer.ggml.add_bos_token").value_or(true);
+  v->add_eos = meta.get_bool("tokenizer.ggml.add_eos_token").value_or(false);
   v->add_space_prefix = meta.get_bool("tokenizer.ggml.add_space_prefix").value_or(true);
   v->chat_template = meta.get_str("tokenizer.chat_template").value_or("");
   v->chat_template_source = meta.get_str("corral.chat_template.source").value_or("");

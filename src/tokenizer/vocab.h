@@ -35,6 +35,7 @@ struct Vocab {
   bool ignore_merges = false;
   int32_t bos = -1, eos = -1, eot = -1, unk = -1, pad = -1;
   bool add_bos = true;
+  bool add_eos = false;  // EOS appended to encoded text (last-token embedding models ask for it)
   bool add_space_prefix = true;
   // SentencePiece: no token holds U+2581 after another character, so text can be encoded word
   // by word (split before each U+2581 that follows a non-U+2581) with the same result.

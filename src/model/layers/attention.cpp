@@ -81,7 +81,7 @@ void attention(Context& ctx, KvStore& kv, const AttnParams& p, const std::vector
   const DotFn dot = k.dot[uint32_t(DType::F32)];
   const AxpyFn axpy = k.axpy_f32;
   int64_t max_pos = 0;
-  for (auto& b : batch) max_pos = std::max<int64_t>(max_pos, b.pos + 1);
+  for (auto& b : batch) max_pos = std::max<int64_t>(max_pos, std::max(b.pos + 1, b.span));
   const int64_t max_tok =
       std::clamp<int64_t>(kScoreBudget / std::max<int64_t>(1, group * max_pos), 1, kMaxTokens);
   std::vector<TokenBlock> blocks;
@@ -115,8 +115,8 @@ void attention(Context& ctx, KvStore& kv, const AttnParams& p, const std::vector
       // Query j: token tb.t0 + j / group, head kvh * group + j % group; it sees [p0, p1).
       int64_t p0[kMaxTokens], p1[kMaxTokens], lo = INT64_MAX, hi = 0;
       for (int64_t i = 0; i < tb.n; ++i) {
-        const int64_t pos = batch[size_t(tb.t0 + i)].pos;
-        p1[i] = pos + 1;
+        const int64_t pos = batch[size_t(tb.t0 + i)].pos, span = batch[size_t(tb.t0 + i)].span;
+        p1[i] = span > 0 ? span : pos + 1;
         p0[i] = p.chunk > 0 ? (pos / p.chunk) * p.chunk : 0;
         lo = std::min(lo, p0[i]);
         hi = std::max(hi, p1[i]);

@@ -1,0 +1,264 @@
+// POST /v1/embeddings: inputs validated and encoded (EOS appended where the model asks), the
+// request admitted to the ledger at the input rate, one embedding sequence per input through the
+// model's scheduler (batched with everything else, each result independent of the batch), then
+// pooled vectors truncated to `dimensions` and normalised, as floats or base64.
+#include <httplib.h>
+#include <sodium.h>
+
+#include <cstring>
+
+#include "engine/embed.h"
+#include "server/generation.h"
+#include "server/http_server.h"
+
+namespace corral {
+
+using json = nlohmann::json;
+
+namespace {
+
+struct EmbedRequest {
+  std::string model;
+  std::vector<std::string> texts;            // input as text ...
+  std::vector<std::vector<int32_t>> ids;     // ... or as token ids
+  bool base64 = false;
+  int64_t dimensions = 0;                    // 0: the model's width
+  int64_t truncate = 0;                      // truncate_prompt_tokens (0: none; -1: the context)
+};
+
+std::optional<ApiError> bad(const std::string& msg, const std::string& param,
+                            const std::string& code = "invalid_value") {
+  return ApiError{400, msg, "invalid_request_error", param, code};
+}
+
+std::optional<ApiError> parse_embed_request(const json& b, EmbedRequest* r) {
+  if (b.contains("model") && !b["model"].is_null()) {
+    if (!b["model"].is_string()) return bad("'model' must be a string.", "model", "invalid_type");
+    r->model = b["model"];
+  }
+  if (!b.contains("input")) return bad("'input' is required.", "input", "missing_required_parameter");
+  const json& in = b["input"];
+  auto ids_of = [&](const json& a, const std::string& where, std::vector<int32_t>* out)
+      -> std::optional<ApiError> {
+    for (size_t k = 0; k < a.size(); ++k) {
+      if (!a[k].is_number_integer() || a[k].get<int64_t>() < 0 || a[k].get<int64_t>() > INT32_MAX)
+        return bad("'" + where + "[" + std::to_string(k) + "]' must be a token id (an integer >= 0).",
+                   "input", "invalid_type");
+      out->push_back(a[k].get<int32_t>());
+    }
+    if (out->empty()) return bad("'" + where + "' is an empty list of tokens.", "input");
+    return std::nullopt;
+  };
+  if (in.is_string()) {
+    r->texts.push_back(in);
+  } else if (in.is_array() && !in.empty()) {
+    if (in[0].is_number_integer()) {
+      r->ids.emplace_back();
+      if (auto e = ids_of(in, "input", &r->ids.back())) return e;
+    } else {
+      for (size_t i = 0; i < in.size(); ++i) {
+        const std::string where = "input[" + std::to_string(i) + "]";
+        if (in[i].is_string() && r->ids.empty()) {
+          r->texts.push_back(in[i]);
+        } else if (in[i].is_array() && r->texts.empty()) {
+          r->ids.emplace_back();
+          if (auto e = ids_of(in[i], where, &r->ids.back())) return e;
+        } else {
+          return bad("'" + where +
+                         "' must be of the same kind as the others: 'input' is a string, a list "
+                         "of strings, a list of token ids or a list of lists of token ids.",
+                     "input", "invalid_type");
+        }
+      }
+    }
+  } else {
+    return bad("'input' must be a non-empty string, list of strings, list of token ids or list of "
+               "lists of token ids.",
+               "input", "invalid_type");
+  }
+  for (size_t i = 0; i < r->texts.size(); ++i)
+    if (r->texts[i].empty())
+      return bad(r->texts.size() == 1 && in.is_string()
+                     ? std::string("'input' is an empty string.")
+                     : "'input[" + std::to_string(i) + "]' is an empty string.",
+                 "input");
+  if (b.contains("encoding_format") && !b["encoding_format"].is_null()) {
+    const json& f = b["encoding_format"];
+    if (!f.is_string() || (f != "float" && f != "base64"))
+      return bad("'encoding_format' must be 'float' or 'base64'.", "encoding_format");
+    r->base64 = f == "base64";
+  }
+  if (b.contains("dimensions") && !b["dimensions"].is_null()) {
+    if (!b["dimensions"].is_number_integer() || b["dimensions"].get<int64_t>() < 1)
+      return bad("'dimensions' must be an integer of at least 1.", "dimensions");
+    r->dimensions = b["dimensions"];
+  }
+  if (b.contains("user") && !b["user"].is_null() && !b["user"].is_string())
+    return bad("'user' must be a string.", "user", "invalid_type");
+  if (b.contains("truncate_prompt_tokens") && !b["truncate_prompt_tokens"].is_null()) {
+    const json& t = b["truncate_prompt_tokens"];
+    if (!t.is_number_integer() || (t.get<int64_t>() < 1 && t.get<int64_t>() != -1))
+      return bad("'truncate_prompt_tokens' must be an integer of at least 1 (or -1: the context).",
+                 "truncate_prompt_tokens");
+    r->truncate = t;
+  }
+  return std::nullopt;
+}
+
+std::string base64_of(const std::vector<float>& v) {
+  std::string bytes(v.size() * 4, '\0');
+  for (size_t i = 0; i < v.size(); ++i) {  // little-endian f32, as OpenAI sends them
+    uint32_t u;
+    std::memcpy(&u, &v[i], 4);
+    for (int k = 0; k < 4; ++k) bytes[i * 4 + size_t(k)] = char((u >> (8 * k)) & 0xff);
+  }
+  std::string out(sodium_base64_ENCODED_LEN(bytes.size(), sodium_base64_VARIANT_ORIGINAL), '\0');
+  sodium_bin2base64(out.data(), out.size(), reinterpret_cast<const unsigned char*>(bytes.data()),
+                    bytes.size(), sodium_base64_VARIANT_ORIGINAL);
+  out.resize(std::strlen(out.c_str()));
+  return out;
+}
+
+}  // namespace
+
+void HttpServer::handle_embeddings(const httplib::Request& req, httplib::Response& res) {
+  const std::string route = "/v1/embeddings";
+  const double t_arrival = steady_seconds();
+  auto fail = [&](const ApiError& e) {
+    reply_error(res, e);
+    metrics_.count(route, e.status);
+    log_request(req, e.status, e.message);
+  };
+  json body;
+  if (auto e = parse_json_body(req.body, &body)) return fail(*e);
+  EmbedRequest r;
+  if (auto e = parse_embed_request(body, &r)) return fail(*e);
+  ServedModel* m = find_model(r.model);
+  if (!m)
+    return fail(ApiError{404, "The model '" + r.model + "' does not exist.",
+                         "invalid_request_error", "model", "model_not_found"});
+  const std::string model_id = r.model.empty() ? m->id : r.model;
+  if (auto e = license_check(*m, model_id, res)) return fail(*e);
+  Engine& e = *m->engine;
+  const int64_t V = e.model->hp.n_vocab, E = e.model->hp.n_embd;
+  if (r.dimensions > E)
+    return fail(*bad("'dimensions' is " + std::to_string(r.dimensions) + ", more than this model's " +
+                         std::to_string(E) + ".",
+                     "dimensions"));
+  std::vector<std::vector<int32_t>> inputs;
+  if (!r.texts.empty()) {
+    if (!e.tok)
+      return fail(*bad("The model has no tokenizer; send 'input' as token ids.", "input"));
+    const Vocab& v = e.tok->vocab();
+    for (auto& t : r.texts) {
+      EncodeOptions eo;
+      eo.add_bos = v.add_bos;
+      auto ids = e.tok->encode(t, eo);
+      // Last-token models are trained with EOS closing the input (its state is the embedding).
+      if (v.add_eos && v.eos >= 0 && (ids.empty() || ids.back() != v.eos)) ids.push_back(v.eos);
+      inputs.push_back(std::move(ids));
+    }
+  } else {
+    for (size_t i = 0; i < r.ids.size(); ++i)
+      for (size_t k = 0; k < r.ids[i].size(); ++k)
+        if (r.ids[i][k] >= V)
+          return fail(*bad("'input" + (r.ids.size() > 1 || body["input"][0].is_array()
+                                           ? "[" + std::to_string(i) + "]"
+                                           : std::string()) +
+                               "[" + std::to_string(k) + "]' is token id " +
+                               std::to_string(r.ids[i][k]) + ", outside the vocabulary (" +
+                               std::to_string(V) + " tokens).",
+                           "input"));
+    inputs = r.ids;
+  }
+  const int64_t keep = r.truncate == -1 ? e.ctx_size : r.truncate;
+  if (keep > e.ctx_size)
+    return fail(*bad("'truncate_prompt_tokens' is " + std::to_string(keep) +
+                         ", more than this model's maximum context length of " +
+                         std::to_string(e.ctx_size) + " tokens.",
+                     "truncate_prompt_tokens"));
+  int64_t total = 0;
+  for (size_t i = 0; i < inputs.size(); ++i) {
+    auto& in = inputs[i];
+    if (keep > 0 && int64_t(in.size()) > keep) in.erase(in.begin(), in.end() - keep);  // the last k
+    if (int64_t(in.size()) > e.ctx_size)
+      return fail(ApiError{400,
+                           "Input " + std::to_string(i) + " has " + std::to_string(in.size()) +
+                               " tokens, more than this model's maximum context length of " +
+                               std::to_string(e.ctx_size) +
+                               " tokens; shorten it or set 'truncate_prompt_tokens'.",
+                           "invalid_request_error", "input", "context_length_exceeded"});
+    total += int64_t(in.size());
+  }
+
+  Generation gen;
+  gen.m = m, gen.model_id = model_id, gen.id = random_id("embd-");
+  if (auto err = admit_usage(*m, model_id, gen.id, total, total, res, *gen.meter))
+    return fail(*err);
+  for (size_t i = 0; i < inputs.size(); ++i) {
+    SeqRequest sr;
+    sr.prompt = inputs[i];
+    sr.max_tokens = 0;
+    sr.embed = true;
+    sr.embedding = m->embedding;
+    sr.adapter = m->adapter;
+    sr.adapter_space = m->adapter_space;
+    auto h = m->sched->submit(std::move(sr));
+    if (!h) {
+      for (auto& ch : gen.choices) ch.h->cancel = true;
+      (void)gen.meter->settle(gen.choices, 1, "error");
+      return fail(ApiError{429,
+                           "The server is busy: " + std::to_string(m->sched->active()) +
+                               " requests are queued or running (--max-queue). Retry shortly.",
+                           "rate_limit_exceeded", "", "queue_full"});
+    }
+    gen.choices.push_back({h, i, {}, {}, false, false, 0, nullptr});
+  }
+  for (auto& ch : gen.choices) {
+    std::unique_lock<std::mutex> lk(ch.h->mu);
+    ch.h->cv.wait(lk, [&] { return ch.h->done; });
+  }
+  json data = json::array();
+  for (size_t i = 0; i < gen.choices.size(); ++i) {
+    SeqHandle& h = *gen.choices[i].h;
+    if (h.finish != "stop" || h.embedding.empty()) {
+      (void)gen.meter->settle(gen.choices, 1, "error");
+      return fail(ApiError{500,
+                           "Embedding failed: " + (h.error.empty() ? h.finish : h.error),
+                           "server_error", "", "internal_error"});
+    }
+    std::vector<float> v = h.embedding;
+    finalize_embedding(v, r.dimensions, m->embedding.normalize);
+    json item = {{"object", "embedding"}, {"index", i}};
+    if (r.base64)
+      item["embedding"] = base64_of(v);
+    else
+      item["embedding"] = v;
+    data.push_back(std::move(item));
+  }
+  json out = {{"object", "list"},
+              {"data", std::move(data)},
+              {"model", model_id},
+              {"usage", {{"prompt_tokens", total}, {"total_tokens", total}}}};
+  // Settled once the whole body is written (a kill -9 before leaves the admitted row, billed in
+  // full as interrupted; a client gone midway is recorded as cancelled).
+  auto text = std::make_shared<std::string>(dump(out));
+  auto chs = std::make_shared<std::vector<Choice>>(gen.choices);
+  auto meter = gen.meter;
+  res.set_content_provider(
+      text->size(), "application/json",
+      [text, meter, chs](size_t off, size_t len, httplib::DataSink& sink) {
+        const size_t end = std::min(text->size(), off + len);
+        if (!sink.write(text->data() + off, end - off)) return false;
+        if (end == text->size()) (void)meter->settle(*chs, 1, "completed");
+        return true;
+      },
+      [meter, chs](bool) { (void)meter->settle(*chs, 1, "cancelled"); });
+  metrics_.count(route, 200);
+  char buf[160];
+  std::snprintf(buf, sizeof buf, "model=%s embeddings=%zu prompt=%lld time=%.3fs", model_id.c_str(),
+                inputs.size(), (long long)total, steady_seconds() - t_arrival);
+  log_request(req, 200, buf);
+}
+
+}  // namespace corral
