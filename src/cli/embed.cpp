@@ -91,14 +91,9 @@ Status run_embed(EmbedArgs& a) {
     return make_error("--dimensions: must be 1.." + std::to_string(E));
   if (!texts.empty()) {
     if (!e->tok) return make_error(a.ef.opts.model_path + ": the model has no tokenizer; use --ids");
-    const Vocab& v = e->tok->vocab();
     for (auto& t : texts) {
       if (t.empty()) return make_error("embed: input " + std::to_string(ids.size()) + " is empty");
-      EncodeOptions eo;
-      eo.add_bos = v.add_bos;
-      auto x = e->tok->encode(t, eo);
-      if (v.add_eos && v.eos >= 0 && (x.empty() || x.back() != v.eos)) x.push_back(v.eos);
-      ids.push_back(std::move(x));
+      ids.push_back(encode_for_embedding(*e->tok, t));
     }
   }
   for (size_t i = 0; i < ids.size(); ++i) {

@@ -4,6 +4,15 @@
 
 namespace corral {
 
+std::vector<int32_t> encode_for_embedding(const Tokenizer& tok, const std::string& text) {
+  const Vocab& v = tok.vocab();
+  EncodeOptions eo;
+  eo.add_bos = v.add_bos;
+  std::vector<int32_t> ids = tok.encode(text, eo);
+  if (v.add_eos && v.eos >= 0 && (ids.empty() || ids.back() != v.eos)) ids.push_back(v.eos);
+  return ids;
+}
+
 Expected<Pooling> parse_pooling(const std::string& s) {
   if (s == "last") return Pooling::kLast;
   if (s == "mean") return Pooling::kMean;

@@ -9,6 +9,7 @@
 
 #include "core/status.h"
 #include "format/metadata.h"
+#include "tokenizer/tokenizer.h"
 
 namespace corral {
 
@@ -19,6 +20,11 @@ struct EmbeddingSpec {
   bool causal = true;     // false: every token of an input attends to all of it
   bool normalize = true;  // L2-normalised output
 };
+
+// A text input's ids: BOS where the vocabulary adds one, and EOS appended where it asks
+// (tokenizer.ggml.add_eos_token; tokenizer_config.json add_eos_token): last-token models are
+// trained with the EOS state as the embedding, and without it their vectors are wrong.
+std::vector<int32_t> encode_for_embedding(const Tokenizer& tok, const std::string& text);
 
 // "last" | "mean" | "cls".
 Expected<Pooling> parse_pooling(const std::string& s);

@@ -149,15 +149,7 @@ void HttpServer::handle_embeddings(const httplib::Request& req, httplib::Respons
   if (!r.texts.empty()) {
     if (!e.tok)
       return fail(*bad("The model has no tokenizer; send 'input' as token ids.", "input"));
-    const Vocab& v = e.tok->vocab();
-    for (auto& t : r.texts) {
-      EncodeOptions eo;
-      eo.add_bos = v.add_bos;
-      auto ids = e.tok->encode(t, eo);
-      // Last-token models are trained with EOS closing the input (its state is the embedding).
-      if (v.add_eos && v.eos >= 0 && (ids.empty() || ids.back() != v.eos)) ids.push_back(v.eos);
-      inputs.push_back(std::move(ids));
-    }
+    for (auto& t : r.texts) inputs.push_back(encode_for_embedding(*e.tok, t));
   } else {
     for (size_t i = 0; i < r.ids.size(); ++i)
       for (size_t k = 0; k < r.ids[i].size(); ++k)

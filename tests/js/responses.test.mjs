@@ -179,6 +179,17 @@ test('embeddings through the client: its base64 default decodes to the floats', 
   assert.deepEqual(e.usage, f.usage);
   const d = await A.embeddings.create({ model: 'tiny', input: 'first text', dimensions: 8, encoding_format: 'float' });
   assert.equal(d.data[0].embedding.length, 8);
+  // In the same batches as generation (streams decoding while the inputs run): bitwise the same.
+  const streams = [0, 1, 2].map(() => A.chat.completions.create({ model: 'tiny', messages: [{ role: 'user', content: LONG }], max_tokens: 40, ignore_eos: true, stream: true }));
+  const its = await Promise.all(streams);
+  const iters = its.map((it) => it[Symbol.asyncIterator]());
+  for (let k = 0; k < 2; ++k) {  // the role chunk, then a token: they are decoding now
+    const got = await Promise.all(iters.map((x) => x.next()));
+    assert.ok(got.every((x) => !x.done));
+  }
+  const during = await A.embeddings.create({ model: 'tiny', input: ['first text', 'a second, longer text to embed'], encoding_format: 'float' });
+  assert.deepEqual(during.data.map((x) => x.embedding), f.data.map((x) => x.embedding));
+  for (const it of its) it.controller.abort();
 });
 
 test('both routes are metered in the ledger and limited by quotas', async () => {

@@ -11,13 +11,15 @@ import { BIN } from './server.mjs';
 const here = dirname(new URL(import.meta.url).pathname);
 const README = resolve(here, '../../README.md');
 
-test('README walk-through runs as written', () => {
+// A README block between <!-- NAME:start --> and <!-- NAME:end -->, run with bash in a fresh
+// folder (its port swapped for a free one); returns the output and the port.
+function runBlock(name, readmePort) {
   const md = readFileSync(README, 'utf8');
-  const block = md.split('<!-- walkthrough:start -->')[1]?.split('<!-- walkthrough:end -->')[0];
-  assert.ok(block, 'the README has the walk-through block');
+  const block = md.split(`<!-- ${name}:start -->`)[1]?.split(`<!-- ${name}:end -->`)[0];
+  assert.ok(block, `the README has the ${name} block`);
   let script = block.replace(/^\s*```sh\n/, '').replace(/```\s*$/, '');
   const port = String(21000 + Math.floor(Math.random() * 20000));
-  script = script.replaceAll('8090', port);
+  script = script.replaceAll(readmePort, port);
   const dir = mkdtempSync(join(tmpdir(), 'corral-walk-'));
   mkdirSync(join(dir, 'bin'));
   symlinkSync(resolve(BIN), join(dir, 'bin', 'corral'));
@@ -28,7 +30,12 @@ test('README walk-through runs as written', () => {
     env: { ...process.env, PATH: `${join(dir, 'bin')}:${process.env.PATH}`, CORRAL_LEDGER: '' },
   });
   assert.equal(r.status === 0 || r.status === 143 ? 0 : r.status, 0, `exit ${r.status}\n${r.stdout}\n${r.stderr}`);
-  const out = r.stdout;
+  assert.equal(spawnSync('curl', ['-sf', `http://127.0.0.1:${port}/health`]).status !== 0, true, 'the server is stopped');
+  return { out: r.stdout, dir };
+}
+
+test('README walk-through runs as written', () => {
+  const { out, dir } = runBlock('walkthrough', '8090');
   assert.match(out, /"object":"chat\.completion"/, out);
   assert.match(out, /Llama-3\.1-demo \{/, 'the openai client got an answer');
   const overall = out.split('\n').find((l) => l.startsWith('overall_total,'));
@@ -38,5 +45,26 @@ test('README walk-through runs as written', () => {
   assert.ok(Number(f[11]) > 0, 'a non-zero amount');
   assert.equal(f[14], 'USD');
   assert.ok(existsSync(join(dir, 'statement.pdf')));
-  assert.equal(spawnSync('curl', ['-sf', `http://127.0.0.1:${port}/health`]).status !== 0, true, 'the server is stopped');
+});
+
+test("README's embeddings and Responses API examples run as written", () => {
+  const { out } = runBlock('api-examples', '8091');
+  const lines = out.split('\n');
+  // corral embed: two arrays of 4 values, each of norm 1.
+  const arrays = lines.filter((l) => l.startsWith('[')).map((l) => JSON.parse(l));
+  assert.equal(arrays.length, 2, out);
+  for (const a of arrays) {
+    assert.equal(a.length, 4);
+    assert.ok(Math.abs(Math.hypot(...a) - 1) < 1e-5);
+  }
+  const emb = JSON.parse(lines.find((l) => l.includes('"object":"list"')));
+  assert.equal(emb.data.length, 2);
+  assert.equal(emb.data[1].embedding.length, 4);
+  const resp = JSON.parse(lines.find((l) => l.includes('"object":"response"')));
+  assert.equal(resp.output[0].type, 'message');
+  assert.equal(resp.instructions, 'Be brief.');
+  assert.match(out, /embedding of \d+ values/);
+  const m = out.match(/cached (\d+) of (\d+)/);
+  assert.ok(m, out);
+  assert.ok(Number(m[1]) >= 16, `the follow-up hit the prefix cache: ${m[0]}`);
 });
