@@ -6,7 +6,7 @@ src=$1 out=$2 fixtures=$3 secs=${4:-20}
 mkdir -p "$out"
 flags="-std=c++20 -O1 -g -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -I$src/src"
 lib_sources=$(ls "$src"/src/core/*.cpp "$src"/src/format/*.cpp "$src"/src/tokenizer/*.cpp "$src"/src/template/*.cpp \
-  "$src"/src/grammar/*.cpp "$src"/src/server/openai.cpp)
+  "$src"/src/grammar/*.cpp "$src"/src/server/openai.cpp "$src"/src/server/api_requests.cpp)
 # Build the library objects once, in parallel.
 objs=()
 for f in $lib_sources; do
@@ -36,6 +36,8 @@ run safetensors_fuzz "$(corpus safetensors_fuzz st "$fixtures/hf/llama2_mha_f32/
 run lora_fuzz "$(corpus lora_fuzz lora "$out"/../llamacpp/lora.gguf)"
 run tokenizer_files_fuzz "$(corpus tokenizer_files_fuzz tok "$fixtures/llama2c/tok512.bin" "$fixtures/tokenizers/llama2/tokenizer.model")"
 run openai_request_fuzz "$(corpus openai_request_fuzz openai)"
+# /v1/embeddings and /v1/responses bodies (the latter through to the chat request it becomes).
+run api_requests_fuzz "$(corpus api_requests_fuzz api)"
 # Chat templates: the feature templates, the tests' real ones and every jinja file found there.
 run jinja_fuzz "$(corpus jinja_fuzz jinja "$src"/tests/template/features/*.jinja "$out"/../template-sources/*.jinja)"
 run tool_calls_fuzz "$(corpus tool_calls_fuzz tools "$src"/tests/template/outputs/*.txt)"

@@ -38,7 +38,8 @@ std::unique_ptr<Tokenizer> llama3_with_config(const std::string& name, const std
 
 TEST(Embed, EosAppendedOnlyWhenTheTokenizerAsks) {
   auto with = llama3_with_config(
-      "emb_eos", R"({"bos_token": "<|begin_of_text|>", "eos_token": "<|end_of_text|>", "add_eos_token": true})");
+      "emb_eos",
+      R"({"bos_token": "<|begin_of_text|>", "eos_token": "<|end_of_text|>", "add_eos_token": true})");
   auto without = llama3_with_config(
       "emb_noeos", R"({"bos_token": "<|begin_of_text|>", "eos_token": "<|end_of_text|>"})");
   const auto a = encode_for_embedding(*with, "Hello world");

@@ -1,12 +1,13 @@
 // corral embed -m MODEL (--text TEXT | --ids 1,2,3 | --file INPUTS.jsonl) [--pooling P]
 // [--attention A] [--no-normalize] [--dimensions N] [--json]: embeddings through the same
 // scheduler as `corral serve`, so they are bitwise what /v1/embeddings returns.
+#include "engine/embed.h"
+
 #include <cstdio>
 #include <fstream>
 #include <nlohmann/json.hpp>
 
 #include "cli/engine_flags.h"
-#include "engine/embed.h"
 #include "engine/scheduler.h"
 
 namespace corral::cli {
@@ -37,15 +38,19 @@ Status read_inputs(const std::string& path, std::vector<std::string>* texts,
     json j = json::parse(line, nullptr, false);
     if (j.is_discarded()) return make_error(where + ": not valid JSON");
     if (j.is_object()) {
-      if (j.contains("text")) j = j["text"];
-      else if (j.contains("ids")) j = j["ids"];
-      else return make_error(where + ": an object needs \"text\" or \"ids\"");
+      if (j.contains("text"))
+        j = j["text"];
+      else if (j.contains("ids"))
+        j = j["ids"];
+      else
+        return make_error(where + ": an object needs \"text\" or \"ids\"");
     }
     if (j.is_string()) {
       if (!ids->empty()) return make_error(where + ": text after token-id inputs (use one kind)");
       texts->push_back(j);
     } else if (j.is_array() && !j.empty()) {
-      if (!texts->empty()) return make_error(where + ": token ids after text inputs (use one kind)");
+      if (!texts->empty())
+        return make_error(where + ": token ids after text inputs (use one kind)");
       std::vector<int32_t> v;
       for (auto& x : j) {
         if (!x.is_number_integer() || x.get<int64_t>() < 0 || x.get<int64_t>() > INT32_MAX)
@@ -90,7 +95,8 @@ Status run_embed(EmbedArgs& a) {
   if (a.dimensions < 0 || a.dimensions > E)
     return make_error("--dimensions: must be 1.." + std::to_string(E));
   if (!texts.empty()) {
-    if (!e->tok) return make_error(a.ef.opts.model_path + ": the model has no tokenizer; use --ids");
+    if (!e->tok)
+      return make_error(a.ef.opts.model_path + ": the model has no tokenizer; use --ids");
     for (auto& t : texts) {
       if (t.empty()) return make_error("embed: input " + std::to_string(ids.size()) + " is empty");
       ids.push_back(encode_for_embedding(*e->tok, t));
@@ -128,7 +134,8 @@ Status run_embed(EmbedArgs& a) {
       h.cv.wait(lk, [&] { return h.done; });
     }
     if (h.finish != "stop" || h.embedding.empty())
-      return make_error("input " + std::to_string(i) + ": " + (h.error.empty() ? h.finish : h.error));
+      return make_error("input " + std::to_string(i) + ": " +
+                        (h.error.empty() ? h.finish : h.error));
     std::vector<float> v = h.embedding;
     finalize_embedding(v, a.dimensions, spec.normalize);
     if (a.as_json)
@@ -137,13 +144,14 @@ Status run_embed(EmbedArgs& a) {
       std::printf("%s\n", json(v).dump().c_str());
   }
   if (a.as_json)
-    std::printf("%s\n", json{{"data", data}, {"usage", {{"prompt_tokens", total}, {"total_tokens", total}}}}
-                            .dump()
-                            .c_str());
+    std::printf("%s\n",
+                json{{"data", data}, {"usage", {{"prompt_tokens", total}, {"total_tokens", total}}}}
+                    .dump()
+                    .c_str());
   std::fprintf(stderr, "%zu embeddings of %lld values (pooling %s, %s attention%s), %lld tokens\n",
-               hs.size(), (long long)(a.dimensions > 0 ? a.dimensions : E), pooling_name(spec.pooling),
-               spec.causal ? "causal" : "bidirectional", spec.normalize ? ", L2-normalised" : "",
-               (long long)total);
+               hs.size(), (long long)(a.dimensions > 0 ? a.dimensions : E),
+               pooling_name(spec.pooling), spec.causal ? "causal" : "bidirectional",
+               spec.normalize ? ", L2-normalised" : "", (long long)total);
   return Status::ok();
 }
 
@@ -156,9 +164,11 @@ Action add_embed(CLI::App& app) {
   add_lora_flag(sub, a->ef);
   sub->add_option("--text", a->texts, "an input text (repeatable)");
   sub->add_option("--ids", a->ids, "an input as token ids: 1,2,3 (repeatable)");
-  sub->add_option("--file", a->file, "inputs, one per line (JSONL: a string, a list of ids, or {\"text\"|\"ids\"})");
+  sub->add_option("--file", a->file,
+                  "inputs, one per line (JSONL: a string, a list of ids, or {\"text\"|\"ids\"})");
   sub->add_option("--pooling", a->pooling, "last, mean or cls (default: the model's, else last)");
-  sub->add_option("--attention", a->attention, "causal or bidirectional (default: the model's, else causal)");
+  sub->add_option("--attention", a->attention,
+                  "causal or bidirectional (default: the model's, else causal)");
   sub->add_flag("--no-normalize", a->no_normalize, "do not L2-normalise");
   sub->add_option("--dimensions", a->dimensions, "keep the first N values (then normalised)");
   sub->add_flag("--json", a->as_json, "print {\"data\": [{\"index\", \"embedding\"}], \"usage\"}");

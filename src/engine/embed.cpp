@@ -22,9 +22,12 @@ Expected<Pooling> parse_pooling(const std::string& s) {
 
 const char* pooling_name(Pooling p) {
   switch (p) {
-    case Pooling::kMean: return "mean";
-    case Pooling::kCls: return "cls";
-    case Pooling::kLast: break;
+    case Pooling::kMean:
+      return "mean";
+    case Pooling::kCls:
+      return "cls";
+    case Pooling::kLast:
+      break;
   }
   return "last";
 }
@@ -35,9 +38,15 @@ Expected<EmbeddingSpec> embedding_spec_from_metadata(const Metadata& meta) {
   if (auto t = meta.get_int(key)) {
     switch (*t) {
       case 0:  // none: a generative model; its last token sees the whole input
-      case 3: s.pooling = Pooling::kLast; break;
-      case 1: s.pooling = Pooling::kMean; break;
-      case 2: s.pooling = Pooling::kCls; break;
+      case 3:
+        s.pooling = Pooling::kLast;
+        break;
+      case 1:
+        s.pooling = Pooling::kMean;
+        break;
+      case 2:
+        s.pooling = Pooling::kCls;
+        break;
       default:
         return make_error(key + " = " + std::to_string(*t) +
                           ": only 1 (mean), 2 (cls) and 3 (last) are supported");

@@ -8,6 +8,7 @@
 #include <cstring>
 
 #include "engine/embed.h"
+#include "server/api_requests.h"
 #include "server/generation.h"
 #include "server/http_server.h"
 
@@ -17,92 +18,9 @@ using json = nlohmann::json;
 
 namespace {
 
-struct EmbedRequest {
-  std::string model;
-  std::vector<std::string> texts;            // input as text ...
-  std::vector<std::vector<int32_t>> ids;     // ... or as token ids
-  bool base64 = false;
-  int64_t dimensions = 0;                    // 0: the model's width
-  int64_t truncate = 0;                      // truncate_prompt_tokens (0: none; -1: the context)
-};
-
 std::optional<ApiError> bad(const std::string& msg, const std::string& param,
                             const std::string& code = "invalid_value") {
   return ApiError{400, msg, "invalid_request_error", param, code};
-}
-
-std::optional<ApiError> parse_embed_request(const json& b, EmbedRequest* r) {
-  if (b.contains("model") && !b["model"].is_null()) {
-    if (!b["model"].is_string()) return bad("'model' must be a string.", "model", "invalid_type");
-    r->model = b["model"];
-  }
-  if (!b.contains("input")) return bad("'input' is required.", "input", "missing_required_parameter");
-  const json& in = b["input"];
-  auto ids_of = [&](const json& a, const std::string& where, std::vector<int32_t>* out)
-      -> std::optional<ApiError> {
-    for (size_t k = 0; k < a.size(); ++k) {
-      if (!a[k].is_number_integer() || a[k].get<int64_t>() < 0 || a[k].get<int64_t>() > INT32_MAX)
-        return bad("'" + where + "[" + std::to_string(k) + "]' must be a token id (an integer >= 0).",
-                   "input", "invalid_type");
-      out->push_back(a[k].get<int32_t>());
-    }
-    if (out->empty()) return bad("'" + where + "' is an empty list of tokens.", "input");
-    return std::nullopt;
-  };
-  if (in.is_string()) {
-    r->texts.push_back(in);
-  } else if (in.is_array() && !in.empty()) {
-    if (in[0].is_number_integer()) {
-      r->ids.emplace_back();
-      if (auto e = ids_of(in, "input", &r->ids.back())) return e;
-    } else {
-      for (size_t i = 0; i < in.size(); ++i) {
-        const std::string where = "input[" + std::to_string(i) + "]";
-        if (in[i].is_string() && r->ids.empty()) {
-          r->texts.push_back(in[i]);
-        } else if (in[i].is_array() && r->texts.empty()) {
-          r->ids.emplace_back();
-          if (auto e = ids_of(in[i], where, &r->ids.back())) return e;
-        } else {
-          return bad("'" + where +
-                         "' must be of the same kind as the others: 'input' is a string, a list "
-                         "of strings, a list of token ids or a list of lists of token ids.",
-                     "input", "invalid_type");
-        }
-      }
-    }
-  } else {
-    return bad("'input' must be a non-empty string, list of strings, list of token ids or list of "
-               "lists of token ids.",
-               "input", "invalid_type");
-  }
-  for (size_t i = 0; i < r->texts.size(); ++i)
-    if (r->texts[i].empty())
-      return bad(r->texts.size() == 1 && in.is_string()
-                     ? std::string("'input' is an empty string.")
-                     : "'input[" + std::to_string(i) + "]' is an empty string.",
-                 "input");
-  if (b.contains("encoding_format") && !b["encoding_format"].is_null()) {
-    const json& f = b["encoding_format"];
-    if (!f.is_string() || (f != "float" && f != "base64"))
-      return bad("'encoding_format' must be 'float' or 'base64'.", "encoding_format");
-    r->base64 = f == "base64";
-  }
-  if (b.contains("dimensions") && !b["dimensions"].is_null()) {
-    if (!b["dimensions"].is_number_integer() || b["dimensions"].get<int64_t>() < 1)
-      return bad("'dimensions' must be an integer of at least 1.", "dimensions");
-    r->dimensions = b["dimensions"];
-  }
-  if (b.contains("user") && !b["user"].is_null() && !b["user"].is_string())
-    return bad("'user' must be a string.", "user", "invalid_type");
-  if (b.contains("truncate_prompt_tokens") && !b["truncate_prompt_tokens"].is_null()) {
-    const json& t = b["truncate_prompt_tokens"];
-    if (!t.is_number_integer() || (t.get<int64_t>() < 1 && t.get<int64_t>() != -1))
-      return bad("'truncate_prompt_tokens' must be an integer of at least 1 (or -1: the context).",
-                 "truncate_prompt_tokens");
-    r->truncate = t;
-  }
-  return std::nullopt;
 }
 
 std::string base64_of(const std::vector<float>& v) {
@@ -142,8 +60,8 @@ void HttpServer::handle_embeddings(const httplib::Request& req, httplib::Respons
   Engine& e = *m->engine;
   const int64_t V = e.model->hp.n_vocab, E = e.model->hp.n_embd;
   if (r.dimensions > E)
-    return fail(*bad("'dimensions' is " + std::to_string(r.dimensions) + ", more than this model's " +
-                         std::to_string(E) + ".",
+    return fail(*bad("'dimensions' is " + std::to_string(r.dimensions) +
+                         ", more than this model's " + std::to_string(E) + ".",
                      "dimensions"));
   std::vector<std::vector<int32_t>> inputs;
   if (!r.texts.empty()) {
@@ -154,13 +72,13 @@ void HttpServer::handle_embeddings(const httplib::Request& req, httplib::Respons
     for (size_t i = 0; i < r.ids.size(); ++i)
       for (size_t k = 0; k < r.ids[i].size(); ++k)
         if (r.ids[i][k] >= V)
-          return fail(*bad("'input" + (r.ids.size() > 1 || body["input"][0].is_array()
-                                           ? "[" + std::to_string(i) + "]"
-                                           : std::string()) +
-                               "[" + std::to_string(k) + "]' is token id " +
-                               std::to_string(r.ids[i][k]) + ", outside the vocabulary (" +
-                               std::to_string(V) + " tokens).",
-                           "input"));
+          return fail(*bad(
+              "'input" +
+                  (r.ids.size() > 1 || body["input"][0].is_array() ? "[" + std::to_string(i) + "]"
+                                                                   : std::string()) +
+                  "[" + std::to_string(k) + "]' is token id " + std::to_string(r.ids[i][k]) +
+                  ", outside the vocabulary (" + std::to_string(V) + " tokens).",
+              "input"));
     inputs = r.ids;
   }
   const int64_t keep = r.truncate == -1 ? e.ctx_size : r.truncate;
@@ -215,8 +133,7 @@ void HttpServer::handle_embeddings(const httplib::Request& req, httplib::Respons
     SeqHandle& h = *gen.choices[i].h;
     if (h.finish != "stop" || h.embedding.empty()) {
       (void)gen.meter->settle(gen.choices, 1, "error");
-      return fail(ApiError{500,
-                           "Embedding failed: " + (h.error.empty() ? h.finish : h.error),
+      return fail(ApiError{500, "Embedding failed: " + (h.error.empty() ? h.finish : h.error),
                            "server_error", "", "internal_error"});
     }
     std::vector<float> v = h.embedding;

@@ -29,7 +29,7 @@ struct Choice {
   std::string text;
   std::vector<TokenLogprob> lps;
   bool role_sent = false, finished = false;
-  int64_t sent_tokens = 0;  // token chunks written (streams)
+  int64_t sent_tokens = 0;               // token chunks written (streams)
   std::shared_ptr<ChatToolState> tools;  // chat: tool-call parsing of this choice's output
 };
 

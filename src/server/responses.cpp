@@ -8,6 +8,7 @@
 #include <deque>
 #include <map>
 
+#include "server/api_requests.h"
 #include "server/generation.h"
 #include "server/http_server.h"
 
@@ -58,174 +59,6 @@ struct ResponseStore {
 
 namespace {
 
-std::optional<ApiError> bad(const std::string& param, const std::string& msg,
-                            const std::string& code = "invalid_value") {
-  return ApiError{400, msg, "invalid_request_error", param, code};
-}
-
-// A message item's content: a string, or input_text / output_text parts joined.
-std::optional<ApiError> item_text(const ojson& c, const std::string& at, std::string* out) {
-  if (c.is_string()) {
-    *out = c.get<std::string>();
-    return std::nullopt;
-  }
-  if (!c.is_array()) return bad(at, "'" + at + "' must be a string or a list of content parts.");
-  for (size_t k = 0; k < c.size(); ++k) {
-    const ojson& p = c[k];
-    const std::string pat = at + "[" + std::to_string(k) + "]";
-    if (!p.is_object() || !p.contains("type") || !p["type"].is_string())
-      return bad(pat, "'" + pat + "' must be an object with a 'type'.");
-    const std::string t = p["type"];
-    if (t != "input_text" && t != "output_text" && t != "text")
-      return bad(pat + ".type", "'" + pat + ".type' '" + t +
-                                    "' is not supported (input_text and output_text are).");
-    if (!p.contains("text") || !p["text"].is_string())
-      return bad(pat + ".text", "'" + pat + ".text' must be a string.");
-    *out += p["text"].get<std::string>();
-  }
-  return std::nullopt;
-}
-
-// `input` (a string or items) appended to the chat messages.
-std::optional<ApiError> input_messages(const ojson& in, ojson* msgs) {
-  if (in.is_string()) {
-    msgs->push_back({{"role", "user"}, {"content", in.get<std::string>()}});
-    return std::nullopt;
-  }
-  if (!in.is_array() || in.empty())
-    return bad("input", "'input' must be a string or a non-empty list of items.");
-  std::map<std::string, std::string> call_names;  // call_id -> function name
-  for (auto& m : *msgs)
-    if (m.contains("tool_calls"))
-      for (auto& tc : m["tool_calls"]) call_names[tc["id"]] = tc["function"]["name"];
-  for (size_t i = 0; i < in.size(); ++i) {
-    const ojson& it = in[i];
-    const std::string at = "input[" + std::to_string(i) + "]";
-    if (!it.is_object()) return bad(at, "'" + at + "' must be an object.");
-    const std::string type =
-        it.contains("type") && it["type"].is_string() ? it["type"].get<std::string>() : "message";
-    if (type == "message") {
-      if (!it.contains("role") || !it["role"].is_string())
-        return bad(at + ".role", "'" + at + ".role' is required.");
-      std::string role = it["role"];
-      if (role == "developer") role = "system";
-      if (role != "user" && role != "system" && role != "assistant")
-        return bad(at + ".role", "'" + at + ".role' must be user, system, developer or assistant.");
-      if (!it.contains("content")) return bad(at + ".content", "'" + at + ".content' is required.");
-      std::string text;
-      if (auto e = item_text(it["content"], at + ".content", &text)) return e;
-      msgs->push_back({{"role", role}, {"content", text}});
-    } else if (type == "function_call") {
-      for (const char* k : {"call_id", "name", "arguments"})
-        if (!it.contains(k) || !it[k].is_string())
-          return bad(at + "." + k, "'" + at + "." + k + "' must be a string.");
-      ojson call = {{"id", it["call_id"]},
-                    {"type", "function"},
-                    {"function", {{"name", it["name"]}, {"arguments", it["arguments"]}}}};
-      call_names[it["call_id"]] = it["name"];
-      // Calls right after an assistant turn belong to it (as the model produced them).
-      if (!msgs->empty() && msgs->back()["role"] == "assistant") {
-        ojson& last = msgs->back();
-        if (!last.contains("tool_calls")) last["tool_calls"] = ojson::array();
-        if (last["content"].is_string() && last["content"].get<std::string>().empty())
-          last["content"] = nullptr;
-        last["tool_calls"].push_back(call);
-      } else {
-        msgs->push_back({{"role", "assistant"}, {"content", nullptr}, {"tool_calls", {call}}});
-      }
-    } else if (type == "function_call_output") {
-      if (!it.contains("call_id") || !it["call_id"].is_string())
-        return bad(at + ".call_id", "'" + at + ".call_id' must be a string.");
-      if (!it.contains("output")) return bad(at + ".output", "'" + at + ".output' is required.");
-      std::string out;
-      if (auto e = item_text(it["output"], at + ".output", &out)) return e;
-      const std::string cid = it["call_id"];
-      ojson m = {{"role", "tool"}, {"tool_call_id", cid}, {"content", out}};
-      if (auto n = call_names.find(cid); n != call_names.end()) m["name"] = n->second;
-      msgs->push_back(std::move(m));
-    } else if (type == "reasoning") {
-      continue;  // these models do not reason in separate items: nothing to replay
-    } else {
-      return bad(at + ".type", "'" + at + ".type' '" + type +
-                                   "' is not supported (message, function_call and "
-                                   "function_call_output are).");
-    }
-  }
-  return std::nullopt;
-}
-
-// The chat request a Responses request stands for. `conversation` gets the messages without the
-// instructions (they hold for one request only, as OpenAI's API says).
-std::optional<ApiError> to_chat(const ojson& b, const ojson& history, ojson* chat,
-                                ojson* conversation) {
-  ojson c = ojson::object();
-  if (b.contains("model")) c["model"] = b["model"];
-  if (!b.contains("input")) return bad("input", "'input' is required.", "missing_required_parameter");
-  *conversation = history;
-  if (auto e = input_messages(b["input"], conversation)) return e;
-  ojson msgs = ojson::array();
-  if (b.contains("instructions") && !b["instructions"].is_null()) {
-    if (!b["instructions"].is_string())
-      return bad("instructions", "'instructions' must be a string.", "invalid_type");
-    msgs.push_back({{"role", "system"}, {"content", b["instructions"]}});
-  }
-  for (auto& m : *conversation) msgs.push_back(m);
-  c["messages"] = msgs;
-  if (b.contains("max_output_tokens") && !b["max_output_tokens"].is_null()) {
-    if (!b["max_output_tokens"].is_number_integer() || b["max_output_tokens"].get<int64_t>() < 1)
-      return bad("max_output_tokens", "'max_output_tokens' must be an integer of at least 1.");
-    c["max_tokens"] = b["max_output_tokens"];
-  }
-  for (const char* k : {"temperature", "top_p", "parallel_tool_calls", "user", "seed"})
-    if (b.contains(k) && !b[k].is_null()) c[k] = b[k];
-  if (b.contains("tools") && !b["tools"].is_null()) {
-    if (!b["tools"].is_array()) return bad("tools", "'tools' must be a list.", "invalid_type");
-    ojson tools = ojson::array();
-    for (size_t i = 0; i < b["tools"].size(); ++i) {
-      const ojson& t = b["tools"][i];
-      const std::string at = "tools[" + std::to_string(i) + "]";
-      if (!t.is_object() || t.value("type", "") != "function")
-        return bad(at + ".type", "'" + at + ".type' must be \"function\" (the only tool type "
-                                 "served here).");
-      if (!t.contains("name") || !t["name"].is_string())
-        return bad(at + ".name", "'" + at + ".name' must be a string.");
-      ojson f = {{"name", t["name"]}};
-      for (const char* k : {"description", "parameters", "strict"})
-        if (t.contains(k) && !t[k].is_null()) f[k] = t[k];
-      tools.push_back({{"type", "function"}, {"function", f}});
-    }
-    if (!tools.empty()) c["tools"] = tools;
-  }
-  if (b.contains("tool_choice") && !b["tool_choice"].is_null()) {
-    const ojson& tc = b["tool_choice"];
-    if (tc.is_string()) {
-      c["tool_choice"] = tc;
-    } else if (tc.is_object() && tc.value("type", "") == "function" && tc.contains("name")) {
-      c["tool_choice"] = {{"type", "function"}, {"function", {{"name", tc["name"]}}}};
-    } else {
-      return bad("tool_choice", "'tool_choice' must be auto, none, required or {\"type\": "
-                                "\"function\", \"name\": ...}.");
-    }
-  }
-  if (b.contains("text") && b["text"].is_object() && b["text"].contains("format")) {
-    const ojson& f = b["text"]["format"];
-    const std::string t = f.is_object() ? f.value("type", "") : "";
-    if (t == "json_object") {
-      c["response_format"] = {{"type", "json_object"}};
-    } else if (t == "json_schema") {
-      ojson js = {{"name", f.value("name", "response")}};
-      if (f.contains("schema")) js["schema"] = f["schema"];
-      if (f.contains("strict")) js["strict"] = f["strict"];
-      c["response_format"] = {{"type", "json_schema"}, {"json_schema", js}};
-    } else if (t != "text") {
-      return bad("text.format", "'text.format.type' must be text, json_object or json_schema.");
-    }
-  }
-  if (b.contains("stream")) c["stream"] = b["stream"];
-  *chat = std::move(c);
-  return std::nullopt;
-}
-
 struct OutCall {
   std::string call_id, name, arguments;
 };
@@ -239,16 +72,18 @@ json usage_of(const SeqHandle& h) {
 }
 
 json message_item(const std::string& id, const std::string& text, const char* status) {
-  return {{"type", "message"},
-          {"id", id},
-          {"status", status},
-          {"role", "assistant"},
-          {"content", json::array({{{"type", "output_text"}, {"text", text}, {"annotations", json::array()}}})}};
+  return {
+      {"type", "message"},
+      {"id", id},
+      {"status", status},
+      {"role", "assistant"},
+      {"content",
+       json::array({{{"type", "output_text"}, {"text", text}, {"annotations", json::array()}}})}};
 }
 
 json call_item(const std::string& id, const OutCall& c, const char* status) {
-  return {{"type", "function_call"}, {"id", id},          {"call_id", c.call_id},
-          {"name", c.name},          {"arguments", c.arguments}, {"status", status}};
+  return {{"type", "function_call"},  {"id", id},        {"call_id", c.call_id}, {"name", c.name},
+          {"arguments", c.arguments}, {"status", status}};
 }
 
 }  // namespace
@@ -273,17 +108,19 @@ void HttpServer::handle_responses(const httplib::Request& req, httplib::Response
   std::string previous;
   if (b.contains("previous_response_id") && !b["previous_response_id"].is_null()) {
     if (!b["previous_response_id"].is_string())
-      return fail(*bad("previous_response_id", "'previous_response_id' must be a string."));
+      return fail(ApiError{400, "'previous_response_id' must be a string.", "invalid_request_error",
+                           "previous_response_id", "invalid_type"});
     previous = b["previous_response_id"];
     auto prev = store->get(previous, owner);
     if (!prev)
       return fail(ApiError{404, "Previous response with id '" + previous + "' not found.",
-                           "invalid_request_error", "previous_response_id", "previous_response_not_found"});
+                           "invalid_request_error", "previous_response_id",
+                           "previous_response_not_found"});
     history = prev->conversation;
   }
   const bool keep = !b.contains("store") || !b["store"].is_boolean() || b["store"].get<bool>();
   ojson chat, conversation;
-  if (auto e = to_chat(b, history, &chat, &conversation)) return fail(*e);
+  if (auto e = responses_to_chat(b, history, &chat, &conversation)) return fail(*e);
   const std::string chat_text = chat.dump();
   json chat_body = json::parse(chat_text);
   Generation gen;
@@ -298,7 +135,8 @@ void HttpServer::handle_responses(const httplib::Request& req, httplib::Response
                {"status", "in_progress"},
                {"error", nullptr},
                {"incomplete_details", nullptr},
-               {"instructions", b.contains("instructions") ? json::parse(b["instructions"].dump()) : json(nullptr)},
+               {"instructions",
+                b.contains("instructions") ? json::parse(b["instructions"].dump()) : json(nullptr)},
                {"max_output_tokens", g.max_tokens ? json(*g.max_tokens) : json(nullptr)},
                {"model", gen.model_id},
                {"output", json::array()},
@@ -307,7 +145,8 @@ void HttpServer::handle_responses(const httplib::Request& req, httplib::Response
                {"store", keep},
                {"temperature", g.temperature},
                {"top_p", g.top_p},
-               {"tool_choice", b.contains("tool_choice") ? json::parse(b["tool_choice"].dump()) : json("auto")},
+               {"tool_choice",
+                b.contains("tool_choice") ? json::parse(b["tool_choice"].dump()) : json("auto")},
                {"tools", b.contains("tools") ? json::parse(b["tools"].dump()) : json::array()},
                {"text", b.contains("text") ? json::parse(b["text"].dump())
                                            : json{{"format", {{"type", "text"}}}}},
@@ -318,10 +157,9 @@ void HttpServer::handle_responses(const httplib::Request& req, httplib::Response
   auto meter = gen.meter;
   Choice ch = gen.choices[0];
   // The finished response: its output items, status and usage; stored with the conversation.
-  auto complete = [store, keep, owner, id, conversation](json r, const SeqHandle& h,
-                                                          const std::string& text,
-                                                          const std::vector<OutCall>& calls,
-                                                          std::string msg_id) {
+  auto complete = [store, keep, owner, id, conversation](
+                      json r, const SeqHandle& h, const std::string& text,
+                      const std::vector<OutCall>& calls, std::string msg_id) {
     const bool cut = h.finish == "length";
     r["status"] = cut ? "incomplete" : "completed";
     if (cut) r["incomplete_details"] = {{"reason", "max_output_tokens"}};
@@ -356,8 +194,9 @@ void HttpServer::handle_responses(const httplib::Request& req, httplib::Response
     }
     if (ch.h->finish == "error" || ch.h->finish == "cancelled") {
       (void)meter->settle(gen.choices, 1, "error");
-      return fail(ApiError{500, "Generation failed: " + (ch.h->error.empty() ? ch.h->finish : ch.h->error),
-                           "server_error", "", "internal_error"});
+      return fail(
+          ApiError{500, "Generation failed: " + (ch.h->error.empty() ? ch.h->finish : ch.h->error),
+                   "server_error", "", "internal_error"});
     }
     ch.h->take(&ch.text, &ch.lps, 0);
     bool has_calls = false;
@@ -383,8 +222,9 @@ void HttpServer::handle_responses(const httplib::Request& req, httplib::Response
         },
         [meter, chs](bool) { (void)meter->settle(*chs, 1, "cancelled"); });
     metrics_.count(route, 200);
-    log_request(req, 200,
-                "model=" + gen.model_id + " json completion=" + std::to_string(ch.h->completion_tokens));
+    log_request(
+        req, 200,
+        "model=" + gen.model_id + " json completion=" + std::to_string(ch.h->completion_tokens));
     return;
   }
 
@@ -423,7 +263,8 @@ void HttpServer::handle_responses(const httplib::Request& req, httplib::Response
                        {{"item_id", st->msg_id},
                         {"output_index", 0},
                         {"content_index", 0},
-                        {"part", {{"type", "output_text"}, {"text", ""}, {"annotations", json::array()}}}});
+                        {"part",
+                         {{"type", "output_text"}, {"text", ""}, {"annotations", json::array()}}}});
         };
         auto ledger_down = [&](const Status& s) {
           event("error", {{"code", "ledger_unavailable"},
@@ -441,21 +282,22 @@ void HttpServer::handle_responses(const httplib::Request& req, httplib::Response
         const SeqHandle::Take got = ch.h->take_piece(&piece, nullptr);
         if (got == SeqHandle::Take::kNone) {
           std::unique_lock<std::mutex> lk(ch.h->mu);
-          ch.h->cv.wait_for(lk, std::chrono::milliseconds(50), [&] { return ch.h->has_piece_or_done(); });
+          ch.h->cv.wait_for(lk, std::chrono::milliseconds(50),
+                            [&] { return ch.h->has_piece_or_done(); });
           return true;
         }
         if (got == SeqHandle::Take::kPiece) ++ch.sent_tokens;
-        const int64_t covered = got == SeqHandle::Take::kTail ? Meter::generated(st->all) : ch.sent_tokens;
+        const int64_t covered =
+            got == SeqHandle::Take::kTail ? Meter::generated(st->all) : ch.sent_tokens;
         if (Status s = meter->record(covered); !s.is_ok()) return ledger_down(s);
         std::string text = ch.tools->feed(piece);
         auto delta = [&](const std::string& d) {
           if (d.empty()) return true;
           if (!open_message()) return false;
           st->text += d;
-          return event("response.output_text.delta", {{"item_id", st->msg_id},
-                                                      {"output_index", 0},
-                                                      {"content_index", 0},
-                                                      {"delta", d}});
+          return event(
+              "response.output_text.delta",
+              {{"item_id", st->msg_id}, {"output_index", 0}, {"content_index", 0}, {"delta", d}});
         };
         if (!delta(text)) return false;
         if (got == SeqHandle::Take::kPiece) return true;
@@ -463,7 +305,8 @@ void HttpServer::handle_responses(const httplib::Request& req, httplib::Response
         if (ch.h->finish == "error" || ch.h->finish == "cancelled") {
           (void)meter->settle(st->all, 1, "error");
           event("error", {{"code", "internal_error"},
-                          {"message", "Generation failed: " + (ch.h->error.empty() ? ch.h->finish : ch.h->error)},
+                          {"message", "Generation failed: " +
+                                          (ch.h->error.empty() ? ch.h->finish : ch.h->error)},
                           {"param", nullptr}});
           json r = base;
           r["status"] = "failed";
@@ -494,11 +337,12 @@ void HttpServer::handle_responses(const httplib::Request& req, httplib::Response
                                                    {"content_index", 0},
                                                    {"text", st->text}}) ||
               !event("response.content_part.done", {{"item_id", st->msg_id},
-                                                     {"output_index", 0},
-                                                     {"content_index", 0},
-                                                     {"part", part}}) ||
-              !event("response.output_item.done",
-                     {{"output_index", 0}, {"item", message_item(st->msg_id, st->text, "completed")}}))
+                                                    {"output_index", 0},
+                                                    {"content_index", 0},
+                                                    {"part", part}}) ||
+              !event(
+                  "response.output_item.done",
+                  {{"output_index", 0}, {"item", message_item(st->msg_id, st->text, "completed")}}))
             return false;
           index = 1;
         }
@@ -519,7 +363,8 @@ void HttpServer::handle_responses(const httplib::Request& req, httplib::Response
         }
         json r = complete(base, *ch.h, st->msg_open ? st->text : "", calls, st->msg_id);
         if (Status s = meter->settle(st->all, 1, "completed"); !s.is_ok()) return ledger_down(s);
-        event(r["status"] == "completed" ? "response.completed" : "response.incomplete", {{"response", r}});
+        event(r["status"] == "completed" ? "response.completed" : "response.incomplete",
+              {{"response", r}});
         sink.done();
         return true;
       },
@@ -534,14 +379,15 @@ void HttpServer::handle_responses(const httplib::Request& req, httplib::Response
         httplib::Request r;
         r.method = "POST";
         r.path = req_path;
-        log_request(r, 200, "model=" + model_id + " stream completion=" +
-                                std::to_string(st->ch.h->completion_tokens) +
-                                (ok ? "" : " (client gone)"));
+        log_request(r, 200,
+                    "model=" + model_id + " stream completion=" +
+                        std::to_string(st->ch.h->completion_tokens) + (ok ? "" : " (client gone)"));
         streams_--;
       });
 }
 
-void HttpServer::handle_response_get(const httplib::Request& req, httplib::Response& res, bool del) {
+void HttpServer::handle_response_get(const httplib::Request& req, httplib::Response& res,
+                                     bool del) {
   const std::string route = "/v1/responses/{id}";
   const std::string id = req.matches[1];
   std::shared_ptr<ResponseStore> store;
@@ -552,7 +398,8 @@ void HttpServer::handle_response_get(const httplib::Request& req, httplib::Respo
   const std::string owner = current_auth().tenant;
   const bool found = store && (del ? store->erase(id, owner) : store->get(id, owner).has_value());
   if (!found) {
-    ApiError e{404, "No response found with id '" + id + "'.", "invalid_request_error", "id", "not_found"};
+    ApiError e{404, "No response found with id '" + id + "'.", "invalid_request_error", "id",
+               "not_found"};
     reply_error(res, e);
     metrics_.count(route, 404);
     log_request(req, 404, e.message);
