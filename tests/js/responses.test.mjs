@@ -83,6 +83,13 @@ test('stream: typed events in order, sequence numbers, deltas concatenating to t
   assert.ok(final.usage.output_tokens > 0);
   const plain = await A.responses.create(params);
   assert.equal(plain.output_text, done, 'streamed equals not (greedy)');
+  // The client's stream helper accumulates the same response from the events.
+  const helper = A.responses.stream(params);
+  let snap = '';
+  helper.on('response.output_text.delta', (e) => { snap = e.snapshot; });
+  const fin = await helper.finalResponse();
+  assert.equal(fin.output[0].content[0].text, done);
+  assert.equal(snap, done);
   // The stored one is the final response.
   assert.deepEqual((await A.responses.retrieve(final.id)).output, final.output);
 });
@@ -113,6 +120,8 @@ test('a function call and its output sent back: by previous_response_id and stat
   const fc = ev.at(-1).response.output.find((o) => o.type === 'function_call');
   assert.equal(fc.arguments, args);
   assert.equal(args, call.arguments, 'streamed equals not (greedy)');
+  const helper = await A.responses.stream(first).finalResponse();
+  assert.equal(helper.output.find((o) => o.type === 'function_call').arguments, call.arguments);
 });
 
 test('previous_response_id continues the conversation with the prefix cache hit', async () => {
