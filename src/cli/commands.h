@@ -36,6 +36,7 @@ Action add_grammar(CLI::App& app);
 Action add_finetune(CLI::App& app);
 Action add_merge(CLI::App& app);
 Action add_embed(CLI::App& app);
+Action add_consortium(CLI::App& app);
 
 // "1,2,3" -> ids; error names the bad item.
 Expected<std::vector<int32_t>> parse_id_list(const std::string& s, const std::string& flag);

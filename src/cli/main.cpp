@@ -60,6 +60,7 @@ int main(int argc, char** argv) {
   actions["finetune"] = add_finetune(app);
   actions["merge"] = add_merge(app);
   actions["embed"] = add_embed(app);
+  actions["consortium"] = add_consortium(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {

@@ -109,6 +109,17 @@ struct ClosedStatement {
   int64_t closed_ms = 0;
 };
 
+// The consortium journal: each consortium change (its creation, a member's share version, a
+// money contribution, a job's metered compute, a custom version) is one appended event, never
+// changed; the state and the statements are folds over it (hosting/consortium.h), the same code
+// for both stores. body is the event's fields as JSON.
+struct ConsortiumEvent {
+  int64_t id = 0;  // the ledger's order (assigned on append)
+  std::string consortium, kind;
+  std::string body;
+  int64_t at_ms = 0, created_ms = 0;
+};
+
 // What a tenant has in use when a request arrives (from the records, inside the admitting
 // transaction): requests and tokens started in the last minute, open requests, tokens this month.
 struct TenantUse {
@@ -171,6 +182,14 @@ class Ledger {
   // meanwhile.
   virtual Status close_statement(const ClosedStatement& s,
                                  const std::vector<std::string>& request_ids) = 0;
+  // Appends e (one transaction) only while the newest event of the whole journal is still
+  // `after_id` (0: none), so a change validated against the state read is never interleaved
+  // with another; false when someone appended first (re-read and retry). Returns the new id in
+  // e_id.
+  virtual Expected<bool> append_consortium_event(const ConsortiumEvent& e, int64_t after_id,
+                                                 int64_t* e_id) = 0;
+  // In id order; consortium "" for all.
+  virtual Expected<std::vector<ConsortiumEvent>> consortium_events(const std::string& consortium) = 0;
 };
 
 // How durable a commit is. Both survive a kill -9 of the server (a committed SQLite WAL
@@ -194,6 +213,6 @@ Expected<std::unique_ptr<Ledger>> open_sqlite_ledger(const std::string& path, Le
 Expected<std::unique_ptr<Ledger>> open_postgres_ledger(const std::string& conninfo,
                                                        LedgerSync sync = LedgerSync::kFull);
 
-constexpr int kLedgerSchemaVersion = 2;
+constexpr int kLedgerSchemaVersion = 3;
 
 }  // namespace corral

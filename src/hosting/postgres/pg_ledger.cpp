@@ -102,6 +102,18 @@ ALTER TABLE requests ADD COLUMN family TEXT NOT NULL DEFAULT 'none';
 ALTER TABLE requests ADD COLUMN billed_from_ms BIGINT;
 CREATE INDEX requests_billed ON requests(billed_from_ms);
 )sql",
+    // 3: the consortium journal.
+    R"sql(
+CREATE TABLE consortium_events (
+  id BIGSERIAL PRIMARY KEY,
+  consortium TEXT NOT NULL,
+  kind TEXT NOT NULL CHECK (kind IN ('create', 'member', 'contribution', 'compute', 'model', 'close')),
+  body TEXT NOT NULL,
+  at_ms BIGINT NOT NULL,
+  created_ms BIGINT NOT NULL
+);
+CREATE INDEX consortium_events_name ON consortium_events(consortium, id);
+)sql",
 };
 
 // One result, freed on scope exit.
@@ -427,6 +439,41 @@ class PgLedger : public Ledger {
            std::to_string(v.created_ms)});
     CORRAL_RETURN_IF_ERROR(check(r, "add share"));
     return r.i64(0, 0);
+  }
+
+  Expected<bool> append_consortium_event(const ConsortiumEvent& e, int64_t after_id,
+                                         int64_t* e_id) override {
+    std::lock_guard<std::mutex> lk(mu_);
+    CORRAL_RETURN_IF_ERROR(cmd("BEGIN"));
+    bool appended = false;
+    Status st = [&]() -> Status {
+      CORRAL_RETURN_IF_ERROR(cmd("LOCK TABLE consortium_events IN EXCLUSIVE MODE"));
+      Res last = q("SELECT COALESCE(MAX(id), 0) FROM consortium_events", {});
+      CORRAL_RETURN_IF_ERROR(check(last, "consortium journal"));
+      if (last.i64(0, 0) != after_id) return Status::ok();
+      Res r = q("INSERT INTO consortium_events (consortium, kind, body, at_ms, created_ms) VALUES "
+                "($1, $2, $3, $4, $5) RETURNING id",
+                {e.consortium, e.kind, e.body, std::to_string(e.at_ms), std::to_string(e.created_ms)});
+      CORRAL_RETURN_IF_ERROR(check(r, "append consortium event"));
+      if (e_id) *e_id = r.i64(0, 0);
+      appended = true;
+      return Status::ok();
+    }();
+    (void)cmd(st.is_ok() ? "COMMIT" : "ROLLBACK");
+    if (!st.is_ok()) return st;
+    return appended;
+  }
+
+  Expected<std::vector<ConsortiumEvent>> consortium_events(const std::string& name) override {
+    std::lock_guard<std::mutex> lk(mu_);
+    Res r = q("SELECT id, consortium, kind, body, at_ms, created_ms FROM consortium_events WHERE $1 "
+              "= '' OR consortium = $1 ORDER BY id",
+              {name});
+    CORRAL_RETURN_IF_ERROR(check(r, "consortium events"));
+    std::vector<ConsortiumEvent> out;
+    for (int i = 0; i < r.rows(); ++i)
+      out.push_back({r.i64(i, 0), r.str(i, 1), r.str(i, 2), r.str(i, 3), r.i64(i, 4), r.i64(i, 5)});
+    return out;
   }
 
   Expected<std::vector<ShareVersion>> list_shares() override {

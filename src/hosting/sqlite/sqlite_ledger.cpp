@@ -105,6 +105,18 @@ ALTER TABLE requests ADD COLUMN family TEXT NOT NULL DEFAULT 'none';
 ALTER TABLE requests ADD COLUMN billed_from_ms INTEGER;
 CREATE INDEX requests_billed ON requests(billed_from_ms);
 )sql",
+    // 3: the consortium journal.
+    R"sql(
+CREATE TABLE consortium_events (
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  consortium TEXT NOT NULL,
+  kind TEXT NOT NULL CHECK (kind IN ('create', 'member', 'contribution', 'compute', 'model', 'close')),
+  body TEXT NOT NULL,
+  at_ms INTEGER NOT NULL,
+  created_ms INTEGER NOT NULL
+);
+CREATE INDEX consortium_events_name ON consortium_events(consortium, id);
+)sql",
 };
 
 class Stmt {
@@ -444,6 +456,43 @@ class SqliteLedger : public Ledger {
     s.bind(1, v.family).bind(2, v.basis_points).bind(3, v.from_ms).bind(4, v.created_ms);
     CORRAL_RETURN_IF_ERROR(done(s.step(), "add share"));
     return int64_t(sqlite3_last_insert_rowid(db_));
+  }
+
+  Expected<bool> append_consortium_event(const ConsortiumEvent& e, int64_t after_id,
+                                         int64_t* e_id) override {
+    std::lock_guard<std::mutex> lk(mu_);
+    CORRAL_RETURN_IF_ERROR(exec("BEGIN IMMEDIATE"));
+    bool appended = false;
+    Status st = [&]() -> Status {
+      Stmt last(db_, "SELECT COALESCE(MAX(id), 0) FROM consortium_events");
+      if (last.step() != SQLITE_ROW) return make_error(std::string("consortium journal: ") + sqlite3_errmsg(db_));
+      if (last.i64(0) != after_id) return Status::ok();
+      Stmt s(db_,
+             "INSERT INTO consortium_events (consortium, kind, body, at_ms, created_ms) VALUES (?, "
+             "?, ?, ?, ?)");
+      s.bind(1, e.consortium).bind(2, e.kind).bind(3, e.body).bind(4, e.at_ms).bind(5, e.created_ms);
+      CORRAL_RETURN_IF_ERROR(done(s.step(), "append consortium event"));
+      if (e_id) *e_id = int64_t(sqlite3_last_insert_rowid(db_));
+      appended = true;
+      return Status::ok();
+    }();
+    exec(st.is_ok() ? "COMMIT" : "ROLLBACK");
+    if (!st.is_ok()) return st;
+    return appended;
+  }
+
+  Expected<std::vector<ConsortiumEvent>> consortium_events(const std::string& name) override {
+    std::lock_guard<std::mutex> lk(mu_);
+    Stmt s(db_,
+           "SELECT id, consortium, kind, body, at_ms, created_ms FROM consortium_events WHERE ? = "
+           "'' OR consortium = ? ORDER BY id");
+    s.bind(1, name).bind(2, name);
+    std::vector<ConsortiumEvent> out;
+    int rc;
+    while ((rc = s.step()) == SQLITE_ROW)
+      out.push_back({s.i64(0), s.str(1), s.str(2), s.str(3), s.i64(4), s.i64(5)});
+    CORRAL_RETURN_IF_ERROR(done(rc, "consortium events"));
+    return out;
   }
 
   Expected<std::vector<ShareVersion>> list_shares() override {
