@@ -5,7 +5,8 @@ DEB_PACKAGES := cmake g++ make pkg-config nlohmann-json3-dev libpcre2-dev libcli
                 libgtest-dev libgmock-dev libbenchmark-dev clang libclang-rt-14-dev \
                 libcpp-httplib-dev libsqlite3-dev libpq-dev libssl-dev postgresql \
                 libcairo2-dev libsodium-dev poppler-utils fonts-dejavu-core chromium \
-                python3-jinja2 python3-jsonschema python3-torch git
+                python3-jinja2 python3-jsonschema python3-torch git \
+                openmpi-bin libopenmpi-dev
 SHARED ?= ../shared
 FIXTURES := $(SHARED)/fixtures
 DEFAULT_GGUF := $(BUILD)/models/aidreams260K.gguf

@@ -217,7 +217,7 @@ TEST(TrainData, PackingPositionsAndMicroBatches) {
   EXPECT_EQ(seqs[0].pos, (std::vector<int32_t>{0, 1, 2, 0, 1, 2, 3}));
   EXPECT_EQ(seqs[0].start, (std::vector<int32_t>{0, 0, 0, 3, 3, 3, 3}));
   EXPECT_EQ(seqs[0].target, (std::vector<int32_t>{1, 2, -1, 11, 12, 13, -1}));
-  EXPECT_EQ(micro_batch({7, 8, 9, 10, 11}, 1, 2), (std::vector<int64_t>{8, 10}));
+  EXPECT_EQ(micro_batch({7, 8, 9, 10, 11}, 1, 2), (std::vector<int64_t>{7, 9, 11}));  // record i: i mod 2
   EXPECT_EQ(predicted_tokens(d, {0, 1}), 2 + 3);
   const StepPlan p = plan_steps(d, 9, 2, 0, false, 0);
   ASSERT_EQ(p.steps.size(), 8u);  // per epoch [0, 1] (3 + 4 tokens), [2], [3], [4]

@@ -1,12 +1,13 @@
 // corral consortium create|member add|contribute|model add|list|show|statement: consortia of
 // organisations sharing the cost of training custom versions (hosting/consortium.h). Every
 // change is one event appended to the ledger's consortium journal.
+#include "hosting/consortium.h"
+
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
 
 #include "cli/hosting_flags.h"
-#include "hosting/consortium.h"
 #include "hosting/signing.h"
 #include "hosting/statement.h"
 
@@ -31,14 +32,16 @@ Status check_name(const std::string& what, const std::string& s) {
 
 Status create(ConsortiumArgs& a) {
   CORRAL_RETURN_IF_ERROR(check_name("NAME", a.name));
-  CORRAL_ASSIGN_OR_RETURN(int64_t price, parse_decimal_scaled(a.compute_price, 6, "--compute-price"));
+  CORRAL_ASSIGN_OR_RETURN(int64_t price,
+                          parse_decimal_scaled(a.compute_price, 6, "--compute-price"));
   std::string cur;
   for (char c : a.currency) cur += char(std::toupper((unsigned char)c));
-  if (cur.size() != 3 || !std::all_of(cur.begin(), cur.end(), [](char c) { return c >= 'A' && c <= 'Z'; }))
+  if (cur.size() != 3 ||
+      !std::all_of(cur.begin(), cur.end(), [](char c) { return c >= 'A' && c <= 'Z'; }))
     return make_error("--currency: '" + a.currency + "' is not a three-letter ISO 4217 code");
   CORRAL_ASSIGN_OR_RETURN(auto l, open_ledger(a.ledger));
-  CORRAL_RETURN_IF_ERROR(append_consortium(*l, a.name, "create",
-                                           {{"currency", cur}, {"compute_price", price}}, now_ms()));
+  CORRAL_RETURN_IF_ERROR(append_consortium(
+      *l, a.name, "create", {{"currency", cur}, {"compute_price", price}}, now_ms()));
   std::printf("consortium %s: compute at %s %s per CPU hour\n", a.name.c_str(),
               format_micros(price).c_str(), cur.c_str());
   return Status::ok();
@@ -52,9 +55,11 @@ Status member_add(ConsortiumArgs& a) {
   CORRAL_ASSIGN_OR_RETURN(auto l, open_ledger(a.ledger));
   CORRAL_RETURN_IF_ERROR(append_consortium(
       *l, a.name, "member", {{"org", a.org}, {"tenants", a.tenants}, {"share_bp", bp}}, at));
-  std::printf("member %s of %s: share %s%% from %s, tenants", a.org.c_str(), a.name.c_str(),
-              (std::to_string(bp / 100) + "." + (bp % 100 < 10 ? "0" : "") + std::to_string(bp % 100)).c_str(),
-              format_iso8601(at).c_str());
+  std::printf(
+      "member %s of %s: share %s%% from %s, tenants", a.org.c_str(), a.name.c_str(),
+      (std::to_string(bp / 100) + "." + (bp % 100 < 10 ? "0" : "") + std::to_string(bp % 100))
+          .c_str(),
+      format_iso8601(at).c_str());
   for (auto& t : a.tenants) std::printf(" %s", t.c_str());
   std::printf("\n");
   return Status::ok();
@@ -65,24 +70,27 @@ Status contribute(ConsortiumArgs& a) {
   if (amount <= 0) return make_error("--amount: must be positive");
   CORRAL_ASSIGN_OR_RETURN(int64_t at, time_flag("--at", a.at, now_ms()));
   CORRAL_ASSIGN_OR_RETURN(auto l, open_ledger(a.ledger));
-  CORRAL_RETURN_IF_ERROR(append_consortium(*l, a.name, "contribution",
-                                           {{"org", a.org}, {"amount", amount}, {"ref", a.ref}}, at));
+  CORRAL_RETURN_IF_ERROR(append_consortium(
+      *l, a.name, "contribution", {{"org", a.org}, {"amount", amount}, {"ref", a.ref}}, at));
   std::printf("%s contributed %s to %s at %s\n", a.org.c_str(), format_micros(amount).c_str(),
               a.name.c_str(), format_iso8601(at).c_str());
   return Status::ok();
 }
 
 Status model_add(ConsortiumArgs& a) {
-  if (a.model_id.empty() || a.model_id.size() > 256) return make_error("MODEL_ID must be 1 to 256 characters");
+  if (a.model_id.empty() || a.model_id.size() > 256)
+    return make_error("MODEL_ID must be 1 to 256 characters");
   if (a.base.empty()) return make_error("--base: the id of the served base model is required");
   std::ifstream f(a.adapter);
   if (!f) return make_error(a.adapter + ": cannot open");
   CORRAL_ASSIGN_OR_RETURN(auto l, open_ledger(a.ledger));
-  CORRAL_RETURN_IF_ERROR(append_consortium(
-      *l, a.name, "model",
-      {{"model_id", a.model_id}, {"adapter", std::filesystem::absolute(a.adapter).string()},
-       {"base", a.base}, {"public", a.is_public}},
-      now_ms()));
+  CORRAL_RETURN_IF_ERROR(
+      append_consortium(*l, a.name, "model",
+                        {{"model_id", a.model_id},
+                         {"adapter", std::filesystem::absolute(a.adapter).string()},
+                         {"base", a.base},
+                         {"public", a.is_public}},
+                        now_ms()));
   std::printf("model %s of %s over %s: %s\n", a.model_id.c_str(), a.name.c_str(), a.base.c_str(),
               a.is_public ? "public (revenue shared with the members)" : "members only");
   return Status::ok();
@@ -101,7 +109,8 @@ Status show(ConsortiumArgs& a, bool all) {
   }
   for (auto& c : arr) {
     std::printf("%s (%s, compute %s per CPU hour)\n", c["consortium"].get<std::string>().c_str(),
-                c["currency"].get<std::string>().c_str(), format_micros(c["compute_price"]).c_str());
+                c["currency"].get<std::string>().c_str(),
+                format_micros(c["compute_price"]).c_str());
     for (auto& m : c["members"]) {
       std::printf("  member %-20s share %6lld bp  tenants", m["member"].get<std::string>().c_str(),
                   (long long)m["share_bp"].get<int64_t>());
@@ -110,7 +119,8 @@ Status show(ConsortiumArgs& a, bool all) {
     }
     for (auto& m : c["models"])
       std::printf("  model  %-20s over %s (%s)\n", m["model_id"].get<std::string>().c_str(),
-                  m["base"].get<std::string>().c_str(), m["public"].get<bool>() ? "public" : "members only");
+                  m["base"].get<std::string>().c_str(),
+                  m["public"].get<bool>() ? "public" : "members only");
   }
   return Status::ok();
 }
@@ -122,9 +132,12 @@ Status statement(ConsortiumArgs& a) {
   CORRAL_ASSIGN_OR_RETURN(auto l, open_ledger(a.ledger));
   CORRAL_ASSIGN_OR_RETURN(nlohmann::json st, consortium_statement(*l, a.name, from, to, a.member));
   std::string text;
-  if (a.format == "json") text = st.dump(2) + "\n";
-  else if (a.format == "csv") text = consortium_statement_csv(st);
-  else return make_error("--format: '" + a.format + "' (json or csv)");
+  if (a.format == "json")
+    text = st.dump(2) + "\n";
+  else if (a.format == "csv")
+    text = consortium_statement_csv(st);
+  else
+    return make_error("--format: '" + a.format + "' (json or csv)");
   if (a.out.empty()) {
     std::fwrite(text.data(), 1, text.size(), stdout);
     return Status::ok();
@@ -136,17 +149,22 @@ Status statement(ConsortiumArgs& a) {
 }  // namespace
 
 Action add_consortium(CLI::App& app) {
-  auto* sub = app.add_subcommand("consortium", "Consortia: members sharing training costs, compute in kind, custom versions and their revenue");
+  auto* sub = app.add_subcommand("consortium",
+                                 "Consortia: members sharing training costs, compute in kind, "
+                                 "custom versions and their revenue");
   sub->require_subcommand(1);
   auto a = std::make_shared<ConsortiumArgs>();
   auto action = std::make_shared<Action>();
   auto* c = sub->add_subcommand("create", "Create a consortium");
   c->add_option("NAME", a->name)->required();
-  c->add_option("--compute-price", a->compute_price, "value of a CPU hour of compute given in kind (decimal)")->required();
+  c->add_option("--compute-price", a->compute_price,
+                "value of a CPU hour of compute given in kind (decimal)")
+      ->required();
   c->add_option("--currency", a->currency, "ISO 4217 (default USD)");
   c->callback([=] { *action = [a] { return create(*a); }; });
   auto* m = sub->add_subcommand("member", "Members")->require_subcommand(1);
-  auto* ma = m->add_subcommand("add", "Add a member (an organisation and its tenants), or a new share version of one");
+  auto* ma = m->add_subcommand(
+      "add", "Add a member (an organisation and its tenants), or a new share version of one");
   ma->add_option("NAME", a->name)->required();
   ma->add_option("ORG", a->org)->required();
   ma->add_option("--tenant", a->tenants, "a tenant of the organisation (repeatable)")->required();
@@ -161,12 +179,14 @@ Action add_consortium(CLI::App& app) {
   co->add_option("--ref", a->ref, "a reference (invoice, transfer)");
   co->callback([=] { *action = [a] { return contribute(*a); }; });
   auto* mo = sub->add_subcommand("model", "Custom versions")->require_subcommand(1);
-  auto* moa = mo->add_subcommand("add", "Register an adapter as a consortium model (again: replace its entry)");
+  auto* moa = mo->add_subcommand(
+      "add", "Register an adapter as a consortium model (again: replace its entry)");
   moa->add_option("NAME", a->name)->required();
   moa->add_option("MODEL_ID", a->model_id)->required();
   moa->add_option("ADAPTER", a->adapter, "the adapter (GGUF)")->required();
   moa->add_option("--base", a->base, "the served base model's id")->required();
-  moa->add_flag("--public", a->is_public, "open it to every tenant at its price (revenue shared with the members)");
+  moa->add_flag("--public", a->is_public,
+                "open it to every tenant at its price (revenue shared with the members)");
   moa->callback([=] { *action = [a] { return model_add(*a); }; });
   auto* li = sub->add_subcommand("list", "List the consortia");
   li->add_flag("--json", a->json, "JSON");
@@ -175,7 +195,8 @@ Action add_consortium(CLI::App& app) {
   sh->add_option("NAME", a->name)->required();
   sh->add_flag("--json", a->json, "JSON");
   sh->callback([=] { *action = [a] { return show(*a, false); }; });
-  auto* st = sub->add_subcommand("statement", "Contributions, costs, revenue and balances of a period");
+  auto* st =
+      sub->add_subcommand("statement", "Contributions, costs, revenue and balances of a period");
   st->add_option("NAME", a->name)->required();
   st->add_option("--from", a->from, "period start (ISO 8601)")->required();
   st->add_option("--to", a->to, "period end, exclusive (ISO 8601)")->required();

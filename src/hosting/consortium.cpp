@@ -38,7 +38,8 @@ struct Body {
   const json& j;
   std::string where;
   Expected<std::string> str(const char* k) const {
-    if (!j.contains(k) || !j[k].is_string()) return make_error(where + ": field " + k + " is missing");
+    if (!j.contains(k) || !j[k].is_string())
+      return make_error(where + ": field " + k + " is missing");
     return j[k].get<std::string>();
   }
   Expected<int64_t> i64(const char* k) const {
@@ -54,7 +55,8 @@ Status apply(std::map<std::string, Consortium>& cs, const ConsortiumEvent& e) {
   if (!j.is_object()) return make_error(where + ": its body is not a JSON object");
   Body b{j, where};
   if (e.kind == "create") {
-    if (cs.count(e.consortium)) return make_error(where + ": consortium '" + e.consortium + "' exists");
+    if (cs.count(e.consortium))
+      return make_error(where + ": consortium '" + e.consortium + "' exists");
     Consortium c;
     c.name = e.consortium;
     CORRAL_ASSIGN_OR_RETURN(c.currency, b.str("currency"));
@@ -101,10 +103,10 @@ Status apply(std::map<std::string, Consortium>& cs, const ConsortiumEvent& e) {
     m.is_public = j.value("public", false);
     auto old = c.models.find(m.model_id);
     // Opened once: its revenue counts from then; a later private entry closes it again.
-    m.public_from_ms = m.is_public ? (old != c.models.end() && old->second.is_public
-                                          ? old->second.public_from_ms
-                                          : e.at_ms)
-                                   : 0;
+    m.public_from_ms =
+        m.is_public ? (old != c.models.end() && old->second.is_public ? old->second.public_from_ms
+                                                                      : e.at_ms)
+                    : 0;
     c.models[m.model_id] = m;
   } else if (e.kind != "close") {
     return make_error(where + ": unknown kind");
@@ -225,7 +227,8 @@ Expected<json> consortium_statement(Ledger& l, const std::string& name, int64_t 
   for (auto& r : c.compute) {
     if (r.at_ms < from || r.at_ms >= to) continue;
     Job& j = jobs[r.job];
-    j.cpu_us += r.cpu_us, j.flops += r.flops, j.energy_uj += r.energy_uj, j.tokens += r.trained_tokens;
+    j.cpu_us += r.cpu_us, j.flops += r.flops, j.energy_uj += r.energy_uj,
+        j.tokens += r.trained_tokens;
     j.end_ms = std::max(j.end_ms, r.at_ms);
     ComputeContribution& b = j.by[r.org];
     b.cpu_us += r.cpu_us, b.flops += r.flops, b.trained_tokens += r.trained_tokens;
@@ -357,7 +360,8 @@ json consortium_json(const Consortium& c) {
   }
   json models = json::array();
   for (auto& [id, m] : c.models)
-    models.push_back({{"model_id", id}, {"adapter", m.adapter}, {"base", m.base}, {"public", m.is_public}});
+    models.push_back(
+        {{"model_id", id}, {"adapter", m.adapter}, {"base", m.base}, {"public", m.is_public}});
   int64_t money = 0;
   for (auto& m : c.money) money += m.amount;
   return {{"consortium", c.name},

@@ -205,8 +205,8 @@ StepPlan plan_steps(const DataSet& d, int64_t batch_tokens, int64_t epochs, int6
 
 std::vector<int64_t> micro_batch(const std::vector<int64_t>& step, int64_t m, int64_t n) {
   std::vector<int64_t> out;
-  for (size_t i = 0; i < step.size(); ++i)
-    if (int64_t(i) % n == m) out.push_back(step[i]);
+  for (int64_t r : step)
+    if (r % n == m) out.push_back(r);
   return out;
 }
 

@@ -49,7 +49,7 @@ struct StepPlan {
 StepPlan plan_steps(const DataSet& d, int64_t batch_tokens, int64_t epochs, int64_t steps, bool shuffle,
                     uint64_t seed);
 
-// Micro-batch m of n of a step: its records i with i mod n == m, in order.
+// The records of `step` that go to micro-batch m of n: those with index i mod n == m.
 std::vector<int64_t> micro_batch(const std::vector<int64_t>& step, int64_t m, int64_t n);
 // The predicted tokens of these records (the step's loss is their mean).
 int64_t predicted_tokens(const DataSet& d, const std::vector<int64_t>& records);

@@ -17,6 +17,7 @@
 #include "tokenizer/tokenizer.h"
 #include "train/backprop.h"
 #include "train/checkpoint.h"
+#include "train/collective.h"
 #include "train/data.h"
 
 namespace corral {
@@ -45,6 +46,91 @@ void add_into(LoraAdapter& to, LoraAdapter& from) {
     for (size_t i = 0; i < a[k]->size(); ++i) (*a[k])[i] += (*b[k])[i];
 }
 
+int64_t cpu_us_now() {
+  rusage u{};
+  getrusage(RUSAGE_SELF, &u);
+  return int64_t(u.ru_utime.tv_sec + u.ru_stime.tv_sec) * 1000000 + u.ru_utime.tv_usec + u.ru_stime.tv_usec;
+}
+
+// Package energy from RAPL (/sys/class/powercap/intel-rapl:N/energy_uj), summed over packages;
+// -1 where the machine does not expose it (or it is not readable).
+int64_t rapl_energy_uj() {
+  int64_t sum = -1;
+  for (int pkg = 0; pkg < 16; ++pkg) {
+    std::ifstream f("/sys/class/powercap/intel-rapl:" + std::to_string(pkg) + "/energy_uj");
+    int64_t v = 0;
+    if (!(f >> v)) break;
+    sum = (sum < 0 ? 0 : sum) + v;
+  }
+  return sum;
+}
+
+// The combined data of a data-parallel job: rank r loaded records i mod N == r of it (its own
+// --data, in order). Every rank learns every record's length and predicted count (the step
+// plan and the loss normalisation need them); the other ranks' tokens stay where they are
+// (zeros here, never read).
+Expected<DataSet> combine_ranks(Collective& c, DataSet mine) {
+  const int N = c.size(), R = c.rank();
+  std::vector<int64_t> meta;
+  for (auto& e : mine.examples) {
+    int64_t pred = 0;
+    for (uint8_t l : e.loss) pred += l;
+    meta.push_back(int64_t(e.tokens.size()));
+    meta.push_back(pred);
+  }
+  std::vector<uint8_t> raw(meta.size() * 8);
+  std::memcpy(raw.data(), meta.data(), raw.size());
+  std::vector<std::vector<uint8_t>> all;
+  CORRAL_RETURN_IF_ERROR(c.allgather_v(raw, &all));
+  std::vector<int64_t> count(static_cast<size_t>(N));
+  int64_t total = 0;
+  for (int r = 0; r < N; ++r) total += (count[size_t(r)] = int64_t(all[size_t(r)].size() / 16));
+  for (int r = 0; r < N; ++r)
+    if (count[size_t(r)] != (total - r + N - 1) / N)
+      return make_error("rank " + std::to_string(r) + " has " + std::to_string(count[size_t(r)]) +
+                        " records of " + std::to_string(total) + ": with " + std::to_string(N) +
+                        " ranks, record i of the combined data belongs to rank i mod N, so each "
+                        "rank's --data must hold every N-th record (rank r: " +
+                        "ceil((total - r) / N))");
+  DataSet d;
+  d.truncated = mine.truncated;
+  d.examples.resize(size_t(total));
+  for (int64_t g = 0; g < total; ++g) {
+    const int r = int(g % N);
+    const int64_t k = g / N;
+    Example& e = d.examples[size_t(g)];
+    if (r == R) {
+      e = std::move(mine.examples[size_t(k)]);
+    } else {
+      int64_t m[2];
+      std::memcpy(m, all[size_t(r)].data() + k * 16, 16);
+      e.tokens.assign(size_t(m[0]), 0);
+      e.loss.assign(size_t(m[0]), 0);
+      for (int64_t i = 0; i < m[1] && i < m[0]; ++i) e.loss[size_t(m[0] - 1 - i)] = 1;
+    }
+    e.index = g;
+    d.tokens += int64_t(e.tokens.size());
+  }
+  return d;
+}
+
+// A micro-batch's gradients as one buffer (for the allgather) and back, added in.
+std::vector<float> flatten(LoraAdapter& g) {
+  std::vector<float> out;
+  for (auto* t : adapter_tensors(g)) out.insert(out.end(), t->begin(), t->end());
+  return out;
+}
+void add_flat(LoraAdapter& to, const float* flat) {
+  size_t off = 0;
+  for (auto* t : adapter_tensors(to))
+    for (size_t i = 0; i < t->size(); ++i) (*t)[i] += flat[off++];
+}
+
+struct RankStats {  // one rank's micro-batch, gathered in rank order
+  double loss_sum = 0, flops = 0;
+  int64_t predicted = 0, correct = 0, tokens = 0;
+};
+
 std::string fmt_time(double s) {
   if (!std::isfinite(s) || s < 0) return "?";
   char b[32];
@@ -64,8 +150,18 @@ std::string digest_of(const TrainOptions& o, const StepPlan& p, const DataSet& d
     add(s.size());
     for (int64_t r : s) add(uint64_t(r));
   }
-  for (auto& e : d.examples)
-    for (int32_t t : e.tokens) add(uint32_t(t));
+  // Data-parallel ranks hold only their own tokens: their digest (the same on every rank, so any
+  // rank resumes from the checkpoint rank 0 wrote) covers every record's shape instead.
+  for (auto& e : d.examples) {
+    if (o.coll && o.coll->size() > 1) {
+      uint64_t pred = 0;
+      for (uint8_t l : e.loss) pred += l;
+      add(e.tokens.size());
+      add(pred);
+    } else {
+      for (int32_t t : e.tokens) add(uint32_t(t));
+    }
+  }
   add(uint64_t(o.rank));
   add(uint64_t(o.grad_accum));
   add(uint64_t(o.ctx));
@@ -125,6 +221,27 @@ Status run_training(Context& ctx, const Model& m, const Tokenizer* tok, const Ch
   if (!o.val.empty()) {
     CORRAL_ASSIGN_OR_RETURN(val, load_jsonl(o.val, tok, chat, m.hp.n_vocab, dop));
   }
+  Collective single;
+  Collective& coll = o.coll ? *o.coll : single;
+  const int n_ranks = coll.size(), my_rank = coll.rank();
+  if (n_ranks > 1) {
+    if (o.grad_accum != 1)
+      return make_error("--grad-accum: under mpirun the ranks are the micro-batches (leave it 1)");
+    CORRAL_ASSIGN_OR_RETURN(data, combine_ranks(coll, std::move(data)));
+    log.info("rank " + std::to_string(my_rank) + " of " + std::to_string(n_ranks) + ": " +
+             std::to_string((int64_t(data.examples.size()) - my_rank + n_ranks - 1) / n_ranks) +
+             " of the " + std::to_string(data.examples.size()) + " records");
+  }
+  const bool lead = my_rank == 0;  // writes the log, checkpoints and the adapter
+  std::vector<std::string> members;  // every rank's member name, for the log
+  if (n_ranks > 1) {
+    std::vector<std::vector<uint8_t>> names;
+    CORRAL_RETURN_IF_ERROR(coll.allgather_v(std::vector<uint8_t>(o.member.begin(), o.member.end()), &names));
+    for (int r = 0; r < n_ranks; ++r) {
+      std::string nm(names[size_t(r)].begin(), names[size_t(r)].end());
+      members.push_back(nm.empty() ? "rank" + std::to_string(r) : nm);
+    }
+  }
   if (data.truncated) log.info("notice: " + std::to_string(data.truncated) + " records cut to --ctx " + std::to_string(o.ctx) + " tokens");
   const int64_t epochs = o.steps > 0 ? 0 : std::max<int64_t>(1, o.epochs);
   const StepPlan plan = plan_steps(data, o.batch_tokens, epochs, o.steps, o.shuffle, o.seed);
@@ -164,7 +281,7 @@ Status run_training(Context& ctx, const Model& m, const Tokenizer* tok, const Ch
            std::to_string(int(now_s() - t0)) + " s");
 
   std::ofstream logf;
-  if (!o.log_path.empty() && start > 0) {
+  if (lead && !o.log_path.empty() && start > 0) {
     // A resumed run: lines of steps past the checkpoint (done before the kill) are written again.
     std::ifstream in(o.log_path);
     std::string kept, line;
@@ -175,11 +292,27 @@ Status run_training(Context& ctx, const Model& m, const Tokenizer* tok, const Ch
     }
     std::ofstream(o.log_path, std::ios::trunc) << kept;
   }
-  if (!o.log_path.empty()) {
+  if (lead && !o.log_path.empty()) {
     logf.open(o.log_path, start > 0 ? std::ios::app : std::ios::trunc);
     if (!logf) return make_error("--log " + o.log_path + ": cannot open for writing");
   }
-  const bool bar = o.progress && isatty(2);
+  const bool bar = lead && o.progress && isatty(2);
+  // Compute given in kind: what this process ran since the last report.
+  // From the process's start (loading the base and the data are part of the job's compute).
+  int64_t rep_cpu = 0, rep_energy = rapl_energy_uj();
+  double rep_flops = 0, rep_tokens = 0;
+  auto report = [&](bool final) -> Status {
+    if (!o.on_compute) return Status::ok();
+    ComputeReport r;
+    const int64_t cpu = cpu_us_now(), en = rapl_energy_uj();
+    r.cpu_us = cpu - rep_cpu;
+    r.energy_uj = en >= 0 && rep_energy >= 0 && en >= rep_energy ? en - rep_energy : 0;
+    r.flops = int64_t(rep_flops);
+    r.trained_tokens = int64_t(rep_tokens);
+    r.final = final;
+    rep_cpu = cpu, rep_energy = en, rep_flops = 0, rep_tokens = 0;
+    return o.on_compute(r);
+  };
   auto validate = [&]() -> Expected<double> {
     double loss = 0;
     int64_t n = 0;
@@ -203,20 +336,49 @@ Status run_training(Context& ctx, const Model& m, const Tokenizer* tok, const Ch
     SeqStats tot;
     int64_t step_tokens = 0;
     const Dropout drop{o.dropout, o.seed, step};
-    for (int64_t mb = 0; mb < o.grad_accum; ++mb) {
+    // Micro-batch mb: the step's records i mod parts == mb. Each one's stats are summed whole,
+    // in order, the same way whether the micro-batches run here or on the ranks.
+    const int64_t parts = n_ranks > 1 ? n_ranks : o.grad_accum;
+    RankStats mine;
+    for (int64_t mb = 0; mb < parts; ++mb) {
+      if (n_ranks > 1 && mb != my_rank) continue;
       LoraAdapter g = zeros_like(ad);
-      for (const PackedSequence& s : pack(data, micro_batch(recs, mb, o.grad_accum), o.ctx)) {
+      RankStats sub;
+      for (const PackedSequence& s : pack(data, micro_batch(recs, mb, parts), o.ctx)) {
         CORRAL_ASSIGN_OR_RETURN(SeqStats ss, forward_backward(ctx, *base, ad, s, scale, drop, recompute, &g));
-        tot.loss_sum += ss.loss_sum;
-        tot.predicted += ss.predicted;
-        tot.correct += ss.correct;
-        tot.flops += ss.flops;
-        step_tokens += int64_t(s.tokens.size());
+        sub.loss_sum += ss.loss_sum;
+        sub.predicted += ss.predicted;
+        sub.correct += ss.correct;
+        sub.flops += ss.flops;
+        sub.tokens += int64_t(s.tokens.size());
       }
-      add_into(grads, g);
+      mine = sub;
+      if (n_ranks > 1) {
+        // Every rank's gradients, summed in rank order onto zeros (as add_into does here).
+        const std::vector<float> flat = flatten(g);
+        std::vector<uint8_t> all;
+        CORRAL_RETURN_IF_ERROR(coll.allgather(flat.data(), flat.size() * 4, &all));
+        for (int r = 0; r < n_ranks; ++r) add_flat(grads, reinterpret_cast<const float*>(all.data()) + size_t(r) * flat.size());
+        CORRAL_ASSIGN_OR_RETURN(auto st_all, coll.gather_values(sub));
+        for (auto& x : st_all) {
+          tot.loss_sum += x.loss_sum, tot.predicted += x.predicted, tot.correct += x.correct;
+          tot.flops += x.flops, step_tokens += x.tokens;
+        }
+      } else {
+        add_into(grads, g);
+        tot.loss_sum += sub.loss_sum, tot.predicted += sub.predicted, tot.correct += sub.correct;
+        tot.flops += sub.flops, step_tokens += sub.tokens;
+      }
+    }
+    rep_flops += n_ranks > 1 ? mine.flops : tot.flops;
+    rep_tokens += double(n_ranks > 1 ? mine.tokens : step_tokens);
+    std::vector<int64_t> member_tokens;
+    if (n_ranks > 1) {
+      CORRAL_ASSIGN_OR_RETURN(member_tokens, coll.gather_values(mine.tokens));
     }
     const double loss = tot.predicted ? tot.loss_sum / double(tot.predicted) : 0;
     if (!o.grads_out.empty()) {
+      if (!lead) return Status::ok();
       LoraAdapter out = grads;
       out.alpha = ad.alpha;
       CORRAL_RETURN_IF_ERROR(write_peft(o.grads_out, out, m.hp.n_head, m.hp.n_head_kv));
@@ -243,6 +405,12 @@ Status run_training(Context& ctx, const Model& m, const Tokenizer* tok, const Ch
                           {"cpu_seconds", cpu_seconds() - cpu0},
                           {"peak_rss_mib", peak_rss_mib()},
                           {"epoch", plan.epoch_of[size_t(step)]}};
+    if (n_ranks > 1) {
+      nlohmann::json per = nlohmann::json::object();
+      for (int r = 0; r < n_ranks; ++r) per[members[size_t(r)]] = per.value(members[size_t(r)], int64_t(0)) + member_tokens[size_t(r)];
+      rec["ranks"] = n_ranks;
+      rec["member_tokens"] = per;  // each member's trained tokens this step
+    }
     const bool last = step + 1 == int64_t(plan.steps.size());
     if (!val.examples.empty() && (last || (o.eval_every > 0 && (step + 1) % o.eval_every == 0))) {
       CORRAL_ASSIGN_OR_RETURN(double vl, validate());
@@ -257,7 +425,7 @@ Status run_training(Context& ctx, const Model& m, const Tokenizer* tok, const Ch
                    (long long)done, (long long)total, fill, "########################", w - fill, "", loss, lr,
                    tokens_total / std::max(el, 1e-9), fmt_time(el / double(done - start) * double(total - done)).c_str());
       std::fflush(stderr);
-    } else {
+    } else if (lead) {
       char b[200];
       std::snprintf(b, sizeof b, "step %lld/%lld loss %.4f lr %.3g grad_norm %.3g %.0f tok/s",
                     (long long)(step + 1), (long long)plan.steps.size(), loss, lr, norm,
@@ -265,6 +433,8 @@ Status run_training(Context& ctx, const Model& m, const Tokenizer* tok, const Ch
       log.info(std::string(b) + (rec.contains("val_loss") ? " val_loss " + std::to_string(rec["val_loss"].get<double>()) : ""));
     }
     if (!o.checkpoint_dir.empty() && ((o.checkpoint_every > 0 && (step + 1) % o.checkpoint_every == 0) || last)) {
+      if (!last) CORRAL_RETURN_IF_ERROR(report(false));
+      if (!lead) continue;
       Checkpoint c;
       c.step = step + 1;
       c.adapter = ad;
@@ -274,6 +444,8 @@ Status run_training(Context& ctx, const Model& m, const Tokenizer* tok, const Ch
     }
   }
   if (bar) std::fprintf(stderr, "\n");
+  CORRAL_RETURN_IF_ERROR(report(true));
+  if (!lead) return Status::ok();
   Metadata extra;
   extra.set("training.steps", GgufValue::of_u32(uint32_t(plan.steps.size())));
   extra.set("training.tokens", GgufValue::of_u64(uint64_t(data.tokens)));

@@ -1,8 +1,12 @@
 // `corral finetune`: LoRA training of a frozen base on JSONL data, with checkpoints, resume,
 // a progress bar and a JSON-lines log. A step's loss is the mean cross-entropy over all predicted
-// tokens of its batch; with grad_accum N, record i of a step goes to micro-batch i mod N and the
-// micro-batches' gradients are summed in order (so N processes give the same sum).
+// tokens of its batch; with grad_accum N, record i of the data goes to micro-batch i mod N and
+// the micro-batches' gradients are summed in order. Under mpirun, N ranks are those N
+// micro-batches: rank r holds (in its own --data) the records i mod N == r of the combined data,
+// computes its micro-batch, and every rank sums the gathered gradients in rank order, so N ranks
+// give bitwise the adapter one process gives with --grad-accum N over the combined data.
 #pragma once
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -17,6 +21,14 @@ struct ChatFormat;
 struct Model;
 struct Context;
 
+class Collective;
+
+// What this process computed since the last report (compute given in kind, for a consortium).
+struct ComputeReport {
+  int64_t cpu_us = 0, flops = 0, energy_uj = 0, trained_tokens = 0;
+  bool final = false;
+};
+
 struct TrainOptions {
   std::string data, val, out, log_path, checkpoint_dir, resume_dir, init_adapter, base_path;
   int64_t rank = 16;
@@ -30,6 +42,11 @@ struct TrainOptions {
   std::string recompute = "auto";  // auto | on | off
   bool progress = true;            // the bar on a terminal
   std::string grads_out;           // write the first step's loss and gradients (PEFT folder) and stop
+  Collective* coll = nullptr;      // the ranks of a data-parallel job (null: one process)
+  std::string member;              // this rank's member name, for the log's per-member tokens
+  // Called after every checkpoint and at the end with what this process computed since the last
+  // call (its CPU time from getrusage, FLOPs, RAPL energy where readable, trained tokens).
+  std::function<Status(const ComputeReport&)> on_compute;
 };
 
 // tok and chat may be null (ids records only).

@@ -157,11 +157,13 @@ class SqliteLedger : public Ledger {
   ~SqliteLedger() override { sqlite3_close(db_); }
 
   Status init() {
+    // Before anything touches the file: two processes opening it at once (the ranks of a
+    // training job, several servers) wait for each other instead of failing "locked".
+    sqlite3_busy_timeout(db_, 10000);
     for (const char* p : {"PRAGMA journal_mode=WAL",
                           sync_ == LedgerSync::kFull ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL",
                           "PRAGMA foreign_keys=ON"})
       if (Status st = exec(p); !st.is_ok()) return st;
-    sqlite3_busy_timeout(db_, 10000);
     std::lock_guard<std::mutex> lk(mu_);
     CORRAL_RETURN_IF_ERROR(exec("BEGIN IMMEDIATE"));
     Status st = migrate();

@@ -1,0 +1,178 @@
+#!/usr/bin/python3
+"""Consortium training across processes with Open MPI's mpirun, and its metering.
+
+1. Two ranks (`mpirun -np 1 ... : -np 1 ...`, each its own --member and its own --data: the
+   even and odd records of the combined data) write bitwise the adapter one process writes with
+   --grad-accum 2 over the combined data (AdamW, dropout, shuffled).
+2. Each rank's compute is recorded in the ledger as its member's contribution to the job; a
+   single-process job's recorded CPU time is within 5% of what getrusage (wait4) says it used.
+3. A rank killed with SIGKILL mid-job fails the job; resumed from its last checkpoint, the final
+   adapter equals the uninterrupted one.
+4. The consortium statement recomputed here from the journal with exact integers: per job the
+   cost, its largest-remainder parts by share, each member's compute, money and balance.
+Usage: mpi_consortium.py CORRAL_BIN FIXTURES_DIR WORK_DIR
+"""
+import json, os, shutil, signal, sqlite3, subprocess, sys, time
+
+BIN, FIX, WORK = sys.argv[1], sys.argv[2], sys.argv[3]
+if not shutil.which("mpirun"):
+    print("mpirun is missing (make deps installs openmpi-bin)")
+    sys.exit(77)
+TEXT = "/usr/share/common-licenses/GPL-3"
+shutil.rmtree(WORK, ignore_errors=True)
+os.makedirs(WORK)
+os.environ.update(OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")
+DB = os.path.join(WORK, "ledger.db")
+os.environ["CORRAL_LEDGER"] = "sqlite:" + DB
+failures = []
+
+
+def check(what, ok, detail=""):
+    print(f"  {'ok ' if ok else 'BAD'} {what}: {detail}")
+    if not ok:
+        failures.append(what)
+
+
+def run(*args):
+    r = subprocess.run([BIN, *args], capture_output=True, text=True)
+    if r.returncode != 0:
+        sys.exit(f"corral {' '.join(args)} failed:\n{r.stderr}")
+    return r.stdout
+
+
+def mpirun(ranks, common, extra=()):
+    """ranks: [(member, data)], one mpirun app context each."""
+    cmd = ["mpirun", "--oversubscribe"]
+    for i, (member, data) in enumerate(ranks):
+        if i:
+            cmd.append(":")
+        cmd += ["-np", "1", BIN, "finetune", *common, "--data", data, *extra]
+        if member:
+            cmd += ["--member", member]
+    return cmd
+
+
+model = os.path.join(WORK, "m.gguf")
+run("convert", os.path.join(FIX, "llama2c", "aidreams260K.bin"), model, "--tokenizer", os.path.join(FIX, "llama2c", "tok512.bin"))
+paras = [" ".join(p.split()) for p in open(TEXT).read().split("\n\n") if len(p.split()) >= 12][:40]
+files = {}
+for name, ps in (("all", paras), ("r0", paras[0::2]), ("r1", paras[1::2])):
+    files[name] = os.path.join(WORK, name + ".jsonl")
+    with open(files[name], "w") as f:
+        f.writelines(json.dumps({"text": p}) + "\n" for p in ps)
+
+for t in ("acme", "globex", "initech"):
+    run("tenant", "add", t)
+run("consortium", "create", "llamas", "--compute-price", "0.75")
+for org, t, share in (("Acme", "acme", "50"), ("Globex", "globex", "33.33"), ("Initech", "initech", "16.67")):
+    run("consortium", "member", "add", "llamas", org, "--tenant", t, "--share", share)
+run("consortium", "contribute", "llamas", "Acme", "--amount", "1000.25", "--ref", "wire 1")
+
+common = ["-m", model, "--ctx", "128", "--batch-tokens", "900", "--steps", "10", "--rank", "4", "--lr", "1e-3", "--warmup", "2",
+          "--dropout", "0.1", "--shuffle", "--seed", "3", "--no-progress", "-t", "1"]
+# 1. Two ranks against one process.
+one, two = os.path.join(WORK, "one.gguf"), os.path.join(WORK, "two.gguf")
+run("finetune", *common, "--data", files["all"], "--grad-accum", "2", "-o", one)
+log = os.path.join(WORK, "two.jsonl")
+r = subprocess.run(mpirun([("Acme", files["r0"]), ("Globex", files["r1"])], common,
+                          ["-o", two, "--consortium", "llamas", "--job", "j1", "--log", log]), capture_output=True, text=True)
+check("mpirun with 2 ranks succeeds", r.returncode == 0, r.stderr[-500:])
+check("2 ranks = 1 process with --grad-accum 2, bitwise", open(one, "rb").read() == open(two, "rb").read())
+lines = [json.loads(l) for l in open(log)]
+check("the log records each member's trained tokens", all(set(l["member_tokens"]) == {"Acme", "Globex"} and
+      sum(l["member_tokens"].values()) == l["tokens"] for l in lines), json.dumps(lines[-1].get("member_tokens")))
+# A rank with the wrong share of the records is refused by name.
+r = subprocess.run(mpirun([(None, files["all"]), (None, files["r1"])], common, ["-o", os.path.join(WORK, "x.gguf")]), capture_output=True, text=True)
+check("ranks whose data do not interleave are refused", r.returncode != 0 and "record i of the combined data" in r.stderr, r.stderr.strip()[-200:])
+
+
+def events(kind):
+    db = sqlite3.connect(DB)
+    rows = db.execute("SELECT body, at_ms FROM consortium_events WHERE kind = ? ORDER BY id", (kind,)).fetchall()
+    db.close()
+    return [dict(json.loads(b), at_ms=a) for b, a in rows]
+
+
+j1 = [e for e in events("compute") if e["job"] == "j1"]
+check("each rank's compute recorded for its member", {e["org"] for e in j1} == {"Acme", "Globex"} and all(e["cpu_us"] > 0 and e["flops"] > 0 for e in j1),
+      f"{len(j1)} records")
+
+# 2. Metering against getrusage.
+solo = common[:common.index("--steps")] + ["--steps", "60"] + common[common.index("--steps") + 2:]
+p = subprocess.Popen([BIN, "finetune", *solo, "--data", files["all"], "-o", os.path.join(WORK, "solo.gguf"),
+                      "--consortium", "llamas", "--member", "Initech", "--job", "j2"], stderr=subprocess.DEVNULL)
+_, status, ru = os.wait4(p.pid, 0)
+used = ru.ru_utime + ru.ru_stime
+rec = sum(e["cpu_us"] for e in events("compute") if e["job"] == "j2") / 1e6
+check("recorded compute within 5% of getrusage", status == 0 and abs(rec - used) <= 0.05 * used, f"{rec:.3f} s recorded, {used:.3f} s used")
+
+# 3. A rank killed mid-job, resumed.
+ck, killed = os.path.join(WORK, "ck"), os.path.join(WORK, "killed.gguf")
+slow = common[:common.index("--steps")] + ["--steps", "60"] + common[common.index("--steps") + 2:]
+whole = os.path.join(WORK, "whole.gguf")
+run("finetune", *slow, "--data", files["all"], "--grad-accum", "2", "-o", whole)
+m = subprocess.Popen(mpirun([("Acme", files["r0"]), ("Globex", files["r1"])], slow,
+                            ["-o", killed, "--checkpoint", ck, "--checkpoint-every", "1", "--consortium", "llamas", "--job", "j3"]),
+                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+deadline, victim = time.time() + 120, None
+while time.time() < deadline and victim is None:
+    if os.path.isdir(os.path.join(ck, "step-2")):
+        out = subprocess.run(["pgrep", "-f", "--", f"^{BIN} finetune .*--data {files['r1']}"], capture_output=True, text=True).stdout.split()
+        if out:
+            victim = int(out[0])
+            os.kill(victim, signal.SIGKILL)
+    time.sleep(0.002)
+rc = m.wait(60)
+steps_done = sorted(int(d[5:]) for d in os.listdir(ck) if d.startswith("step-"))
+check("the killed job fails", victim is not None and rc > 0 and not os.path.exists(killed) and steps_done[-1] < 60, f"rc {rc}, checkpoints {steps_done[-3:]}")
+r = subprocess.run(mpirun([("Acme", files["r0"]), ("Globex", files["r1"])], slow,
+                          ["-o", killed, "--checkpoint", ck, "--checkpoint-every", "1", "--resume", ck, "--consortium", "llamas", "--job", "j3"]),
+                   capture_output=True, text=True)
+check("resumed from the last checkpoint, it equals the uninterrupted run", r.returncode == 0 and os.path.exists(killed) and
+      open(killed, "rb").read() == open(whole, "rb").read(), "\n".join(l for l in r.stderr.splitlines() if "error" in l)[-600:])
+
+# 4. The statement, recomputed here.
+st = json.loads(run("consortium", "statement", "llamas", "--from", "2000-01-01T00:00:00Z", "--to", "2100-01-01T00:00:00Z", "--format", "json"))
+PRICE = 750000  # micro-units per CPU hour
+
+
+def rhe(num, den):  # round half to even, integers
+    q, r = divmod(num, den)
+    return q + (1 if 2 * r > den or (2 * r == den and q % 2) else 0)
+
+
+def split(amount, weights):
+    tot = sum(weights)
+    base = [amount * w // tot for w in weights]
+    rem = sorted(range(len(weights)), key=lambda i: (-(amount * weights[i] % tot), i))
+    for i in rem[: amount - sum(base)]:
+        base[i] += 1
+    return base
+
+
+orgs, shares = ["Acme", "Globex", "Initech"], [5000, 3333, 1667]
+comp = events("compute")
+want_compute, want_costs = dict.fromkeys(orgs, 0), dict.fromkeys(orgs, 0)
+ok_jobs = True
+for job in sorted({e["job"] for e in comp}):
+    recs = [e for e in comp if e["job"] == job]
+    cost = rhe(sum(e["cpu_us"] for e in recs) * PRICE, 3600 * 10**6)
+    parts = split(cost, shares)
+    got = next(j for j in st["jobs"] if j["job"] == job)
+    ok_jobs &= got["cost"] == cost and [p["amount"] for p in got["parts"]] == parts and sum(parts) == cost
+    for o, p in zip(orgs, parts):
+        want_costs[o] += p
+    for o in orgs:
+        us = sum(e["cpu_us"] for e in recs if e["org"] == o)
+        if us:
+            want_compute[o] += rhe(us * PRICE, 3600 * 10**6)
+check("every job's cost and parts", ok_jobs and len(st["jobs"]) == 3, json.dumps([(j["job"], j["cost"]) for j in st["jobs"]]))
+money = {"Acme": 1000250000, "Globex": 0, "Initech": 0}
+ok_members = True
+for m_ in st["members"]:
+    o = m_["member"]
+    ok_members &= (m_["money"], m_["compute"], m_["costs"], m_["revenue"]) == (money[o], want_compute[o], want_costs[o], 0)
+    ok_members &= m_["balance"] == money[o] + want_compute[o] - want_costs[o]
+check("every member's money, compute, costs and balance", ok_members, json.dumps(st["members"]))
+print(f"{len(failures)} failures")
+sys.exit(1 if failures else 0)
