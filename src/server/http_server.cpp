@@ -149,7 +149,7 @@ ServedModel* HttpServer::find_model(const std::string& id) {
   std::lock_guard<std::mutex> lk(models_mu_);
   if (id.empty()) return models_.empty() ? nullptr : models_.front().get();
   for (auto& m : models_)
-    if (m->id == id && !m->removed) return m.get();
+    if (m->id == id && !m->removed) return visible(*m) ? m.get() : nullptr;
   return nullptr;
 }
 
@@ -246,6 +246,7 @@ void HttpServer::routes() {
                   "refused: " + e->code + (o_.ledger ? " (" + e->message + ")" : ""));
       return httplib::Server::HandlerResponse::Handled;
     }
+    if (ready_ && o_.ledger) sync_consortium_models();
     if (!ready_) {
       reply_error(res, ApiError{503, "The models are still loading; retry shortly.",
                                 "service_unavailable", "", "loading"});
@@ -368,7 +369,11 @@ void HttpServer::handle_models(const httplib::Request& req, httplib::Response& r
     }
   } else {
     json data = json::array();
-    for (ServedModel* m : model_list()) data.push_back(entry(*m));
+    for (ServedModel* m : model_list()) {
+      std::lock_guard<std::mutex> lk(models_mu_);
+      if (!visible(*m)) continue;
+      data.push_back(entry(*m));
+    }
     res.set_content(dump(json{{"object", "list"}, {"data", data}}), "application/json");
   }
   metrics_.count("/v1/models", res.status);

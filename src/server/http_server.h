@@ -3,6 +3,7 @@
 // Prometheus metrics and graceful shutdown. Models are reached only through their Scheduler.
 #pragma once
 #include <atomic>
+#include <set>
 #include <memory>
 #include <string>
 #include <vector>
@@ -44,6 +45,11 @@ struct ServedModel {
   std::shared_ptr<const LoraAdapter> adapter;
   int32_t adapter_space = 0;                   // its prefix-cache blocks' own namespace
   std::atomic<bool> removed{false};            // DELETEd: no longer found (kept for running requests)
+  // A consortium's custom version: until it is made public only its members' tenants find it
+  // (everyone else gets 404 model_not_found, as for a model that does not exist).
+  std::string consortium;
+  bool members_only = false;
+  std::vector<std::string> member_tenants;  // under HttpServer::models_mu_
   EmbeddingSpec embedding;      // /v1/embeddings: pooling, attention, normalisation
   bool embedding_only = false;  // --embedding-only: generation routes refuse it
 };
@@ -151,7 +157,14 @@ class HttpServer {
   std::shared_ptr<CheckpointBatcher> checkpoints_;  // with a ledger: streaming progress, group-committed
   std::shared_ptr<CheckpointBatcher> checkpoints() const { return checkpoints_; }
   std::shared_ptr<grammar::GrammarCache> grammar_cache(ServedModel& m);
-  std::shared_ptr<ResponseStore> responses_;  // /v1/responses kept for previous_response_id
+  std::shared_ptr<ResponseStore> responses_;
+  // Consortium models from the ledger's journal, served and restricted (re-read at most once a
+  // second, before routing, so a model made public or replaced is seen at once).
+  void sync_consortium_models();
+  bool visible(const ServedModel& m) const;  // under models_mu_
+  std::mutex consortium_mu_;
+  double consortium_checked_ = -1;
+  std::set<std::string> consortium_failed_;  // model ids whose adapter could not be served (logged once)  // /v1/responses kept for previous_response_id
   double tenants_checked_ = -1;
   bool tenants_ = false;
 };
