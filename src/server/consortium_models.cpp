@@ -12,8 +12,8 @@ bool HttpServer::visible(const ServedModel& m) const {
   if (!m.members_only) return true;
   const AuthCtx& au = current_auth();
   if (au.admin) return true;
-  return !au.tenant.empty() &&
-         std::find(m.member_tenants.begin(), m.member_tenants.end(), au.tenant) != m.member_tenants.end();
+  return !au.tenant.empty() && std::find(m.member_tenants.begin(), m.member_tenants.end(),
+                                         au.tenant) != m.member_tenants.end();
 }
 
 void HttpServer::sync_consortium_models() {
@@ -28,7 +28,8 @@ void HttpServer::sync_consortium_models() {
   if (!cs.is_ok()) return log_.info("consortium journal: " + cs.message());
   for (auto& [name, c] : *cs) {
     std::vector<std::string> tenants;
-    for (auto& [_, mem] : c.members) tenants.insert(tenants.end(), mem.tenants.begin(), mem.tenants.end());
+    for (auto& [_, mem] : c.members)
+      tenants.insert(tenants.end(), mem.tenants.begin(), mem.tenants.end());
     for (auto& [id, cm] : c.models) {
       ServedModel* have = nullptr;
       {
