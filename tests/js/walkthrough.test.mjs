@@ -68,3 +68,20 @@ test("README's embeddings and Responses API examples run as written", () => {
   assert.ok(m, out);
   assert.ok(Number(m[1]) >= 16, `the follow-up hit the prefix cache: ${m[0]}`);
 });
+
+test("README's consortium walk-through runs as written", () => {
+  const { out } = runBlock('consortium', '8092');
+  assert.match(out, /^globex: 200$/m, out);
+  assert.match(out, /^outsider: 404$/m, 'members only at first');
+  assert.match(out, /^outsider: 200$/m, 'then public');
+  const rows = Object.fromEntries(out.split('\n').filter((l) => /^(Acme|Globex|Initech),/.test(l)).map((l) => [l.split(',')[0], l.split(',')]));
+  assert.deepEqual(Object.keys(rows).sort(), ['Acme', 'Globex', 'Initech']);
+  assert.equal(rows.Initech[2], '250.000000', 'the money contribution');
+  assert.ok(Number(rows.Acme[3]) > 0 && Number(rows.Globex[3]) > 0 && Number(rows.Initech[3]) === 0, 'compute given by the two trainers');
+  const job = out.split('\n').find((l) => l.startsWith('custom-v1,'));
+  assert.ok(job, out);
+  const f = job.split(',');
+  const cost = Math.round(Number(f[3]) * 1e6);
+  assert.equal(Math.round(Number(f[4]) * 1e6) + Math.round(Number(f[5]) * 1e6) + Math.round(Number(f[6]) * 1e6), cost, 'the parts add up to the cost');
+  assert.ok(Number(rows.Acme[5]) > 0, 'revenue paid back once public');
+});
