@@ -1,4 +1,6 @@
 // corral finetune -m BASE --data TRAIN.jsonl [--val VAL.jsonl] -o ADAPTER.gguf: LoRA training.
+#include <filesystem>
+
 #include "cli/engine_flags.h"
 #include "cli/hosting_flags.h"
 #include "hosting/consortium.h"
@@ -15,7 +17,7 @@ struct FinetuneArgs {
   TrainOptions o;
   std::string targets = "q,k,v,o,gate,up,down", chat_template;
   bool no_progress = false;
-  std::string consortium, member, job, ledger;
+  std::string consortium, member, job, ledger, register_id, register_base;
 };
 
 Status run_ranked(FinetuneArgs& a, Collective& coll);
@@ -64,13 +66,31 @@ Status run_ranked(FinetuneArgs& a, Collective& coll_ref) {
                                 {"final", r.final}},
                                now_ms());
     };
-  } else if (!a.member.empty() || !a.job.empty()) {
+    if (!a.register_id.empty() && a.register_base.empty())
+      return make_error("--register: give the served base model's id with --register-base");
+  } else if (!a.member.empty() || !a.job.empty() || !a.register_id.empty()) {
     return make_error("--member and --job go with --consortium NAME");
   }
   CORRAL_ASSIGN_OR_RETURN(auto e, open_from_flags(a.ef, log));
-  if (!e->tok) return run_training(*e->ctx, *e->model, nullptr, nullptr, a.o, log);
-  CORRAL_ASSIGN_OR_RETURN(ChatFormat chat, load_chat_format(e->tok->vocab(), a.chat_template));
-  return run_training(*e->ctx, *e->model, e->tok.get(), &chat, a.o, log);
+  if (!e->tok) {
+    CORRAL_RETURN_IF_ERROR(run_training(*e->ctx, *e->model, nullptr, nullptr, a.o, log));
+  } else {
+    CORRAL_ASSIGN_OR_RETURN(ChatFormat chat, load_chat_format(e->tok->vocab(), a.chat_template));
+    CORRAL_RETURN_IF_ERROR(run_training(*e->ctx, *e->model, e->tok.get(), &chat, a.o, log));
+  }
+  // The job's adapter as the consortium's custom version (members only until made public).
+  if (!a.register_id.empty() && coll->rank() == 0 && a.o.grads_out.empty()) {
+    CORRAL_RETURN_IF_ERROR(
+        append_consortium(*ledger, a.consortium, "model",
+                          {{"model_id", a.register_id},
+                           {"adapter", std::filesystem::absolute(a.o.out).string()},
+                           {"base", a.register_base},
+                           {"public", false}},
+                          now_ms()));
+    log.info("registered " + a.o.out + " as " + a.register_id + " of consortium " + a.consortium +
+             " over " + a.register_base + " (members only)");
+  }
+  return Status::ok();
 }
 
 }  // namespace
@@ -130,6 +150,10 @@ Action add_finetune(CLI::App& app) {
                   "the consortium member this rank's machine and data belong to");
   sub->add_option("--job", a->job,
                   "the consortium job's name (its cost is split by the members' shares)");
+  sub->add_option("--register", a->register_id,
+                  "at the end, register the adapter as consortium model MODEL_ID (members only)");
+  sub->add_option("--register-base", a->register_base,
+                  "the served base model's id, for --register");
   add_ledger_flag(sub, a->ledger);
   sub->add_option("--dump-grads", o.grads_out,
                   "write step 1's loss and gradients as a PEFT folder and stop (checks)");

@@ -2,13 +2,13 @@
 // JSON as the hosting commands print.
 #include <httplib.h>
 
+#include <filesystem>
 #include <map>
 
+#include "hosting/consortium.h"
 #include "hosting/hosting_json.h"
 #include "hosting/statement.h"
 #include "server/http_server.h"
-
-#include <filesystem>
 
 namespace corral {
 
@@ -175,12 +175,17 @@ void HttpServer::admin_routes() {
   // --lora-dir (its real path, links resolved), so the admin key cannot read arbitrary files.
   auto admin_only = [this](httplib::Response& res) {
     if (current_auth().admin) return true;
-    reply_error(res, ApiError{403, "The admin API needs the admin key.", "permission_error", "", "admin_only"});
+    reply_error(res, ApiError{403, "The admin API needs the admin key.", "permission_error", "",
+                              "admin_only"});
     return false;
   };
   auto adapter_json = [](const ServedModel& m) {
-    return json{{"id", m.id}, {"parent", m.parent}, {"path", m.path}, {"rank", m.adapter->rank},
-                {"alpha", m.adapter->alpha}, {"family", m.lic.family.empty() ? json(nullptr) : json(m.lic.family)}};
+    return json{{"id", m.id},
+                {"parent", m.parent},
+                {"path", m.path},
+                {"rank", m.adapter->rank},
+                {"alpha", m.adapter->alpha},
+                {"family", m.lic.family.empty() ? json(nullptr) : json(m.lic.family)}};
   };
   s.Get("/admin/v1/adapters", [=, this](const httplib::Request&, httplib::Response& res) {
     if (!admin_only(res)) return;
@@ -193,40 +198,49 @@ void HttpServer::admin_routes() {
     if (!admin_only(res)) return;
     const json b = json::parse(req.body, nullptr, false);
     auto bad = [&](const std::string& msg, const std::string& param, int status = 400) {
-      reply_error(res, ApiError{status, msg, "invalid_request_error", param, status == 409 ? "conflict" : "invalid_value"});
+      reply_error(res, ApiError{status, msg, "invalid_request_error", param,
+                                status == 409 ? "conflict" : "invalid_value"});
     };
-    if (!b.is_object()) return bad("The body must be a JSON object {\"id\", \"path\", \"base\"}.", "");
+    if (!b.is_object())
+      return bad("The body must be a JSON object {\"id\", \"path\", \"base\"}.", "");
     if (!b.contains("id") || !b["id"].is_string() || b["id"].get<std::string>().empty())
       return bad("id: a non-empty string is required", "id");
-    if (!b.contains("path") || !b["path"].is_string()) return bad("path: a string is required", "path");
+    if (!b.contains("path") || !b["path"].is_string())
+      return bad("path: a string is required", "path");
     if (b.contains("base") && !b["base"].is_string()) return bad("base: must be a string", "base");
     if (o_.lora_dir.empty())
-      return bad("Adapters can be added only when the server runs with --lora-dir DIR.", "path", 403);
+      return bad("Adapters can be added only when the server runs with --lora-dir DIR.", "path",
+                 403);
     std::error_code ec;
     const auto dir = std::filesystem::weakly_canonical(o_.lora_dir, ec);
     const auto file = std::filesystem::weakly_canonical(b["path"].get<std::string>(), ec);
     const std::string d = dir.string() + "/", f = file.string();
     if (ec || f.compare(0, d.size(), d) != 0)
-      return bad("path: '" + b["path"].get<std::string>() + "' is not under --lora-dir " + o_.lora_dir, "path", 403);
+      return bad(
+          "path: '" + b["path"].get<std::string>() + "' is not under --lora-dir " + o_.lora_dir,
+          "path", 403);
     Status st = add_adapter(b["id"], f, b.value("base", std::string()));
     if (!st.is_ok())
-      return bad(st.message(), "", st.message().find("already served") != std::string::npos ? 409 : 400);
+      return bad(st.message(), "",
+                 st.message().find("already served") != std::string::npos ? 409 : 400);
     ServedModel* m = find_model(b["id"]);
     res.status = 201;
     res.set_content(dump(adapter_json(*m)), "application/json");
     log_.info("adapter " + m->id + " added over " + m->parent + " (" + f + ")");
   });
-  s.Delete(R"(/admin/v1/adapters/(.+))", [=, this](const httplib::Request& req, httplib::Response& res) {
-    if (!admin_only(res)) return;
-    ServedModel* m = find_model(req.matches[1]);
-    if (!m || !m->adapter) {
-      reply_error(res, ApiError{404, "No adapter '" + req.matches[1].str() + "' is served.", "invalid_request_error", "", "not_found"});
-      return;
-    }
-    m->removed = true;  // running requests keep their own reference to the adapter
-    res.set_content(dump(json{{"id", m->id}, {"deleted", true}}), "application/json");
-    log_.info("adapter " + m->id + " removed");
-  });
+  s.Delete(
+      R"(/admin/v1/adapters/(.+))", [=, this](const httplib::Request& req, httplib::Response& res) {
+        if (!admin_only(res)) return;
+        ServedModel* m = find_model(req.matches[1]);
+        if (!m || !m->adapter) {
+          reply_error(res, ApiError{404, "No adapter '" + req.matches[1].str() + "' is served.",
+                                    "invalid_request_error", "", "not_found"});
+          return;
+        }
+        m->removed = true;  // running requests keep their own reference to the adapter
+        res.set_content(dump(json{{"id", m->id}, {"deleted", true}}), "application/json");
+        log_.info("adapter " + m->id + " removed");
+      });
   s.Get("/admin/v1/tenants", [=, this](const httplib::Request&, httplib::Response& res) {
     if (!guard(res)) return;
     auto ts = o_.ledger->list_tenants(month_start_ms(now_ms()));
@@ -398,6 +412,33 @@ void HttpServer::admin_routes() {
     auto pdf = statement_pdf(j, licensor ? &events : nullptr);
     if (!pdf.is_ok()) return ledger_error(res, pdf.message());
     res.set_content(*pdf, "application/pdf");
+  });
+  // Consortia: their state, and a period's statement (the same JSON/CSV as the CLI's).
+  s.Get("/admin/v1/consortia", [=, this](const httplib::Request&, httplib::Response& res) {
+    if (!guard(res)) return;
+    auto ev = o_.ledger->consortium_events("");
+    if (!ev.is_ok()) return ledger_error(res, ev.message());
+    auto cs = fold_consortia(*ev);
+    if (!cs.is_ok()) return ledger_error(res, cs.message());
+    json arr = json::array();
+    for (auto& [_, c] : *cs) arr.push_back(consortium_json(c));
+    res.set_content(json{{"object", "list"}, {"data", arr}}.dump(), "application/json");
+  });
+  s.Get(R"(/admin/v1/consortia/([^/]+)/statement)", [=, this](const httplib::Request& req,
+                                                              httplib::Response& res) {
+    if (!guard(res)) return;
+    int64_t from, to;
+    if (auto e = period(req, &from, &to)) return reply_error(res, *e);
+    const std::string member = req.has_param("member") ? req.get_param_value("member") : "";
+    auto st = consortium_statement(*o_.ledger, req.matches[1], from, to, member);
+    if (!st.is_ok()) {
+      const bool missing = st.message().find("no consortium") != std::string::npos;
+      return reply_error(res, ApiError{missing ? 404 : 400, st.message(), "invalid_request_error",
+                                       "", missing ? "not_found" : "statement"});
+    }
+    if (req.has_param("format") && req.get_param_value("format") == "csv")
+      return res.set_content(consortium_statement_csv(*st), "text/csv");
+    res.set_content(st->dump(2) + "\n", "application/json");
   });
   s.Get("/admin/v1/usage", [=, this](const httplib::Request& req, httplib::Response& res) {
     if (!guard(res)) return;

@@ -51,7 +51,9 @@ test(`${kind}: members-only custom version, then public with its revenue shared;
   corral('consortium', 'model', 'add', 'llamas', 'custom-1', adapter, '--base', 'tiny');
   corral('price', 'set', 'custom-1', '--input', '1.37', '--output', '2.91');
   corral('share', 'set', 'llama3.1', '--percent', '12.5');
-  const srv = await startServer(['-m', `tiny=${base}`, '--ledger', dsn]);
+  const adminKey = join(dir, 'admin.key');
+  writeFileSync(adminKey, 'admin-key-for-consortium-tests-0123\n', { mode: 0o600 });
+  const srv = await startServer(['-m', `tiny=${base}`, '--ledger', dsn, '--admin-key-file', adminKey]);
   try {
     const call = (key, path, body) => fetch(srv.url + path, { method: body ? 'POST' : 'GET', headers: { Authorization: `Bearer ${key}`, 'Content-Type': 'application/json' }, body: body ? JSON.stringify(body) : undefined });
     const routes = [
@@ -116,6 +118,15 @@ test(`${kind}: members-only custom version, then public with its revenue shared;
     assert.equal(st.members.map((m) => m.share_bp).join(), '4550,3333,2117');
     assert.match(st.digest, /^[0-9a-f]{64}$/);
     assert.equal(events.models[0].public, true);
+    // The admin API shows the same consortium and the same statement (the same digest).
+    const admin = (path) => fetch(srv.url + path, { headers: { Authorization: 'Bearer admin-key-for-consortium-tests-0123' } });
+    const list = await (await admin('/admin/v1/consortia')).json();
+    assert.equal(list.data[0].consortium, 'llamas');
+    assert.equal(list.data[0].members.length, 3);
+    const ast = await (await admin('/admin/v1/consortia/llamas/statement?from=2000-01-01T00:00:00Z&to=2100-01-01T00:00:00Z')).json();
+    assert.equal(ast.digest, st.digest);
+    assert.equal((await admin('/admin/v1/consortia/nope/statement?from=2000-01-01T00:00:00Z&to=2100-01-01T00:00:00Z')).status, 404);
+    assert.equal((await call(keys.acme, '/admin/v1/consortia')).status === 200, false, 'tenant keys are refused');
   } finally {
     await srv.stop();
   }

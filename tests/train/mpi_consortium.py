@@ -75,7 +75,7 @@ one, two = os.path.join(WORK, "one.gguf"), os.path.join(WORK, "two.gguf")
 run("finetune", *common, "--data", files["all"], "--grad-accum", "2", "-o", one)
 log = os.path.join(WORK, "two.jsonl")
 r = subprocess.run(mpirun([("Acme", files["r0"]), ("Globex", files["r1"])], common,
-                          ["-o", two, "--consortium", "llamas", "--job", "j1", "--log", log]), capture_output=True, text=True)
+                          ["-o", two, "--consortium", "llamas", "--job", "j1", "--log", log, "--register", "custom-j1", "--register-base", "base"]), capture_output=True, text=True)
 check("mpirun with 2 ranks succeeds", r.returncode == 0, r.stderr[-500:])
 check("2 ranks = 1 process with --grad-accum 2, bitwise", open(one, "rb").read() == open(two, "rb").read())
 lines = [json.loads(l) for l in open(log)]
@@ -97,6 +97,9 @@ j1 = [e for e in events("compute") if e["job"] == "j1"]
 check("each rank's compute recorded for its member", {e["org"] for e in j1} == {"Acme", "Globex"} and all(e["cpu_us"] > 0 and e["flops"] > 0 for e in j1),
       f"{len(j1)} records")
 
+models = events("model")
+check("the job's adapter registered once, by rank 0, members only", len(models) == 1 and models[0]["model_id"] == "custom-j1" and
+      models[0]["adapter"] == two and models[0]["base"] == "base" and models[0]["public"] is False, json.dumps(models))
 # 2. Metering against getrusage.
 solo = common[:common.index("--steps")] + ["--steps", "60"] + common[common.index("--steps") + 2:]
 p = subprocess.Popen([BIN, "finetune", *solo, "--data", files["all"], "-o", os.path.join(WORK, "solo.gguf"),
