@@ -18,7 +18,7 @@ namespace {
 struct ConsortiumArgs {
   std::string ledger, name, org, currency = "USD", compute_price, share = "0", amount, at, ref;
   std::vector<std::string> tenants;
-  std::string model_id, adapter, base, from, to, member, format = "json", out;
+  std::string model_id, adapter, base, from, to, member, format = "json", out, key;
   bool is_public = false, json = false;
 };
 
@@ -146,6 +146,40 @@ Status statement(ConsortiumArgs& a) {
   return Status::ok();
 }
 
+Status close(ConsortiumArgs& a) {
+  CORRAL_ASSIGN_OR_RETURN(int64_t from, time_flag("--from", a.from, 0));
+  CORRAL_ASSIGN_OR_RETURN(int64_t to, time_flag("--to", a.to, 0));
+  const std::string key_path = a.key.empty() ? default_key_path() : a.key;
+  auto key = read_signing_key(key_path);
+  if (!key.is_ok())
+    return make_error(key.message() + " (make the host's key with: corral statement keygen)");
+  CORRAL_ASSIGN_OR_RETURN(auto l, open_ledger(a.ledger));
+  CORRAL_ASSIGN_OR_RETURN(auto closed, consortium_closed(*l, a.name));
+  for (auto& c : closed)
+    if (c.from_ms < to && from < c.to_ms)
+      return make_error("the period overlaps the closed period " + format_iso8601(c.from_ms) +
+                        " .. " + format_iso8601(c.to_ms));
+  CORRAL_ASSIGN_OR_RETURN(nlohmann::json st, consortium_statement(*l, a.name, from, to, ""));
+  const std::string digest = st["digest"];
+  CORRAL_ASSIGN_OR_RETURN(std::string sig, sign_hex(*key, digest));
+  st["signature"] = {{"algorithm", "ed25519"},
+                     {"public_key", key->public_hex},
+                     {"signed", "digest"},
+                     {"value", sig}};
+  const std::string body = st.dump();
+  CORRAL_RETURN_IF_ERROR(append_consortium(
+      *l, a.name, "close", {{"from_ms", from}, {"to_ms", to}, {"statement", body}}, now_ms()));
+  std::fprintf(stderr, "closed %s .. %s of %s: digest %s, signed with key %s\n",
+               format_iso8601(from).c_str(), format_iso8601(to).c_str(), a.name.c_str(),
+               digest.c_str(), key->public_hex.c_str());
+  const std::string text = nlohmann::json::parse(body).dump(2) + "\n";
+  if (a.out.empty())
+    std::fwrite(text.data(), 1, text.size(), stdout);
+  else
+    std::ofstream(a.out) << text;
+  return Status::ok();
+}
+
 }  // namespace
 
 Action add_consortium(CLI::App& app) {
@@ -204,7 +238,16 @@ Action add_consortium(CLI::App& app) {
   st->add_option("--format", a->format, "json or csv (default json)");
   st->add_option("-o,--out", a->out, "write to FILE");
   st->callback([=] { *action = [a] { return statement(*a); }; });
-  for (auto* s : {c, ma, co, moa, li, sh, st}) add_ledger_flag(s, a->ledger);
+  auto* cl = sub->add_subcommand(
+      "close", "Close a period: its statement signed with the host's key and kept as it is");
+  cl->add_option("NAME", a->name)->required();
+  cl->add_option("--from", a->from, "period start (ISO 8601)")->required();
+  cl->add_option("--to", a->to, "period end, exclusive (ISO 8601)")->required();
+  cl->add_option("--key", a->key,
+                 "the Ed25519 key (default $CORRAL_STATEMENT_KEY, else ./corral-statement.key)");
+  cl->add_option("-o,--out", a->out, "write the signed statement to FILE");
+  cl->callback([=] { *action = [a] { return close(*a); }; });
+  for (auto* s : {c, ma, co, moa, li, sh, st, cl}) add_ledger_flag(s, a->ledger);
   return [action] { return *action ? (*action)() : make_error("consortium: give a subcommand"); };
 }
 

@@ -1,5 +1,6 @@
 // What the hosting subcommands share: --ledger DSN and the JSON of tenants and keys.
 #pragma once
+#include <cstdlib>
 #include <nlohmann/json.hpp>
 
 #include "cli/commands.h"
@@ -16,6 +17,12 @@ inline Expected<int64_t> time_flag(const std::string& flag, const std::string& v
   auto t = parse_iso8601(value);
   if (!t.is_ok()) return make_error(flag + ": " + t.message());
   return *t;
+}
+
+// The host's statement signing key: $CORRAL_STATEMENT_KEY, else ./corral-statement.key.
+inline std::string default_key_path() {
+  if (const char* e = std::getenv("CORRAL_STATEMENT_KEY"); e && *e) return e;
+  return "corral-statement.key";
 }
 
 inline void add_ledger_flag(CLI::App* sub, std::string& dsn) {

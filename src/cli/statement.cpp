@@ -28,11 +28,6 @@ std::string host_name(const std::string& flag) {
   return flag.empty() ? default_host_name() : flag;
 }
 
-std::string default_key_path() {
-  if (const char* e = std::getenv("CORRAL_STATEMENT_KEY"); e && *e) return e;
-  return "corral-statement.key";
-}
-
 Status period(const StatementArgs& a, int64_t* from, int64_t* to) {
   if (a.from.empty() || a.to.empty()) return make_error("--from and --to are required (ISO-8601)");
   CORRAL_ASSIGN_OR_RETURN(*from, time_flag("--from", a.from, 0));

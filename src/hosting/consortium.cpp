@@ -198,9 +198,29 @@ int64_t cpu_value(int64_t cpu_us, int64_t price) {
 
 }  // namespace
 
+Expected<std::vector<ClosedConsortiumPeriod>> consortium_closed(Ledger& l,
+                                                                const std::string& name) {
+  CORRAL_ASSIGN_OR_RETURN(auto evs, l.consortium_events(name));
+  std::vector<ClosedConsortiumPeriod> out;
+  for (auto& e : evs) {
+    if (e.kind != "close") continue;
+    const json j = json::parse(e.body, nullptr, false);
+    if (!j.is_object() || !j.contains("from_ms") || !j.contains("to_ms") ||
+        !j.contains("statement"))
+      return make_error("consortium event " + std::to_string(e.id) + " (close): malformed");
+    out.push_back({j["from_ms"], j["to_ms"], j["statement"].get<std::string>()});
+  }
+  return out;
+}
+
 Expected<json> consortium_statement(Ledger& l, const std::string& name, int64_t from, int64_t to,
                                     const std::string& member) {
   if (to <= from) return make_error("the statement period is empty (--to must be after --from)");
+  if (member.empty()) {  // a closed period: its signed body, as it was
+    CORRAL_ASSIGN_OR_RETURN(auto closed, consortium_closed(l, name));
+    for (auto& c : closed)
+      if (c.from_ms == from && c.to_ms == to) return json::parse(c.body);
+  }
   CORRAL_ASSIGN_OR_RETURN(auto evs, l.consortium_events(name));
   CORRAL_ASSIGN_OR_RETURN(auto cs, fold_consortia(evs));
   auto it = cs.find(name);

@@ -81,6 +81,15 @@ std::vector<int64_t> split_largest_remainder(int64_t amount, const std::vector<i
 Expected<nlohmann::json> consortium_statement(Ledger& l, const std::string& consortium,
                                               int64_t from_ms, int64_t to_ms,
                                               const std::string& member);
+// A closed period of the consortium (its signed statement, stored in the journal): the
+// statement of exactly that period is then this body, byte for byte.
+struct ClosedConsortiumPeriod {
+  int64_t from_ms = 0, to_ms = 0;
+  std::string body;
+};
+Expected<std::vector<ClosedConsortiumPeriod>> consortium_closed(Ledger& l,
+                                                                const std::string& consortium);
+
 std::string consortium_statement_csv(const nlohmann::json& st);
 
 nlohmann::json consortium_json(const Consortium& c);
