@@ -49,6 +49,10 @@ struct Body {
   }
 };
 
+int64_t int_or(const json& j, const char* k) {
+  return j.contains(k) && j[k].is_number_integer() ? j[k].get<int64_t>() : 0;
+}
+
 Status apply(std::map<std::string, Consortium>& cs, const ConsortiumEvent& e) {
   const json j = json::parse(e.body, nullptr, false);
   const std::string where = "consortium event " + std::to_string(e.id) + " (" + e.kind + ")";
@@ -82,7 +86,7 @@ Status apply(std::map<std::string, Consortium>& cs, const ConsortiumEvent& e) {
     Consortium::Money mo;
     CORRAL_ASSIGN_OR_RETURN(mo.org, b.str("org"));
     CORRAL_ASSIGN_OR_RETURN(mo.amount, b.i64("amount"));
-    mo.ref = j.value("ref", "");
+    mo.ref = j.contains("ref") && j["ref"].is_string() ? j["ref"].get<std::string>() : "";
     mo.at_ms = e.at_ms;
     c.money.push_back(mo);
   } else if (e.kind == "compute") {
@@ -90,9 +94,9 @@ Status apply(std::map<std::string, Consortium>& cs, const ConsortiumEvent& e) {
     CORRAL_ASSIGN_OR_RETURN(cc.job, b.str("job"));
     CORRAL_ASSIGN_OR_RETURN(cc.org, b.str("org"));
     CORRAL_ASSIGN_OR_RETURN(cc.cpu_us, b.i64("cpu_us"));
-    cc.flops = j.value("flops", int64_t(0));
-    cc.energy_uj = j.value("energy_uj", int64_t(0));
-    cc.trained_tokens = j.value("trained_tokens", int64_t(0));
+    cc.flops = int_or(j, "flops");
+    cc.energy_uj = int_or(j, "energy_uj");
+    cc.trained_tokens = int_or(j, "trained_tokens");
     cc.at_ms = e.at_ms;
     c.compute.push_back(cc);
   } else if (e.kind == "model") {
@@ -100,7 +104,7 @@ Status apply(std::map<std::string, Consortium>& cs, const ConsortiumEvent& e) {
     CORRAL_ASSIGN_OR_RETURN(m.model_id, b.str("model_id"));
     CORRAL_ASSIGN_OR_RETURN(m.adapter, b.str("adapter"));
     CORRAL_ASSIGN_OR_RETURN(m.base, b.str("base"));
-    m.is_public = j.value("public", false);
+    m.is_public = j.contains("public") && j["public"].is_boolean() && j["public"].get<bool>();
     auto old = c.models.find(m.model_id);
     // Opened once: its revenue counts from then; a later private entry closes it again.
     m.public_from_ms =

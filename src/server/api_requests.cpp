@@ -98,6 +98,11 @@ std::optional<ApiError> parse_embed_request(const json& b, EmbedRequest* r) {
 
 namespace {
 
+// A string field, or `def` when absent or of another type (nlohmann's value() would throw).
+std::string str_or(const ojson& o, const char* k, const std::string& def) {
+  return o.is_object() && o.contains(k) && o[k].is_string() ? o[k].get<std::string>() : def;
+}
+
 std::optional<ApiError> rbad(const std::string& param, const std::string& msg,
                              const std::string& code = "invalid_value") {
   return ApiError{400, msg, "invalid_request_error", param, code};
@@ -229,7 +234,7 @@ std::optional<ApiError> responses_to_chat(const ojson& b, const ojson& history, 
     for (size_t i = 0; i < b["tools"].size(); ++i) {
       const ojson& t = b["tools"][i];
       const std::string at = "tools[" + std::to_string(i) + "]";
-      if (!t.is_object() || t.value("type", "") != "function")
+      if (!t.is_object() || str_or(t, "type", "") != "function")
         return rbad(at + ".type", "'" + at +
                                       ".type' must be \"function\" (the only tool type "
                                       "served here).");
@@ -246,7 +251,7 @@ std::optional<ApiError> responses_to_chat(const ojson& b, const ojson& history, 
     const ojson& tc = b["tool_choice"];
     if (tc.is_string()) {
       c["tool_choice"] = tc;
-    } else if (tc.is_object() && tc.value("type", "") == "function" && tc.contains("name")) {
+    } else if (tc.is_object() && str_or(tc, "type", "") == "function" && tc.contains("name")) {
       c["tool_choice"] = {{"type", "function"}, {"function", {{"name", tc["name"]}}}};
     } else {
       return rbad("tool_choice",
@@ -256,11 +261,11 @@ std::optional<ApiError> responses_to_chat(const ojson& b, const ojson& history, 
   }
   if (b.contains("text") && b["text"].is_object() && b["text"].contains("format")) {
     const ojson& f = b["text"]["format"];
-    const std::string t = f.is_object() ? f.value("type", "") : "";
+    const std::string t = str_or(f, "type", "");
     if (t == "json_object") {
       c["response_format"] = {{"type", "json_object"}};
     } else if (t == "json_schema") {
-      ojson js = {{"name", f.value("name", "response")}};
+      ojson js = {{"name", str_or(f, "name", "response")}};
       if (f.contains("schema")) js["schema"] = f["schema"];
       if (f.contains("strict")) js["strict"] = f["strict"];
       c["response_format"] = {{"type", "json_schema"}, {"json_schema", js}};

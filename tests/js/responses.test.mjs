@@ -154,6 +154,8 @@ test('bad requests are 400s naming the field', async () => {
     [{ model: 'tiny', input: [{ type: 'input_image', image_url: 'x' }] }, 'input[0].type'],
     [{ model: 'tiny', input: [{ role: 'user', content: [{ type: 'input_image' }] }] }, 'input[0].content[0].type'],
     [{ model: 'tiny', input: 'x', tools: [{ type: 'web_search' }] }, 'tools[0].type'],
+    [{ model: 'tiny', input: 'x', tools: [{ type: { type: 'object' } }] }, 'tools[0].type'],
+    [{ model: 'tiny', input: 'x', text: { format: { type: 7 } } }, 'text.format'],
     [{ model: 'tiny', input: 'x', max_output_tokens: 0 }, 'max_output_tokens'],
     [{ model: 'tiny', input: 'x', text: { format: { type: 'json_schema', name: 'x', schema: { type: 'object', properties: { a: { type: 'string', foo: 1 } } } } } }, 'response_format'],
   ]) {
