@@ -80,16 +80,8 @@ Status run_embed(EmbedArgs& a) {
   a.ef.opts.n_seq = 4;
   CORRAL_ASSIGN_OR_RETURN(auto e, open_from_flags(a.ef, log));
   CORRAL_ASSIGN_OR_RETURN(EmbeddingSpec spec, embedding_spec_from_metadata(e->model->file.meta));
-  if (!a.pooling.empty()) {
-    auto p = parse_pooling(a.pooling);
-    if (!p) return make_error("--pooling: " + p.message());
-    spec.pooling = *p;
-  }
-  if (!a.attention.empty()) {
-    if (a.attention != "causal" && a.attention != "bidirectional")
-      return make_error("--attention: '" + a.attention + "' is not causal or bidirectional");
-    spec.causal = a.attention == "causal";
-  }
+  CORRAL_RETURN_IF_ERROR(
+      override_embedding_spec(&spec, a.pooling, "--pooling", a.attention, "--attention"));
   if (a.no_normalize) spec.normalize = false;
   const int64_t V = e->model->hp.n_vocab, E = e->model->hp.n_embd;
   if (a.dimensions < 0 || a.dimensions > E)

@@ -128,17 +128,8 @@ Expected<std::unique_ptr<ServedModel>> load(const ServeArgs& a, const std::strin
     m->has_chat = true;
   }
   CORRAL_ASSIGN_OR_RETURN(m->embedding, embedding_spec_from_metadata(md));
-  if (!a.pooling.empty()) {
-    auto p = parse_pooling(a.pooling);
-    if (!p) return make_error("--pooling: " + p.message());
-    m->embedding.pooling = *p;
-  }
-  if (!a.embedding_attention.empty()) {
-    if (a.embedding_attention != "causal" && a.embedding_attention != "bidirectional")
-      return make_error("--embedding-attention: '" + a.embedding_attention +
-                        "' is not causal or bidirectional");
-    m->embedding.causal = a.embedding_attention == "causal";
-  }
+  CORRAL_RETURN_IF_ERROR(override_embedding_spec(&m->embedding, a.pooling, "--pooling",
+                                                 a.embedding_attention, "--embedding-attention"));
   m->embedding_only = a.embedding_only;
   SchedulerOptions so;
   so.parallel = a.parallel;

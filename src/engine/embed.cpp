@@ -57,6 +57,22 @@ Expected<EmbeddingSpec> embedding_spec_from_metadata(const Metadata& meta) {
   return s;
 }
 
+Status override_embedding_spec(EmbeddingSpec* spec, const std::string& pooling,
+                               const std::string& pooling_flag, const std::string& attention,
+                               const std::string& attention_flag) {
+  if (!pooling.empty()) {
+    auto p = parse_pooling(pooling);
+    if (!p) return make_error(pooling_flag + ": " + p.message());
+    spec->pooling = *p;
+  }
+  if (!attention.empty()) {
+    if (attention != "causal" && attention != "bidirectional")
+      return make_error(attention_flag + ": '" + attention + "' is not causal or bidirectional");
+    spec->causal = attention == "causal";
+  }
+  return Status::ok();
+}
+
 std::vector<float> pool_rows(Pooling p, const float* rows, int64_t n_rows, int64_t dim) {
   std::vector<float> out(size_t(dim), 0.f);
   if (n_rows <= 0) return out;

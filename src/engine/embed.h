@@ -35,6 +35,12 @@ const char* pooling_name(Pooling p);
 // Other pooling types (rank, ...) are an error naming the key.
 Expected<EmbeddingSpec> embedding_spec_from_metadata(const Metadata& meta);
 
+// The command line's overrides of a model's spec: pooling "" | last | mean | cls, attention
+// "" | causal | bidirectional; errors name the flag.
+Status override_embedding_spec(EmbeddingSpec* spec, const std::string& pooling,
+                               const std::string& pooling_flag, const std::string& attention,
+                               const std::string& attention_flag);
+
 // Which rows of an n-token input the pooling reads: all (mean), the first (cls), the last.
 inline bool pooling_reads(Pooling p, int64_t i, int64_t n) {
   return p == Pooling::kMean || (p == Pooling::kCls ? i == 0 : i + 1 == n);

@@ -132,6 +132,21 @@ void set_ratelimit_headers(httplib::Response& res, const AdmitResult& r) {
   }
 }
 
+void reply_metered(httplib::Response& res, std::string text, std::shared_ptr<Meter> meter,
+                   const std::vector<Choice>& choices, int64_t n) {
+  auto body = std::make_shared<std::string>(std::move(text));
+  auto chs = std::make_shared<std::vector<Choice>>(choices);
+  res.set_content_provider(
+      body->size(), "application/json",
+      [body, meter, chs, n](size_t off, size_t len, httplib::DataSink& sink) {
+        const size_t end = std::min(body->size(), off + len);
+        if (!sink.write(body->data() + off, end - off)) return false;
+        if (end == body->size()) (void)meter->settle(*chs, n, "completed");
+        return true;
+      },
+      [meter, chs, n](bool) { (void)meter->settle(*chs, n, "cancelled"); });
+}
+
 std::shared_ptr<grammar::GrammarCache> HttpServer::grammar_cache(ServedModel& m) {
   std::lock_guard<std::mutex> lk(grammar_mu_);
   if (m.base) return grammar_cache(*m.base);  // an adapter: its base's tokenizer and cache
@@ -443,17 +458,7 @@ void HttpServer::handle_generate(const httplib::Request& req, httplib::Response&
     if (Status st = meter->record(Meter::generated(choices)); !st.is_ok())
       return fail(ApiError{503, "The ledger is unavailable: " + st.message(), "service_unavailable",
                            "", "ledger_unavailable"});
-    auto body = std::make_shared<std::string>(dump(out));
-    auto chs = std::make_shared<std::vector<Choice>>(choices);
-    res.set_content_provider(
-        body->size(), "application/json",
-        [body, meter, chs, n = g.n](size_t off, size_t len, httplib::DataSink& sink) {
-          const size_t end = std::min(body->size(), off + len);
-          if (!sink.write(body->data() + off, end - off)) return false;
-          if (end == body->size()) (void)meter->settle(*chs, n, "completed");
-          return true;
-        },
-        [meter, chs, n = g.n](bool) { (void)meter->settle(*chs, n, "cancelled"); });
+    reply_metered(res, dump(out), meter, choices, g.n);
     metrics_.count(route, 200);
     log_request(req, 200, summary("json"));
     return;

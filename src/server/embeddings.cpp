@@ -149,20 +149,7 @@ void HttpServer::handle_embeddings(const httplib::Request& req, httplib::Respons
               {"data", std::move(data)},
               {"model", model_id},
               {"usage", {{"prompt_tokens", total}, {"total_tokens", total}}}};
-  // Settled once the whole body is written (a kill -9 before leaves the admitted row, billed in
-  // full as interrupted; a client gone midway is recorded as cancelled).
-  auto text = std::make_shared<std::string>(dump(out));
-  auto chs = std::make_shared<std::vector<Choice>>(gen.choices);
-  auto meter = gen.meter;
-  res.set_content_provider(
-      text->size(), "application/json",
-      [text, meter, chs](size_t off, size_t len, httplib::DataSink& sink) {
-        const size_t end = std::min(text->size(), off + len);
-        if (!sink.write(text->data() + off, end - off)) return false;
-        if (end == text->size()) (void)meter->settle(*chs, 1, "completed");
-        return true;
-      },
-      [meter, chs](bool) { (void)meter->settle(*chs, 1, "cancelled"); });
+  reply_metered(res, dump(out), gen.meter, gen.choices, 1);
   metrics_.count(route, 200);
   char buf[160];
   std::snprintf(buf, sizeof buf, "model=%s embeddings=%zu prompt=%lld time=%.3fs", model_id.c_str(),

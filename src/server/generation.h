@@ -57,6 +57,12 @@ struct Meter {
 
 void set_ratelimit_headers(httplib::Response& res, const AdmitResult& r);
 
+// A whole JSON answer whose record is settled "completed" once its last byte is written, or
+// "cancelled" when the client goes away before (a kill -9 in between leaves the admitted row,
+// billed in full as interrupted). n: choices per prompt.
+void reply_metered(httplib::Response& res, std::string body, std::shared_ptr<Meter> meter,
+                   const std::vector<Choice>& choices, int64_t n);
+
 // A generation request admitted (license, key, quota) and submitted to its model's scheduler.
 struct Generation {
   GenRequest g;

@@ -210,17 +210,7 @@ void HttpServer::handle_responses(const httplib::Request& req, httplib::Response
     if (Status st = meter->record(Meter::generated(gen.choices)); !st.is_ok())
       return fail(ApiError{503, "The ledger is unavailable: " + st.message(), "service_unavailable",
                            "", "ledger_unavailable"});
-    auto body = std::make_shared<std::string>(dump(r));
-    auto chs = std::make_shared<std::vector<Choice>>(gen.choices);
-    res.set_content_provider(
-        body->size(), "application/json",
-        [body, meter, chs](size_t off, size_t len, httplib::DataSink& sink) {
-          const size_t end = std::min(body->size(), off + len);
-          if (!sink.write(body->data() + off, end - off)) return false;
-          if (end == body->size()) (void)meter->settle(*chs, 1, "completed");
-          return true;
-        },
-        [meter, chs](bool) { (void)meter->settle(*chs, 1, "cancelled"); });
+    reply_metered(res, dump(r), meter, gen.choices, 1);
     metrics_.count(route, 200);
     log_request(
         req, 200,
