@@ -217,7 +217,7 @@ TEST(TrainData, PackingPositionsAndMicroBatches) {
   EXPECT_EQ(seqs[0].pos, (std::vector<int32_t>{0, 1, 2, 0, 1, 2, 3}));
   EXPECT_EQ(seqs[0].start, (std::vector<int32_t>{0, 0, 0, 3, 3, 3, 3}));
   EXPECT_EQ(seqs[0].target, (std::vector<int32_t>{1, 2, -1, 11, 12, 13, -1}));
-  EXPECT_EQ(micro_batch({7, 8, 9, 10, 11}, 1, 2), (std::vector<int64_t>{7, 9, 11}));  // record i: i mod 2
+  EXPECT_EQ(micro_batch(DataSet{}, {7, 8, 9, 10, 11}, 1, 2), (std::vector<int64_t>{7, 9, 11}));  // record i: i mod 2
   EXPECT_EQ(predicted_tokens(d, {0, 1}), 2 + 3);
   const StepPlan p = plan_steps(d, 9, 2, 0, false, 0);
   ASSERT_EQ(p.steps.size(), 8u);  // per epoch [0, 1] (3 + 4 tokens), [2], [3], [4]
@@ -228,6 +228,27 @@ TEST(TrainData, PackingPositionsAndMicroBatches) {
   EXPECT_DOUBLE_EQ(lr_at(c, 1), 0.5);
   EXPECT_DOUBLE_EQ(lr_at(c, 2), 1);
   EXPECT_NEAR(lr_at(c, 4), 0.5, 1e-12);
+}
+
+// --mix by-share worked by hand: ranks holding 4 and 2 records with shares 30% and 70% get
+// quotas of 6 * 0.3 = 1.8 -> 2 and 6 * 0.7 = 4.2 -> 4 (largest remainder); rank 1 goes round its
+// two records twice; each next position goes to the rank furthest behind quota * (i + 1) / 6.
+TEST(TrainData, MixByShare) {
+  auto mix = share_mix({4, 2}, {3000, 7000});
+  ASSERT_TRUE(mix.is_ok()) << mix.message();
+  using P = std::pair<int32_t, int64_t>;
+  EXPECT_EQ(*mix, (std::vector<P>{{1, 0}, {0, 0}, {1, 1}, {1, 0}, {0, 1}, {1, 1}}));
+  auto even = share_mix({2, 2, 2}, {1, 1, 1});  // equal shares: plain rank order
+  ASSERT_TRUE(even.is_ok());
+  EXPECT_EQ(*even, (std::vector<P>{{0, 0}, {1, 0}, {2, 0}, {0, 1}, {1, 1}, {2, 1}}));
+  auto none = share_mix({3, 0}, {5000, 5000});
+  ASSERT_FALSE(none.is_ok());
+  EXPECT_NE(none.message().find("rank 1"), std::string::npos) << none.message();
+  EXPECT_FALSE(share_mix({3, 1}, {0, 0}).is_ok());
+  DataSet d;
+  d.examples.resize(4);
+  d.holder = {1, 0, 0, 1};  // where holder is set it decides, not i mod n
+  EXPECT_EQ(micro_batch(d, {0, 1, 2, 3}, 1, 2), (std::vector<int64_t>{0, 3}));
 }
 
 // Assistant turns found in the rendering, for a template that honours add_generation_prompt (the

@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <unistd.h>
 
 #include "cli/hosting_flags.h"
 #include "hosting/signing.h"
@@ -136,13 +137,19 @@ Status statement(ConsortiumArgs& a) {
     text = st.dump(2) + "\n";
   else if (a.format == "csv")
     text = consortium_statement_csv(st);
-  else
-    return make_error("--format: '" + a.format + "' (json or csv)");
+  else if (a.format == "pdf") {
+    if (a.out.empty() && isatty(1))
+      return make_error("--format pdf: give -o FILE.pdf (or redirect standard output)");
+    CORRAL_ASSIGN_OR_RETURN(text, consortium_statement_pdf(st));
+  } else
+    return make_error("--format: '" + a.format + "' (json, csv or pdf)");
   if (a.out.empty()) {
     std::fwrite(text.data(), 1, text.size(), stdout);
     return Status::ok();
   }
-  std::ofstream(a.out) << text;
+  std::ofstream f(a.out, std::ios::binary);
+  f << text;
+  if (!f.flush()) return make_error("-o " + a.out + ": cannot write");
   return Status::ok();
 }
 
@@ -235,7 +242,7 @@ Action add_consortium(CLI::App& app) {
   st->add_option("--from", a->from, "period start (ISO 8601)")->required();
   st->add_option("--to", a->to, "period end, exclusive (ISO 8601)")->required();
   st->add_option("--member", a->member, "one member only");
-  st->add_option("--format", a->format, "json or csv (default json)");
+  st->add_option("--format", a->format, "json, csv or pdf (default json)");
   st->add_option("-o,--out", a->out, "write to FILE");
   st->callback([=] { *action = [a] { return statement(*a); }; });
   auto* cl = sub->add_subcommand(

@@ -53,6 +53,7 @@ Status run_ranked(FinetuneArgs& a, Collective& coll_ref) {
       return make_error("--consortium: no consortium named '" + a.consortium + "'");
     if (!cs.at(a.consortium).members.count(a.member))
       return make_error("--member: '" + a.member + "' is not a member of '" + a.consortium + "'");
+    a.o.mix_share_bp = cs.at(a.consortium).members.at(a.member).share_at(now_ms());
     Ledger* lp = ledger.get();
     a.o.on_compute = [lp, &a, rank = coll->rank()](const ComputeReport& r) {
       return append_consortium(*lp, a.consortium, "compute",
@@ -70,6 +71,9 @@ Status run_ranked(FinetuneArgs& a, Collective& coll_ref) {
       return make_error("--register: give the served base model's id with --register-base");
   } else if (!a.member.empty() || !a.job.empty() || !a.register_id.empty()) {
     return make_error("--member and --job go with --consortium NAME");
+  } else if (a.o.mix == "by-share") {
+    return make_error("--mix by-share: the shares are the consortium members'; give --consortium NAME "
+                      "and --member ORG");
   }
   CORRAL_ASSIGN_OR_RETURN(auto e, open_from_flags(a.ef, log));
   if (!e->tok) {
@@ -150,6 +154,10 @@ Action add_finetune(CLI::App& app) {
                   "the consortium member this rank's machine and data belong to");
   sub->add_option("--job", a->job,
                   "the consortium job's name (its cost is split by the members' shares)");
+  sub->add_option("--mix", o.mix,
+                  "interleave (record i of the combined data on rank i mod N) or by-share (each "
+                  "member's records sampled in proportion to its consortium share) (default "
+                  "interleave)");
   sub->add_option("--register", a->register_id,
                   "at the end, register the adapter as consortium model MODEL_ID (members only)");
   sub->add_option("--register-base", a->register_base,

@@ -20,6 +20,7 @@
 #include <string>
 #include <vector>
 
+#include "core/apportion.h"
 #include "core/status.h"
 #include "hosting/ledger.h"
 
@@ -74,8 +75,7 @@ Expected<std::map<std::string, Consortium>> fold_consortia(const std::vector<Con
 Status append_consortium(Ledger& l, const std::string& consortium, const std::string& kind,
                          const nlohmann::json& body, int64_t at_ms);
 
-// Largest-remainder split of amount by weights (all >= 0, not all 0); ties go to the first.
-std::vector<int64_t> split_largest_remainder(int64_t amount, const std::vector<int64_t>& weights);
+// split_largest_remainder (core/apportion.h) splits job costs and revenue by the shares.
 
 // The statement of [from, to) (see above), optionally of one member; with its digest.
 Expected<nlohmann::json> consortium_statement(Ledger& l, const std::string& consortium,
@@ -91,6 +91,8 @@ Expected<std::vector<ClosedConsortiumPeriod>> consortium_closed(Ledger& l,
                                                                 const std::string& consortium);
 
 std::string consortium_statement_csv(const nlohmann::json& st);
+// The statement as an A4 PDF (text searchable with pdftotext), the same figures formatted.
+Expected<std::string> consortium_statement_pdf(const nlohmann::json& st);
 
 nlohmann::json consortium_json(const Consortium& c);
 

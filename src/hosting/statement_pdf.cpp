@@ -1,11 +1,9 @@
 // The statement as the licensor receives it: an A4 PDF drawn with cairo (text as real text, so
 // it can be searched and checked with pdftotext).
-#include <cairo-pdf.h>
-#include <cairo.h>
-
 #include <algorithm>
 #include <map>
 
+#include "hosting/pdf_doc.h"
 #include "hosting/statement.h"
 
 namespace corral {
@@ -14,49 +12,9 @@ namespace {
 
 using nlohmann::json;
 
-constexpr double kW = 595.0, kH = 842.0, kMargin = 40.0;
+constexpr double kW = PdfDoc::kW, kMargin = PdfDoc::kMargin;
 
-struct Pdf {
-  cairo_surface_t* surface = nullptr;
-  cairo_t* cr = nullptr;
-  double y = kMargin;
-
-  void font(double size, bool bold = false, bool mono = false) {
-    cairo_select_font_face(cr, mono ? "DejaVu Sans Mono" : "DejaVu Sans", CAIRO_FONT_SLANT_NORMAL,
-                           bold ? CAIRO_FONT_WEIGHT_BOLD : CAIRO_FONT_WEIGHT_NORMAL);
-    cairo_set_font_size(cr, size);
-  }
-  void text(double x, const std::string& s, bool right = false) {
-    double tx = x;
-    if (right) {
-      cairo_text_extents_t e;
-      cairo_text_extents(cr, s.c_str(), &e);
-      tx = x - e.x_advance;
-    }
-    cairo_move_to(cr, tx, y);
-    cairo_show_text(cr, s.c_str());
-  }
-  void need(double h) {
-    if (y + h <= kH - kMargin) return;
-    cairo_show_page(cr);
-    y = kMargin;
-  }
-  void line(double x0, double x1) {
-    cairo_set_line_width(cr, 0.5);
-    cairo_move_to(cr, x0, y + 3);
-    cairo_line_to(cr, x1, y + 3);
-    cairo_stroke(cr);
-  }
-};
-
-std::string num(int64_t v) {
-  std::string s = std::to_string(v < 0 ? -v : v), o;
-  for (size_t i = 0; i < s.size(); ++i) {
-    if (i && (s.size() - i) % 3 == 0) o += ',';
-    o += s[i];
-  }
-  return (v < 0 ? "-" : "") + o;
-}
+std::string num(int64_t v) { return pdf_thousands(v); }
 
 std::string str(const json& j, const char* k) {
   return j.contains(k) && j[k].is_string() ? j[k].get<std::string>() : std::string();
@@ -65,19 +23,8 @@ std::string str(const json& j, const char* k) {
 }  // namespace
 
 Expected<std::string> statement_pdf(const json& st, const std::vector<LicenseEvent>* events) {
-  Pdf p;
-  std::string out;
-  p.surface = cairo_pdf_surface_create_for_stream(
-      [](void* closure, const unsigned char* data, unsigned int n) {
-        static_cast<std::string*>(closure)->append(reinterpret_cast<const char*>(data), n);
-        return CAIRO_STATUS_SUCCESS;
-      },
-      &out, kW, kH);
-  if (cairo_surface_status(p.surface) != CAIRO_STATUS_SUCCESS) {
-    cairo_surface_destroy(p.surface);
-    return make_error("cannot start the PDF");
-  }
-  p.cr = cairo_create(p.surface);
+  PdfDoc p;
+  if (!p.ok()) return make_error("cannot start the PDF");
   cairo_t* cr = p.cr;
   const std::string cur = str(st, "currency");
   const bool licensor = str(st, "view") == "licensor";
@@ -260,14 +207,7 @@ Expected<std::string> statement_pdf(const json& st, const std::vector<LicenseEve
   p.font(8, false, true);
   p.text(kMargin, str(st, "digest"));
 
-  cairo_show_page(cr);
-  cairo_destroy(cr);
-  cairo_surface_finish(p.surface);
-  const cairo_status_t s = cairo_surface_status(p.surface);
-  cairo_surface_destroy(p.surface);
-  if (s != CAIRO_STATUS_SUCCESS)
-    return make_error(std::string("drawing the PDF failed: ") + cairo_status_to_string(s));
-  return out;
+  return p.finish();
 }
 
 }  // namespace corral

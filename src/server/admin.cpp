@@ -430,15 +430,27 @@ void HttpServer::admin_routes() {
     int64_t from, to;
     if (auto e = period(req, &from, &to)) return reply_error(res, *e);
     const std::string member = req.has_param("member") ? req.get_param_value("member") : "";
+    if (req.has_param("format")) {
+      const std::string f = req.get_param_value("format");
+      if (f != "json" && f != "csv" && f != "pdf")
+        return reply_error(res, ApiError{400, "'format' must be json, csv or pdf.",
+                                         "invalid_request_error", "format", "invalid_value"});
+    }
     auto st = consortium_statement(*o_.ledger, req.matches[1], from, to, member);
     if (!st.is_ok()) {
       const bool missing = st.message().find("no consortium") != std::string::npos;
       return reply_error(res, ApiError{missing ? 404 : 400, st.message(), "invalid_request_error",
                                        "", missing ? "not_found" : "statement"});
     }
-    if (req.has_param("format") && req.get_param_value("format") == "csv")
-      return res.set_content(consortium_statement_csv(*st), "text/csv");
-    res.set_content(st->dump(2) + "\n", "application/json");
+    const std::string format = req.has_param("format") ? req.get_param_value("format") : "json";
+    if (format == "json") return res.set_content(st->dump(2) + "\n", "application/json");
+    res.set_header("Content-Disposition", "attachment; filename=\"consortium-" + req.matches[1].str() +
+                                              "-" + format_iso8601(from).substr(0, 10) + "-" +
+                                              format_iso8601(to).substr(0, 10) + "." + format + "\"");
+    if (format == "csv") return res.set_content(consortium_statement_csv(*st), "text/csv");
+    auto pdf = consortium_statement_pdf(*st);
+    if (!pdf.is_ok()) return ledger_error(res, pdf.message());
+    res.set_content(*pdf, "application/pdf");
   });
   s.Get("/admin/v1/usage", [=, this](const httplib::Request& req, httplib::Response& res) {
     if (!guard(res)) return;

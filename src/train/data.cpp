@@ -1,5 +1,7 @@
 #include "train/data.h"
 
+#include "core/apportion.h"
+
 #include <algorithm>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -203,10 +205,41 @@ StepPlan plan_steps(const DataSet& d, int64_t batch_tokens, int64_t epochs, int6
   return p;
 }
 
-std::vector<int64_t> micro_batch(const std::vector<int64_t>& step, int64_t m, int64_t n) {
+std::vector<int64_t> micro_batch(const DataSet& d, const std::vector<int64_t>& step, int64_t m, int64_t n) {
   std::vector<int64_t> out;
   for (int64_t r : step)
-    if (r % n == m) out.push_back(r);
+    if ((d.holder.empty() ? r % n : d.holder[size_t(r)]) == m) out.push_back(r);
+  return out;
+}
+
+Expected<std::vector<std::pair<int32_t, int64_t>>> share_mix(const std::vector<int64_t>& counts,
+                                                             const std::vector<int64_t>& weights) {
+  int64_t E = 0, wsum = 0;
+  for (int64_t c : counts) E += c;
+  for (int64_t w : weights) {
+    if (w < 0) return make_error("--mix by-share: a negative share");
+    wsum += w;
+  }
+  if (wsum == 0) return make_error("--mix by-share: every member's share is 0");
+  const std::vector<int64_t> quota = split_largest_remainder(E, weights);
+  for (size_t r = 0; r < counts.size(); ++r)
+    if (quota[r] > 0 && counts[r] == 0)
+      return make_error("--mix by-share: rank " + std::to_string(r) + " is due " + std::to_string(quota[r]) +
+                        " records by its share but its --data holds none");
+  std::vector<std::pair<int32_t, int64_t>> out;
+  out.reserve(size_t(E));
+  std::vector<int64_t> taken(counts.size(), 0);
+  for (int64_t i = 0; i < E; ++i) {
+    int best = -1;
+    __int128 best_due = 0;
+    for (size_t r = 0; r < counts.size(); ++r) {
+      if (taken[r] >= quota[r]) continue;
+      const __int128 due = __int128(quota[r]) * (i + 1) - __int128(E) * taken[r];
+      if (best < 0 || due > best_due) best = int(r), best_due = due;
+    }
+    out.push_back({int32_t(best), taken[size_t(best)] % counts[size_t(best)]});
+    ++taken[size_t(best)];
+  }
   return out;
 }
 

@@ -30,6 +30,9 @@ struct DataOptions {
 
 struct DataSet {
   std::vector<Example> examples;
+  // The micro-batch (rank) each record belongs to, where it is not i mod n (a data-parallel job
+  // mixed by the members' shares); empty otherwise.
+  std::vector<int32_t> holder;
   int64_t truncated = 0;  // records cut to ctx
   int64_t tokens = 0;
 };
@@ -49,10 +52,20 @@ struct StepPlan {
 StepPlan plan_steps(const DataSet& d, int64_t batch_tokens, int64_t epochs, int64_t steps, bool shuffle,
                     uint64_t seed);
 
-// The records of `step` that go to micro-batch m of n: those with index i mod n == m.
-std::vector<int64_t> micro_batch(const std::vector<int64_t>& step, int64_t m, int64_t n);
+// The records of `step` that go to micro-batch m of n: those with index i mod n == m (or whose
+// d.holder is m, where it is set).
+std::vector<int64_t> micro_batch(const DataSet& d, const std::vector<int64_t>& step, int64_t m, int64_t n);
 // The predicted tokens of these records (the step's loss is their mean).
 int64_t predicted_tokens(const DataSet& d, const std::vector<int64_t>& records);
+// The combined order of a data-parallel job mixed by the members' shares (--mix by-share): rank
+// r holds counts[r] records and weighs weights[r]; the job's epoch has as many records as all
+// ranks hold together, split among the ranks by weight (largest remainder), each rank's taken in
+// its file order (from the start again when its quota passes its count), and interleaved so that
+// every prefix stays as close to the shares as it can (the rank most behind its due next, ties
+// to the lower rank). Returns (rank, record of that rank) per position; an error when a rank
+// with a positive quota holds no records.
+Expected<std::vector<std::pair<int32_t, int64_t>>> share_mix(const std::vector<int64_t>& counts,
+                                                             const std::vector<int64_t>& weights);
 // Records packed in order into sequences of at most ctx tokens.
 std::vector<PackedSequence> pack(const DataSet& d, const std::vector<int64_t>& records, int64_t ctx);
 

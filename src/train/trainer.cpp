@@ -9,6 +9,9 @@
 #include <cmath>
 #include <cstdio>
 #include <fstream>
+#include <map>
+#include <numeric>
+#include <optional>
 #include <random>
 
 #include "core/context.h"
@@ -19,6 +22,7 @@
 #include "train/checkpoint.h"
 #include "train/collective.h"
 #include "train/data.h"
+#include "train/ranks.h"
 
 namespace corral {
 
@@ -65,55 +69,6 @@ int64_t rapl_energy_uj() {
   return sum;
 }
 
-// The combined data of a data-parallel job: rank r loaded records i mod N == r of it (its own
-// --data, in order). Every rank learns every record's length and predicted count (the step
-// plan and the loss normalisation need them); the other ranks' tokens stay where they are
-// (zeros here, never read).
-Expected<DataSet> combine_ranks(Collective& c, DataSet mine) {
-  const int N = c.size(), R = c.rank();
-  std::vector<int64_t> meta;
-  for (auto& e : mine.examples) {
-    int64_t pred = 0;
-    for (uint8_t l : e.loss) pred += l;
-    meta.push_back(int64_t(e.tokens.size()));
-    meta.push_back(pred);
-  }
-  std::vector<uint8_t> raw(meta.size() * 8);
-  std::memcpy(raw.data(), meta.data(), raw.size());
-  std::vector<std::vector<uint8_t>> all;
-  CORRAL_RETURN_IF_ERROR(c.allgather_v(raw, &all));
-  std::vector<int64_t> count(static_cast<size_t>(N));
-  int64_t total = 0;
-  for (int r = 0; r < N; ++r) total += (count[size_t(r)] = int64_t(all[size_t(r)].size() / 16));
-  for (int r = 0; r < N; ++r)
-    if (count[size_t(r)] != (total - r + N - 1) / N)
-      return make_error("rank " + std::to_string(r) + " has " + std::to_string(count[size_t(r)]) +
-                        " records of " + std::to_string(total) + ": with " + std::to_string(N) +
-                        " ranks, record i of the combined data belongs to rank i mod N, so each "
-                        "rank's --data must hold every N-th record (rank r: " +
-                        "ceil((total - r) / N))");
-  DataSet d;
-  d.truncated = mine.truncated;
-  d.examples.resize(size_t(total));
-  for (int64_t g = 0; g < total; ++g) {
-    const int r = int(g % N);
-    const int64_t k = g / N;
-    Example& e = d.examples[size_t(g)];
-    if (r == R) {
-      e = std::move(mine.examples[size_t(k)]);
-    } else {
-      int64_t m[2];
-      std::memcpy(m, all[size_t(r)].data() + k * 16, 16);
-      e.tokens.assign(size_t(m[0]), 0);
-      e.loss.assign(size_t(m[0]), 0);
-      for (int64_t i = 0; i < m[1] && i < m[0]; ++i) e.loss[size_t(m[0] - 1 - i)] = 1;
-    }
-    e.index = g;
-    d.tokens += int64_t(e.tokens.size());
-  }
-  return d;
-}
-
 // A micro-batch's gradients as one buffer (for the allgather) and back, added in.
 std::vector<float> flatten(LoraAdapter& g) {
   std::vector<float> out;
@@ -143,7 +98,7 @@ std::string fmt_time(double s) {
 }
 
 // What the run computes, so a resume with other data or options is refused.
-std::string digest_of(const TrainOptions& o, const StepPlan& p, const DataSet& d) {
+std::string digest_of(const TrainOptions& o, const StepPlan& p, const DataSet& d, bool data_parallel) {
   uint64_t h = 1469598103934665603ull;
   auto add = [&](uint64_t v) { h = (h ^ v) * 1099511628211ull; };
   for (auto& s : p.steps) {
@@ -153,7 +108,7 @@ std::string digest_of(const TrainOptions& o, const StepPlan& p, const DataSet& d
   // Data-parallel ranks hold only their own tokens: their digest (the same on every rank, so any
   // rank resumes from the checkpoint rank 0 wrote) covers every record's shape instead.
   for (auto& e : d.examples) {
-    if (o.coll && o.coll->size() > 1) {
+    if (data_parallel) {
       uint64_t pred = 0;
       for (uint8_t l : e.loss) pred += l;
       add(e.tokens.size());
@@ -163,6 +118,7 @@ std::string digest_of(const TrainOptions& o, const StepPlan& p, const DataSet& d
     }
   }
   add(uint64_t(o.rank));
+  add(o.mix == "by-share");
   add(uint64_t(o.grad_accum));
   add(uint64_t(o.ctx));
   add(o.seed);
@@ -224,15 +180,29 @@ Status run_training(Context& ctx, const Model& m, const Tokenizer* tok, const Ch
   Collective single;
   Collective& coll = o.coll ? *o.coll : single;
   const int n_ranks = coll.size(), my_rank = coll.rank();
-  if (n_ranks > 1) {
-    if (o.grad_accum != 1)
-      return make_error("--grad-accum: under mpirun the ranks are the micro-batches (leave it 1)");
-    CORRAL_ASSIGN_OR_RETURN(data, combine_ranks(coll, std::move(data)));
-    log.info("rank " + std::to_string(my_rank) + " of " + std::to_string(n_ranks) + ": " +
-             std::to_string((int64_t(data.examples.size()) - my_rank + n_ranks - 1) / n_ranks) +
-             " of the " + std::to_string(data.examples.size()) + " records");
+  if (o.mix != "interleave" && o.mix != "by-share")
+    return make_error("--mix: '" + o.mix + "' (choose interleave or by-share)");
+  // A checkpoint of a data-parallel job keeps its layout: the job may resume with fewer ranks
+  // (those that remain), each standing for its member's slot; the absent slots' micro-batches
+  // are skipped and each step's loss is normalised over the present ranks' predicted tokens.
+  std::optional<Checkpoint> resumed;
+  if (!o.resume_dir.empty()) {
+    CORRAL_ASSIGN_OR_RETURN(Checkpoint c, load_latest_checkpoint(o.resume_dir));
+    resumed = std::move(c);
   }
-  const bool lead = my_rank == 0;  // writes the log, checkpoints and the adapter
+  RankLayout layout;
+  bool reduced = false;
+  if (resumed && resumed->state.contains("layout")) {
+    CORRAL_ASSIGN_OR_RETURN(layout, RankLayout::from_json(resumed->state["layout"]));
+    reduced = int64_t(layout.slots.size()) != n_ranks;
+    if (int64_t(layout.slots.size()) < n_ranks)
+      return make_error("--resume " + o.resume_dir + ": its job ran on " + std::to_string(layout.slots.size()) +
+                        " ranks; at most that many can resume it, not " + std::to_string(n_ranks));
+  }
+  const int n_slots = reduced ? int(layout.slots.size()) : n_ranks;
+  const bool data_parallel = n_slots > 1;
+  if (data_parallel && o.grad_accum != 1)
+    return make_error("--grad-accum: in a job over several ranks the ranks are the micro-batches (leave it 1)");
   std::vector<std::string> members;  // every rank's member name, for the log
   if (n_ranks > 1) {
     std::vector<std::vector<uint8_t>> names;
@@ -241,19 +211,57 @@ Status run_training(Context& ctx, const Model& m, const Tokenizer* tok, const Ch
       std::string nm(names[size_t(r)].begin(), names[size_t(r)].end());
       members.push_back(nm.empty() ? "rank" + std::to_string(r) : nm);
     }
+  } else if (reduced) {
+    members.push_back(o.member.empty() ? "rank0" : o.member);
   }
+  int my_slot = my_rank;
+  std::vector<bool> present(size_t(n_slots), true);
+  if (reduced) {
+    CORRAL_ASSIGN_OR_RETURN(auto slot_of, assign_slots(layout, members));
+    my_slot = slot_of[size_t(my_rank)];
+    present.assign(size_t(n_slots), false);
+    for (int s : slot_of) present[size_t(s)] = true;
+    std::string absent;
+    for (int s = 0; s < n_slots; ++s)
+      if (!present[size_t(s)]) absent += (absent.empty() ? "" : ", ") + layout.slots[size_t(s)] + " (rank " + std::to_string(s) + ")";
+    CORRAL_ASSIGN_OR_RETURN(data, rebuild_from_layout(layout, my_slot, data));
+    log.info("resuming a job of " + std::to_string(n_slots) + " ranks with " + std::to_string(n_ranks) +
+             ": the micro-batches of " + absent + " are skipped, each step's loss normalised over the "
+             "present ranks' tokens");
+  } else if (n_ranks > 1) {
+    std::vector<int64_t> weights;
+    if (o.mix == "by-share") {
+      // A member's share, split evenly among its ranks: weight = share * L / its rank count.
+      CORRAL_ASSIGN_OR_RETURN(auto bp, coll.gather_values(o.mix_share_bp));
+      std::map<std::string, int64_t> ranks_of;
+      for (auto& nm : members) ++ranks_of[nm];
+      int64_t L = 1;
+      for (auto& [_, k] : ranks_of) L = std::lcm(L, k);
+      for (int r = 0; r < n_ranks; ++r) weights.push_back(bp[size_t(r)] * (L / ranks_of[members[size_t(r)]]));
+    }
+    layout.slots = members;
+    CORRAL_ASSIGN_OR_RETURN(data, combine_ranks(coll, data, weights.empty() ? nullptr : &weights, &layout));
+    int64_t held = 0;
+    for (int32_t h : data.holder) held += h == my_rank;
+    log.info("rank " + std::to_string(my_rank) + " of " + std::to_string(n_ranks) + ": " +
+             std::to_string(held) + " of the " + std::to_string(data.examples.size()) + " records" +
+             (o.mix == "by-share" ? " (mixed by the members' shares)" : ""));
+  } else if (o.mix == "by-share") {
+    return make_error("--mix by-share: mixes the members' data in a job over several ranks (mpirun)");
+  }
+  const bool lead = my_rank == 0;  // writes the log, checkpoints and the adapter
   if (data.truncated) log.info("notice: " + std::to_string(data.truncated) + " records cut to --ctx " + std::to_string(o.ctx) + " tokens");
   const int64_t epochs = o.steps > 0 ? 0 : std::max<int64_t>(1, o.epochs);
   const StepPlan plan = plan_steps(data, o.batch_tokens, epochs, o.steps, o.shuffle, o.seed);
   OptimizerConfig oc = o.opt;
   oc.total_steps = int64_t(plan.steps.size());
-  const std::string digest = digest_of(o, plan, data);
+  const std::string digest = digest_of(o, plan, data, data_parallel);
 
   LoraAdapter ad;
   OptimizerState st;
   int64_t start = 0;
-  if (!o.resume_dir.empty()) {
-    CORRAL_ASSIGN_OR_RETURN(Checkpoint c, load_latest_checkpoint(o.resume_dir));
+  if (resumed) {
+    Checkpoint& c = *resumed;
     if (c.state.value("digest", std::string()) != digest)
       return make_error("--resume " + o.resume_dir + ": its checkpoint is of another run (other data, "
                         "--rank, --grad-accum, --ctx or --seed)");
@@ -330,7 +338,10 @@ Status run_training(Context& ctx, const Model& m, const Tokenizer* tok, const Ch
   for (int64_t step = start; step < int64_t(plan.steps.size()); ++step) {
     const double s0 = now_s();
     const std::vector<int64_t>& recs = plan.steps[size_t(step)];
-    const int64_t n_pred = predicted_tokens(data, recs);
+    // With ranks absent, only the present ranks' tokens count.
+    int64_t n_pred = reduced ? 0 : predicted_tokens(data, recs);
+    for (int s = 0; reduced && s < n_slots; ++s)
+      if (present[size_t(s)]) n_pred += predicted_tokens(data, micro_batch(data, recs, s, n_slots));
     const float scale = n_pred ? 1.f / float(n_pred) : 0.f;
     LoraAdapter grads = zeros_like(ad);
     SeqStats tot;
@@ -338,13 +349,13 @@ Status run_training(Context& ctx, const Model& m, const Tokenizer* tok, const Ch
     const Dropout drop{o.dropout, o.seed, step};
     // Micro-batch mb: the step's records i mod parts == mb. Each one's stats are summed whole,
     // in order, the same way whether the micro-batches run here or on the ranks.
-    const int64_t parts = n_ranks > 1 ? n_ranks : o.grad_accum;
+    const int64_t parts = data_parallel ? n_slots : o.grad_accum;
     RankStats mine;
     for (int64_t mb = 0; mb < parts; ++mb) {
-      if (n_ranks > 1 && mb != my_rank) continue;
+      if (data_parallel && mb != my_slot) continue;
       LoraAdapter g = zeros_like(ad);
       RankStats sub;
-      for (const PackedSequence& s : pack(data, micro_batch(recs, mb, parts), o.ctx)) {
+      for (const PackedSequence& s : pack(data, micro_batch(data, recs, mb, parts), o.ctx)) {
         CORRAL_ASSIGN_OR_RETURN(SeqStats ss, forward_backward(ctx, *base, ad, s, scale, drop, recompute, &g));
         sub.loss_sum += ss.loss_sum;
         sub.predicted += ss.predicted;
@@ -375,6 +386,8 @@ Status run_training(Context& ctx, const Model& m, const Tokenizer* tok, const Ch
     std::vector<int64_t> member_tokens;
     if (n_ranks > 1) {
       CORRAL_ASSIGN_OR_RETURN(member_tokens, coll.gather_values(mine.tokens));
+    } else if (reduced) {
+      member_tokens = {mine.tokens};
     }
     const double loss = tot.predicted ? tot.loss_sum / double(tot.predicted) : 0;
     if (!o.grads_out.empty()) {
@@ -405,7 +418,7 @@ Status run_training(Context& ctx, const Model& m, const Tokenizer* tok, const Ch
                           {"cpu_seconds", cpu_seconds() - cpu0},
                           {"peak_rss_mib", peak_rss_mib()},
                           {"epoch", plan.epoch_of[size_t(step)]}};
-    if (n_ranks > 1) {
+    if (!member_tokens.empty()) {
       nlohmann::json per = nlohmann::json::object();
       for (int r = 0; r < n_ranks; ++r) per[members[size_t(r)]] = per.value(members[size_t(r)], int64_t(0)) + member_tokens[size_t(r)];
       rec["ranks"] = n_ranks;
@@ -440,6 +453,7 @@ Status run_training(Context& ctx, const Model& m, const Tokenizer* tok, const Ch
       c.adapter = ad;
       c.opt = st;
       c.state = {{"digest", digest}, {"base", o.base_path}, {"data", o.data}};
+      if (data_parallel) c.state["layout"] = layout.to_json();
       CORRAL_RETURN_IF_ERROR(save_checkpoint(o.checkpoint_dir, c));
     }
   }

@@ -44,6 +44,10 @@ struct TrainOptions {
   std::string grads_out;           // write the first step's loss and gradients (PEFT folder) and stop
   Collective* coll = nullptr;      // the ranks of a data-parallel job (null: one process)
   std::string member;              // this rank's member name, for the log's per-member tokens
+  // How the ranks' data make the combined data: "interleave" (record i on rank i mod N) or
+  // "by-share" (each member's records sampled in proportion to mix_share_bp, its share).
+  std::string mix = "interleave";
+  int64_t mix_share_bp = 0;
   // Called after every checkpoint and at the end with what this process computed since the last
   // call (its CPU time from getrusage, FLOPs, RAPL energy where readable, trained tokens).
   std::function<Status(const ComputeReport&)> on_compute;

@@ -38,6 +38,16 @@ before(async () => {
   run('price', 'set', 'Llama-tiny-small', '--input', '0.5', '--output', '1.5');
   run('share', 'set', 'llama3.1', '--percent', '10');
   writeFileSync(join(dir, 'admin.key'), ADMIN + '\n', { mode: 0o600 });
+  // A consortium with a money contribution and one metered training job, for the host page.
+  run('tenant', 'add', 'otherco', '--json');
+  run('consortium', 'create', 'herd', '--compute-price', '0.90');
+  run('consortium', 'member', 'add', 'herd', 'WebCo', '--tenant', 'webco', '--share', '60');
+  run('consortium', 'member', 'add', 'herd', 'OtherCo', '--tenant', 'otherco', '--share', '40');
+  run('consortium', 'contribute', 'herd', 'OtherCo', '--amount', '12.345678');
+  writeFileSync(join(dir, 'd.jsonl'), [0, 1].map((i) => JSON.stringify({ text: `herd text ${i}` })).join('\n') + '\n');
+  execFileSync(BIN, ['finetune', '-m', MODEL, '--data', join(dir, 'd.jsonl'), '-o', join(dir, 'herd.gguf'), '--rank', '2', '--steps', '1', '--no-progress', '-t', '2',
+    '--consortium', 'herd', '--member', 'WebCo', '--job', 'job-1', '--ledger', dsn], { stdio: 'ignore' });
+  run('consortium', 'model', 'add', 'herd', 'herd-1', join(dir, 'herd.gguf'), '--base', 'Llama-tiny');
   mkdirSync(SHOTS, { recursive: true });
   // One server with the model's own context (long answers to stop), one with 128 positions.
   big = await startServer(['-m', `Llama-tiny=${MODEL}`, '--ledger', dsn, '--admin-key-file', join(dir, 'admin.key'), '--host-name', HOST, '-t', '2']);
@@ -256,6 +266,31 @@ test('host page: tenants with actions, and the statement with its files', async 
   await page.waitForFunction(() => document.querySelectorAll('tr[data-tenant="webco"] .keys button').length === 1);
   assert.equal((await fetch(big.url + '/v1/models', { headers: { Authorization: `Bearer ${fresh}` } })).status, 401);
   assert.equal((await fetch(big.url + '/v1/models', { headers: { Authorization: `Bearer ${key}` } })).status, 200);
+  // The consortium: members, shares, its custom version, and the period's statement.
+  await page.waitForSelector('[data-consortium="herd"]');
+  const herd = await page.textContent('[data-consortium="herd"]');
+  assert.match(herd, /WebCo.*webco.*60\.00%/s);
+  assert.match(herd, /herd-1.*Llama-tiny.*members only/s);
+  await page.waitForSelector('#consortium-digest');
+  const cst = JSON.parse(run('consortium', 'statement', 'herd', '--from', from, '--to', to, '--format', 'json'));
+  assert.equal(await page.textContent('#consortium-digest'), cst.digest, 'the page shows the statement the CLI computes');
+  assert.equal(cst.jobs.length, 1);
+  const rows = await page.$$eval('#consortium-balances tbody tr', (trs) => trs.map((tr) => [...tr.children].map((td) => td.textContent)));
+  const fmt = (m) => `${Math.floor(m / 1e6)}.${String(m % 1e6).padStart(6, '0')}`;
+  assert.deepEqual(rows, cst.members.map((m) => [m.member, `${(m.share_bp / 100).toFixed(2)}%`, ...['money', 'compute', 'costs', 'revenue', 'balance'].map((k) => (m[k] < 0 ? '-' + fmt(-m[k]) : fmt(m[k])))]));
+  assert.match(await page.textContent('#consortium-statement'), /job-1/);
+  await page.screenshot({ path: join(SHOTS, 'page-admin-consortium.png'), fullPage: true });
+  const [cpdf] = await Promise.all([page.waitForEvent('download'), page.click('button[data-cformat="pdf"]')]);
+  const cpdfPath = join(dir, 'herd.pdf');
+  await cpdf.saveAs(cpdfPath);
+  const ctext = execFileSync('pdftotext', ['-layout', cpdfPath, '-'], { encoding: 'utf8' });
+  assert.ok(ctext.includes(cst.digest), 'the PDF carries the digest');
+  assert.match(ctext, /Consortium statement: herd/);
+  for (const m of cst.members) assert.ok(ctext.includes(fmt(Math.abs(m.balance))), `the PDF shows ${m.member}'s balance`);
+  const [ccsv] = await Promise.all([page.waitForEvent('download'), page.click('button[data-cformat="csv"]')]);
+  const ccsvPath = join(dir, 'herd.csv');
+  await ccsv.saveAs(ccsvPath);
+  assert.match(readFileSync(ccsvPath, 'utf8'), new RegExp(`^digest,${cst.digest}$`, 'm'));
   assert.deepEqual(csp, []);
   await page.context().close();
 });

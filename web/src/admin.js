@@ -1,6 +1,8 @@
 // The host's pages: tenants with their usage and limits (suspend, resume, new key, revoke key)
 // and the statement of a chosen period with its chart, the licensor's share per family, and
-// the JSON, CSV and PDF files. Everything goes through /admin/v1/* with the admin key.
+// the JSON, CSV and PDF files; the consortia (members, shares, custom versions) and a period's
+// consortium statement (balances, each job's cost and parts, revenue paid back) with its files.
+// Everything goes through /admin/v1/* with the admin key.
 import { $, el, keyStore, api, apiJson, keyForm, showError, money, num, barChart, table, monthBounds } from './common.js';
 
 const store = keyStore('corral-admin-key');
@@ -98,17 +100,79 @@ async function statement() {
   }
 }
 
-async function download(format) {
+const pct = (bp) => `${(bp / 100).toFixed(2)}%`;
+
+async function consortia() {
+  const out = $('#consortia');
   try {
-    const r = await api(`/admin/v1/statement?${period()}&format=${format}`, store.get());
+    const cs = (await apiJson('/admin/v1/consortia', store.get())).data;
+    const sel = $('#consortium');
+    const was = sel.value;
+    sel.replaceChildren(...cs.map((c) => el('option', { value: c.consortium }, c.consortium)));
+    if (cs.some((c) => c.consortium === was)) sel.value = was;
+    if (!cs.length) return;
+    out.replaceChildren(...cs.map((c) => el('div', { class: 'consortium', 'data-consortium': c.consortium },
+      el('h3', {}, c.consortium),
+      el('p', { class: 'muted' }, `${c.currency} · compute at ${money(c.compute_price, c.currency)} per CPU hour · money contributed ${money(c.money, c.currency)} · ${num(c.compute_records)} compute records`),
+      table(['member', 'tenants', 'share', 'share versions'],
+        c.members.map((m) => [m.member, m.tenants.join(', '), pct(m.share_bp), m.versions.map((v) => `${pct(v.share_bp)} from ${v.from}`).join('; ')]),
+        { numeric: [2] }),
+      c.models.length ? table(['custom version', 'base', 'adapter', 'access'],
+        c.models.map((m) => [m.model_id, m.base, m.adapter, m.public ? 'public' : 'members only'])) : el('p', { class: 'muted' }, 'No custom version yet.'))));
+  } catch (e) {
+    showError(out, e);
+  }
+}
+
+const consortiumUrl = (format) =>
+  `/admin/v1/consortia/${encodeURIComponent($('#consortium').value)}/statement?${period()}${format ? `&format=${format}` : ''}`;
+
+async function consortiumStatement() {
+  const out = $('#consortium-statement');
+  if (!$('#consortium').value) return out.replaceChildren();
+  try {
+    const st = await apiJson(consortiumUrl(''), store.get());
+    const cur = st.currency;
+    const names = st.members.map((m) => m.member);
+    out.replaceChildren(
+      el('p', {}, `${st.consortium}: ${st.from} to ${st.to}`, st.signature ? ' · closed and signed' : ' · open period', ' · digest ', el('code', { id: 'consortium-digest' }, st.digest)),
+      el('h3', {}, 'Balances (money + compute - costs + revenue)'),
+      table(['member', 'share', `money (${cur})`, `compute (${cur})`, `costs (${cur})`, `revenue (${cur})`, `balance (${cur})`],
+        st.members.map((m) => [m.member, pct(m.share_bp), money(m.money), money(m.compute), money(m.costs), money(m.revenue), money(m.balance)]),
+        { numeric: [1, 2, 3, 4, 5, 6], id: 'consortium-balances' }),
+      el('h3', {}, 'Training jobs'),
+      st.jobs.length ? table(['job', 'CPU seconds', 'FLOPs', `cost (${cur})`, ...names.map((n) => `${n} (${cur})`)],
+        st.jobs.map((j) => [j.job, j.cpu_seconds.toFixed(3), num(j.flops), money(j.cost), ...names.map((n) => money(j.parts.find((p) => p.member === n)?.amount ?? 0))]),
+        { numeric: [1, 2, 3, ...names.map((_, i) => 4 + i)] }) : el('p', { class: 'muted' }, 'No job in this period.'),
+      el('h3', {}, 'Revenue of public custom versions'),
+      st.revenue.length ? table(['model', 'requests', `amount (${cur})`, `licensor (${cur})`, `net (${cur})`, ...names.map((n) => `${n} (${cur})`)],
+        st.revenue.map((r) => [r.model, num(r.requests), money(r.amount), money(r.licensor_share), money(r.net), ...names.map((n) => money(r.parts.find((p) => p.member === n)?.amount ?? 0))]),
+        { numeric: [1, 2, 3, 4, ...names.map((_, i) => 5 + i)] }) : el('p', { class: 'muted' }, 'No public revenue in this period.'));
+  } catch (e) {
+    showError(out, e);
+  }
+}
+
+async function saveFile(url, name) {
+  try {
+    const r = await api(url, store.get());
     if (!r.ok) throw new Error((await r.json().catch(() => ({}))).error?.message || r.statusText);
-    const url = URL.createObjectURL(await r.blob());
-    const a = el('a', { href: url, download: `statement-${$('#from').value}-${$('#to').value}.${format}` });
+    const blobUrl = URL.createObjectURL(await r.blob());
+    const a = el('a', { href: blobUrl, download: name });
     document.body.append(a);
     a.click();
     a.remove();
-    setTimeout(() => URL.revokeObjectURL(url), 10000);
+    setTimeout(() => URL.revokeObjectURL(blobUrl), 10000);
   } catch (e) { showError($('#statement'), e); }
+}
+
+async function download(format) {
+  return saveFile(`/admin/v1/statement?${period()}&format=${format}`, `statement-${$('#from').value}-${$('#to').value}.${format}`);
+}
+
+async function downloadConsortium(format) {
+  if (!$('#consortium').value) return;
+  return saveFile(consortiumUrl(format), `consortium-${$('#consortium').value}-${$('#from').value}-${$('#to').value}.${format}`);
 }
 
 const [from, to] = monthBounds();
@@ -116,4 +180,6 @@ $('#from').value = from.toISOString().slice(0, 10);
 $('#to').value = to.toISOString().slice(0, 10);
 $('#period').addEventListener('submit', (ev) => { ev.preventDefault(); statement(); });
 for (const b of document.querySelectorAll('[data-format]')) b.addEventListener('click', () => download(b.dataset.format));
-keyForm($('#key-form'), $('#key'), $('#key-status'), store, () => { tenants(); statement(); });
+$('#consortium-period').addEventListener('submit', (ev) => { ev.preventDefault(); consortiumStatement(); });
+for (const b of document.querySelectorAll('[data-cformat]')) b.addEventListener('click', () => downloadConsortium(b.dataset.cformat));
+keyForm($('#key-form'), $('#key'), $('#key-status'), store, async () => { tenants(); statement(); await consortia(); consortiumStatement(); });

@@ -110,8 +110,8 @@ export function barChart(labels, series, { height = 180 } = {}) {
   return root;
 }
 
-export function table(headers, rows, { numeric = [] } = {}) {
-  return el('table', {},
+export function table(headers, rows, { numeric = [], id = null } = {}) {
+  return el('table', { id },
     el('thead', {}, el('tr', {}, headers.map((h, i) => el('th', { class: numeric.includes(i) ? 'n' : null }, h)))),
     el('tbody', {}, rows.map((r) => el('tr', {}, r.map((c, i) => el('td', { class: numeric.includes(i) ? 'n' : null }, c))))));
 }
