@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstring>
 #include <vector>
@@ -81,7 +82,12 @@ Status save_checkpoint(const std::string& dir, const Checkpoint& c) {
   return Status::ok();
 }
 
-Expected<Checkpoint> load_latest_checkpoint(const std::string& dir) {
+namespace {
+
+constexpr const char* kFiles[] = {"state.json", "adapter.gguf", "optimizer.bin"};
+
+// The newest complete checkpoint's step under dir.
+Expected<int64_t> latest_step(const std::string& dir) {
   DIR* d = ::opendir(dir.c_str());
   if (!d) return make_error("--resume " + dir + ": cannot open the folder");
   std::vector<int64_t> steps;
@@ -94,7 +100,63 @@ Expected<Checkpoint> load_latest_checkpoint(const std::string& dir) {
   }
   ::closedir(d);
   if (steps.empty()) return make_error("--resume " + dir + ": no checkpoint (step-N/) in it");
-  std::sort(steps.rbegin(), steps.rend());
+  return *std::max_element(steps.begin(), steps.end());
+}
+
+void put_u64(std::vector<uint8_t>& b, uint64_t v) {
+  const size_t o = b.size();
+  b.resize(o + 8);
+  std::memcpy(b.data() + o, &v, 8);
+}
+
+}  // namespace
+
+Expected<std::vector<uint8_t>> pack_latest_checkpoint(const std::string& dir) {
+  CORRAL_ASSIGN_OR_RETURN(int64_t step, latest_step(dir));
+  std::vector<uint8_t> out;
+  put_u64(out, uint64_t(step));
+  for (const char* f : kFiles) {
+    CORRAL_ASSIGN_OR_RETURN(std::string bytes, read_text_file(dir + "/step-" + std::to_string(step) + "/" + f));
+    put_u64(out, bytes.size());
+    out.insert(out.end(), bytes.begin(), bytes.end());
+  }
+  return out;
+}
+
+Expected<Checkpoint> unpack_checkpoint(const std::vector<uint8_t>& buf) {
+  size_t off = 0;
+  auto u64 = [&](uint64_t* v) {
+    if (buf.size() - off < 8) return false;
+    std::memcpy(v, buf.data() + off, 8);
+    off += 8;
+    return true;
+  };
+  uint64_t step = 0;
+  if (!u64(&step)) return make_error("the checkpoint rank 0 sent is truncated");
+  char tmpl[] = "/tmp/corral-resume-XXXXXX";
+  if (!::mkdtemp(tmpl)) return make_error(std::string("cannot create a temporary folder: ") + std::strerror(errno));
+  const std::string root = tmpl, at = root + "/step-" + std::to_string(step);
+  ::mkdir(at.c_str(), 0700);
+  Status st = Status::ok();
+  for (const char* f : kFiles) {
+    uint64_t n = 0;
+    if (!u64(&n) || buf.size() - off < n) {
+      st = make_error("the checkpoint rank 0 sent is truncated");
+      break;
+    }
+    st = write_synced(at + "/" + f, std::string(reinterpret_cast<const char*>(buf.data() + off), n));
+    off += n;
+    if (!st.is_ok()) break;
+  }
+  Expected<Checkpoint> c = st.is_ok() ? load_latest_checkpoint(root) : Expected<Checkpoint>(st);
+  remove_tree(at);
+  ::rmdir(root.c_str());
+  return c;
+}
+
+Expected<Checkpoint> load_latest_checkpoint(const std::string& dir) {
+  CORRAL_ASSIGN_OR_RETURN(int64_t newest, latest_step(dir));
+  const std::vector<int64_t> steps{newest};
   const std::string at = dir + "/step-" + std::to_string(steps[0]);
   Checkpoint c;
   c.step = steps[0];

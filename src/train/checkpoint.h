@@ -5,6 +5,7 @@
 #pragma once
 #include <nlohmann/json.hpp>
 #include <string>
+#include <vector>
 
 #include "format/lora.h"
 #include "train/optimizer.h"
@@ -21,5 +22,9 @@ struct Checkpoint {
 Status save_checkpoint(const std::string& dir, const Checkpoint& c);
 // The newest complete checkpoint under dir; an error when there is none.
 Expected<Checkpoint> load_latest_checkpoint(const std::string& dir);
+// The newest checkpoint's files as one buffer, and back: rank 0 sends it to the other ranks of a
+// resumed job, so a checkpoint need only be on rank 0's machine (no shared folder).
+Expected<std::vector<uint8_t>> pack_latest_checkpoint(const std::string& dir);
+Expected<Checkpoint> unpack_checkpoint(const std::vector<uint8_t>& buf);
 
 }  // namespace corral

@@ -186,7 +186,25 @@ Status run_training(Context& ctx, const Model& m, const Tokenizer* tok, const Ch
   // (those that remain), each standing for its member's slot; the absent slots' micro-batches
   // are skipped and each step's loss is normalised over the present ranks' predicted tokens.
   std::optional<Checkpoint> resumed;
-  if (!o.resume_dir.empty()) {
+  if (!o.resume_dir.empty() && n_ranks > 1) {
+    // Rank 0's newest checkpoint, sent to every rank: the other ranks' machines need not hold it.
+    std::vector<uint8_t> sent;
+    if (my_rank == 0) {
+      auto p = pack_latest_checkpoint(o.resume_dir);
+      const std::string err = p.is_ok() ? "" : p.message();
+      sent.push_back(p.is_ok() ? 1 : 0);
+      if (p.is_ok()) sent.insert(sent.end(), p->begin(), p->end());
+      else sent.insert(sent.end(), err.begin(), err.end());
+    }
+    std::vector<std::vector<uint8_t>> all;
+    CORRAL_RETURN_IF_ERROR(coll.allgather_v(sent, &all));
+    std::vector<uint8_t>& got = all[0];
+    if (got.empty() || got[0] != 1)
+      return make_error(got.empty() ? "rank 0 sent no checkpoint" : std::string(got.begin() + 1, got.end()));
+    got.erase(got.begin());
+    CORRAL_ASSIGN_OR_RETURN(Checkpoint c, unpack_checkpoint(got));
+    resumed = std::move(c);
+  } else if (!o.resume_dir.empty()) {
     CORRAL_ASSIGN_OR_RETURN(Checkpoint c, load_latest_checkpoint(o.resume_dir));
     resumed = std::move(c);
   }
