@@ -6,6 +6,7 @@
 #include "core/logger.h"
 #include "core/mapped_file.h"
 #include "format/gguf.h"
+#include "format/hf.h"
 #include "format/lora.h"
 #include <nlohmann/json.hpp>
 #include "hosting/license.h"
@@ -75,12 +76,47 @@ Status convert(const std::string& in, const std::string& out, const std::string&
 }
 
 // Head counts of a base model (for the q/k row order of PEFT adapters).
-Status base_heads(const std::string& base, int64_t* n_head, int64_t* n_head_kv) {
-  CORRAL_ASSIGN_OR_RETURN(LoadedModel m, load_model(base));
-  *n_head = m.meta.get_int(m.meta.akey("attention.head_count")).value_or(0);
-  *n_head_kv = m.meta.get_int(m.meta.akey("attention.head_count_kv")).value_or(*n_head);
+Status heads_of(const Metadata& meta, const std::string& base, int64_t* n_head, int64_t* n_head_kv) {
+  *n_head = meta.get_int(meta.akey("attention.head_count")).value_or(0);
+  *n_head_kv = meta.get_int(meta.akey("attention.head_count_kv")).value_or(*n_head);
   if (*n_head <= 0) return make_error(base + ": no attention.head_count");
   return Status::ok();
+}
+
+Status base_heads(const std::string& base, int64_t* n_head, int64_t* n_head_kv) {
+  CORRAL_ASSIGN_OR_RETURN(LoadedModel m, load_model(base));
+  return heads_of(m.meta, base, n_head, n_head_kv);
+}
+
+// The metadata of a PEFT adapter's base: --base, else the config's base_model_name_or_path when
+// it is a local model, or a hub id whose config.json is in the local Hugging Face cache.
+Expected<Metadata> peft_base_meta(const std::string& in, const std::string& base, std::string* named) {
+  if (!base.empty()) {
+    CORRAL_ASSIGN_OR_RETURN(LoadedModel m, load_model(base));
+    *named = base;
+    return m.meta;
+  }
+  const std::string give = ": a PEFT adapter's q/k rows depend on its base's attention heads: give --base MODEL";
+  auto cfg = read_text_file(in + "/adapter_config.json");
+  const auto j = cfg ? nlohmann::json::parse(*cfg, nullptr, false) : nlohmann::json();
+  if (!j.is_object() || !j.contains("base_model_name_or_path") || !j["base_model_name_or_path"].is_string() ||
+      j["base_model_name_or_path"].get<std::string>().empty())
+    return make_error(in + "/adapter_config.json names no base_model_name_or_path" + give);
+  const std::string id = j["base_model_name_or_path"];
+  *named = id;
+  if (file_exists(id)) {
+    CORRAL_ASSIGN_OR_RETURN(LoadedModel m, load_model(id));
+    return m.meta;
+  }
+  std::vector<std::string> searched;
+  const std::string snap = hf_cache_snapshot(id, &searched);
+  if (snap.empty()) {
+    std::string where;
+    for (auto& s : searched) where += (where.empty() ? "" : ", ") + s;
+    return make_error(in + ": its base_model_name_or_path '" + id + "' is neither a local model nor in the "
+                      "Hugging Face cache" + (where.empty() ? "" : " (looked in " + where + ")") + give);
+  }
+  return hf_config_metadata(snap + "/config.json");
 }
 
 // PEFT folder <-> GGUF adapter.
@@ -90,22 +126,12 @@ Status convert_adapter(const std::string& in, const std::string& out, const std:
   int64_t nh = 0, nkv = 0;
   if (is_peft_dir(in)) {
     if (format == "peft") return make_error("--format peft: the input is a PEFT folder already");
-    std::string b = base;
-    if (b.empty()) {  // the adapter's own base, when it names a local model
-      auto cfg = read_text_file(in + "/adapter_config.json");
-      if (cfg) {
-        auto j = nlohmann::json::parse(*cfg, nullptr, false);
-        if (j.is_object() && j.contains("base_model_name_or_path") && j["base_model_name_or_path"].is_string() &&
-            file_exists(j["base_model_name_or_path"].get<std::string>()))
-          b = j["base_model_name_or_path"];
-      }
-    }
-    if (b.empty())
-      return make_error(in + ": a PEFT adapter's q/k rows depend on the base's heads: give --base MODEL");
-    CORRAL_RETURN_IF_ERROR(base_heads(b, &nh, &nkv));
+    std::string named;
+    CORRAL_ASSIGN_OR_RETURN(Metadata bm, peft_base_meta(in, base, &named));
+    CORRAL_RETURN_IF_ERROR(heads_of(bm, named, &nh, &nkv));
     CORRAL_ASSIGN_OR_RETURN(LoraAdapter a, load_peft(in, nh, nkv));
-    CORRAL_ASSIGN_OR_RETURN(LoadedModel bm, load_model(b));
-    a.arch = bm.meta.arch();
+    a.arch = bm.arch();
+    if (base.empty()) log.info(in + ": its base " + named + " (" + std::to_string(nh) + " heads, " + std::to_string(nkv) + " kv heads)");
     CORRAL_RETURN_IF_ERROR(write_lora_gguf(out, a));
     log.info("wrote " + out + " (LoRA rank " + std::to_string(a.rank) + ", alpha " + std::to_string(a.alpha) + ")");
     return Status::ok();
@@ -139,7 +165,9 @@ Action add_convert(CLI::App& app) {
   sub->add_option("--type", a->type, "f32|f16|bf16|q8_0|q4_0|q4_k|q6_k (default: keep)");
   sub->add_option("--tokenizer", a->tok, "tokenizer file or folder to embed");
   sub->add_option("--format", a->format, "gguf, or peft for a LoRA adapter (a folder out)");
-  sub->add_option("--base", a->base, "a PEFT adapter's base model (for its q/k row order)");
+  sub->add_option("--base", a->base,
+                  "a PEFT adapter's base model, for its q/k row order (default: its config's "
+                  "base_model_name_or_path, a local model or a hub id in the Hugging Face cache)");
   return [=] {
     if (is_peft_dir(a->in) || is_lora_gguf(a->in) || a->format == "peft")
       return convert_adapter(a->in, a->out, a->format, a->base);

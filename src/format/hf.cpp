@@ -1,7 +1,10 @@
 #include "format/hf.h"
 
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
+#include <filesystem>
+#include <fstream>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <regex>
@@ -279,6 +282,47 @@ Status read_sentence_transformers(const std::string& dir, const std::string& arc
 }
 
 }  // namespace
+
+std::string hf_cache_snapshot(const std::string& repo_id, std::vector<std::string>* searched) {
+  const size_t slash = repo_id.find('/');
+  if (slash == std::string::npos || slash == 0 || slash + 1 == repo_id.size() ||
+      repo_id.find('/', slash + 1) != std::string::npos || repo_id.find("..") != std::string::npos)
+    return "";
+  std::vector<std::string> roots;
+  if (const char* c = std::getenv("HF_HUB_CACHE"); c && *c) roots.push_back(c);
+  if (const char* h = std::getenv("HF_HOME"); h && *h) roots.push_back(std::string(h) + "/hub");
+  if (const char* x = std::getenv("XDG_CACHE_HOME"); x && *x) roots.push_back(std::string(x) + "/huggingface/hub");
+  if (const char* home = std::getenv("HOME"); home && *home) roots.push_back(std::string(home) + "/.cache/huggingface/hub");
+  const std::string folder = "models--" + repo_id.substr(0, slash) + "--" + repo_id.substr(slash + 1);
+  namespace fs = std::filesystem;
+  for (const std::string& root : roots) {
+    const fs::path repo = fs::path(root) / folder;
+    if (searched) searched->push_back(repo.string());
+    std::error_code ec;
+    // The revision refs/main names, else the most recently written snapshot with a config.
+    std::ifstream ref(repo / "refs" / "main");
+    std::string rev;
+    if (ref >> rev && fs::exists(repo / "snapshots" / rev / "config.json", ec))
+      return (repo / "snapshots" / rev).string();
+    fs::path best;
+    fs::file_time_type best_t{};
+    for (auto it = fs::directory_iterator(repo / "snapshots", ec); !ec && it != fs::directory_iterator(); it.increment(ec)) {
+      const fs::path cfg = it->path() / "config.json";
+      if (!fs::exists(cfg, ec)) continue;
+      const auto t = fs::last_write_time(cfg, ec);
+      if (best.empty() || t > best_t) best = it->path(), best_t = t;
+    }
+    if (!best.empty()) return best.string();
+  }
+  return "";
+}
+
+Expected<Metadata> hf_config_metadata(const std::string& config_json) {
+  Metadata meta;
+  auto p = read_config(config_json, &meta);
+  if (!p.is_ok()) return p.error();
+  return meta;
+}
 
 Expected<LoadedModel> load_hf(const std::string& dir) {
   LoadedModel m;

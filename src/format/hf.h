@@ -10,6 +10,14 @@
 namespace corral {
 
 Expected<LoadedModel> load_hf(const std::string& dir);
+// The llama.cpp metadata keys one config.json maps to (architecture, head counts, ...), without
+// the weights: for a PEFT adapter whose base is only a config in the Hugging Face cache.
+Expected<Metadata> hf_config_metadata(const std::string& config_json);
+// A hub id's ("org/name") snapshot folder in the local Hugging Face cache ($HF_HUB_CACHE,
+// $HF_HOME/hub, $XDG_CACHE_HOME/huggingface/hub, ~/.cache/huggingface/hub): the revision
+// refs/main names, else the newest snapshot holding a config.json; "" when none. Nothing is
+// downloaded. `searched` gets the folders looked in.
+std::string hf_cache_snapshot(const std::string& repo_id, std::vector<std::string>* searched);
 
 // HF stores q/k rows per head as [2 halves][head_dim/2] (rotate_half RoPE); GGUF llama stores
 // them interleaved [head_dim/2][2]. Permutes whole rows of `row_bytes` bytes.

@@ -103,6 +103,31 @@ for name in sorted(os.listdir(os.path.join(FIX, "hf"))):
     json.dump({"peft_type": "LORA", "r": r, "lora_alpha": alpha, "target_modules": [m.split(".")[1] for m in MODS], "bias": "none"}, open(os.path.join(peft, "adapter_config.json"), "w"))
     init = os.path.join(wd, "init.gguf")
     run("convert", peft, init, "--base", fx)
+    # Without --base: the config's base_model_name_or_path, a hub id found in the local Hugging
+    # Face cache (only its config.json there; refs/main names the snapshot), converts the same.
+    hub = os.path.join(wd, "hf-home")
+    snap = os.path.join(hub, "hub", f"models--corral-test--{name}", "snapshots", "0123abc")
+    os.makedirs(snap, exist_ok=True)
+    os.makedirs(os.path.join(hub, "hub", f"models--corral-test--{name}", "refs"), exist_ok=True)
+    open(os.path.join(hub, "hub", f"models--corral-test--{name}", "refs", "main"), "w").write("0123abc")
+    open(os.path.join(snap, "config.json"), "w").write(open(os.path.join(fx, "config.json")).read())
+    named = os.path.join(wd, "named_peft")
+    os.makedirs(named, exist_ok=True)
+    open(os.path.join(named, "adapter_model.safetensors"), "wb").write(open(os.path.join(peft, "adapter_model.safetensors"), "rb").read())
+    cfg = json.load(open(os.path.join(peft, "adapter_config.json")))
+    json.dump(dict(cfg, base_model_name_or_path=f"corral-test/{name}"), open(os.path.join(named, "adapter_config.json"), "w"))
+    env = dict(os.environ, HF_HOME=hub, HF_HUB_CACHE="", HOME=wd)
+    byname = os.path.join(wd, "by-name.gguf")
+    r = subprocess.run([BIN, "convert", named, byname], capture_output=True, text=True, env=env)
+    # The same tensors, q/k rows permuted by the same head counts: the files end with the same
+    # tensor data (the GGUF also records the base's name here, so its header is longer).
+    nbytes = 4 * sum(A.numel() + B.numel() for A, B in lora.values())
+    same = r.returncode == 0 and open(byname, "rb").read()[-nbytes:] == open(init, "rb").read()[-nbytes:]
+    check("convert PEFT without --base (its base from the HF cache) = with --base", 0.0 if same else 1.0, 0.0)
+    json.dump(dict(cfg, base_model_name_or_path="corral-test/not-cached"), open(os.path.join(named, "adapter_config.json"), "w"))
+    r = subprocess.run([BIN, "convert", named, byname], capture_output=True, text=True, env=env)
+    check("an uncached base is a clear error naming it and where it looked", 0.0 if r.returncode != 0 and "'corral-test/not-cached'" in r.stderr and
+          "models--corral-test--not-cached" in r.stderr and "--base" in r.stderr else 1.0, 0.0)
     # Float32 round trip of the adapter: the reference starts from the same values.
     lora = {k: (A.to(torch.float32).to(torch.float64), B.to(torch.float32).to(torch.float64)) for k, (A, B) in lora.items()}
 
