@@ -85,3 +85,14 @@ test("README's consortium walk-through runs as written", () => {
   assert.equal(Math.round(Number(f[4]) * 1e6) + Math.round(Number(f[5]) * 1e6) + Math.round(Number(f[6]) * 1e6), cost, 'the parts add up to the cost');
   assert.ok(Number(rows.Acme[5]) > 0, 'revenue paid back once public');
 });
+
+test("README's fine-tuning example runs as written", () => {
+  const { out, dir } = runBlock('finetune', 'no-port');
+  const log = readFileSync(join(dir, 'log.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+  assert.equal(log.length, 4, 'two epochs of two steps');
+  assert.ok(log.at(-1).loss < log[0].loss, `the loss falls: ${log[0].loss} -> ${log.at(-1).loss}`);
+  assert.ok(log.at(-1).val_loss > 0 && Number.isFinite(log.at(-1).val_loss), 'a validation loss at the end');
+  for (const f of ['gpl.gguf', 'merged.gguf', 'ckpt/step-2/adapter.gguf', 'ckpt/step-4/state.json']) assert.ok(existsSync(join(dir, f)), f);
+  assert.match(out, /rank:\s+8/, out);
+  assert.match(out, /alpha:\s+16/, out);
+});
