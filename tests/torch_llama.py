@@ -71,9 +71,11 @@ class Llama:
         x1, x2 = x[..., : self.hd // 2], x[..., self.hd // 2 :]
         return x * cos + torch.cat([-x2, x1], -1) * sin
 
-    def forward(self, ids, pos, doc, lora=None, scale=0.0, causal=True, head=True):
+    def forward(self, ids, pos, doc, lora=None, scale=0.0, causal=True, head=True, embed=None):
+        """embed: the table the tokens are looked up in (default the model's; a separate leaf
+        gives the lookup's gradient alone, apart from a tied head's)."""
         w, T = self.w, len(ids)
-        x = w["model.embed_tokens.weight"][torch.tensor(ids)]
+        x = (w["model.embed_tokens.weight"] if embed is None else embed)[torch.tensor(ids)]
         pos, doc = torch.tensor(pos), torch.tensor(doc)
         i = torch.arange(T)
         mask = ((i[None, :] <= i[:, None]) | (not causal)) & (doc[None, :] == doc[:, None])

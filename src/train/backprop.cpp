@@ -5,6 +5,7 @@
 #include <cstring>
 
 #include "model/layers/causal_attention.h"
+#include "model/layers/embedding.h"
 #include "model/layers/lora.h"
 #include "model/layers/mlp.h"
 #include "model/layers/norm.h"
@@ -302,7 +303,7 @@ Status check_sequence(const Model& m, const PackedSequence& s) {
 std::vector<float> embed(const Model& m, const PackedSequence& s) {
   const int64_t E = m.hp.n_embd, T = int64_t(s.tokens.size());
   std::vector<float> x(size_t(T * E));
-  for (int64_t t = 0; t < T; ++t) weight_row_f32(m.token_embd, s.tokens[size_t(t)], x.data() + t * E);
+  embedding_forward(m.token_embd, s.tokens.data(), T, E, x.data());
   return x;
 }
 
@@ -322,7 +323,8 @@ size_t layer_activation_bytes(const HParams& hp, const LoraAdapter& ad, int64_t 
 
 Expected<SeqStats> forward_backward(Context& ctx, const TrainBase& b, const LoraAdapter& ad,
                                     const PackedSequence& s, float loss_scale, const Dropout& drop,
-                                    bool recompute, LoraAdapter* grads) {
+                                    bool recompute, LoraAdapter* grads,
+                                    std::map<int32_t, std::vector<float>>* embed_grad) {
   CORRAL_RETURN_IF_ERROR(check_sequence(*b.m, s));
   Ctx c{ctx, b, ad, s, drop, int64_t(s.tokens.size()), {}, 0};
   const int64_t L = b.m->hp.n_layer;
@@ -346,6 +348,7 @@ Expected<SeqStats> forward_backward(Context& ctx, const TrainBase& b, const Lora
     c.layer_backward(l, dx, acts[size_t(l)], grads);
     acts[size_t(l)] = Acts{};
   }
+  if (embed_grad) embedding_backward(s.tokens.data(), int64_t(s.tokens.size()), dx.data(), b.m->hp.n_embd, embed_grad);
   st.flops = c.flops;
   return st;
 }

@@ -4,6 +4,7 @@
 // type (the backward multiplies by transposed copies, ops/transposed.h).
 #pragma once
 #include <array>
+#include <map>
 #include <memory>
 #include <vector>
 
@@ -48,9 +49,12 @@ struct SeqStats {
 
 // Adds d(loss_scale * loss_sum)/dA and /dB into grads (shaped like ad). recompute: keep only each
 // layer's input and recompute its activations during the backward (less memory, one more forward).
+// embed_grad (optional): adds the gradient of the embedding rows the sequence used (the lookup
+// alone; with tied embeddings the LM head's part of the table's gradient is not in it).
 Expected<SeqStats> forward_backward(Context& ctx, const TrainBase& b, const LoraAdapter& ad,
                                     const PackedSequence& s, float loss_scale, const Dropout& drop,
-                                    bool recompute, LoraAdapter* grads);
+                                    bool recompute, LoraAdapter* grads,
+                                    std::map<int32_t, std::vector<float>>* embed_grad = nullptr);
 // Forward only (validation): no dropout.
 Expected<SeqStats> forward_loss(Context& ctx, const TrainBase& b, const LoraAdapter& ad,
                                 const PackedSequence& s);

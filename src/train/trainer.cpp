@@ -362,6 +362,7 @@ Status run_training(Context& ctx, const Model& m, const Tokenizer* tok, const Ch
       if (present[size_t(s)]) n_pred += predicted_tokens(data, micro_batch(data, recs, s, n_slots));
     const float scale = n_pred ? 1.f / float(n_pred) : 0.f;
     LoraAdapter grads = zeros_like(ad);
+    std::map<int32_t, std::vector<float>> embed_rows;  // --dump-grads: the embedding rows' gradient
     SeqStats tot;
     int64_t step_tokens = 0;
     const Dropout drop{o.dropout, o.seed, step};
@@ -374,7 +375,8 @@ Status run_training(Context& ctx, const Model& m, const Tokenizer* tok, const Ch
       LoraAdapter g = zeros_like(ad);
       RankStats sub;
       for (const PackedSequence& s : pack(data, micro_batch(data, recs, mb, parts), o.ctx)) {
-        CORRAL_ASSIGN_OR_RETURN(SeqStats ss, forward_backward(ctx, *base, ad, s, scale, drop, recompute, &g));
+        CORRAL_ASSIGN_OR_RETURN(SeqStats ss, forward_backward(ctx, *base, ad, s, scale, drop, recompute, &g,
+                                                              o.grads_out.empty() ? nullptr : &embed_rows));
         sub.loss_sum += ss.loss_sum;
         sub.predicted += ss.predicted;
         sub.correct += ss.correct;
@@ -414,6 +416,9 @@ Status run_training(Context& ctx, const Model& m, const Tokenizer* tok, const Ch
       out.alpha = ad.alpha;
       CORRAL_RETURN_IF_ERROR(write_peft(o.grads_out, out, m.hp.n_head, m.hp.n_head_kv));
       std::ofstream(o.grads_out + "/loss.json") << "{\"loss\": " << nlohmann::json(loss).dump() << ", \"predicted\": " << tot.predicted << "}\n";
+      nlohmann::json eg = {{"rows", nlohmann::json::array()}, {"grad", nlohmann::json::array()}};
+      for (auto& [id, row] : embed_rows) eg["rows"].push_back(id), eg["grad"].push_back(row);
+      std::ofstream(o.grads_out + "/embedding_grad.json") << eg.dump() << "\n";
       log.info("wrote the loss and gradients of step 1 to " + o.grads_out);
       return Status::ok();
     }

@@ -52,13 +52,13 @@ def check(what, err, tol):
         failures.append(what)
 
 
-def loss_of(model, docs, lora, scale):
+def loss_of(model, docs, lora, scale, embed=None):
     ids, pos, doc = [], [], []
     for di, d in enumerate(docs):
         ids += d
         pos += list(range(len(d)))
         doc += [di] * len(d)
-    logits = model.forward(ids, pos, doc, lora, scale)
+    logits = model.forward(ids, pos, doc, lora, scale, embed=embed)
     tgt, rows = [], []
     o = 0
     for d in docs:
@@ -141,7 +141,8 @@ for name in sorted(os.listdir(os.path.join(FIX, "hf"))):
 
     # 2. loss and gradients of one batch
     params = {k: (A.clone().requires_grad_(), B.clone().requires_grad_()) for k, (A, B) in lora.items()}
-    loss = loss_of(model, docs, params, scale)
+    table = model.w["model.embed_tokens.weight"].clone().requires_grad_()
+    loss = loss_of(model, docs, params, scale, embed=table)
     loss.backward()
     gdir = os.path.join(wd, "grads")
     run("finetune", *common, "--init-adapter", init, "-o", os.path.join(wd, "unused.gguf"), "--dump-grads", gdir)
@@ -150,6 +151,11 @@ for name in sorted(os.listdir(os.path.join(FIX, "hf"))):
     cg = read_adapter(gdir, model)
     worst = max(max(rel(cg[k][0], A.grad), rel(cg[k][1], B.grad)) for k, (A, B) in params.items())
     check(f"every LoRA gradient ({len(params) * 2} matrices)", worst, 1e-4)
+    # The embedding's backward: the gradient of the rows the batch used (the lookup alone).
+    eg = json.load(open(os.path.join(gdir, "embedding_grad.json")))
+    used = sorted({t for d in docs for t in d})
+    got_rows = torch.tensor(eg["grad"], dtype=torch.float64)
+    check(f"the embedding rows' gradient ({len(used)} rows)", rel(got_rows, table.grad[torch.tensor(used)]) if eg["rows"] == used else 1.0, 1e-4)
     # Recomputing the activations in the backward is the same arithmetic: the same bytes.
     rdir = os.path.join(wd, "grads_recompute")
     run("finetune", *common, "--init-adapter", init, "-o", os.path.join(wd, "unused.gguf"), "--dump-grads", rdir, "--recompute", "on")
