@@ -170,10 +170,10 @@ void check_invariance(Engine& e, uint32_t seed_base,
 
 // Random adapters (B non-zero) on every projection.
 std::vector<std::shared_ptr<const LoraAdapter>> random_adapters(const Engine& e, int n) {
-  const auto dims = lora_dims(*e.model);
+  const LoraBaseShape shape = lora_base_shape(*e.model);
   std::vector<std::shared_ptr<const LoraAdapter>> out;
   for (int k = 0; k < n; ++k) {
-    LoraAdapter a = init_adapter(dims, e.model->hp.n_layer, {0, 1, 2, 3, 4, 5, 6}, 4 + 4 * k, 8, uint64_t(k));
+    LoraAdapter a = init_adapter(shape, {0, 1, 2, 3, 4, 5, 6}, 4 + 4 * k, 8, uint64_t(k));
     std::mt19937 rng(uint32_t(100 + k));
     std::uniform_real_distribution<float> u(-0.05f, 0.05f);
     for (auto& l : a.layers)
@@ -186,8 +186,11 @@ std::vector<std::shared_ptr<const LoraAdapter>> random_adapters(const Engine& e,
 }
 
 TEST(BatchInvariance, LoraAdaptersMixedInOneBatch) {
-  for (DType t : {DType::Q8_0, DType::BF16}) {
-    auto e = open_model(synth("tiny", t));
+  // Dense Llama in two types; Llama 4 (adapters on attention and the MoE layers' shared expert).
+  for (const std::string& path : {synth("tiny", DType::Q8_0), synth("tiny", DType::BF16),
+                                  test::fixture("hf/llama4_moe_f32"), synth("tiny-llama4", DType::Q8_0)}) {
+    SCOPED_TRACE(path);
+    auto e = open_model(path);
     ASSERT_TRUE(e);
     const auto ads = random_adapters(*e, 3);
     // The adapters change the logits (else the check below could not fail).

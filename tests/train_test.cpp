@@ -196,12 +196,40 @@ TEST(LoraFiles, HostileAdaptersAreNamedErrors) {
   const std::string g = test::tmp_path("hostile_adapter.gguf");
   ASSERT_TRUE(write_lora_gguf(g, a).is_ok());
   // A model is not an adapter; shapes that do not fit a base are refused with the tensor named.
-  auto st = check_lora_shapes(*load_lora_gguf(g), 1, {{{4, 4}, {4, 4}, {4, 8}, {4, 4}, {4, 4}, {4, 4}, {4, 4}}});
+  auto st = check_lora_shapes(*load_lora_gguf(g), LoraBaseShape{{{{{4, 4}, {4, 4}, {4, 8}, {4, 4}, {4, 4}, {4, 4}, {4, 4}}}}, {0}});
   EXPECT_FALSE(st.is_ok());
   EXPECT_NE(st.message().find("blk.0.attn_v"), std::string::npos) << st.message();
   auto t = parse_lora_targets("q,up,bogus");
   ASSERT_FALSE(t.is_ok());
   EXPECT_NE(t.message().find("'bogus'"), std::string::npos);
+}
+
+// Llama 4: a MoE layer's FFN matrices are its shared expert's (ffn_*_shexp in GGUF), kept apart
+// from dense FFN layers in the file and against the base.
+TEST(LoraFiles, SharedExpertMatricesOfLlama4) {
+  LoraAdapter a;
+  a.arch = "llama4", a.alpha = 2, a.rank = 2;
+  a.layers.resize(2);
+  a.shexp = {0, 1};
+  a.layers[0][kLoraGate] = {4, 6, randv(8, 3), randv(12, 4), {}};
+  a.layers[1][kLoraGate] = {4, 5, randv(8, 5), randv(10, 6), {}};
+  EXPECT_EQ(lora_tensor_name(a, 1, kLoraGate), "blk.1.ffn_gate_shexp.weight");
+  EXPECT_EQ(peft_module(a, 1, kLoraGate), "feed_forward.shared_expert.gate_proj");
+  EXPECT_EQ(peft_module(a, 0, kLoraGate), "feed_forward.gate_proj");
+  const std::string g = test::tmp_path("llama4_adapter.gguf");
+  ASSERT_TRUE(write_lora_gguf(g, a).is_ok());
+  auto back = load_lora_gguf(g);
+  ASSERT_TRUE(back.is_ok()) << back.message();
+  EXPECT_FALSE(back->is_shexp(0));
+  EXPECT_TRUE(back->is_shexp(1));
+  EXPECT_EQ(back->layers[1][kLoraGate].b, a.layers[1][kLoraGate].b);
+  std::array<std::array<int64_t, 2>, kLoraTargets> d0{}, d1{};
+  d0[kLoraGate] = {4, 6}, d1[kLoraGate] = {4, 5};
+  EXPECT_TRUE(check_lora_shapes(*back, LoraBaseShape{{d0, d1}, {0, 1}}).is_ok());
+  auto st = check_lora_shapes(*back, LoraBaseShape{{d0, d1}, {0, 0}});  // layer 1 dense in this base
+  ASSERT_FALSE(st.is_ok());
+  EXPECT_NE(st.message().find("blk.1.ffn_gate_shexp"), std::string::npos) << st.message();
+  EXPECT_NE(st.message().find("dense FFN"), std::string::npos) << st.message();
 }
 
 TEST(TrainData, PackingPositionsAndMicroBatches) {

@@ -129,7 +129,10 @@ Status convert_adapter(const std::string& in, const std::string& out, const std:
     std::string named;
     CORRAL_ASSIGN_OR_RETURN(Metadata bm, peft_base_meta(in, base, &named));
     CORRAL_RETURN_IF_ERROR(heads_of(bm, named, &nh, &nkv));
-    CORRAL_ASSIGN_OR_RETURN(LoraAdapter a, load_peft(in, nh, nkv));
+    // Llama 4's HF q/k rows already pair RoPE's dimensions as GGUF does: no permutation.
+    const bool permute = bm.arch() != "llama4";
+    CORRAL_ASSIGN_OR_RETURN(LoraAdapter a, load_peft(in, permute ? nh : 0, permute ? nkv : 0));
+    a.n_head = nh, a.n_head_kv = nkv;
     a.arch = bm.arch();
     if (base.empty()) log.info(in + ": its base " + named + " (" + std::to_string(nh) + " heads, " + std::to_string(nkv) + " kv heads)");
     CORRAL_RETURN_IF_ERROR(write_lora_gguf(out, a));

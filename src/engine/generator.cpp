@@ -71,9 +71,7 @@ Expected<std::shared_ptr<const LoraAdapter>> load_adapter_for(const Model& m, co
   CORRAL_ASSIGN_OR_RETURN(LoraAdapter a, load_lora_gguf(path));
   if (a.arch != m.hp.arch)
     return make_error(path + ": an adapter of a '" + a.arch + "' base; the model is '" + m.hp.arch + "'");
-  if (m.hp.arch != "llama")
-    return make_error(path + ": LoRA adapters run on dense Llama bases (llama 1-3.x) only so far");
-  CORRAL_RETURN_IF_ERROR(check_lora_shapes(a, m.hp.n_layer, lora_dims(m)));
+  CORRAL_RETURN_IF_ERROR(check_lora_shapes(a, lora_base_shape(m)));
   a.prepare_for_serving();
   return std::make_shared<const LoraAdapter>(std::move(a));
 }

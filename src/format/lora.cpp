@@ -28,6 +28,12 @@ constexpr const char* kPeft[kLoraTargets] = {"self_attn.q_proj", "self_attn.k_pr
                                               "self_attn.v_proj", "self_attn.o_proj",
                                               "mlp.gate_proj",    "mlp.up_proj",
                                               "mlp.down_proj"};
+// Llama 4's PEFT modules: the FFN is feed_forward (dense layers) or its shared expert (MoE layers).
+constexpr const char* kPeftFfn4[3] = {"feed_forward.gate_proj", "feed_forward.up_proj", "feed_forward.down_proj"};
+constexpr const char* kPeftShexp[3] = {"feed_forward.shared_expert.gate_proj", "feed_forward.shared_expert.up_proj",
+                                       "feed_forward.shared_expert.down_proj"};
+
+bool is_ffn(int t) { return t >= kLoraGate; }
 
 // Tensor values as f32 (F32, F16 or BF16 stored).
 Expected<std::vector<float>> to_f32(DType t, const uint8_t* data, int64_t n, const std::string& what) {
@@ -66,6 +72,20 @@ LoraMatrix& slot(LoraAdapter& a, int64_t layer, int t) {
   return a.layers[size_t(layer)][size_t(t)];
 }
 
+// A layer's FFN matrices all name the shared expert or none does (seen: the form each layer's
+// first FFN tensor had).
+Status mark_shexp(LoraAdapter& a, int64_t layer, int t, bool shexp, std::map<int64_t, bool>& seen,
+                  const std::string& what) {
+  if (!is_ffn(t)) return Status::ok();
+  auto [it, fresh] = seen.emplace(layer, shexp);
+  if (!fresh && it->second != shexp)
+    return make_error(what + ": layer " + std::to_string(layer) +
+                      " mixes a shared expert's and a dense FFN's matrices");
+  if (int64_t(a.shexp.size()) <= layer) a.shexp.resize(size_t(layer + 1), 0);
+  a.shexp[size_t(layer)] = shexp;
+  return Status::ok();
+}
+
 // "PREFIX N.rest" -> N and rest (N: 1-6 digits); false otherwise.
 bool split_layer(const std::string& n, const std::string& prefix, int64_t* layer, std::string* rest) {
   if (n.rfind(prefix, 0) != 0) return false;
@@ -78,33 +98,37 @@ bool split_layer(const std::string& n, const std::string& prefix, int64_t* layer
   return true;
 }
 
-// "blk.N.attn_q.weight.lora_a" -> (N, target, is_a); false when not an adapter tensor name.
-bool parse_gguf_name(const std::string& n, int64_t* layer, int* t, bool* is_a) {
+// "blk.N.attn_q.weight.lora_a" (or a shared expert's "blk.N.ffn_gate_shexp.weight.lora_a") ->
+// (N, target, is_a, shexp); false when not an adapter tensor name.
+bool parse_gguf_name(const std::string& n, int64_t* layer, int* t, bool* is_a, bool* shexp) {
   std::string rest;
   if (!split_layer(n, "blk.", layer, &rest)) return false;
   for (int k = 0; k < kLoraTargets; ++k)
-    for (int ab = 0; ab < 2; ++ab)
-      if (rest == std::string(kGguf[k]) + ".weight.lora_" + (ab ? "b" : "a")) {
-        *t = k, *is_a = ab == 0;
-        return true;
-      }
+    for (int sh = 0; sh < (is_ffn(k) ? 2 : 1); ++sh)
+      for (int ab = 0; ab < 2; ++ab)
+        if (rest == std::string(kGguf[k]) + (sh ? "_shexp" : "") + ".weight.lora_" + (ab ? "b" : "a")) {
+          *t = k, *is_a = ab == 0, *shexp = sh == 1;
+          return true;
+        }
   return false;
 }
 
 // "base_model.model.model.layers.N.self_attn.q_proj.lora_A[.default].weight".
-bool parse_peft_name(const std::string& n, int64_t* layer, int* t, bool* is_a) {
+// Llama 4's FFN modules are feed_forward.gate_proj or feed_forward.shared_expert.gate_proj.
+bool parse_peft_name(const std::string& n, int64_t* layer, int* t, bool* is_a, bool* shexp) {
   std::string rest;
   if (!split_layer(n, "base_model.model.model.layers.", layer, &rest)) return false;
   for (int k = 0; k < kLoraTargets; ++k)
-    for (int ab = 0; ab < 2; ++ab)
-      for (const char* mid : {"", ".default"}) {
-        const std::string want =
-            std::string(kPeft[k]) + ".lora_" + (ab ? "B" : "A") + mid + ".weight";
-        if (rest == want) {
-          *t = k, *is_a = ab == 0;
-          return true;
+    for (int form = 0; form < (is_ffn(k) ? 3 : 1); ++form)
+      for (int ab = 0; ab < 2; ++ab)
+        for (const char* mid : {"", ".default"}) {
+          const char* mod = form == 0 ? kPeft[k] : form == 1 ? kPeftFfn4[k - kLoraGate] : kPeftShexp[k - kLoraGate];
+          const std::string want = std::string(mod) + ".lora_" + (ab ? "B" : "A") + mid + ".weight";
+          if (rest == want) {
+            *t = k, *is_a = ab == 0, *shexp = form == 2;
+            return true;
+          }
         }
-      }
   return false;
 }
 
@@ -149,6 +173,16 @@ Status write_file_atomic(const std::string& path, const std::string& bytes) {
 
 const char* lora_target_flag(int t) { return kFlags[t]; }
 const char* lora_target_gguf(int t) { return kGguf[t]; }
+
+std::string lora_tensor_name(const LoraAdapter& a, int64_t l, int t) {
+  return "blk." + std::to_string(l) + "." + kGguf[t] + (is_ffn(t) && a.is_shexp(l) ? "_shexp" : "") + ".weight";
+}
+
+std::string peft_module(const LoraAdapter& a, int64_t l, int t) {
+  if (!is_ffn(t)) return kPeft[t];
+  if (a.is_shexp(l)) return kPeftShexp[t - kLoraGate];
+  return a.arch == "llama4" ? kPeftFfn4[t - kLoraGate] : kPeft[t];
+}
 const char* lora_target_peft(int t) { return kPeft[t]; }
 
 Expected<std::vector<int>> parse_lora_targets(const std::string& s) {
@@ -243,15 +277,17 @@ Expected<LoraAdapter> lora_from_gguf(const LoadedModel& f, const std::string& pa
   a.alpha = float(*alpha);
   a.n_head = f.meta.get_int("adapter.lora.head_count").value_or(0);
   a.n_head_kv = f.meta.get_int("adapter.lora.head_count_kv").value_or(0);
+  std::map<int64_t, bool> seen;
   for (const ModelTensor& t : f.tensors) {
     int64_t layer;
     int tg;
-    bool is_a;
-    if (!parse_gguf_name(t.name, &layer, &tg, &is_a))
+    bool is_a, shexp;
+    if (!parse_gguf_name(t.name, &layer, &tg, &is_a, &shexp))
       return make_error(path + ": tensor '" + t.name + "': not a LoRA tensor name (blk.N.attn_q.weight.lora_a ...)");
     if (layer > 4096) return make_error(path + ": tensor '" + t.name + "': layer out of range");
     if (t.ne.size() != 2) return make_error(path + ": tensor '" + t.name + "': must be 2-d");
     const std::string what = path + ": tensor '" + t.name + "'";
+    CORRAL_RETURN_IF_ERROR(mark_shexp(a, layer, tg, shexp, seen, what));
     // lora_a ne = [n_in, r]; lora_b ne = [r, n_out].
     const int64_t r = is_a ? t.ne[1] : t.ne[0];
     CORRAL_RETURN_IF_ERROR(check_rank(a, r, what));
@@ -279,7 +315,7 @@ Status write_lora_gguf(const std::string& path, const LoraAdapter& a, const Meta
     for (int t = 0; t < kLoraTargets; ++t) {
       const LoraMatrix& m = a.layers[l][size_t(t)];
       if (!m.present()) continue;
-      const std::string base = "blk." + std::to_string(l) + "." + kGguf[t] + ".weight.lora_";
+      const std::string base = lora_tensor_name(a, int64_t(l), t) + ".lora_";
       const std::vector<float>* pa = &m.a;
       const std::vector<float>* pb = &m.b;
       ts.push_back({base + "a", DType::F32, {m.n_in, a.rank}, [pa](uint8_t* dst) {
@@ -331,14 +367,16 @@ Expected<LoraAdapter> parse_peft(const std::string& text, const std::vector<Safe
     a.alpha *= std::sqrt(float(std::max<int64_t>(r, 1)));
   if (cfg.contains("base_model_name_or_path") && cfg["base_model_name_or_path"].is_string())
     a.base_name = cfg["base_model_name_or_path"];
+  std::map<int64_t, bool> seen;
   for (const SafeTensor& t : tensors) {
     int64_t layer;
     int tg;
-    bool is_a;
+    bool is_a, shexp;
     const std::string what = st + ": tensor '" + t.name + "'";
-    if (!parse_peft_name(t.name, &layer, &tg, &is_a))
+    if (!parse_peft_name(t.name, &layer, &tg, &is_a, &shexp))
       return make_error(what + ": not a LoRA tensor of a Llama projection (base_model.model.model.layers.N.self_attn.q_proj.lora_A.weight ...)");
     if (layer > 4096) return make_error(what + ": layer out of range");
+    CORRAL_RETURN_IF_ERROR(mark_shexp(a, layer, tg, shexp, seen, what));
     if (t.shape.size() != 2) return make_error(what + ": must be 2-d");
     // lora_A [r, n_in]; lora_B [n_out, r].
     CORRAL_RETURN_IF_ERROR(check_rank(a, is_a ? t.shape[0] : t.shape[1], what));
@@ -365,10 +403,12 @@ Expected<LoraAdapter> parse_peft(const std::string& text, const std::vector<Safe
 
 Status write_peft(const std::string& dir, const LoraAdapter& in, int64_t n_head, int64_t n_head_kv) {
   LoraAdapter a = in;
+  // Llama 4's HF checkpoints keep RoPE's interleaved pairs, as GGUF does: no q/k permutation.
+  const bool permute = a.arch != "llama4";
   for (auto& l : a.layers)
     for (int t : {int(kLoraQ), int(kLoraK)}) {
       LoraMatrix& m = l[size_t(t)];
-      if (!m.present()) continue;
+      if (!m.present() || !permute) continue;
       const int64_t heads = t == kLoraQ ? n_head : n_head_kv;
       if (heads <= 0 || m.n_out % heads != 0)
         return make_error(dir + ": " + kPeft[t] + ": " + std::to_string(m.n_out) +
@@ -385,7 +425,7 @@ Status write_peft(const std::string& dir, const LoraAdapter& in, int64_t n_head,
     for (int t = 0; t < kLoraTargets; ++t) {
       const LoraMatrix& m = a.layers[l][size_t(t)];
       if (!m.present()) continue;
-      const std::string base = "base_model.model.model.layers." + std::to_string(l) + "." + kPeft[t];
+      const std::string base = "base_model.model.model.layers." + std::to_string(l) + "." + peft_module(a, int64_t(l), t);
       for (int ab = 0; ab < 2; ++ab) {
         const std::vector<float>& v = ab ? m.b : m.a;
         const size_t b0 = data.size();
@@ -424,8 +464,8 @@ Status write_peft(const std::string& dir, const LoraAdapter& in, int64_t n_head,
   return write_file_atomic(dir + "/adapter_config.json", cfg.dump(2) + "\n");
 }
 
-Status check_lora_shapes(const LoraAdapter& a, int64_t n_layer,
-                         const std::array<std::array<int64_t, 2>, kLoraTargets>& dims) {
+Status check_lora_shapes(const LoraAdapter& a, const LoraBaseShape& b) {
+  const int64_t n_layer = int64_t(b.dims.size());
   if (int64_t(a.layers.size()) > n_layer)
     return make_error(a.path + ": targets layer " + std::to_string(a.layers.size() - 1) +
                       " but the base has " + std::to_string(n_layer) + " layers");
@@ -433,11 +473,17 @@ Status check_lora_shapes(const LoraAdapter& a, int64_t n_layer,
     for (int t = 0; t < kLoraTargets; ++t) {
       const LoraMatrix& m = a.layers[l][size_t(t)];
       if (!m.present()) continue;
-      if (m.n_in != dims[size_t(t)][0] || m.n_out != dims[size_t(t)][1])
-        return make_error(a.path + ": blk." + std::to_string(l) + "." + kGguf[t] + ": " +
-                          std::to_string(m.n_in) + " -> " + std::to_string(m.n_out) +
-                          ", the base's projection is " + std::to_string(dims[size_t(t)][0]) +
-                          " -> " + std::to_string(dims[size_t(t)][1]));
+      const bool base_shexp = l < b.shexp.size() && b.shexp[l];
+      if (is_ffn(t) && a.is_shexp(int64_t(l)) != base_shexp)
+        return make_error(a.path + ": " + lora_tensor_name(a, int64_t(l), t) + ": the base's layer " +
+                          std::to_string(l) + (base_shexp ? " is a mixture of experts (LoRA goes on its shared expert, "
+                                                            "ffn_*_shexp)"
+                                                          : " has a dense FFN (no shared expert)"));
+      const auto& d = b.dims[l][size_t(t)];
+      if (m.n_in != d[0] || m.n_out != d[1])
+        return make_error(a.path + ": " + lora_tensor_name(a, int64_t(l), t) + ": " + std::to_string(m.n_in) +
+                          " -> " + std::to_string(m.n_out) + ", the base's projection is " + std::to_string(d[0]) +
+                          " -> " + std::to_string(d[1]));
     }
   return Status::ok();
 }
@@ -455,7 +501,7 @@ Status merge_lora_gguf(const LoadedModel& base, const LoraAdapter& a, const std:
   for (size_t l = 0; l < a.layers.size(); ++l)
     for (int t = 0; t < kLoraTargets; ++t)
       if (a.layers[l][size_t(t)].present())
-        delta["blk." + std::to_string(l) + "." + kGguf[t] + ".weight"] = &a.layers[l][size_t(t)];
+        delta[lora_tensor_name(a, int64_t(l), t)] = &a.layers[l][size_t(t)];
   for (auto& [name, m] : delta) {
     const ModelTensor* t = base.find(name);
     if (!t) return make_error(a.path + ": the base has no tensor '" + name + "'");

@@ -46,6 +46,10 @@ struct LoraAdapter {
   // converts to PEFT, whose q/k rows are in the other RoPE order, without its base).
   int64_t n_head = 0, n_head_kv = 0;
   std::vector<std::array<LoraMatrix, kLoraTargets>> layers;
+  // Per layer: 1 where gate/up/down are a shared expert's (Llama 4's MoE layers: the routed
+  // experts stay frozen), GGUF ffn_*_shexp and PEFT feed_forward.shared_expert.*.
+  std::vector<uint8_t> shexp;
+  bool is_shexp(int64_t l) const { return l >= 0 && size_t(l) < shexp.size() && shexp[size_t(l)]; }
 
   float scale() const { return rank > 0 ? alpha / float(rank) : 0.f; }
   void prepare_for_serving();  // fills every matrix's bt
@@ -74,10 +78,19 @@ Expected<LoraAdapter> parse_peft(const std::string& config_json, const std::vect
 bool is_lora_gguf(const std::string& path);
 bool is_peft_dir(const std::string& path);
 
-// Shapes against a base: every matrix's n_in/n_out equal to the projection it targets.
-// dims[t] = {n_in, n_out} of target t; n_layer the base's.
-Status check_lora_shapes(const LoraAdapter& a, int64_t n_layer,
-                         const std::array<std::array<int64_t, 2>, kLoraTargets>& dims);
+// What an adapter must match in its base: per layer {n_in, n_out} of each target's projection,
+// and which layers' FFN targets are a shared expert.
+struct LoraBaseShape {
+  std::vector<std::array<std::array<int64_t, 2>, kLoraTargets>> dims;
+  std::vector<uint8_t> shexp;
+};
+// Shapes against a base: every matrix's n_in/n_out equal to the projection it targets, on a layer
+// the base has, dense FFN targets on dense layers and shared-expert ones on MoE layers.
+Status check_lora_shapes(const LoraAdapter& a, const LoraBaseShape& b);
+// "blk.N.attn_q.weight", "blk.N.ffn_gate_shexp.weight": the base tensor matrix (l, t) adapts;
+// and its PEFT module ("self_attn.q_proj", "mlp.gate_proj", "feed_forward.shared_expert.gate_proj").
+std::string lora_tensor_name(const LoraAdapter& a, int64_t l, int t);
+std::string peft_module(const LoraAdapter& a, int64_t l, int t);
 
 }  // namespace corral
 

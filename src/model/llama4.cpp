@@ -4,7 +4,9 @@
 #include <cmath>
 
 #include "model/forward_common.h"
+#include "format/lora.h"
 #include "model/layers/attention.h"
+#include "model/layers/lora.h"
 #include "model/layers/mlp.h"
 #include "model/layers/moe.h"
 #include "model/layers/norm.h"
@@ -87,6 +89,9 @@ Status forward_llama4(const Model& m, Context& ctx, KvStore& kv,
     const LayerWeights& w = m.layers[size_t(l)];
     const bool use_rope = hp.rope_layer[size_t(l)];
     project_qkv(ctx, w, hp, T, s);
+    lora_apply_batch(ctx, batch, s, l, kLoraQ, s.h.data(), E, s.q.data(), q_dim);
+    lora_apply_batch(ctx, batch, s, l, kLoraK, s.h.data(), E, s.k.data(), kv_dim);
+    lora_apply_batch(ctx, batch, s, l, kLoraV, s.h.data(), E, s.v.data(), kv_dim);
     for (int64_t t = 0; t < T; ++t) {
       float* q = s.q.data() + t * q_dim;
       float* k = s.k.data() + t * kv_dim;
@@ -115,10 +120,15 @@ Status forward_llama4(const Model& m, Context& ctx, KvStore& kv,
                         hp.chunked_layer[size_t(l)] ? hp.chunk_size : 0};
     attend_and_add(ctx, kv, ap, w, batch, E, s);
     norm_rows(s.x.data(), w.ffn_norm, T, E, hp.eps, s.h.data());
+    // LoRA on the dense FFN, or on a MoE layer's shared expert.
+    const ProjectionHook hook = [&](int which, const float* in, int64_t n_in, float* out, int64_t n_out) {
+      lora_apply_batch(ctx, batch, s, l, kLoraGate + which, in, n_in, out, n_out);
+    };
+    const ProjectionHook* hk = s.adapters.empty() ? nullptr : &hook;
     if (hp.moe_layer[size_t(l)])
-      moe_forward(ctx, w, hp, s.h.data(), T, s.o.data(), s);
+      moe_forward(ctx, w, hp, s.h.data(), T, s.o.data(), s, hk);
     else
-      swiglu(ctx, w.ffn_gate, w.ffn_up, w.ffn_down, s.h.data(), T, s.o.data(), s.g, s.u, s.mm);
+      swiglu(ctx, w.ffn_gate, w.ffn_up, w.ffn_down, s.h.data(), T, s.o.data(), s.g, s.u, s.mm, hk);
     add_ffn_output(T, E, s);
   }
   forward_head(m, ctx, batch, s.x, s, logits);

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <numeric>
 
 #include "model/layers/causal_attention.h"
 #include "model/layers/embedding.h"
@@ -17,12 +18,11 @@ const TensorView& TrainBase::weight(int64_t l, int t) const {
   return lora_projection(m->layers[size_t(l)], t);
 }
 
-std::array<std::array<int64_t, 2>, kLoraTargets> TrainBase::dims() const { return lora_dims(*m); }
+LoraBaseShape TrainBase::shape() const { return lora_base_shape(*m); }
 
 Expected<std::unique_ptr<TrainBase>> prepare_train_base(const Model& m, ThreadPool* pool) {
-  if (m.hp.arch != "llama")
-    return make_error("fine-tuning supports dense Llama bases (llama 1-3.x); '" + m.hp.arch +
-                      "' (Llama 4's experts) is not supported yet");
+  if (m.hp.arch != "llama" && m.hp.arch != "llama4")
+    return make_error("fine-tuning supports Llama bases (llama 1-3.x, llama4); not '" + m.hp.arch + "'");
   auto b = std::make_unique<TrainBase>();
   b->m = &m;
   b->rope = Rope::make(m.hp.head_dim, m.hp.rope_theta, m.hp.rope_freq_div, m.hp.rope_linear_factor,
@@ -33,6 +33,24 @@ Expected<std::unique_ptr<TrainBase>> prepare_train_base(const Model& m, ThreadPo
       CORRAL_ASSIGN_OR_RETURN(b->wt[size_t(l)][size_t(t)], transpose_weight(b->weight(l, t), pool));
     }
   CORRAL_ASSIGN_OR_RETURN(b->out_t, transpose_weight(m.output, pool));
+  // Llama 4's MoE layers: the routed experts' transposes and the router's rows (frozen; the
+  // activation gradient flows through them and through the sigmoid of the chosen scores).
+  b->experts.resize(size_t(m.hp.n_layer));
+  b->router.resize(size_t(m.hp.n_layer));
+  for (int64_t l = 0; l < m.hp.n_layer; ++l) {
+    if (m.hp.moe_layer.empty() || !m.hp.moe_layer[size_t(l)]) continue;
+    const LayerWeights& w = m.layers[size_t(l)];
+    for (int64_t e = 0; e < m.hp.n_expert; ++e) {
+      std::array<std::unique_ptr<TransposedWeight>, 3> t;
+      CORRAL_ASSIGN_OR_RETURN(t[0], transpose_weight(w.gate_exps.slice2(e), pool));
+      CORRAL_ASSIGN_OR_RETURN(t[1], transpose_weight(w.up_exps.slice2(e), pool));
+      CORRAL_ASSIGN_OR_RETURN(t[2], transpose_weight(w.down_exps.slice2(e), pool));
+      b->experts[size_t(l)].push_back(std::move(t));
+    }
+    std::vector<float>& r = b->router[size_t(l)];
+    r.resize(size_t(m.hp.n_expert * m.hp.n_embd));
+    for (int64_t e = 0; e < m.hp.n_expert; ++e) weight_row_f32(w.router, e, r.data() + e * m.hp.n_embd);
+  }
   return b;
 }
 
@@ -41,6 +59,13 @@ namespace {
 struct Acts {
   std::vector<float> xin, h, q, k, v, att, lse, xmid, h2, g, u, a;
   std::array<std::vector<float>, kLoraTargets> ax, xd;
+  // Llama 4: q and k after RoPE, before the L2 norm; the attention window's first token per
+  // token (chunked layers); the routed experts chosen per (token, k), their sigmoid scores and
+  // gate/up pre-activations [T * K][F].
+  std::vector<float> qr, kr;
+  std::vector<int32_t> win;
+  std::vector<int32_t> ex;
+  std::vector<float> sc, eg, eu;
 };
 
 uint64_t mix(uint64_t z) {
@@ -140,16 +165,35 @@ struct Ctx {
     flops += 2.0 * double(T) * double(wt.ne[0]) * double(wt.ne[1]);
   }
 
-  double attention_pairs() const {
+  double attention_pairs(const int32_t* start) const {
     double p = 0;
-    for (int64_t t = 0; t < T; ++t) p += double(t - s.start[size_t(t)] + 1);
+    for (int64_t t = 0; t < T; ++t) p += double(t - start[t] + 1);
     return p;
+  }
+
+  // Llama 4's temperature tuning of q on the NoPE layers: q *= log(floor((pos + 1) / f) + 1) a + 1.
+  float temp_scale(int64_t t) const {
+    const HParams& h = hp();
+    return std::log(std::floor((float(s.pos[size_t(t)]) + 1.f) / h.temp_floor_scale) + 1.f) * h.temp_attn_scale + 1.f;
+  }
+  bool is_llama4() const { return hp().arch == "llama4"; }
+  bool rope_on(int64_t l) const { return !is_llama4() || hp().rope_layer[size_t(l)]; }
+  bool moe_on(int64_t l) const { return is_llama4() && hp().moe_layer[size_t(l)]; }
+
+  // The first token each token attends to: its document's first, or on Llama 4's chunked layers
+  // the first of its chunk of positions (positions restart per document, so that lies inside it).
+  const int32_t* window(int64_t l, Acts& A) {
+    if (!is_llama4() || !hp().chunked_layer[size_t(l)]) return s.start.data();
+    A.win.resize(size_t(T));
+    const int64_t c = hp().chunk_size;
+    for (int64_t t = 0; t < T; ++t) A.win[size_t(t)] = int32_t(t - s.pos[size_t(t)] % c);
+    return A.win.data();
   }
 
   void layer_forward(int64_t l, std::vector<float>& x, Acts& A) {
     const HParams& h = hp();
     const LayerWeights& w = b.m->layers[size_t(l)];
-    const int64_t E = h.n_embd, hd = h.head_dim, qd = h.n_head * hd, kvd = h.n_head_kv * hd, F = h.n_ff;
+    const int64_t E = h.n_embd, hd = h.head_dim, qd = h.n_head * hd, kvd = h.n_head_kv * hd;
     A.xin = x;
     A.h.resize(size_t(T * E));
     for (int64_t t = 0; t < T; ++t) rms_norm(x.data() + t * E, w.attn_norm.data(), E, h.eps, A.h.data() + t * E);
@@ -161,15 +205,28 @@ struct Ctx {
     lora_fwd(l, kLoraQ, A.h.data(), A.q.data(), A);
     lora_fwd(l, kLoraK, A.h.data(), A.k.data(), A);
     lora_fwd(l, kLoraV, A.h.data(), A.v.data(), A);
-    for (int64_t t = 0; t < T; ++t) {
-      b.rope.apply(A.q.data() + t * qd, h.n_head, hd, s.pos[size_t(t)]);
-      b.rope.apply(A.k.data() + t * kvd, h.n_head_kv, hd, s.pos[size_t(t)]);
+    if (rope_on(l)) {
+      for (int64_t t = 0; t < T; ++t) {
+        b.rope.apply(A.q.data() + t * qd, h.n_head, hd, s.pos[size_t(t)]);
+        b.rope.apply(A.k.data() + t * kvd, h.n_head_kv, hd, s.pos[size_t(t)]);
+      }
+      if (is_llama4() && h.qk_norm) {  // the weightless L2 norm of each head of q and k
+        A.qr = A.q, A.kr = A.k;
+        for (int64_t i = 0; i < T * h.n_head; ++i) rms_norm(A.qr.data() + i * hd, nullptr, hd, h.eps, A.q.data() + i * hd);
+        for (int64_t i = 0; i < T * h.n_head_kv; ++i) rms_norm(A.kr.data() + i * hd, nullptr, hd, h.eps, A.k.data() + i * hd);
+      }
+    } else if (h.temp_tuning) {
+      for (int64_t t = 0; t < T; ++t) {
+        const float sc = temp_scale(t);
+        for (int64_t i = 0; i < qd; ++i) A.q[size_t(t * qd + i)] *= sc;
+      }
     }
     A.att.resize(size_t(T * qd));
     A.lse.resize(size_t(h.n_head * T));
     const DenseAttention ap{h.n_head, h.n_head_kv, hd, 1.f / std::sqrt(float(hd))};
-    causal_attention_forward(ctx, ap, T, s.start.data(), A.q.data(), A.k.data(), A.v.data(), A.att.data(), A.lse.data());
-    flops += 4.0 * attention_pairs() * double(hd) * double(h.n_head);
+    const int32_t* win = window(l, A);
+    causal_attention_forward(ctx, ap, T, win, A.q.data(), A.k.data(), A.v.data(), A.att.data(), A.lse.data());
+    flops += 4.0 * attention_pairs(win) * double(hd) * double(h.n_head);
     std::vector<float> o(size_t(T * E));
     mm_fwd(w.wo, A.att.data(), o.data());
     lora_fwd(l, kLoraO, A.att.data(), o.data(), A);
@@ -177,26 +234,120 @@ struct Ctx {
     A.xmid = x;
     A.h2.resize(size_t(T * E));
     for (int64_t t = 0; t < T; ++t) rms_norm(x.data() + t * E, w.ffn_norm.data(), E, h.eps, A.h2.data() + t * E);
+    // The dense FFN, or a MoE layer's shared expert (LoRA's gate/up/down), then its experts.
+    const TensorView &wg = b.weight(l, kLoraGate), &wu = b.weight(l, kLoraUp), &wd = b.weight(l, kLoraDown);
+    const int64_t F = wg.ne[1];
     A.g.assign(size_t(T * F), 0.f);
     A.u.assign(size_t(T * F), 0.f);
-    matmul_shared_input(ctx, {{&w.ffn_gate, A.g.data()}, {&w.ffn_up, A.u.data()}}, A.h2.data(), T, mm);
+    matmul_shared_input(ctx, {{&wg, A.g.data()}, {&wu, A.u.data()}}, A.h2.data(), T, mm);
     flops += 4.0 * double(T) * double(E) * double(F);
     lora_fwd(l, kLoraGate, A.h2.data(), A.g.data(), A);
     lora_fwd(l, kLoraUp, A.h2.data(), A.u.data(), A);
     A.a.resize(size_t(T * F));
     for (int64_t i = 0; i < T * F; ++i) A.a[size_t(i)] = silu(A.g[size_t(i)]) * A.u[size_t(i)];
-    mm_fwd(w.ffn_down, A.a.data(), o.data());
+    mm_fwd(wd, A.a.data(), o.data());
     lora_fwd(l, kLoraDown, A.a.data(), o.data(), A);
+    if (moe_on(l)) experts_forward(l, A, o.data());
     for (int64_t i = 0; i < T * E; ++i) x[size_t(i)] += o[size_t(i)];
+  }
+
+  // Llama 4's routed experts (frozen): the top-k of the router per token, each fed h2 scaled by
+  // the sigmoid of its score; out += their outputs. Keeps the choices and pre-activations.
+  void experts_forward(int64_t l, Acts& A, float* out) {
+    const HParams& h = hp();
+    const LayerWeights& w = b.m->layers[size_t(l)];
+    const int64_t E = h.n_embd, NE = h.n_expert, K = std::min(h.n_expert_used, NE), F = h.n_ff_exp;
+    std::vector<float> logits(size_t(T * NE));
+    matmul(ctx, w.router, A.h2.data(), T, logits.data(), mm);
+    flops += 2.0 * double(T) * double(E) * double(NE);
+    A.ex.resize(size_t(T * K));
+    A.sc.resize(size_t(T * K));
+    std::vector<int64_t> idx(static_cast<size_t>(NE));
+    for (int64_t t = 0; t < T; ++t) {
+      const float* r = logits.data() + t * NE;
+      std::iota(idx.begin(), idx.end(), 0);
+      std::partial_sort(idx.begin(), idx.begin() + K, idx.end(),
+                        [&](int64_t a, int64_t c) { return r[a] > r[c] || (r[a] == r[c] && a < c); });
+      for (int64_t k = 0; k < K; ++k) {
+        A.ex[size_t(t * K + k)] = int32_t(idx[size_t(k)]);
+        A.sc[size_t(t * K + k)] = 1.f / (1.f + std::exp(-r[idx[size_t(k)]]));
+      }
+    }
+    A.eg.assign(size_t(T * K * F), 0.f);
+    A.eu.assign(size_t(T * K * F), 0.f);
+    std::vector<float> xin, g, u, y;
+    for (int64_t e = 0; e < NE; ++e) {
+      std::vector<int64_t> rows;  // (token, k) slots routed to e, in order
+      for (int64_t i = 0; i < T * K; ++i)
+        if (A.ex[size_t(i)] == e) rows.push_back(i);
+      if (rows.empty()) continue;
+      const int64_t n = int64_t(rows.size());
+      xin.resize(size_t(n * E)), g.resize(size_t(n * F)), u.resize(size_t(n * F)), y.resize(size_t(n * E));
+      for (int64_t i = 0; i < n; ++i)
+        for (int64_t j = 0; j < E; ++j) xin[size_t(i * E + j)] = A.h2[size_t(rows[size_t(i)] / K * E + j)] * A.sc[size_t(rows[size_t(i)])];
+      const TensorView ge = w.gate_exps.slice2(e), ue = w.up_exps.slice2(e), de = w.down_exps.slice2(e);
+      matmul_shared_input(ctx, {{&ge, g.data()}, {&ue, u.data()}}, xin.data(), n, mm);
+      for (int64_t i = 0; i < n; ++i) {
+        std::memcpy(A.eg.data() + rows[size_t(i)] * F, g.data() + i * F, size_t(F) * 4);
+        std::memcpy(A.eu.data() + rows[size_t(i)] * F, u.data() + i * F, size_t(F) * 4);
+      }
+      for (int64_t i = 0; i < n * F; ++i) g[size_t(i)] = silu(g[size_t(i)]) * u[size_t(i)];
+      matmul(ctx, de, g.data(), n, y.data(), mm);
+      flops += 6.0 * double(n) * double(E) * double(F);
+      for (int64_t i = 0; i < n; ++i)
+        for (int64_t j = 0; j < E; ++j) out[rows[size_t(i)] / K * E + j] += y[size_t(i * E + j)];
+    }
+  }
+
+  // Backward of experts_forward: dh2 += d(out)/d(h2) . dy, through the experts (transposed
+  // weights), the input scaling and the sigmoid of the chosen router scores.
+  void experts_backward(int64_t l, const float* dy, Acts& A, float* dh2) {
+    const HParams& h = hp();
+    const int64_t E = h.n_embd, NE = h.n_expert, K = std::min(h.n_expert_used, NE), F = h.n_ff_exp;
+    const std::vector<float>& router = b.router[size_t(l)];
+    std::vector<float> dyr, da, dg, du, dxin, tmp;
+    for (int64_t e = 0; e < NE; ++e) {
+      std::vector<int64_t> rows;
+      for (int64_t i = 0; i < T * K; ++i)
+        if (A.ex[size_t(i)] == e) rows.push_back(i);
+      if (rows.empty()) continue;
+      const int64_t n = int64_t(rows.size());
+      const auto& wt = b.experts[size_t(l)][size_t(e)];
+      dyr.resize(size_t(n * E)), da.resize(size_t(n * F)), dg.resize(size_t(n * F)), du.resize(size_t(n * F));
+      dxin.assign(size_t(n * E), 0.f), tmp.resize(size_t(n * E));
+      for (int64_t i = 0; i < n; ++i) std::memcpy(dyr.data() + i * E, dy + rows[size_t(i)] / K * E, size_t(E) * 4);
+      matmul(ctx, wt[2]->view, dyr.data(), n, da.data(), mm);
+      for (int64_t i = 0; i < n; ++i)
+        swiglu_backward(A.eg.data() + rows[size_t(i)] * F, A.eu.data() + rows[size_t(i)] * F, da.data() + i * F, F,
+                        dg.data() + i * F, du.data() + i * F);
+      matmul(ctx, wt[0]->view, dg.data(), n, tmp.data(), mm);
+      for (int64_t i = 0; i < n * E; ++i) dxin[size_t(i)] += tmp[size_t(i)];
+      matmul(ctx, wt[1]->view, du.data(), n, tmp.data(), mm);
+      for (int64_t i = 0; i < n * E; ++i) dxin[size_t(i)] += tmp[size_t(i)];
+      flops += 6.0 * double(n) * double(E) * double(F);
+      for (int64_t i = 0; i < n; ++i) {
+        const int64_t slot = rows[size_t(i)], t = slot / K;
+        const float sg = A.sc[size_t(slot)];
+        const float* xi = dxin.data() + i * E;
+        const float* h2 = A.h2.data() + t * E;
+        double ds = 0;
+        for (int64_t j = 0; j < E; ++j) ds += double(xi[j]) * h2[j];
+        const float dlogit = float(ds * sg * (1.0 - sg));
+        const float* re = router.data() + e * E;
+        for (int64_t j = 0; j < E; ++j) dh2[t * E + j] += sg * xi[j] + dlogit * re[j];
+      }
+    }
+    flops += 2.0 * double(T) * double(E) * double(NE);
   }
 
   // dx: gradient of the layer's output in, of its input out.
   void layer_backward(int64_t l, std::vector<float>& dx, Acts& A, LoraAdapter* g) {
     const HParams& h = hp();
     const LayerWeights& w = b.m->layers[size_t(l)];
-    const int64_t E = h.n_embd, hd = h.head_dim, qd = h.n_head * hd, kvd = h.n_head_kv * hd, F = h.n_ff;
+    const int64_t E = h.n_embd, hd = h.head_dim, qd = h.n_head * hd, kvd = h.n_head_kv * hd;
+    const int64_t F = b.weight(l, kLoraGate).ne[1];
     std::vector<float> tmp;
-    // FFN: out = xmid + down(silu(gate h2) * up h2)
+    // FFN: out = xmid + down(silu(gate h2) * up h2) [+ the routed experts of h2]
     std::vector<float> da(size_t(T * F), 0.f);
     mm_bwd(l, kLoraDown, dx.data(), da.data(), tmp);
     lora_bwd(l, kLoraDown, A.a.data(), dx.data(), da.data(), A, g);
@@ -207,6 +358,7 @@ struct Ctx {
     mm_bwd(l, kLoraUp, du.data(), dh.data(), tmp);
     lora_bwd(l, kLoraGate, A.h2.data(), dg.data(), dh.data(), A, g);
     lora_bwd(l, kLoraUp, A.h2.data(), du.data(), dh.data(), A, g);
+    if (moe_on(l)) experts_backward(l, dx.data(), A, dh.data());
     for (int64_t t = 0; t < T; ++t)
       rms_norm_backward(A.xmid.data() + t * E, w.ffn_norm.data(), E, h.eps, dh.data() + t * E, dx.data() + t * E);
     // Attention: xmid = xin + o(attn(rope(q h), rope(k h), v h))
@@ -215,12 +367,28 @@ struct Ctx {
     lora_bwd(l, kLoraO, A.att.data(), dx.data(), datt.data(), A, g);
     std::vector<float> dq(size_t(T * qd)), dk(size_t(T * kvd)), dv(size_t(T * kvd));
     const DenseAttention ap{h.n_head, h.n_head_kv, hd, 1.f / std::sqrt(float(hd))};
-    causal_attention_backward(ctx, ap, T, s.start.data(), A.q.data(), A.k.data(), A.v.data(), A.att.data(),
+    const int32_t* win = window(l, A);
+    causal_attention_backward(ctx, ap, T, win, A.q.data(), A.k.data(), A.v.data(), A.att.data(),
                               A.lse.data(), datt.data(), dq.data(), dk.data(), dv.data());
-    flops += 10.0 * attention_pairs() * double(hd) * double(h.n_head);
-    for (int64_t t = 0; t < T; ++t) {
-      b.rope.apply_backward(dq.data() + t * qd, h.n_head, hd, s.pos[size_t(t)]);
-      b.rope.apply_backward(dk.data() + t * kvd, h.n_head_kv, hd, s.pos[size_t(t)]);
+    flops += 10.0 * attention_pairs(win) * double(hd) * double(h.n_head);
+    if (rope_on(l)) {
+      if (is_llama4() && h.qk_norm) {
+        std::vector<float> dr(dq.size(), 0.f);
+        for (int64_t i = 0; i < T * h.n_head; ++i) rms_norm_backward(A.qr.data() + i * hd, nullptr, hd, h.eps, dq.data() + i * hd, dr.data() + i * hd);
+        dq.swap(dr);
+        dr.assign(dk.size(), 0.f);
+        for (int64_t i = 0; i < T * h.n_head_kv; ++i) rms_norm_backward(A.kr.data() + i * hd, nullptr, hd, h.eps, dk.data() + i * hd, dr.data() + i * hd);
+        dk.swap(dr);
+      }
+      for (int64_t t = 0; t < T; ++t) {
+        b.rope.apply_backward(dq.data() + t * qd, h.n_head, hd, s.pos[size_t(t)]);
+        b.rope.apply_backward(dk.data() + t * kvd, h.n_head_kv, hd, s.pos[size_t(t)]);
+      }
+    } else if (h.temp_tuning) {
+      for (int64_t t = 0; t < T; ++t) {
+        const float sc = temp_scale(t);
+        for (int64_t i = 0; i < qd; ++i) dq[size_t(t * qd + i)] *= sc;
+      }
     }
     std::fill(dh.begin(), dh.end(), 0.f);
     mm_bwd(l, kLoraQ, dq.data(), dh.data(), tmp);

@@ -1,4 +1,5 @@
-// Loss and LoRA gradients of a dense Llama (Llama 1-3.x) over one packed training sequence,
+// Loss and LoRA gradients of a Llama (1-3.x, and Llama 4 with its experts frozen) over one packed
+// training sequence,
 // composed from the model's own layers (model/layers: RMSNorm, RoPE, SwiGLU, causal attention,
 // LoRA, each with its backward beside the forward) and the base's frozen weights in their file's
 // type (the backward multiplies by transposed copies, ops/transposed.h).
@@ -20,10 +21,14 @@ struct TrainBase {
   const Model* m = nullptr;
   std::vector<std::array<std::unique_ptr<TransposedWeight>, kLoraTargets>> wt;  // per layer
   std::unique_ptr<TransposedWeight> out_t;
+  // Llama 4's MoE layers (empty elsewhere): per expert the transposes of gate, up and down, and
+  // the router's rows [n_expert][n_embd] in f32.
+  std::vector<std::vector<std::array<std::unique_ptr<TransposedWeight>, 3>>> experts;
+  std::vector<std::vector<float>> router;
   Rope rope;
   // The projection each target id names, of layer l.
   const TensorView& weight(int64_t l, int t) const;
-  std::array<std::array<int64_t, 2>, kLoraTargets> dims() const;  // {n_in, n_out} per target
+  LoraBaseShape shape() const;  // per layer {n_in, n_out} per target; shared-expert layers
 };
 Expected<std::unique_ptr<TrainBase>> prepare_train_base(const Model& m, ThreadPool* pool);
 

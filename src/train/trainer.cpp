@@ -129,18 +129,20 @@ std::string digest_of(const TrainOptions& o, const StepPlan& p, const DataSet& d
 
 }  // namespace
 
-LoraAdapter init_adapter(const std::array<std::array<int64_t, 2>, kLoraTargets>& dims, int64_t n_layer,
-                         const std::vector<int>& targets, int64_t rank, float alpha, uint64_t seed) {
+LoraAdapter init_adapter(const LoraBaseShape& base, const std::vector<int>& targets, int64_t rank, float alpha,
+                         uint64_t seed) {
+  const int64_t n_layer = int64_t(base.dims.size());
   LoraAdapter a;
   a.rank = rank;
   a.alpha = alpha;
+  a.shexp = base.shexp;
   a.layers.resize(size_t(n_layer));
   std::mt19937_64 rng(seed ^ 0x10CA1ull);
   for (int64_t l = 0; l < n_layer; ++l)
     for (int t : targets) {
       LoraMatrix& m = a.layers[size_t(l)][size_t(t)];
-      m.n_in = dims[size_t(t)][0];
-      m.n_out = dims[size_t(t)][1];
+      m.n_in = base.dims[size_t(l)][size_t(t)][0];
+      m.n_out = base.dims[size_t(l)][size_t(t)][1];
       const double bound = 1.0 / std::sqrt(double(m.n_in));
       std::uniform_real_distribution<double> u(-bound, bound);
       m.a.resize(size_t(rank * m.n_in));
@@ -290,12 +292,12 @@ Status run_training(Context& ctx, const Model& m, const Tokenizer* tok, const Ch
   } else if (!o.init_adapter.empty()) {
     CORRAL_ASSIGN_OR_RETURN(ad, load_lora_gguf(o.init_adapter));
   } else {
-    ad = init_adapter(base->dims(), m.hp.n_layer, o.targets, o.rank, o.alpha, o.seed);
+    ad = init_adapter(base->shape(), o.targets, o.rank, o.alpha, o.seed);
   }
   ad.arch = m.hp.arch;
   ad.n_head = m.hp.n_head, ad.n_head_kv = m.hp.n_head_kv;
   if (ad.base_name.empty()) ad.base_name = m.file.meta.get_str("general.name").value_or("");
-  CORRAL_RETURN_IF_ERROR(check_lora_shapes(ad, m.hp.n_layer, base->dims()));
+  CORRAL_RETURN_IF_ERROR(check_lora_shapes(ad, base->shape()));
   if (int64_t(ad.layers.size()) < m.hp.n_layer) ad.layers.resize(size_t(m.hp.n_layer));
 
   // Activations of a full --ctx sequence past 8 GiB: recompute each layer's in the backward.

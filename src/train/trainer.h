@@ -59,7 +59,7 @@ Status run_training(Context& ctx, const Model& m, const Tokenizer* tok, const Ch
 
 // A fresh adapter as PEFT initialises one: A ~ U(-1/sqrt(n_in), 1/sqrt(n_in)) (Kaiming-uniform
 // with a = sqrt(5)), B = 0, from seed.
-LoraAdapter init_adapter(const std::array<std::array<int64_t, 2>, kLoraTargets>& dims, int64_t n_layer,
-                         const std::vector<int>& targets, int64_t rank, float alpha, uint64_t seed);
+LoraAdapter init_adapter(const LoraBaseShape& base, const std::vector<int>& targets, int64_t rank, float alpha,
+                         uint64_t seed);
 
 }  // namespace corral

@@ -24,10 +24,18 @@ torch.set_default_dtype(torch.float64)
 BIN, FIX, WORK = sys.argv[1], sys.argv[2], sys.argv[3]
 os.makedirs(WORK, exist_ok=True)
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from torch_llama import Llama, read_st, write_st  # noqa: E402
+from torch_llama import Llama4, load, read_st, write_st  # noqa: E402
 
 
 MODS = ["self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj", "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj"]
+
+
+def mods(model, l):
+    """The PEFT modules of layer l: Llama 4's FFN is feed_forward, or on a MoE layer its shared expert."""
+    if not isinstance(model, Llama4):
+        return MODS
+    ffn = "feed_forward.shared_expert" if l in model.moe else "feed_forward"
+    return MODS[:4] + [f"{ffn}.{p}" for p in ("gate_proj", "up_proj", "down_proj")]
 PEFT = "base_model.model.model.layers.{}.{}.lora_{}.weight"
 
 
@@ -71,15 +79,13 @@ def loss_of(model, docs, lora, scale, embed=None):
 
 def read_adapter(d, model):
     st = read_st(os.path.join(d, "adapter_model.safetensors"))
-    return {(l, m): (st[PEFT.format(l, m, "A")], st[PEFT.format(l, m, "B")]) for l in range(model.L) for m in MODS}
+    return {(l, m): (st[PEFT.format(l, m, "A")], st[PEFT.format(l, m, "B")]) for l in range(model.L) for m in mods(model, l)}
 
 
 for name in sorted(os.listdir(os.path.join(FIX, "hf"))):
     fx = os.path.join(FIX, "hf", name)
-    if "llama4" in name:
-        continue  # Llama 4 (MoE) fine-tuning is not supported yet
     print(name)
-    model = Llama(fx)
+    model = load(fx)
     refs = json.load(open(os.path.join(fx, "refs.json")))
     long = refs["prompts"]["long"]
     ids = long["ids"]
@@ -93,14 +99,14 @@ for name in sorted(os.listdir(os.path.join(FIX, "hf"))):
     scale = alpha / r
     lora = {}
     for l in range(model.L):
-        for m in MODS:
+        for m in mods(model, l):
             W = model.w[f"model.layers.{l}.{m}.weight"]
             lora[(l, m)] = (torch.rand(r, W.shape[1], generator=g) * 0.4 - 0.2, torch.rand(W.shape[0], r, generator=g) * 0.2 - 0.1)
     wd = os.path.join(WORK, name)
     peft = os.path.join(wd, "init_peft")
     os.makedirs(peft, exist_ok=True)
     write_st(os.path.join(peft, "adapter_model.safetensors"), {PEFT.format(l, m, ab): t for (l, m), (A, B) in lora.items() for ab, t in (("A", A), ("B", B))})
-    json.dump({"peft_type": "LORA", "r": r, "lora_alpha": alpha, "target_modules": [m.split(".")[1] for m in MODS], "bias": "none"}, open(os.path.join(peft, "adapter_config.json"), "w"))
+    json.dump({"peft_type": "LORA", "r": r, "lora_alpha": alpha, "target_modules": [m.split(".")[-1] for m in MODS], "bias": "none"}, open(os.path.join(peft, "adapter_config.json"), "w"))
     init = os.path.join(wd, "init.gguf")
     run("convert", peft, init, "--base", fx)
     # Without --base: the config's base_model_name_or_path, a hub id found in the local Hugging

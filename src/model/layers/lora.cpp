@@ -35,24 +35,30 @@ void lora_rows(const float* a, const float* bt, int64_t n_in, int64_t n_out, int
 }  // namespace
 
 const TensorView& lora_projection(const LayerWeights& w, int t) {
+  const bool shexp = !w.ffn_gate.data && w.gate_shexp.data;  // a MoE layer: its shared expert
   switch (t) {
     case kLoraQ: return w.wq;
     case kLoraK: return w.wk;
     case kLoraV: return w.wv;
     case kLoraO: return w.wo;
-    case kLoraGate: return w.ffn_gate;
-    case kLoraUp: return w.ffn_up;
-    default: return w.ffn_down;
+    case kLoraGate: return shexp ? w.gate_shexp : w.ffn_gate;
+    case kLoraUp: return shexp ? w.up_shexp : w.ffn_up;
+    default: return shexp ? w.down_shexp : w.ffn_down;
   }
 }
 
-std::array<std::array<int64_t, 2>, kLoraTargets> lora_dims(const Model& m) {
-  std::array<std::array<int64_t, 2>, kLoraTargets> d{};
-  for (int t = 0; t < kLoraTargets; ++t) {
-    const TensorView& v = lora_projection(m.layers[0], t);
-    d[size_t(t)] = {v.ne[0], v.ne[1]};
+LoraBaseShape lora_base_shape(const Model& m) {
+  LoraBaseShape b;
+  for (const LayerWeights& w : m.layers) {
+    std::array<std::array<int64_t, 2>, kLoraTargets> d{};
+    for (int t = 0; t < kLoraTargets; ++t) {
+      const TensorView& v = lora_projection(w, t);
+      d[size_t(t)] = {v.ne[0], v.ne[1]};
+    }
+    b.dims.push_back(d);
+    b.shexp.push_back(!w.ffn_gate.data && w.gate_shexp.data ? 1 : 0);
   }
-  return d;
+  return b;
 }
 
 void lora_forward(Context& ctx, const LoraView& m, const float* x, int64_t T, float* ax, float* y) {

@@ -9,6 +9,7 @@
 
 #include "core/context.h"
 #include "core/tensor.h"
+#include "format/lora.h"
 
 namespace corral {
 
@@ -32,10 +33,11 @@ struct ForwardScratch;
 struct LayerWeights;
 struct Model;
 
-// The projection LoRA target t (kLoraQ .. kLoraDown, format/lora.h) names in a layer, and
-// {n_in, n_out} of each target in a model.
+// The projection LoRA target t (kLoraQ .. kLoraDown, format/lora.h) names in a layer, and what
+// an adapter must match in a model (per layer dims, shared-expert layers).
+// On Llama 4's MoE layers gate/up/down name the shared expert (the routed experts stay frozen).
 const TensorView& lora_projection(const LayerWeights& w, int t);
-std::array<std::array<int64_t, 2>, 7> lora_dims(const Model& m);
+LoraBaseShape lora_base_shape(const Model& m);
 
 // The adapters of a serving batch: each token through its own adapter's A and B (its rows
 // gathered per adapter, multiplied, added back), tokens without one untouched. A token's result

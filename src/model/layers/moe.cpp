@@ -9,10 +9,10 @@
 namespace corral {
 
 void moe_forward(Context& ctx, const LayerWeights& w, const HParams& hp, const float* x, int64_t T,
-                 float* out, ForwardScratch& s) {
+                 float* out, ForwardScratch& s, const ProjectionHook* hook) {
   const int64_t E = hp.n_embd, NE = hp.n_expert, K = std::min(hp.n_expert_used, NE);
   // Shared expert first, into out.
-  swiglu(ctx, w.gate_shexp, w.up_shexp, w.down_shexp, x, T, out, s.g, s.u, s.mm);
+  swiglu(ctx, w.gate_shexp, w.up_shexp, w.down_shexp, x, T, out, s.g, s.u, s.mm, hook);
   std::vector<float> router(static_cast<size_t>(T * NE));
   matmul(ctx, w.router, x, T, router.data(), s.mm);
   // expert -> (token, sigmoid(score))

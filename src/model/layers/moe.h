@@ -6,12 +6,14 @@
 #include <vector>
 
 #include "core/context.h"
+#include "model/layers/mlp.h"
 #include "model/model.h"
 
 namespace corral {
 
 // x: [T][n_embd] (normed) -> out: [T][n_embd].
+// hook: LoRA on the shared expert's projections (the routed experts take none).
 void moe_forward(Context& ctx, const LayerWeights& w, const HParams& hp, const float* x, int64_t T,
-                 float* out, ForwardScratch& s);
+                 float* out, ForwardScratch& s, const ProjectionHook* hook = nullptr);
 
 }  // namespace corral
