@@ -3,12 +3,12 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
-#include <numeric>
 
 #include "model/layers/causal_attention.h"
 #include "model/layers/embedding.h"
 #include "model/layers/lora.h"
 #include "model/layers/mlp.h"
+#include "model/layers/moe.h"
 #include "model/layers/norm.h"
 #include "ops/matmul.h"
 
@@ -262,17 +262,7 @@ struct Ctx {
     flops += 2.0 * double(T) * double(E) * double(NE);
     A.ex.resize(size_t(T * K));
     A.sc.resize(size_t(T * K));
-    std::vector<int64_t> idx(static_cast<size_t>(NE));
-    for (int64_t t = 0; t < T; ++t) {
-      const float* r = logits.data() + t * NE;
-      std::iota(idx.begin(), idx.end(), 0);
-      std::partial_sort(idx.begin(), idx.begin() + K, idx.end(),
-                        [&](int64_t a, int64_t c) { return r[a] > r[c] || (r[a] == r[c] && a < c); });
-      for (int64_t k = 0; k < K; ++k) {
-        A.ex[size_t(t * K + k)] = int32_t(idx[size_t(k)]);
-        A.sc[size_t(t * K + k)] = 1.f / (1.f + std::exp(-r[idx[size_t(k)]]));
-      }
-    }
+    moe_route(logits.data(), T, NE, K, A.ex.data(), A.sc.data());
     A.eg.assign(size_t(T * K * F), 0.f);
     A.eu.assign(size_t(T * K * F), 0.f);
     std::vector<float> xin, g, u, y;
