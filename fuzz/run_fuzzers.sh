@@ -4,7 +4,7 @@
 set -euo pipefail
 src=$1 out=$2 fixtures=$3 secs=${4:-20}
 mkdir -p "$out"
-flags="-std=c++20 -O1 -g -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -I$src/src"
+flags="-std=c++20 -O1 -gline-tables-only -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -I$src/src"
 lib_sources=$(ls "$src"/src/core/*.cpp "$src"/src/format/*.cpp "$src"/src/tokenizer/*.cpp "$src"/src/template/*.cpp \
   "$src"/src/grammar/*.cpp "$src"/src/server/openai.cpp "$src"/src/server/api_requests.cpp)
 # Build the library objects once, in parallel.

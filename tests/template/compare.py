@@ -3,6 +3,7 @@
 conversation in conversations.json, with the generation prompt on and off; byte-equal output or
 both raising. Usage: compare.py CORRAL TEMPLATE_OR_DIR... [--conversations FILE] [--verbose]"""
 import argparse
+import concurrent.futures
 import json
 import os
 import subprocess
@@ -49,13 +50,17 @@ def main():
         for name, conv in convs.items():
             conv_paths[name] = os.path.join(tmp, name + ".json")
             json.dump(conv, open(conv_paths[name], "w"), ensure_ascii=False)
+        # Corral runs as one process per render; two at a time, beside the Python renders.
+        pool = concurrent.futures.ThreadPoolExecutor(max_workers=2)
+        runs = {(f, name, gen): pool.submit(corral_render, a.corral, f, conv_paths[name], gen)
+                for f in files for name in convs for gen in (True, False)}
         for f in files:
             src = open(f, encoding="utf-8").read()
             bad = []
             for name, conv in convs.items():
                 for gen in (True, False):
                     ok_py, want = oracle.render(src, conv, BOS, EOS, gen, NOW)
-                    ok_c, got = corral_render(a.corral, f, conv_paths[name], gen)
+                    ok_c, got = runs[(f, name, gen)].result()
                     same = (ok_py and ok_c and want == got) or (not ok_py and ok_c is False)
                     if same:
                         passed += 1
@@ -69,6 +74,7 @@ def main():
                 print(f"  {name} gen={gen}: jinja2 {'ok' if ok_py else 'raised'}, corral {'ok' if ok_c else 'raised' if ok_c is False else 'CRASHED'}")
                 print(f"    jinja2: {want[:600]!r}")
                 print(f"    corral: {got[:600]!r}")
+        pool.shutdown()
     print(f"{passed} passed, {failed} failed ({raising} of the passes raise in both)")
     return 1 if failed else 0
 

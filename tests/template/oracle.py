@@ -59,11 +59,27 @@ def prepare_messages(messages):
     return out
 
 
+_compiled = {}
+
+
+def _template(source, now):
+    """Compiling a template costs far more than rendering it: one compile per (source, date)."""
+    key = (source, now)
+    if key not in _compiled:
+        env = make_env(datetime.datetime.strptime(now, "%Y-%m-%d"))
+        try:
+            _compiled[key] = (True, env.from_string(source))
+        except Exception as e:  # noqa: BLE001 - a template that does not compile raises on every render
+            _compiled[key] = (False, f"{type(e).__name__}: {e}")
+    return _compiled[key]
+
+
 def render(source, conv, bos, eos, add_generation_prompt=True, now="2024-09-15"):
     """(ok, text or exception message)"""
-    env = make_env(datetime.datetime.strptime(now, "%Y-%m-%d"))
+    ok, tmpl = _template(source, now)
+    if not ok:
+        return False, tmpl
     try:
-        tmpl = env.from_string(source)
         extra = {"documents": None, "bos_token": bos, "eos_token": eos}
         extra.update({k: v for k, v in conv.items() if k not in ("messages", "tools")})
         # As transformers' apply_chat_template: tools and documents are passed (None when absent).
