@@ -411,7 +411,10 @@ struct Ctx {
       matmul(ctx, m.output, hn.data(), n, logits.data(), mm);
       flops += 2.0 * double(n) * double(E) * double(V);
       if (dx) dl.resize(size_t(n * V));
-      for (int64_t i = 0; i < n; ++i) {
+      // Rows in parallel; the sums are then taken in row order (the same for any thread count).
+      std::vector<double> row_loss(size_t(n));
+      std::vector<char> row_ok(size_t(n));
+      ctx.pool->parallel_for(n, [&](int64_t i) {
         const float* lg = logits.data() + i * V;
         const int32_t tgt = s.target[size_t(pred[c0 + size_t(i)])];
         int64_t best = 0;
@@ -421,14 +424,18 @@ struct Ctx {
         double sum = 0;
         for (int64_t v = 0; v < V; ++v) sum += std::exp(double(lg[v]) - mx);
         const double lse = mx + std::log(sum);
-        st.loss_sum += lse - double(lg[tgt]);
-        st.correct += best == tgt;
-        ++st.predicted;
+        row_loss[size_t(i)] = lse - double(lg[tgt]);
+        row_ok[size_t(i)] = best == tgt;
         if (dx) {
           float* d = dl.data() + i * V;
           for (int64_t v = 0; v < V; ++v) d[v] = float(std::exp(double(lg[v]) - lse) * loss_scale);
           d[tgt] -= loss_scale;
         }
+      });
+      for (int64_t i = 0; i < n; ++i) {
+        st.loss_sum += row_loss[size_t(i)];
+        st.correct += row_ok[size_t(i)];
+        ++st.predicted;
       }
       if (!dx) continue;
       dhn.resize(size_t(n * E));

@@ -6,6 +6,7 @@
 #include "format/lora.h"
 #include "model/batch.h"
 #include "model/model.h"
+#include "ops/sgemm.h"
 
 namespace corral {
 
@@ -61,44 +62,61 @@ LoraBaseShape lora_base_shape(const Model& m) {
   return b;
 }
 
+// Training's LoRA products as small GEMMs (ops/sgemm.h), tokens in blocks of kRows, columns in
+// chunks of kCols, each item in a fixed order, so the result does not depend on the thread count.
+namespace {
+constexpr int64_t kRows = 64, kCols = 192;
+int64_t chunks(int64_t n, int64_t c) { return (n + c - 1) / c; }
+}  // namespace
+
 void lora_forward(Context& ctx, const LoraView& m, const float* x, int64_t T, float* ax, float* y) {
-  const std::vector<float> bt = transposed(m.b, m.n_out, m.r);  // [r][n_out]
-  ctx.pool->parallel_for(T, [&](int64_t t) {
-    lora_rows(m.a, bt.data(), m.n_in, m.n_out, m.r, m.scale, x, y, &t, 1, ax + t * m.r);
+  const int64_t r = m.r;
+  ctx.pool->parallel_for(chunks(T, kRows), [&](int64_t c) {
+    thread_local SgemmScratch gs;
+    thread_local std::vector<float> sax;
+    const int64_t t0 = c * kRows, n = std::min(kRows, T - t0);
+    // ax = x A^T [n][r]; y += (s ax) B^T, B [n_out][r]
+    sgemm(false, true, n, r, m.n_in, x + t0 * m.n_in, m.n_in, m.a, m.n_in, ax + t0 * r, r, false, gs);
+    sax.resize(size_t(n * r));
+    for (int64_t i = 0; i < n * r; ++i) sax[size_t(i)] = m.scale * ax[t0 * r + i];
+    sgemm(false, true, n, m.n_out, r, sax.data(), r, m.b, r, y + t0 * m.n_out, m.n_out, true, gs);
   });
 }
 
 void lora_backward(Context& ctx, const LoraView& m, const float* x, int64_t T, const float* ax,
                    const float* dy, float* dA, float* dB, float* dx, float* dax) {
-  const KernelTable& k = kernels_best();
-  const DotFn dot = k.dot[uint32_t(DType::F32)];
   const int64_t r = m.r;
-  const std::vector<float> bt = transposed(m.b, m.n_out, r);  // [r][n_out]
-  // dax[t][j] = s B[:, j] . dy[t]
-  ctx.pool->parallel_for(T, [&](int64_t t) {
-    for (int64_t j = 0; j < r; ++j)
-      dax[t * r + j] = m.scale * dot(m.n_out, bt.data() + j * m.n_out, dy + t * m.n_out);
+  // dax = s dy B [T][r], as dax^T = B^T dy^T [r][T] (r rows fill the micro-kernel; T columns).
+  std::vector<float> daxt(size_t(r * T));
+  ctx.pool->parallel_for(chunks(T, kCols), [&](int64_t c) {
+    thread_local SgemmScratch gs;
+    const int64_t t0 = c * kCols, n = std::min(kCols, T - t0);
+    sgemm(true, true, r, n, m.n_out, m.b, r, dy + t0 * m.n_out, m.n_out, daxt.data() + t0, T, false, gs);
   });
-  // Weight gradients as long axpys over column slices (each slice one item, tokens in order):
-  // dB^T[j] += s ax[t][j] dy[t] and dA[j] += dax[t][j] x[t].
-  std::vector<float> dbt(size_t(r * m.n_out), 0.f);
-  constexpr int64_t kCols = 512;
-  ctx.pool->parallel_for((m.n_out + kCols - 1) / kCols, [&](int64_t c) {
-    const int64_t o0 = c * kCols, n = std::min(kCols, m.n_out - o0);
-    for (int64_t t = 0; t < T; ++t)
-      for (int64_t j = 0; j < r; ++j)
-        k.axpy_f32(n, m.scale * ax[t * r + j], dy + t * m.n_out + o0, dbt.data() + j * m.n_out + o0);
+  for (int64_t t = 0; t < T; ++t)
+    for (int64_t j = 0; j < r; ++j) dax[t * r + j] = m.scale * daxt[size_t(j * T + t)];
+  // dB^T = (s ax)^T dy [r][n_out], then dB [n_out][r] += its transpose; dA [r][n_in] += dax^T x.
+  std::vector<float> sax(size_t(T * r)), dbt(size_t(r * m.n_out));
+  for (int64_t i = 0; i < T * r; ++i) sax[size_t(i)] = m.scale * ax[i];
+  const int64_t cb = chunks(m.n_out, kCols), ca = chunks(m.n_in, kCols);
+  ctx.pool->parallel_for(cb + ca, [&](int64_t c) {
+    thread_local SgemmScratch gs;
+    if (c < cb) {
+      const int64_t o0 = c * kCols, n = std::min(kCols, m.n_out - o0);
+      sgemm(true, false, r, n, T, sax.data(), r, dy + o0, m.n_out, dbt.data() + o0, m.n_out, false, gs);
+    } else {
+      const int64_t i0 = (c - cb) * kCols, n = std::min(kCols, m.n_in - i0);
+      sgemm(true, false, r, n, T, dax, r, x + i0, m.n_in, dA + i0, m.n_in, true, gs);
+    }
   });
   for (int64_t o = 0; o < m.n_out; ++o)
     for (int64_t j = 0; j < r; ++j) dB[o * r + j] += dbt[size_t(j * m.n_out + o)];
-  ctx.pool->parallel_for((m.n_in + kCols - 1) / kCols, [&](int64_t c) {
-    const int64_t i0 = c * kCols, n = std::min(kCols, m.n_in - i0);
-    for (int64_t t = 0; t < T; ++t)
-      for (int64_t j = 0; j < r; ++j) k.axpy_f32(n, dax[t * r + j], x + t * m.n_in + i0, dA + j * m.n_in + i0);
-  });
   if (!dx) return;
-  ctx.pool->parallel_for(T, [&](int64_t t) {
-    for (int64_t j = 0; j < r; ++j) k.axpy_f32(m.n_in, dax[t * r + j], m.a + j * m.n_in, dx + t * m.n_in);
+  // dx += dax A [T][n_in]
+  ctx.pool->parallel_for(chunks(T, kRows), [&](int64_t c) {
+    thread_local SgemmScratch gs;
+    const int64_t t0 = c * kRows, n = std::min(kRows, T - t0);
+    sgemm(false, false, n, m.n_in, r, dax + t0 * r, r, m.a, m.n_in, dx + t0 * m.n_in, m.n_in, true, gs);
   });
 }
 

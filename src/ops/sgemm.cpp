@@ -1,0 +1,66 @@
+#include "ops/sgemm.h"
+
+#include <algorithm>
+#include <cstring>
+
+#include "backend/cpu/kernels.h"
+
+namespace corral {
+
+void sgemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const float* A, int64_t lda,
+           const float* B, int64_t ldb, float* C, int64_t ldc, bool accumulate, SgemmScratch& s) {
+  if (M <= 0 || N <= 0) return;
+  if (K <= 0) {
+    if (!accumulate)
+      for (int64_t i = 0; i < M; ++i) std::fill(C + i * ldc, C + i * ldc + N, 0.f);
+    return;
+  }
+  const KernelTable& k = kernels_best();
+  const int64_t MR = k.gemm_mr, NR = k.gemm_nr;
+  const int64_t Mp = (M + MR - 1) / MR * MR, Np = (N + NR - 1) / NR * NR;
+  const int64_t kc_max = std::min(K, kSgemmKc);
+  s.a.resize(size_t(Mp * kc_max));
+  s.b.resize(size_t(NR * kc_max));
+  s.c.resize(size_t(MR * NR));
+  for (int64_t k0 = 0; k0 < K; k0 += kSgemmKc) {
+    const int64_t kc = std::min(kSgemmKc, K - k0);
+    const bool acc = accumulate || k0 > 0;
+    // A's rows [Mp][kc] (zero rows past M); B's panels [Np / NR][kc][NR] (zero columns past N).
+    for (int64_t i = 0; i < Mp; ++i) {
+      float* d = s.a.data() + i * kc;
+      if (i >= M) {
+        std::fill(d, d + kc, 0.f);
+      } else if (!ta) {
+        std::memcpy(d, A + i * lda + k0, size_t(kc) * 4);
+      } else {
+        for (int64_t q = 0; q < kc; ++q) d[q] = A[(k0 + q) * lda + i];
+      }
+    }
+    // One panel of B at a time (it stays in cache for all of A's row blocks).
+    for (int64_t p = 0; p < Np / NR; ++p) {
+      const int64_t j0 = p * NR, nj = std::min(NR, N - j0);
+      float* d = s.b.data();
+      for (int64_t q = 0; q < kc; ++q) {
+        float* row = d + q * NR;
+        if (!tb) {
+          std::memcpy(row, B + (k0 + q) * ldb + j0, size_t(nj) * 4);
+        } else {
+          for (int64_t j = 0; j < nj; ++j) row[j] = B[(j0 + j) * ldb + k0 + q];
+        }
+        std::fill(row + nj, row + NR, 0.f);
+      }
+      for (int64_t i0 = 0; i0 < Mp; i0 += MR) {
+        const int64_t ni = std::min(MR, M - i0);
+        float* ct = s.c.data();
+        if (acc) {
+          std::fill(ct, ct + MR * NR, 0.f);
+          for (int64_t i = 0; i < ni; ++i) std::memcpy(ct + i * NR, C + (i0 + i) * ldc + j0, size_t(nj) * 4);
+        }
+        k.gemm_micro(kc, s.a.data() + i0 * kc, kc, d, ct, NR, acc);
+        for (int64_t i = 0; i < ni; ++i) std::memcpy(C + (i0 + i) * ldc + j0, ct + i * NR, size_t(nj) * 4);
+      }
+    }
+  }
+}
+
+}  // namespace corral
