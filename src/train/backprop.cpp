@@ -412,8 +412,8 @@ struct Ctx {
       flops += 2.0 * double(n) * double(E) * double(V);
       if (dx) dl.resize(size_t(n * V));
       // Rows in parallel; the sums are then taken in row order (the same for any thread count).
-      std::vector<double> row_loss(size_t(n));
-      std::vector<char> row_ok(size_t(n));
+      std::vector<double> row_loss(static_cast<size_t>(n));
+      std::vector<char> row_ok(static_cast<size_t>(n));
       ctx.pool->parallel_for(n, [&](int64_t i) {
         const float* lg = logits.data() + i * V;
         const int32_t tgt = s.target[size_t(pred[c0 + size_t(i)])];
