@@ -11,6 +11,7 @@
 #include "core/context.h"
 #include "format/quant.h"
 #include "ops/matmul.h"
+#include "ops/transposed.h"
 
 using namespace corral;
 
@@ -87,6 +88,31 @@ void BM_Dot(benchmark::State& st) {
       benchmark::Counter(double(w.data.size()), benchmark::Counter::kIsIterationInvariantRate);
 }
 
+// Training's activation gradients dx = W^T dy through a Q4_0 base's transposed Q8_0 copy: the
+// plain Q8_0 layout (arg 0, CORRAL_BACKWARD_PLAIN) against the offset layout (arg 1).
+void BM_TransposedQ8(benchmark::State& st) {
+  const int64_t T = st.range(1), n_in = 2048, n_out = 8192;
+  static const char* threads = std::getenv("CORRAL_BENCH_THREADS");
+  static Context ctx(threads ? std::atoi(threads) : default_thread_count());
+  Weights w = make_weights(DType::Q4_0, n_in, n_out);
+  if (st.range(0) == 0) setenv("CORRAL_BACKWARD_PLAIN", "1", 1);
+  auto wt = transpose_weight(w.view, ctx.pool.get());
+  unsetenv("CORRAL_BACKWARD_PLAIN");
+  std::vector<float> dy(size_t(T * n_out)), dx(size_t(T * n_in));
+  std::mt19937 g(2);
+  std::normal_distribution<float> nd(0, 1);
+  for (auto& v : dy) v = nd(g);
+  MatmulScratch s;
+  for (auto _ : st) {
+    multiply_transposed(ctx, **wt, dy.data(), T, dx.data(), s);
+    benchmark::DoNotOptimize(dx.data());
+  }
+  st.SetLabel(std::string((*wt)->layout ? "q8_0 offset " : "q8_0 plain ") + kernels_isa_name());
+  st.counters["GFLOP/s"] = benchmark::Counter(2.0 * double(T * n_in * n_out) / 1e9 * 1e9,
+                                              benchmark::Counter::kIsIterationInvariantRate,
+                                              benchmark::Counter::OneK::kIs1000);
+}
+
 const std::vector<int64_t> kTypes = {
     int64_t(DType::F32),  int64_t(DType::F16),  int64_t(DType::Q8_0), int64_t(DType::Q4_0),
     int64_t(DType::Q4_K), int64_t(DType::Q6_K), int64_t(DType::BF16)};
@@ -94,4 +120,5 @@ const std::vector<int64_t> kTypes = {
 }  // namespace
 
 BENCHMARK(BM_Dot)->ArgsProduct({kTypes});
+BENCHMARK(BM_TransposedQ8)->ArgsProduct({{0, 1}, {512}})->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_Matmul)->ArgsProduct({kTypes, {1, 128}})->Unit(benchmark::kMillisecond)->UseRealTime();

@@ -37,6 +37,13 @@ const PackedLayout& packed_q4_0_amx();
 const PackedLayout& packed_q8_0_amx();
 const PackedLayout& packed_q4_k_amx();
 const PackedLayout& packed_columns();
+// Training's Q8_0 transposes (ops/transposed.h): the repacked Q8_0 groups with every level stored
+// as w + 128 (u8), so the AVX-512 kernel multiplies them without moving signs, bitwise the same
+// outputs as the plain layout. Supported for a repacked Q8_0 weight with rows a multiple of 16
+// on a table with the offset kernel; offset_q8_0_levels converts a plain copy in place (and back).
+const PackedLayout& packed_q8_0_offset();
+bool offset_q8_0_supported(const TensorView& repacked_q8_0);
+void offset_q8_0_levels(uint8_t* repacked, size_t bytes);
 const PackedLayout& packed_bf16_tiles();
 
 }  // namespace corral

@@ -4,6 +4,7 @@
 // tiles of 16 tokens over pairs of groups and hands the tokens left over to the vector one.
 // Every output is the same arithmetic either way (the tiles equal the pair kernels bitwise).
 #include <algorithm>
+#include <vector>
 
 #include "backend/cpu/kernels.h"
 #include "backend/cpu/repack.h"
@@ -163,6 +164,40 @@ void q6k_vector_multiply(Context& ctx, std::initializer_list<MatmulTarget> targe
   });
 }
 
+// ---- Q8_0 in the offset layout (training's transposes): levels + 128 as u8 ----
+void q8_0_offset_multiply(Context& ctx, std::initializer_list<MatmulTarget> targets, const float* x,
+                          int64_t T, MatmulScratch& s) {
+  const KernelTable& k = kernels_best();
+  const MatmulTarget* tg = targets.begin();
+  const int64_t K = tg->w->ne[0], nb = K / 32, Tp = (T + 3) / 4 * 4;
+  const size_t gbytes = repacked_group_bytes(DType::Q8_0, K);
+  quantize_activations(ctx, x, K, T, Tp, s);
+  // xs (unused by Q8_0) becomes 128 * sum(levels) per block, exact in float (|.| < 2^20).
+  ctx.pool->parallel_for(T, [&](int64_t t) {
+    for (int64_t b = 0; b < nb; ++b) {
+      int32_t sum = 0;
+      for (int i = 0; i < 32; ++i) sum += s.xq[size_t(t * K + 32 * b + i)];
+      s.xs[size_t(t * nb + b)] = float(128 * sum);
+    }
+  });
+  const int8_t* xq = s.xq.data();
+  const float *xd = s.xd.data(), *xs = s.xs.data();
+  for_each_repacked_tile(ctx, targets, T, 4, true, [&](size_t j, int64_t gi, int64_t t, float* o, bool) {
+    k.pair_q8_0_offset(K, group_of(tg, j, gi, gbytes), gbytes, xq + t * K, K, xd + t * nb, xs + t * nb,
+                       nb, o);
+  });
+}
+
+void offset_row(const TensorView& w, int64_t r, void* out) {
+  // The group back in the plain repacked layout, then its row.
+  const int64_t K = w.ne[0];
+  const size_t gbytes = repacked_group_bytes(DType::Q8_0, K);
+  std::vector<uint8_t> g(static_cast<const uint8_t*>(w.data) + size_t(r / 8) * gbytes,
+                         static_cast<const uint8_t*>(w.data) + size_t(r / 8 + 1) * gbytes);
+  offset_q8_0_levels(g.data(), g.size());
+  repacked_q8_0_row(g.data(), K, r % 8, static_cast<uint8_t*>(out));
+}
+
 void block_row(const TensorView& w, int64_t r, void* out) {
   const auto* d = static_cast<const uint8_t*>(w.data);
   auto* o = static_cast<uint8_t*>(out);
@@ -197,6 +232,18 @@ const PackedLayout& packed_q4_0_amx() {
 const PackedLayout& packed_q8_0_amx() {
   static const PackedLayout l{"q8_0x8 amx", s8_amx_multiply, block_row};
   return l;
+}
+const PackedLayout& packed_q8_0_offset() {
+  static const PackedLayout l{"q8_0x8 offset", q8_0_offset_multiply, offset_row};
+  return l;
+}
+bool offset_q8_0_supported(const TensorView& w) {
+  return w.type == DType::Q8_0 && w.repacked && w.ne[1] % 16 == 0 && kernels_best().pair_q8_0_offset;
+}
+void offset_q8_0_levels(uint8_t* data, size_t bytes) {
+  // Groups are runs of kQ8_0GroupBytes (16 bytes of scales, then 256 of levels) per block.
+  for (size_t at = 0; at + kQ8_0GroupBytes <= bytes; at += kQ8_0GroupBytes)
+    for (size_t i = 16; i < kQ8_0GroupBytes; ++i) data[at + i] ^= 0x80;
 }
 const PackedLayout& packed_q4_k_amx() {
   static const PackedLayout l{"q4_kx8 amx", q4k_amx_multiply, block_row};

@@ -25,8 +25,10 @@ void sgemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const float* A, in
   for (int64_t k0 = 0; k0 < K; k0 += kSgemmKc) {
     const int64_t kc = std::min(kSgemmKc, K - k0);
     const bool acc = accumulate || k0 > 0;
-    // A's rows [Mp][kc] (zero rows past M); B's panels [Np / NR][kc][NR] (zero columns past N).
-    for (int64_t i = 0; i < Mp; ++i) {
+    // A's rows as [Mp][kc] (zero rows past M). Untransposed A is read in place (rows lda apart)
+    // except for a last partial block of rows; the kernel's arithmetic is the same either way.
+    const int64_t m_direct = ta ? 0 : M / MR * MR;
+    for (int64_t i = m_direct; i < Mp; ++i) {
       float* d = s.a.data() + i * kc;
       if (i >= M) {
         std::fill(d, d + kc, 0.f);
@@ -40,23 +42,34 @@ void sgemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const float* A, in
     for (int64_t p = 0; p < Np / NR; ++p) {
       const int64_t j0 = p * NR, nj = std::min(NR, N - j0);
       float* d = s.b.data();
-      for (int64_t q = 0; q < kc; ++q) {
-        float* row = d + q * NR;
-        if (!tb) {
+      if (!tb) {
+        for (int64_t q = 0; q < kc; ++q) {
+          float* row = d + q * NR;
           std::memcpy(row, B + (k0 + q) * ldb + j0, size_t(nj) * 4);
-        } else {
-          for (int64_t j = 0; j < nj; ++j) row[j] = B[(j0 + j) * ldb + k0 + q];
+          std::fill(row + nj, row + NR, 0.f);
         }
-        std::fill(row + nj, row + NR, 0.f);
+      } else {
+        // B^T: read each of B's rows along k, write it down the panel's column.
+        if (nj < NR) std::fill(d, d + kc * NR, 0.f);
+        for (int64_t j = 0; j < nj; ++j) {
+          const float* src = B + (j0 + j) * ldb + k0;
+          for (int64_t q = 0; q < kc; ++q) d[q * NR + j] = src[q];
+        }
       }
       for (int64_t i0 = 0; i0 < Mp; i0 += MR) {
         const int64_t ni = std::min(MR, M - i0);
+        const float* a = i0 < m_direct ? A + i0 * lda + k0 : s.a.data() + i0 * kc;
+        const int64_t la = i0 < m_direct ? lda : kc;
+        if (ni == MR && nj == NR) {  // a whole tile: straight into C
+          k.gemm_micro(kc, a, la, d, C + i0 * ldc + j0, ldc, acc);
+          continue;
+        }
         float* ct = s.c.data();
         if (acc) {
           std::fill(ct, ct + MR * NR, 0.f);
           for (int64_t i = 0; i < ni; ++i) std::memcpy(ct + i * NR, C + (i0 + i) * ldc + j0, size_t(nj) * 4);
         }
-        k.gemm_micro(kc, s.a.data() + i0 * kc, kc, d, ct, NR, acc);
+        k.gemm_micro(kc, a, la, d, ct, NR, acc);
         for (int64_t i = 0; i < ni; ++i) std::memcpy(C + (i0 + i) * ldc + j0, ct + i * NR, size_t(nj) * 4);
       }
     }

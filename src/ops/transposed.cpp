@@ -9,6 +9,7 @@
 #include "core/fp16.h"
 #include "format/quant.h"
 #include "ops/packed.h"
+#include "ops/matmul.h"
 
 namespace corral {
 
@@ -81,8 +82,20 @@ Expected<std::unique_ptr<TransposedWeight>> transpose_weight(const TensorView& w
     t->bytes = std::move(packed);
     t->view.data = t->bytes.data();
     t->view.repacked = true;
+    // CORRAL_BACKWARD_PLAIN=1 keeps the plain Q8_0 layout (the same outputs, slower).
+    const char* plain = std::getenv("CORRAL_BACKWARD_PLAIN");
+    if (offset_q8_0_supported(t->view) && !(plain && *plain && std::string(plain) != "0")) {
+      offset_q8_0_levels(t->bytes.data(), t->bytes.size());
+      t->layout = &packed_q8_0_offset();
+    }
   }
   return t;
+}
+
+void multiply_transposed(Context& ctx, const TransposedWeight& wt, const float* x, int64_t T, float* y,
+                         MatmulScratch& s) {
+  if (!wt.layout) return matmul(ctx, wt.view, x, T, y, s);
+  wt.layout->multiply(ctx, {MatmulTarget{&wt.view, y}}, x, T, s);
 }
 
 }  // namespace corral

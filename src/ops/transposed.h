@@ -9,13 +9,23 @@
 #include "core/status.h"
 #include "core/tensor.h"
 #include "core/thread_pool.h"
+#include "ops/matmul.h"
 
 namespace corral {
+
+struct PackedLayout;
 
 struct TransposedWeight {
   std::vector<uint8_t> bytes;
   TensorView view;  // {n_out, n_in}: n_in rows of n_out values
+  // A training-only packing of the copy (ops/packed.h's Q8_0 offset layout), else nullptr: the
+  // copy is then a plain (possibly repacked) weight for matmul().
+  const PackedLayout* layout = nullptr;
 };
+
+// y = W^T x for x [T][n_out]: y [T][n_in].
+void multiply_transposed(Context& ctx, const TransposedWeight& wt, const float* x, int64_t T, float* y,
+                         MatmulScratch& s);
 
 // CORRAL_BACKWARD_F32=1 keeps every transpose in F32 (slower, for checks).
 Expected<std::unique_ptr<TransposedWeight>> transpose_weight(const TensorView& w, ThreadPool* pool);

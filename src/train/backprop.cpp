@@ -158,9 +158,10 @@ struct Ctx {
   }
   // dx += W^T dy
   void mm_bwd(int64_t l, int t, const float* dy, float* dx, std::vector<float>& tmp) {
-    const TensorView& wt = b.wt[size_t(l)][size_t(t)]->view;
+    const TransposedWeight& tw = *b.wt[size_t(l)][size_t(t)];
+    const TensorView& wt = tw.view;
     tmp.resize(size_t(T * wt.ne[1]));
-    matmul(ctx, wt, dy, T, tmp.data(), mm);
+    multiply_transposed(ctx, tw, dy, T, tmp.data(), mm);
     for (int64_t i = 0; i < T * wt.ne[1]; ++i) dx[i] += tmp[size_t(i)];
     flops += 2.0 * double(T) * double(wt.ne[0]) * double(wt.ne[1]);
   }
@@ -306,13 +307,13 @@ struct Ctx {
       dyr.resize(size_t(n * E)), da.resize(size_t(n * F)), dg.resize(size_t(n * F)), du.resize(size_t(n * F));
       dxin.assign(size_t(n * E), 0.f), tmp.resize(size_t(n * E));
       for (int64_t i = 0; i < n; ++i) std::memcpy(dyr.data() + i * E, dy + rows[size_t(i)] / K * E, size_t(E) * 4);
-      matmul(ctx, wt[2]->view, dyr.data(), n, da.data(), mm);
+      multiply_transposed(ctx, *wt[2], dyr.data(), n, da.data(), mm);
       for (int64_t i = 0; i < n; ++i)
         swiglu_backward(A.eg.data() + rows[size_t(i)] * F, A.eu.data() + rows[size_t(i)] * F, da.data() + i * F, F,
                         dg.data() + i * F, du.data() + i * F);
-      matmul(ctx, wt[0]->view, dg.data(), n, tmp.data(), mm);
+      multiply_transposed(ctx, *wt[0], dg.data(), n, tmp.data(), mm);
       for (int64_t i = 0; i < n * E; ++i) dxin[size_t(i)] += tmp[size_t(i)];
-      matmul(ctx, wt[1]->view, du.data(), n, tmp.data(), mm);
+      multiply_transposed(ctx, *wt[1], du.data(), n, tmp.data(), mm);
       for (int64_t i = 0; i < n * E; ++i) dxin[size_t(i)] += tmp[size_t(i)];
       flops += 6.0 * double(n) * double(E) * double(F);
       for (int64_t i = 0; i < n; ++i) {
@@ -420,15 +421,21 @@ struct Ctx {
         int64_t best = 0;
         for (int64_t v = 1; v < V; ++v)
           if (lg[v] > lg[best]) best = v;
-        const double mx = lg[best];
+        // One exp per logit (float, summed in double): p_v = e_v / sum.
+        const float mx = lg[best];
         double sum = 0;
-        for (int64_t v = 0; v < V; ++v) sum += std::exp(double(lg[v]) - mx);
-        const double lse = mx + std::log(sum);
+        float* d = dx ? dl.data() + i * V : nullptr;
+        if (d) {
+          for (int64_t v = 0; v < V; ++v) sum += double(d[v] = std::exp(lg[v] - mx));
+        } else {
+          for (int64_t v = 0; v < V; ++v) sum += double(std::exp(lg[v] - mx));
+        }
+        const double lse = double(mx) + std::log(sum);
         row_loss[size_t(i)] = lse - double(lg[tgt]);
         row_ok[size_t(i)] = best == tgt;
-        if (dx) {
-          float* d = dl.data() + i * V;
-          for (int64_t v = 0; v < V; ++v) d[v] = float(std::exp(double(lg[v]) - lse) * loss_scale);
+        if (d) {
+          const float f = float(double(loss_scale) / sum);
+          for (int64_t v = 0; v < V; ++v) d[v] *= f;
           d[tgt] -= loss_scale;
         }
       });
@@ -439,7 +446,7 @@ struct Ctx {
       }
       if (!dx) continue;
       dhn.resize(size_t(n * E));
-      matmul(ctx, b.out_t->view, dl.data(), n, dhn.data(), mm);
+      multiply_transposed(ctx, *b.out_t, dl.data(), n, dhn.data(), mm);
       flops += 2.0 * double(n) * double(E) * double(V);
       for (int64_t i = 0; i < n; ++i) {
         const int64_t t = pred[c0 + size_t(i)];

@@ -104,6 +104,32 @@ void q8_0_pair(int64_t K, const uint8_t* g, size_t gbytes, const int8_t* xq, int
   for (int t = 0; t < NT; ++t) store_pair(out, t, acc[t]);
 }
 
+// Q8_0 in the offset layout: levels w + 128 as u8, so vpdpbusd takes them as they are (no sign
+// moved onto x), and 128 * sum(x) (xs, an exact integer as float) comes off the block's integer
+// sum. That integer is the same exact sum as q8_0_pair's, so each output is bitwise the same.
+template <int NT>
+void q8_0_offset_pair(int64_t K, const uint8_t* g, size_t gbytes, const int8_t* xq, int64_t ldx,
+                      const float* xd, const float* xs, int64_t ldb, float* out) {
+  const int64_t nb = K / 32;
+  const uint8_t* h = g + gbytes;
+  __m512 acc[NT];
+  for (int t = 0; t < NT; ++t) acc[t] = _mm512_setzero_ps();
+  for (int64_t b = 0; b < nb; ++b, g += kQ8_0GroupBytes, h += kQ8_0GroupBytes) {
+    __m512i s[NT];
+    for (int t = 0; t < NT; ++t) s[t] = _mm512_set1_epi32(-int32_t(xs[t * ldb + b]));
+    for (int c = 0; c < 8; ++c) {
+      const __m512i w = pair_load(g + 16 + 32 * c, h + 16 + 32 * c);
+      for (int t = 0; t < NT; ++t)
+        s[t] = _mm512_dpbusd_epi32(s[t], w, _mm512_set1_epi32(load32(xq + t * ldx + 32 * b + 4 * c)));
+    }
+    const __m512 d = pair_scales(g, h);
+    for (int t = 0; t < NT; ++t)
+      acc[t] = _mm512_fmadd_ps(_mm512_mul_ps(d, _mm512_set1_ps(xd[t * ldb + b])),
+                               _mm512_cvtepi32_ps(s[t]), acc[t]);
+  }
+  for (int t = 0; t < NT; ++t) store_pair(out, t, acc[t]);
+}
+
 // Q6_K (repack.h's q6_k layout) against Q8_K activations: per superblock and 16-value sub-block
 // j, lane r (row r of the pair) gets s = sum q * a (u8 6-bit levels times s8, vpdpbusd, exact),
 // then isum += scale_j * (s - 32 * bsum_j): the exact integer sum_j scale_j * sum (q - 32) a;
@@ -162,6 +188,7 @@ void set_repacked_pair_kernels_avx512(KernelTable& t) {
   t.pair_q4_0[1] = q4_0_pair<4>;
   t.pair_q8_0[0] = q8_0_pair<1>;
   t.pair_q8_0[1] = q8_0_pair<4>;
+  t.pair_q8_0_offset = q8_0_offset_pair<4>;
 }
 
 }  // namespace corral

@@ -12,14 +12,6 @@ namespace corral {
 
 namespace {
 
-// [rows][cols] -> [cols][rows]
-std::vector<float> transposed(const float* m, int64_t rows, int64_t cols) {
-  std::vector<float> t(size_t(rows * cols));
-  for (int64_t r = 0; r < rows; ++r)
-    for (int64_t c = 0; c < cols; ++c) t[size_t(c * rows + r)] = m[r * cols + c];
-  return t;
-}
-
 // The LoRA term of tokens ts: for each, ax = A x (ax [n][r]), then y += (s ax_j) B^T_j for j in
 // order. Each row of A and B^T is read once for all of ts; each token's arithmetic is the same
 // whatever else is in ts (training and serving share it).
