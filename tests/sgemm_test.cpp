@@ -1,14 +1,14 @@
 // ops/sgemm.h against a float64 reference, for every transpose combination, sizes that are not
 // multiples of the micro-kernel's tile or of the K block, with and without accumulation; and a
 // row's result independent of the rows and columns computed with it.
+#include "ops/sgemm.h"
+
 #include <gtest/gtest.h>
 
 #include <cmath>
 #include <cstring>
 #include <random>
 #include <vector>
-
-#include "ops/sgemm.h"
 
 using namespace corral;
 
@@ -56,5 +56,6 @@ TEST(Sgemm, ARowDoesNotDependOnTheRestOfTheProduct) {
   // Rows 17..19, columns 33..41 alone.
   sgemm(false, false, 3, 9, K, A.data() + 17 * K, K, B.data() + 33, N, part.data(), 9, false, s);
   for (int64_t i = 0; i < 3; ++i)
-    EXPECT_EQ(std::memcmp(part.data() + i * 9, full.data() + (17 + i) * N + 33, 9 * 4), 0) << "row " << i;
+    EXPECT_EQ(std::memcmp(part.data() + i * 9, full.data() + (17 + i) * N + 33, 9 * 4), 0)
+        << "row " << i;
 }

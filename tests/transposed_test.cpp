@@ -1,5 +1,7 @@
 // Training's transposed copies of frozen weights (ops/transposed.h): dx = W^T dy against a float64
 // reference, and the Q8_0 offset layout (levels + 128) bitwise the plain Q8_0 layout's outputs.
+#include "ops/transposed.h"
+
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -10,7 +12,6 @@
 #include "core/context.h"
 #include "format/quant.h"
 #include "ops/packed.h"
-#include "ops/transposed.h"
 #include "test_util.h"
 
 namespace corral {
@@ -82,7 +83,8 @@ TEST(Transposed, QuantizedBasesMatchAFloat64ReferenceAndTheOffsetLayoutIsBitwise
           ref += p;
           mag += std::fabs(p);
         }
-        ASSERT_NEAR(y[size_t(tk * n_in + i)], ref, 1e-2 * mag) << type_name(t) << " token " << tk << " column " << i;
+        ASSERT_NEAR(y[size_t(tk * n_in + i)], ref, 1e-2 * mag)
+            << type_name(t) << " token " << tk << " column " << i;
       }
     // Bitwise the plain layout's outputs, for every token count (padding tokens included).
     for (int64_t n : {int64_t(1), int64_t(2), int64_t(5), T}) {

@@ -67,10 +67,12 @@ void sgemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const float* A, in
         float* ct = s.c.data();
         if (acc) {
           std::fill(ct, ct + MR * NR, 0.f);
-          for (int64_t i = 0; i < ni; ++i) std::memcpy(ct + i * NR, C + (i0 + i) * ldc + j0, size_t(nj) * 4);
+          for (int64_t i = 0; i < ni; ++i)
+            std::memcpy(ct + i * NR, C + (i0 + i) * ldc + j0, size_t(nj) * 4);
         }
         k.gemm_micro(kc, a, la, d, ct, NR, acc);
-        for (int64_t i = 0; i < ni; ++i) std::memcpy(C + (i0 + i) * ldc + j0, ct + i * NR, size_t(nj) * 4);
+        for (int64_t i = 0; i < ni; ++i)
+          std::memcpy(C + (i0 + i) * ldc + j0, ct + i * NR, size_t(nj) * 4);
       }
     }
   }
