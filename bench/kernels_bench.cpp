@@ -39,12 +39,24 @@ Weights make_weights(DType t, int64_t n_in, int64_t n_out) {
   return w;
 }
 
+// CORRAL_BENCH_THREADS=1 isolates a kernel from thread hand-offs (and from a busy sibling core).
+Context& bench_context() {
+  static const char* threads = std::getenv("CORRAL_BENCH_THREADS");
+  static Context ctx(threads ? std::atoi(threads) : default_thread_count());
+  return ctx;
+}
+
+// st's rate of 2 T n_in n_out multiply-adds per iteration.
+void count_gflops(benchmark::State& st, int64_t T, int64_t n_in, int64_t n_out) {
+  st.counters["GFLOP/s"] = benchmark::Counter(2.0 * double(T * n_in * n_out) / 1e9 * 1e9,
+                                              benchmark::Counter::kIsIterationInvariantRate,
+                                              benchmark::Counter::OneK::kIs1000);
+}
+
 void BM_Matmul(benchmark::State& st) {
   const DType t = DType(st.range(0));
   const int64_t T = st.range(1), n_in = 2048, n_out = 8192;
-  // CORRAL_BENCH_THREADS=1 isolates a kernel from thread hand-offs (and from a busy sibling core).
-  static const char* threads = std::getenv("CORRAL_BENCH_THREADS");
-  static Context ctx(threads ? std::atoi(threads) : default_thread_count());
+  Context& ctx = bench_context();
   Weights w = make_weights(t, n_in, n_out);
   // Weights the engine repacks at load run here repacked too (their real path).
   std::vector<uint8_t> packed;
@@ -67,9 +79,7 @@ void BM_Matmul(benchmark::State& st) {
               kernels_isa_name());
   st.counters["GB/s"] =
       benchmark::Counter(double(w.data.size()), benchmark::Counter::kIsIterationInvariantRate);
-  st.counters["GFLOP/s"] = benchmark::Counter(2.0 * double(T * n_in * n_out) / 1e9 * 1e9,
-                                              benchmark::Counter::kIsIterationInvariantRate,
-                                              benchmark::Counter::OneK::kIs1000);
+  count_gflops(st, T, n_in, n_out);
 }
 
 void BM_Dot(benchmark::State& st) {
@@ -92,8 +102,7 @@ void BM_Dot(benchmark::State& st) {
 // plain Q8_0 layout (arg 0, CORRAL_BACKWARD_PLAIN) against the offset layout (arg 1).
 void BM_TransposedQ8(benchmark::State& st) {
   const int64_t T = st.range(1), n_in = 2048, n_out = 8192;
-  static const char* threads = std::getenv("CORRAL_BENCH_THREADS");
-  static Context ctx(threads ? std::atoi(threads) : default_thread_count());
+  Context& ctx = bench_context();
   Weights w = make_weights(DType::Q4_0, n_in, n_out);
   if (st.range(0) == 0) setenv("CORRAL_BACKWARD_PLAIN", "1", 1);
   auto wt = transpose_weight(w.view, ctx.pool.get());
@@ -108,9 +117,7 @@ void BM_TransposedQ8(benchmark::State& st) {
     benchmark::DoNotOptimize(dx.data());
   }
   st.SetLabel(std::string((*wt)->layout ? "q8_0 offset " : "q8_0 plain ") + kernels_isa_name());
-  st.counters["GFLOP/s"] = benchmark::Counter(2.0 * double(T * n_in * n_out) / 1e9 * 1e9,
-                                              benchmark::Counter::kIsIterationInvariantRate,
-                                              benchmark::Counter::OneK::kIs1000);
+  count_gflops(st, T, n_in, n_out);
 }
 
 const std::vector<int64_t> kTypes = {

@@ -25,13 +25,7 @@ using namespace corral;
 
 namespace {
 
-std::vector<float> randn(int64_t n, uint32_t seed) {
-  std::mt19937 g(seed);
-  std::normal_distribution<float> d(0.f, 1.f);
-  std::vector<float> v(static_cast<size_t>(n));
-  for (auto& x : v) x = d(g);
-  return v;
-}
+using test::randn;
 
 std::vector<const KernelTable*> tables() {
   std::vector<const KernelTable*> t{&kernels_scalar()};

@@ -6,6 +6,7 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <optional>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -34,6 +35,15 @@ struct ScopedEnv {
       unsetenv(name.c_str());
   }
 };
+
+// n standard normal floats from a seeded generator (the same values on every run).
+inline std::vector<float> randn(int64_t n, uint32_t seed) {
+  std::mt19937 g(seed);
+  std::normal_distribution<float> d(0.f, 1.f);
+  std::vector<float> v(static_cast<size_t>(n));
+  for (auto& x : v) x = d(g);
+  return v;
+}
 
 inline std::string tmp_path(const std::string& name) {
   return std::string(::testing::TempDir()) + "corral_" + name;

@@ -17,14 +17,6 @@
 namespace corral {
 namespace {
 
-std::vector<float> normal(int64_t n, uint32_t seed) {
-  std::mt19937 g(seed);
-  std::normal_distribution<float> d(0.f, 1.f);
-  std::vector<float> v(static_cast<size_t>(n));
-  for (auto& x : v) x = d(g);
-  return v;
-}
-
 struct Weight {
   std::vector<uint8_t> bytes;
   std::vector<float> deq;  // [n_out][n_in], what the file's rows decode to
@@ -32,7 +24,7 @@ struct Weight {
 };
 Weight quantized(DType t, int64_t n_in, int64_t n_out, uint32_t seed) {
   Weight w;
-  const auto wf = normal(n_in * n_out, seed);
+  const auto wf = test::randn(n_in * n_out, seed);
   const size_t rb = row_bytes(t, n_in);
   w.bytes.resize(rb * size_t(n_out));
   w.deq.resize(wf.size());
@@ -58,7 +50,7 @@ std::vector<float> multiply(Context& ctx, const TransposedWeight& wt, const std:
 TEST(Transposed, QuantizedBasesMatchAFloat64ReferenceAndTheOffsetLayoutIsBitwisePlain) {
   Context ctx(2);
   const int64_t n_in = 256, n_out = 128, T = 37;  // dy [T][n_out] -> dx [T][n_in]
-  const auto dy = normal(T * n_out, 7);
+  const auto dy = test::randn(T * n_out, 7);
   for (DType t : {DType::Q4_0, DType::Q8_0, DType::Q4_K, DType::Q6_K}) {
     const Weight w = quantized(t, n_in, n_out, 11);
     auto offset = transpose_weight(w.view, ctx.pool.get());

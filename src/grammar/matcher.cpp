@@ -6,6 +6,8 @@
 #include <cstring>
 #include <numeric>
 
+#include "core/env.h"
+
 namespace corral::grammar {
 namespace {
 
@@ -168,8 +170,7 @@ GrammarRuntime::GrammarRuntime(std::shared_ptr<const Compiled> g, std::shared_pt
     }
   }
   walk_stack_.resize(size_t(std::max(idx_->full.max_depth, idx_->rest.max_depth) + 2));
-  const char* nc = std::getenv("CORRAL_GRAMMAR_NO_MASK_CACHE");
-  mask_cache_on_ = !(nc && *nc && std::string(nc) != "0");
+  mask_cache_on_ = !env_flag("CORRAL_GRAMMAR_NO_MASK_CACHE");
 }
 
 size_t GrammarRuntime::configs() const {

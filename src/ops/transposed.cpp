@@ -6,6 +6,7 @@
 #include <string>
 
 #include "backend/cpu/repack.h"
+#include "core/env.h"
 #include "core/fp16.h"
 #include "format/quant.h"
 #include "ops/packed.h"
@@ -23,14 +24,12 @@ void weight_row_f32(const TensorView& w, int64_t r, float* out) {
 Expected<std::unique_ptr<TransposedWeight>> transpose_weight(const TensorView& w, ThreadPool* pool) {
   if (w.ne[2] != 1 || w.ne[3] != 1) return make_error("transpose_weight: 2-d weights only");
   const int64_t I = w.ne[0], O = w.ne[1];
-  const char* f32env = std::getenv("CORRAL_BACKWARD_F32");
-  const char* bf16env = std::getenv("CORRAL_BACKWARD_BF16");
-  const bool f32 = w.type == DType::F32 || (f32env && *f32env && std::string(f32env) != "0");
+  const bool f32 = w.type == DType::F32 || env_flag("CORRAL_BACKWARD_F32");
   // A quantized base's transpose in Q8_0 (its rows re-quantized along the other axis, 8 bits
   // per value against the base's own 4-6): the activation gradients then run on the same int8
   // kernels as the forward. F16/BF16 bases keep exact BF16 transposes.
   const bool quantized = w.type != DType::F16 && w.type != DType::BF16 && !f32;
-  const bool q8 = quantized && O % 32 == 0 && !(bf16env && *bf16env && std::string(bf16env) != "0");
+  const bool q8 = quantized && O % 32 == 0 && !env_flag("CORRAL_BACKWARD_BF16");
   const DType as = f32 ? DType::F32 : q8 ? DType::Q8_0 : DType::BF16;
   auto t = std::make_unique<TransposedWeight>();
   t->view.type = as;
@@ -83,8 +82,7 @@ Expected<std::unique_ptr<TransposedWeight>> transpose_weight(const TensorView& w
     t->view.data = t->bytes.data();
     t->view.repacked = true;
     // CORRAL_BACKWARD_PLAIN=1 keeps the plain Q8_0 layout (the same outputs, slower).
-    const char* plain = std::getenv("CORRAL_BACKWARD_PLAIN");
-    if (offset_q8_0_supported(t->view) && !(plain && *plain && std::string(plain) != "0")) {
+    if (offset_q8_0_supported(t->view) && !env_flag("CORRAL_BACKWARD_PLAIN")) {
       offset_q8_0_levels(t->bytes.data(), t->bytes.size());
       t->layout = &packed_q8_0_offset();
     }

@@ -114,7 +114,7 @@ struct KernelTable {
   RepackedPairFn pair_q4_0[2];  // [0]: 1 token, [1]: 4 tokens; nullptr: one group per call
   RepackedPairFn pair_q8_0[2];
   // Training's Q8_0 transposes in the offset layout (levels stored as w + 128, u8): 4 tokens, xs
-  // holding 128 * sum(levels) per block as an exact float (ops/packed_offset.cpp); AVX-512 only.
+  // holding 128 * sum(levels) per block as an exact float (ops/packed_int8.cpp); AVX-512 only.
   RepackedPairFn pair_q8_0_offset = nullptr;
   Q6KPairFn pair_q6_k[2] = {nullptr, nullptr};  // [0]: 1 token, [1]: 4; AVX-512 only
   GemmRepackedFn gemm_q4_0x8x4;
