@@ -1,4 +1,6 @@
 // corral finetune -m BASE --data TRAIN.jsonl [--val VAL.jsonl] -o ADAPTER.gguf: LoRA training.
+#include <malloc.h>
+
 #include <filesystem>
 
 #include "cli/engine_flags.h"
@@ -23,6 +25,11 @@ struct FinetuneArgs {
 Status run_ranked(FinetuneArgs& a, Collective& coll);
 
 Status run_finetune(FinetuneArgs& a) {
+  // A step allocates and frees the same per-layer activations (tens of MiB each) every time:
+  // keep them on the heap instead of glibc handing them back and the kernel zeroing fresh pages
+  // for the next step (2-3% of a step, measured with perf).
+  mallopt(M_MMAP_THRESHOLD, 512 << 20);
+  mallopt(M_TRIM_THRESHOLD, 1 << 30);
   CORRAL_ASSIGN_OR_RETURN(auto coll, make_collective());
   Status st = run_ranked(a, *coll);
   if (!st.is_ok() && coll->size() > 1) coll->abort(st.message(), 1);

@@ -38,41 +38,50 @@ void sgemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const float* A, in
         for (int64_t q = 0; q < kc; ++q) d[q] = A[(k0 + q) * lda + i];
       }
     }
-    // One panel of B at a time (it stays in cache for all of A's row blocks).
+    // One panel of B at a time (it stays in cache for all of A's row blocks). A last panel of
+    // at most 16 or 32 columns goes to a narrow kernel where the table has one (W = its width):
+    // without it, head width 64 or LoRA rank 16 would pad to 96 or 48 columns.
     for (int64_t p = 0; p < Np / NR; ++p) {
       const int64_t j0 = p * NR, nj = std::min(NR, N - j0);
+      int64_t W = NR;
+      GemmMicroFn micro = k.gemm_micro;
+      for (int v = 0; v < 2 && nj < NR; ++v)
+        if (k.gemm_micro_narrow[v] && nj <= 16 * (v + 1) && 16 * (v + 1) < NR) {
+          W = 16 * (v + 1), micro = k.gemm_micro_narrow[v];
+          break;
+        }
       float* d = s.b.data();
       if (!tb) {
         for (int64_t q = 0; q < kc; ++q) {
-          float* row = d + q * NR;
+          float* row = d + q * W;
           std::memcpy(row, B + (k0 + q) * ldb + j0, size_t(nj) * 4);
-          std::fill(row + nj, row + NR, 0.f);
+          std::fill(row + nj, row + W, 0.f);
         }
       } else {
         // B^T: read each of B's rows along k, write it down the panel's column.
-        if (nj < NR) std::fill(d, d + kc * NR, 0.f);
+        if (nj < W) std::fill(d, d + kc * W, 0.f);
         for (int64_t j = 0; j < nj; ++j) {
           const float* src = B + (j0 + j) * ldb + k0;
-          for (int64_t q = 0; q < kc; ++q) d[q * NR + j] = src[q];
+          for (int64_t q = 0; q < kc; ++q) d[q * W + j] = src[q];
         }
       }
       for (int64_t i0 = 0; i0 < Mp; i0 += MR) {
         const int64_t ni = std::min(MR, M - i0);
         const float* a = i0 < m_direct ? A + i0 * lda + k0 : s.a.data() + i0 * kc;
         const int64_t la = i0 < m_direct ? lda : kc;
-        if (ni == MR && nj == NR) {  // a whole tile: straight into C
-          k.gemm_micro(kc, a, la, d, C + i0 * ldc + j0, ldc, acc);
+        if (ni == MR && nj == W) {  // a whole tile: straight into C
+          micro(kc, a, la, d, C + i0 * ldc + j0, ldc, acc);
           continue;
         }
         float* ct = s.c.data();
         if (acc) {
-          std::fill(ct, ct + MR * NR, 0.f);
+          std::fill(ct, ct + MR * W, 0.f);
           for (int64_t i = 0; i < ni; ++i)
-            std::memcpy(ct + i * NR, C + (i0 + i) * ldc + j0, size_t(nj) * 4);
+            std::memcpy(ct + i * W, C + (i0 + i) * ldc + j0, size_t(nj) * 4);
         }
-        k.gemm_micro(kc, a, la, d, ct, NR, acc);
+        micro(kc, a, la, d, ct, W, acc);
         for (int64_t i = 0; i < ni; ++i)
-          std::memcpy(C + (i0 + i) * ldc + j0, ct + i * NR, size_t(nj) * 4);
+          std::memcpy(C + (i0 + i) * ldc + j0, ct + i * W, size_t(nj) * 4);
       }
     }
   }

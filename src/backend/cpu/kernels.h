@@ -124,6 +124,9 @@ struct KernelTable {
   Int8MicroFn int8_micro;
   DequantFn dequant[32];  // nullptr: use the generic dequantize_row
   GemmMicroFn gemm_micro;
+  // Optional: gemm_micro for panels of 16 ([0]) and 32 ([1]) columns (xp then holds that many
+  // floats per k), bitwise what gemm_micro gives per output; ops/sgemm's narrow last panels.
+  GemmMicroFn gemm_micro_narrow[2] = {nullptr, nullptr};
   int gemm_mr, gemm_nr;
   AxpyFn axpy_f32, axpy_f16;
   DotFn dot[32];            // indexed by DType id; nullptr = unsupported

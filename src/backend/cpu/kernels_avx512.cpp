@@ -243,6 +243,34 @@ void gemm_micro(int64_t kc, const float* w, int64_t ldw, const float* xp, float*
   _mm512_storeu_ps(c + 7 * ldc + 32, a72);
 }
 
+// gemm_micro for the last, narrow panel of a product (NV * 16 <= 32 columns: attention's head
+// width 64 = 48 + 16, LoRA's rank 16): xp holds NV * 16 floats per k. Each output is the same
+// chain of fused multiply-adds in k order as gemm_micro's, so the two agree bitwise.
+template <int NV>
+void gemm_micro_narrow(int64_t kc, const float* w, int64_t ldw, const float* xp, float* c,
+                       int64_t ldc, bool acc) {
+  __m512 a[8][NV];
+#pragma GCC unroll 8
+  for (int r = 0; r < 8; ++r)
+#pragma GCC unroll 2
+    for (int v = 0; v < NV; ++v) a[r][v] = acc ? _mm512_loadu_ps(c + r * ldc + 16 * v) : _mm512_setzero_ps();
+  for (int64_t k = 0; k < kc; ++k) {
+    __m512 x[NV];
+#pragma GCC unroll 2
+    for (int v = 0; v < NV; ++v) x[v] = _mm512_loadu_ps(xp + k * (16 * NV) + 16 * v);
+#pragma GCC unroll 8
+    for (int r = 0; r < 8; ++r) {
+      const __m512 wr = _mm512_set1_ps(w[r * ldw + k]);
+#pragma GCC unroll 2
+      for (int v = 0; v < NV; ++v) a[r][v] = _mm512_fmadd_ps(wr, x[v], a[r][v]);
+    }
+  }
+#pragma GCC unroll 8
+  for (int r = 0; r < 8; ++r)
+#pragma GCC unroll 2
+    for (int v = 0; v < NV; ++v) _mm512_storeu_ps(c + r * ldc + 16 * v, a[r][v]);
+}
+
 void axpy_f16(int64_t n, float a, const void* x, float* y) {
   auto* v = static_cast<const uint16_t*>(x);
   const __m512 va = _mm512_set1_ps(a);
@@ -273,6 +301,8 @@ KernelTable make() {
   t.gemm_micro = gemm_micro;
   t.gemm_mr = 8;
   t.gemm_nr = 48;
+  t.gemm_micro_narrow[0] = gemm_micro_narrow<1>;
+  t.gemm_micro_narrow[1] = gemm_micro_narrow<2>;
   t.axpy_f16 = axpy_f16;
   set_repacked_pair_kernels_avx512(t);
   return t;
