@@ -19,6 +19,12 @@ inline std::string dump(const nlohmann::json& j) {
   return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }
 
+// Model output made valid UTF-8 the way dump() renders it (each invalid sequence becomes
+// U+FFFD), for text that is kept and sent again later: a stored response, a conversation.
+inline std::string valid_utf8(const std::string& s) {
+  return nlohmann::json::parse(dump(nlohmann::json(s))).get<std::string>();
+}
+
 struct ApiError {
   int status = 400;
   std::string message;

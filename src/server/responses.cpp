@@ -158,8 +158,12 @@ void HttpServer::handle_responses(const httplib::Request& req, httplib::Response
   Choice ch = gen.choices[0];
   // The finished response: its output items, status and usage; stored with the conversation.
   auto complete = [store, keep, owner, id, conversation](
-                      json r, const SeqHandle& h, const std::string& text,
-                      const std::vector<OutCall>& calls, std::string msg_id) {
+                      json r, const SeqHandle& h, const std::string& raw_text,
+                      std::vector<OutCall> calls, std::string msg_id) {
+    // The model's bytes may hold invalid UTF-8 (a byte token out of place): what is kept must be
+    // valid, since a follow-up (previous_response_id) sends it through the template again.
+    const std::string text = valid_utf8(raw_text);
+    for (auto& c : calls) c.arguments = valid_utf8(c.arguments), c.name = valid_utf8(c.name);
     const bool cut = h.finish == "length";
     r["status"] = cut ? "incomplete" : "completed";
     if (cut) r["incomplete_details"] = {{"reason", "max_output_tokens"}};

@@ -133,6 +133,26 @@ test('previous_response_id continues the conversation with the prefix cache hit'
   await assert.rejects(A.responses.create({ model: 'tiny', previous_response_id: 'resp_nope', input: 'x' }), (e) => e.status === 404 && e.param === 'previous_response_id');
 });
 
+test('model output with invalid UTF-8 (byte tokens out of place) is kept as U+FFFD and continues', async () => {
+  // Found by search: this tiny model, greedy, answers this prompt with lone byte tokens. The
+  // stored text must be valid UTF-8, or the follow-up's template input cannot be written.
+  const params = { model: 'tiny', input: 'Story 40 about a fox.', max_output_tokens: 64, temperature: 0 };
+  const ev = await events(params);
+  const first = ev.at(-1).response;
+  const text = first.output[0].content[0].text;
+  assert.ok(text.includes('\uFFFD'), JSON.stringify(text));
+  const deltas = ev.filter((e) => e.type === 'response.output_text.delta').map((e) => e.delta).join('');
+  assert.equal(deltas, text);
+  const plain = await A.responses.create(params);
+  assert.equal(plain.output_text, text);
+  first.output_text = text;
+  for (const prev of [first, plain]) {
+    const next = await A.responses.create({ model: 'tiny', previous_response_id: prev.id, input: 'And then?', max_output_tokens: 4, temperature: 0 });
+    assert.ok(next.usage.input_tokens > prev.usage.input_tokens, 'the follow-up carries the first answer');
+    assert.equal((await A.responses.retrieve(prev.id)).output_text, prev.output_text);
+  }
+});
+
 test('stored responses: only their tenant reads, continues or deletes them; store:false keeps nothing', async () => {
   const r = await A.responses.create({ model: 'tiny', input: 'secret', max_output_tokens: 3 });
   assert.equal((await A.responses.retrieve(r.id)).id, r.id);
