@@ -4,6 +4,7 @@
 #include <cstring>
 
 #include "backend/cpu/kernels.h"
+#include "backend/cpu/transpose_sse.h"
 
 namespace corral {
 
@@ -28,15 +29,13 @@ void sgemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const float* A, in
     // A's rows as [Mp][kc] (zero rows past M). Untransposed A is read in place (rows lda apart)
     // except for a last partial block of rows; the kernel's arithmetic is the same either way.
     const int64_t m_direct = ta ? 0 : M / MR * MR;
-    for (int64_t i = m_direct; i < Mp; ++i) {
+    if (ta) transpose_strided(A + k0 * lda, lda, kc, M, s.a.data(), kc);  // A^T's M rows
+    for (int64_t i = ta ? M : m_direct; i < Mp; ++i) {
       float* d = s.a.data() + i * kc;
-      if (i >= M) {
+      if (i >= M)
         std::fill(d, d + kc, 0.f);
-      } else if (!ta) {
+      else
         std::memcpy(d, A + i * lda + k0, size_t(kc) * 4);
-      } else {
-        for (int64_t q = 0; q < kc; ++q) d[q] = A[(k0 + q) * lda + i];
-      }
     }
     // One panel of B at a time (it stays in cache for all of A's row blocks). A last panel of
     // at most 16 or 32 columns goes to a narrow kernel where the table has one (W = its width):
@@ -60,10 +59,7 @@ void sgemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const float* A, in
       } else {
         // B^T: read each of B's rows along k, write it down the panel's column.
         if (nj < W) std::fill(d, d + kc * W, 0.f);
-        for (int64_t j = 0; j < nj; ++j) {
-          const float* src = B + (j0 + j) * ldb + k0;
-          for (int64_t q = 0; q < kc; ++q) d[q * W + j] = src[q];
-        }
+        transpose_strided(B + j0 * ldb + k0, ldb, nj, kc, d, W);
       }
       for (int64_t i0 = 0; i0 < Mp; i0 += MR) {
         const int64_t ni = std::min(MR, M - i0);
