@@ -787,3 +787,45 @@ TEST(Kernels, Q6KDotsEqualAcrossIsas) {
     EXPECT_EQ(std::memcmp(&oa[t], &da, 4), 0) << "token " << t;
   }
 }
+
+// exp_f32 on every table against exp in double: within 2 ulp where the result is a normal
+// float, 0 below -87.33, NaN kept, the sum within 1e-6, tails of any length, y == x allowed.
+TEST(Kernels, ExpMatchesReferenceOnEveryIsa) {
+  for (int64_t n : {1, 7, 15, 16, 17, 1000, 1024, 1025, 4099}) {
+    std::vector<float> x(static_cast<size_t>(n));
+    for (int64_t i = 0; i < n; ++i) x[size_t(i)] = -100.f + 188.f * float((i * 7919) % n) / float(n);
+    for (auto [a, b] : {std::pair{1.f, 0.f}, std::pair{0.125f, 3.f}, std::pair{-1.f, 0.f}}) {
+      double ref_sum = 0;
+      std::vector<double> ref(static_cast<size_t>(n));
+      for (int64_t i = 0; i < n; ++i) {
+        // The argument as the kernels form it: a is a power of 2, so a x - b rounds once.
+        const float z = float(double(a) * x[size_t(i)] - b);
+        ref[size_t(i)] = z < -87.33f ? 0.0 : std::exp(double(z));
+        ref_sum += ref[size_t(i)];
+      }
+      for (const KernelTable* k : tables()) {
+        std::vector<float> y(static_cast<size_t>(n), -1.f);
+        const double sum = k->exp_f32(n, x.data(), a, b, y.data());
+        for (int64_t i = 0; i < n; ++i) {
+          const double r = ref[size_t(i)], z = double(a) * x[size_t(i)] - b;
+          if (z > 88.f) continue;  // overflow edge: inf or FLT_MAX-ish, either way not compared
+          const double tol = r * 2.4e-7;  // 2 ulp
+          ASSERT_LE(std::fabs(y[size_t(i)] - r), tol) << k->isa << " n=" << n << " z=" << z;
+        }
+        if (a > 0) EXPECT_NEAR(sum, ref_sum, 1e-6 * ref_sum + 1e-30) << k->isa << " n=" << n;
+        std::vector<float> in = x;  // in place
+        const double s2 = k->exp_f32(n, in.data(), a, b, in.data());
+        EXPECT_EQ(std::memcmp(in.data(), y.data(), y.size() * 4), 0) << k->isa;
+        EXPECT_EQ(s2, sum) << k->isa;
+      }
+    }
+  }
+  for (const KernelTable* k : tables()) {
+    const float v[3] = {0.f, NAN, -200.f};
+    float y[3];
+    k->exp_f32(3, v, 1.f, 0.f, y);
+    EXPECT_EQ(y[0], 1.f) << k->isa;
+    EXPECT_TRUE(std::isnan(y[1])) << k->isa;
+    EXPECT_EQ(y[2], 0.f) << k->isa;
+  }
+}

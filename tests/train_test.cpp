@@ -100,8 +100,28 @@ TEST(Backward, SwiGlu) {
     return weighted(a, w);
   };
   std::vector<float> d(2 * n);
-  swiglu_backward(gu.data(), gu.data() + n, w.data(), n, d.data(), d.data() + n);
+  Context ctx(1);
+  swiglu_backward(ctx, gu.data(), gu.data() + n, w.data(), n, d.data(), d.data() + n);
   expect_fd(f, gu, d, "swiglu");
+}
+
+// The pooled, vector-exp silu_mul and swiglu_backward against the formulas with std::exp, on
+// enough values to take the parallel path (and a tail piece).
+TEST(Backward, SwiGluElementwiseMatchesScalarFormulas) {
+  Context ctx(2);
+  const int64_t n = 200003;
+  const auto g = randv(n, 8, -12.f, 12.f), u = randv(n, 9), da = randv(n, 10);
+  std::vector<float> a(n), dg(n), du(n);
+  silu_mul(ctx, g.data(), u.data(), n, a.data());
+  swiglu_backward(ctx, g.data(), u.data(), da.data(), n, dg.data(), du.data());
+  for (int64_t i = 0; i < n; ++i) {
+    const double x = g[size_t(i)], sg = 1.0 / (1.0 + std::exp(-x));
+    const double ra = x * sg * u[size_t(i)], rdu = da[size_t(i)] * x * sg,
+                 rdg = da[size_t(i)] * u[size_t(i)] * sg * (1.0 + x * (1.0 - sg));
+    ASSERT_NEAR(a[size_t(i)], ra, 1e-6 * std::fabs(ra) + 1e-12) << i;
+    ASSERT_NEAR(du[size_t(i)], rdu, 1e-6 * std::fabs(rdu) + 1e-12) << i;
+    ASSERT_NEAR(dg[size_t(i)], rdg, 2e-6 * std::fabs(rdg) + 1e-6 * std::fabs(da[size_t(i)] * u[size_t(i)])) << i;
+  }
 }
 
 TEST(Backward, CausalAttentionGqaPackedDocuments) {

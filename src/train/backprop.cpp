@@ -3,7 +3,9 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <memory>
 
+#include "backend/cpu/kernels.h"
 #include "model/layers/causal_attention.h"
 #include "model/layers/embedding.h"
 #include "model/layers/lora.h"
@@ -91,6 +93,13 @@ struct Mask {
   }
 };
 
+// y += x over n values, on the pool for a prompt's worth.
+void add_rows(Context& ctx, int64_t n, const float* x, float* y) {
+  elementwise(ctx, n, [&](int64_t i0, int64_t m) {
+    for (int64_t i = i0; i < i0 + m; ++i) y[i] += x[i];
+  });
+}
+
 struct Ctx {
   Context& ctx;
   const TrainBase& b;
@@ -156,13 +165,12 @@ struct Ctx {
     matmul(ctx, w, x, T, y, mm);
     flops += 2.0 * double(T) * double(w.ne[0]) * double(w.ne[1]);
   }
-  // dx += W^T dy
-  void mm_bwd(int64_t l, int t, const float* dy, float* dx, std::vector<float>& tmp) {
+  // dx = W^T dy, or with tmp (scratch of T * n_in) dx += W^T dy.
+  void mm_bwd(int64_t l, int t, const float* dy, float* dx, float* tmp = nullptr) {
     const TransposedWeight& tw = *b.wt[size_t(l)][size_t(t)];
     const TensorView& wt = tw.view;
-    tmp.resize(size_t(T * wt.ne[1]));
-    multiply_transposed(ctx, tw, dy, T, tmp.data(), mm);
-    for (int64_t i = 0; i < T * wt.ne[1]; ++i) dx[i] += tmp[size_t(i)];
+    multiply_transposed(ctx, tw, dy, T, tmp ? tmp : dx, mm);
+    if (tmp) add_rows(ctx, T * wt.ne[1], tmp, dx);
     flops += 2.0 * double(T) * double(wt.ne[0]) * double(wt.ne[1]);
   }
 
@@ -231,7 +239,7 @@ struct Ctx {
     std::vector<float> o(size_t(T * E));
     mm_fwd(w.wo, A.att.data(), o.data());
     lora_fwd(l, kLoraO, A.att.data(), o.data(), A);
-    for (int64_t i = 0; i < T * E; ++i) x[size_t(i)] += o[size_t(i)];
+    add_rows(ctx, T * E, o.data(), x.data());
     A.xmid = x;
     A.h2.resize(size_t(T * E));
     for (int64_t t = 0; t < T; ++t) rms_norm(x.data() + t * E, w.ffn_norm.data(), E, h.eps, A.h2.data() + t * E);
@@ -245,11 +253,11 @@ struct Ctx {
     lora_fwd(l, kLoraGate, A.h2.data(), A.g.data(), A);
     lora_fwd(l, kLoraUp, A.h2.data(), A.u.data(), A);
     A.a.resize(size_t(T * F));
-    for (int64_t i = 0; i < T * F; ++i) A.a[size_t(i)] = silu(A.g[size_t(i)]) * A.u[size_t(i)];
+    silu_mul(ctx, A.g.data(), A.u.data(), T * F, A.a.data());
     mm_fwd(wd, A.a.data(), o.data());
     lora_fwd(l, kLoraDown, A.a.data(), o.data(), A);
     if (moe_on(l)) experts_forward(l, A, o.data());
-    for (int64_t i = 0; i < T * E; ++i) x[size_t(i)] += o[size_t(i)];
+    add_rows(ctx, T * E, o.data(), x.data());
   }
 
   // Llama 4's routed experts (frozen): the top-k of the router per token, each fed h2 scaled by
@@ -282,7 +290,7 @@ struct Ctx {
         std::memcpy(A.eg.data() + rows[size_t(i)] * F, g.data() + i * F, size_t(F) * 4);
         std::memcpy(A.eu.data() + rows[size_t(i)] * F, u.data() + i * F, size_t(F) * 4);
       }
-      for (int64_t i = 0; i < n * F; ++i) g[size_t(i)] = silu(g[size_t(i)]) * u[size_t(i)];
+      silu_mul(ctx, g.data(), u.data(), n * F, g.data());
       matmul(ctx, de, g.data(), n, y.data(), mm);
       flops += 6.0 * double(n) * double(E) * double(F);
       for (int64_t i = 0; i < n; ++i)
@@ -309,7 +317,7 @@ struct Ctx {
       for (int64_t i = 0; i < n; ++i) std::memcpy(dyr.data() + i * E, dy + rows[size_t(i)] / K * E, size_t(E) * 4);
       multiply_transposed(ctx, *wt[2], dyr.data(), n, da.data(), mm);
       for (int64_t i = 0; i < n; ++i)
-        swiglu_backward(A.eg.data() + rows[size_t(i)] * F, A.eu.data() + rows[size_t(i)] * F, da.data() + i * F, F,
+        swiglu_backward(ctx, A.eg.data() + rows[size_t(i)] * F, A.eu.data() + rows[size_t(i)] * F, da.data() + i * F, F,
                         dg.data() + i * F, du.data() + i * F);
       multiply_transposed(ctx, *wt[0], dg.data(), n, tmp.data(), mm);
       for (int64_t i = 0; i < n * E; ++i) dxin[size_t(i)] += tmp[size_t(i)];
@@ -337,24 +345,26 @@ struct Ctx {
     const LayerWeights& w = b.m->layers[size_t(l)];
     const int64_t E = h.n_embd, hd = h.head_dim, qd = h.n_head * hd, kvd = h.n_head_kv * hd;
     const int64_t F = b.weight(l, kLoraGate).ne[1];
-    std::vector<float> tmp;
+    // Scratch written before it is read, so not zeroed (make_unique_for_overwrite).
+    const auto tmp = std::make_unique_for_overwrite<float[]>(size_t(T * std::max(E, F)));
     // FFN: out = xmid + down(silu(gate h2) * up h2) [+ the routed experts of h2]
-    std::vector<float> da(size_t(T * F), 0.f);
-    mm_bwd(l, kLoraDown, dx.data(), da.data(), tmp);
-    lora_bwd(l, kLoraDown, A.a.data(), dx.data(), da.data(), A, g);
-    std::vector<float> dg(size_t(T * F)), du(size_t(T * F));
-    swiglu_backward(A.g.data(), A.u.data(), da.data(), T * F, dg.data(), du.data());
-    std::vector<float> dh(size_t(T * E), 0.f);
-    mm_bwd(l, kLoraGate, dg.data(), dh.data(), tmp);
-    mm_bwd(l, kLoraUp, du.data(), dh.data(), tmp);
-    lora_bwd(l, kLoraGate, A.h2.data(), dg.data(), dh.data(), A, g);
-    lora_bwd(l, kLoraUp, A.h2.data(), du.data(), dh.data(), A, g);
+    const auto da = std::make_unique_for_overwrite<float[]>(size_t(T * F));
+    mm_bwd(l, kLoraDown, dx.data(), da.get());
+    lora_bwd(l, kLoraDown, A.a.data(), dx.data(), da.get(), A, g);
+    const auto dg = std::make_unique_for_overwrite<float[]>(size_t(T * F));
+    const auto du = std::make_unique_for_overwrite<float[]>(size_t(T * F));
+    swiglu_backward(ctx, A.g.data(), A.u.data(), da.get(), T * F, dg.get(), du.get());
+    std::vector<float> dh(size_t(T * E));
+    mm_bwd(l, kLoraGate, dg.get(), dh.data());
+    mm_bwd(l, kLoraUp, du.get(), dh.data(), tmp.get());
+    lora_bwd(l, kLoraGate, A.h2.data(), dg.get(), dh.data(), A, g);
+    lora_bwd(l, kLoraUp, A.h2.data(), du.get(), dh.data(), A, g);
     if (moe_on(l)) experts_backward(l, dx.data(), A, dh.data());
     for (int64_t t = 0; t < T; ++t)
       rms_norm_backward(A.xmid.data() + t * E, w.ffn_norm.data(), E, h.eps, dh.data() + t * E, dx.data() + t * E);
     // Attention: xmid = xin + o(attn(rope(q h), rope(k h), v h))
-    std::vector<float> datt(size_t(T * qd), 0.f);
-    mm_bwd(l, kLoraO, dx.data(), datt.data(), tmp);
+    std::vector<float> datt(size_t(T * qd));
+    mm_bwd(l, kLoraO, dx.data(), datt.data());
     lora_bwd(l, kLoraO, A.att.data(), dx.data(), datt.data(), A, g);
     std::vector<float> dq(size_t(T * qd)), dk(size_t(T * kvd)), dv(size_t(T * kvd));
     const DenseAttention ap{h.n_head, h.n_head_kv, hd, 1.f / std::sqrt(float(hd))};
@@ -381,10 +391,9 @@ struct Ctx {
         for (int64_t i = 0; i < qd; ++i) dq[size_t(t * qd + i)] *= sc;
       }
     }
-    std::fill(dh.begin(), dh.end(), 0.f);
-    mm_bwd(l, kLoraQ, dq.data(), dh.data(), tmp);
-    mm_bwd(l, kLoraK, dk.data(), dh.data(), tmp);
-    mm_bwd(l, kLoraV, dv.data(), dh.data(), tmp);
+    mm_bwd(l, kLoraQ, dq.data(), dh.data());
+    mm_bwd(l, kLoraK, dk.data(), dh.data(), tmp.get());
+    mm_bwd(l, kLoraV, dv.data(), dh.data(), tmp.get());
     lora_bwd(l, kLoraQ, A.h.data(), dq.data(), dh.data(), A, g);
     lora_bwd(l, kLoraK, A.h.data(), dk.data(), dh.data(), A, g);
     lora_bwd(l, kLoraV, A.h.data(), dv.data(), dh.data(), A, g);
@@ -421,15 +430,12 @@ struct Ctx {
         int64_t best = 0;
         for (int64_t v = 1; v < V; ++v)
           if (lg[v] > lg[best]) best = v;
-        // One exp per logit (float, summed in double): p_v = e_v / sum.
+        // One exp per logit (the kernel table's, summed in a fixed order): p_v = e_v / sum.
         const float mx = lg[best];
-        double sum = 0;
+        thread_local std::vector<float> scratch;
         float* d = dx ? dl.data() + i * V : nullptr;
-        if (d) {
-          for (int64_t v = 0; v < V; ++v) sum += double(d[v] = std::exp(lg[v] - mx));
-        } else {
-          for (int64_t v = 0; v < V; ++v) sum += double(std::exp(lg[v] - mx));
-        }
+        if (!d) scratch.resize(size_t(V));
+        const double sum = kernels_best().exp_f32(V, lg, 1.f, mx, d ? d : scratch.data());
         const double lse = double(mx) + std::log(sum);
         row_loss[size_t(i)] = lse - double(lg[tgt]);
         row_ok[size_t(i)] = best == tgt;

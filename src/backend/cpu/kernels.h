@@ -31,6 +31,12 @@ using Gemv16Fn = void (*)(int64_t K, const uint8_t* groups, size_t gbytes, int n
 using Unpack16Fn = void (*)(const uint16_t* g, int64_t kc, float* out, int64_t ldo);
 // y[i] += a * x[i] for x in F32 or F16 (attention's weighted sum of V rows).
 using AxpyFn = void (*)(int64_t n, float a, const void* x, float* y);
+// y[i] = exp(a x[i] - b) for n values (y may be x), returning their sum. The vector versions
+// are within 2 ulp of std::exp and sum in a fixed order (float lanes per 1,024 values, then
+// double), so a row's result does not depend on where it sits; exp of < -87.3 is 0.
+using ExpFn = double (*)(int64_t n, const float* x, float a, float b, float* y);
+double exp_f32_avx2(int64_t n, const float* x, float a, float b, float* y);
+double exp_f32_avx512(int64_t n, const float* x, float a, float b, float* y);
 
 // n values of a weight row (type-specific) to f32.
 using DequantFn = void (*)(const void* src, float* dst, int64_t n);
@@ -129,6 +135,7 @@ struct KernelTable {
   GemmMicroFn gemm_micro_narrow[2] = {nullptr, nullptr};
   int gemm_mr, gemm_nr;
   AxpyFn axpy_f32, axpy_f16;
+  ExpFn exp_f32;
   DotFn dot[32];            // indexed by DType id; nullptr = unsupported
   Dot4Fn dot4[32];          // nullptr: call dot once per row
   Gemv16Fn gemv16[32];      // F16, BF16, F32 repacked (nullptr: not repacked on this ISA)

@@ -584,6 +584,7 @@ KernelTable make() {
   t.dequant[uint32_t(DType::Q4_K)] = deq_q4_k;
   t.axpy_f32 = axpy_f32;
   t.axpy_f16 = axpy_f16;
+  t.exp_f32 = exp_f32_avx2;
   return t;
 }
 

@@ -304,6 +304,7 @@ KernelTable make() {
   t.gemm_micro_narrow[0] = gemm_micro_narrow<1>;
   t.gemm_micro_narrow[1] = gemm_micro_narrow<2>;
   t.axpy_f16 = axpy_f16;
+  t.exp_f32 = exp_f32_avx512;
   set_repacked_pair_kernels_avx512(t);
   return t;
 }

@@ -191,6 +191,15 @@ void axpy_f16(int64_t n, float a, const void* x, float* y) {
   for (int64_t i = 0; i < n; ++i) y[i] += a * fp16_to_f32(v[i]);
 }
 
+double exp_f32(int64_t n, const float* x, float a, float b, float* y) {
+  double sum = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    const float z = a * x[i] - b;
+    sum += double(y[i] = z < -87.33f ? 0.f : std::exp(z));  // 0 under FLT_MIN, as the vectors give
+  }
+  return sum;
+}
+
 void q8_0_act(const float* x, void* dst, int64_t n) {
   quantize_row(DType::Q8_0, x, dst, n);
 }
@@ -229,6 +238,7 @@ KernelTable make_scalar() {
   t.gemm_nr = 8;
   t.axpy_f32 = axpy_f32;
   t.axpy_f16 = axpy_f16;
+  t.exp_f32 = exp_f32;
   return t;
 }
 

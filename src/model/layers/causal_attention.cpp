@@ -4,6 +4,7 @@
 #include <cmath>
 #include <vector>
 
+#include "backend/cpu/kernels.h"
 #include "ops/sgemm.h"
 
 namespace corral {
@@ -34,23 +35,22 @@ Block block_of(int64_t b, int64_t T, const int32_t* start) {
 // softmax is computed (and its log-sum-exp stored); else exp(scale s - lse).
 void probabilities(const Block& bk, const int32_t* start, float scale, float* s, float* lse_out,
                    const float* lse_in) {
+  const ExpFn ex = kernels_best().exp_f32;
   for (int64_t i = 0; i < bk.n; ++i) {
     const int64_t t = bk.t0 + i, a = start[t] - bk.lo, e = t - bk.lo + 1;
     float* r = s + i * bk.span;
     std::fill(r, r + a, 0.f);
     std::fill(r + e, r + bk.span, 0.f);
     if (lse_in) {
-      const float l = lse_in[i];
-      for (int64_t j = a; j < e; ++j) r[j] = std::exp(scale * r[j] - l);
+      ex(e - a, r + a, scale, lse_in[i], r + a);
       continue;
     }
-    float mx = -INFINITY;
-    for (int64_t j = a; j < e; ++j) mx = std::max(mx, r[j] = scale * r[j]);
-    double sum = 0;
-    for (int64_t j = a; j < e; ++j) sum += (r[j] = std::exp(r[j] - mx));
+    float mx = -INFINITY;  // of the raw scores: scale > 0
+    for (int64_t j = a; j < e; ++j) mx = std::max(mx, r[j]);
+    const double sum = ex(e - a, r + a, scale, scale * mx, r + a);
     const float inv = float(1.0 / sum);
     for (int64_t j = a; j < e; ++j) r[j] *= inv;
-    lse_out[i] = mx + float(std::log(sum));
+    lse_out[i] = scale * mx + float(std::log(sum));
   }
 }
 
