@@ -77,11 +77,12 @@ void matmul_gemm(Context& ctx, const TensorView& w, const float* x, int64_t T, f
             k.gemm_micro(kc, wt + r * kc, kc, xp + ((g0 + g) * K + k0) * NR, ct + r * TB + g * NR,
                          TB, k0 > 0);
       }
-      for (int64_t r = 0; r < nr; ++r)
-        for (int64_t j = 0; j < ng * NR; ++j) {
-          const int64_t t = g0 * NR + j;
-          if (t < T) y[t * N + r0 + r] = ct[r * TB + j];
-        }
+      // Token-major so each write is a contiguous run of nr floats (y rows are N apart).
+      const int64_t nt_blk = std::min(ng * NR, T - g0 * NR);
+      for (int64_t j = 0; j < nt_blk; ++j) {
+        float* yr = y + (g0 * NR + j) * N + r0;
+        for (int64_t r = 0; r < nr; ++r) yr[r] = ct[r * TB + j];
+      }
     }
   });
 }
