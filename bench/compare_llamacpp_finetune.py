@@ -26,8 +26,8 @@ ap.add_argument("--llama-finetune", default=os.environ.get("LLAMA_FINETUNE", "")
 ap.add_argument("--corral", default=os.environ.get("CORRAL_BIN", os.path.join(here, "..", "build", "corral")))
 a = ap.parse_args()
 if not a.llama_finetune or not os.access(a.llama_finetune, os.X_OK):
-    sys.exit("give --llama-finetune PATH (built from node-llama-cpp's llama.cpp source: "
-             "cmake -DLLAMA_BUILD_EXAMPLES=ON --target llama-finetune)")
+    sys.exit("give --llama-finetune PATH (`bench/build-llamacpp finetune` builds it from node-llama-cpp's "
+             "llama.cpp source and prints its folder; run it with LD_LIBRARY_PATH set to that folder)")
 work = tempfile.mkdtemp(prefix="corral-ft-compare-")
 
 
