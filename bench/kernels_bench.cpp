@@ -10,6 +10,7 @@
 #include "backend/cpu/repack.h"
 #include "core/context.h"
 #include "format/quant.h"
+#include "model/layers/lora.h"
 #include "ops/matmul.h"
 #include "ops/transposed.h"
 
@@ -120,6 +121,37 @@ void BM_TransposedQ8(benchmark::State& st) {
   count_gflops(st, T, n_in, n_out);
 }
 
+// Training's LoRA products at rank 16, T = 512 (arg 0: the gate/up shape 2048 -> 8192, arg 1:
+// down 8192 -> 2048); forward (ax, y += s B ax) or backward (dA, dB and dx), as GFLOP/s of the
+// FLOPs the trainer counts (2 T r (n_in + n_out) forward, twice that backward).
+void lora_bench(benchmark::State& st, bool backward) {
+  const int64_t T = 512, r = 16, n_in = st.range(0) ? 8192 : 2048, n_out = st.range(0) ? 2048 : 8192;
+  Context& ctx = bench_context();
+  std::mt19937 g(3);
+  std::normal_distribution<float> nd(0, 1);
+  auto fill = [&](std::vector<float>& v, size_t n) {
+    v.resize(n);
+    for (auto& x : v) x = nd(g);
+  };
+  std::vector<float> a, b, x, y, ax, dy, da, db, dx, dax;
+  fill(a, size_t(r * n_in)), fill(b, size_t(n_out * r)), fill(x, size_t(T * n_in)), fill(y, size_t(T * n_out));
+  fill(ax, size_t(T * r)), fill(dy, size_t(T * n_out)), fill(da, size_t(r * n_in)), fill(db, size_t(n_out * r));
+  fill(dx, size_t(T * n_in)), fill(dax, size_t(T * r));
+  const LoraView v{a.data(), b.data(), n_in, n_out, r, 2.f};
+  for (auto _ : st) {
+    if (backward)
+      lora_backward(ctx, v, x.data(), T, ax.data(), dy.data(), da.data(), db.data(), dx.data(), dax.data());
+    else
+      lora_forward(ctx, v, x.data(), T, ax.data(), y.data());
+    benchmark::DoNotOptimize(y.data());
+  }
+  st.counters["GFLOP/s"] = benchmark::Counter((backward ? 4.0 : 2.0) * double(T * r * (n_in + n_out)),
+                                              benchmark::Counter::kIsIterationInvariantRate,
+                                              benchmark::Counter::OneK::kIs1000);
+}
+void BM_LoraForward(benchmark::State& st) { lora_bench(st, false); }
+void BM_LoraBackward(benchmark::State& st) { lora_bench(st, true); }
+
 const std::vector<int64_t> kTypes = {
     int64_t(DType::F32),  int64_t(DType::F16),  int64_t(DType::Q8_0), int64_t(DType::Q4_0),
     int64_t(DType::Q4_K), int64_t(DType::Q6_K), int64_t(DType::BF16)};
@@ -128,4 +160,6 @@ const std::vector<int64_t> kTypes = {
 
 BENCHMARK(BM_Dot)->ArgsProduct({kTypes});
 BENCHMARK(BM_TransposedQ8)->ArgsProduct({{0, 1}, {512}})->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_LoraForward)->Arg(0)->Arg(1)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_LoraBackward)->Arg(0)->Arg(1)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_Matmul)->ArgsProduct({kTypes, {1, 128}})->Unit(benchmark::kMillisecond)->UseRealTime();

@@ -78,15 +78,13 @@ void lora_forward(Context& ctx, const LoraView& m, const float* x, int64_t T, fl
 void lora_backward(Context& ctx, const LoraView& m, const float* x, int64_t T, const float* ax,
                    const float* dy, float* dA, float* dB, float* dx, float* dax) {
   const int64_t r = m.r;
-  // dax = s dy B [T][r], as dax^T = B^T dy^T [r][T] (r rows fill the micro-kernel; T columns).
-  std::vector<float> daxt(size_t(r * T));
-  ctx.pool->parallel_for(chunks(T, kCols), [&](int64_t c) {
+  // dax = s dy B [T][r]: dy's rows read in place (no transpose of the T x n_out gradient).
+  ctx.pool->parallel_for(chunks(T, kRows), [&](int64_t c) {
     thread_local SgemmScratch gs;
-    const int64_t t0 = c * kCols, n = std::min(kCols, T - t0);
-    sgemm(true, true, r, n, m.n_out, m.b, r, dy + t0 * m.n_out, m.n_out, daxt.data() + t0, T, false, gs);
+    const int64_t t0 = c * kRows, n = std::min(kRows, T - t0);
+    sgemm(false, false, n, r, m.n_out, dy + t0 * m.n_out, m.n_out, m.b, r, dax + t0 * r, r, false, gs);
+    for (int64_t i = t0 * r; i < (t0 + n) * r; ++i) dax[i] *= m.scale;
   });
-  for (int64_t t = 0; t < T; ++t)
-    for (int64_t j = 0; j < r; ++j) dax[t * r + j] = m.scale * daxt[size_t(j * T + t)];
   // dB^T = (s ax)^T dy [r][n_out], then dB [n_out][r] += its transpose; dA [r][n_in] += dax^T x.
   std::vector<float> sax(size_t(T * r)), dbt(size_t(r * m.n_out));
   for (int64_t i = 0; i < T * r; ++i) sax[size_t(i)] = m.scale * ax[i];
