@@ -49,7 +49,7 @@ l4=$work/llama4.gguf
 "$corral" convert "$fixtures/hf/llama4_moe_f32" "$l4" --tokenizer "$fixtures/llama2c/tok512.bin" 2>/dev/null
 lora_agrees lora_llama4 "$l4" 1,2,3 13 --lr 0.01
 lora_agrees lora_llama4_ffn "$l4" 1,2,3 13 --lr 0.01 --targets gate,up,down
-# And the Q8_0 quantization of it loads too.
+# And the Q8_0 quantization of the llama2.c model loads too.
 "$corral" quantize "$gguf" "$work/aidreams_q8.gguf" Q8_0 2>/dev/null
 node "$work/llamacpp_agree.mjs" "$work/aidreams_q8.gguf" "$ids" 8 >/dev/null
 echo "ok"
